@@ -119,7 +119,8 @@ impl ConfigTable {
         let table: toml::Table =
             self.entries.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect();
         serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| {
-            let message = err.inner().to_string();
+            // toml appends "in `key`" on a second line; the key is reported separately.
+            let message = err.inner().to_string().lines().next().unwrap_or_default().to_string();
             let path = err.path().to_string();
             // serde reports unknown and missing fields at the parent's path; the key is in
             // the message between backticks.

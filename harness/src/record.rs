@@ -1,0 +1,107 @@
+//! The per-request record: one line of requests.jsonl.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How a request ended. Every outcome is recorded; only `ok` counts as good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Served completely.
+    Ok,
+    /// The method returned an error (or panicked).
+    Error,
+    /// Exceeded the per-request timeout.
+    Timeout,
+    /// Refused by a queue bound or concurrency cap.
+    Rejected,
+    /// Released but never served because the run was aborted.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome, in report order.
+    pub const ALL: [Outcome; 5] = [Outcome::Ok, Outcome::Error, Outcome::Timeout, Outcome::Rejected, Outcome::Cancelled];
+
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Rejected => "rejected",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Everything measured about one request. Times are seconds from the replay start on the
+/// monotonic clock; durations are milliseconds; energy is joules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Method label.
+    pub method: String,
+    /// Workload name.
+    pub workload: String,
+    /// Request id within the schedule.
+    pub request_id: u64,
+    /// Trial number (repetitions of the same cell).
+    pub trial: u32,
+    /// Which method instance (worker) served it.
+    pub instance: Option<u32>,
+    /// Arrived during warm-up (by intended time): recorded, excluded from statistics.
+    pub warmup: bool,
+    /// Intended arrival.
+    pub intended_s: f64,
+    /// When the dispatcher released it into the queue.
+    pub dispatched_s: f64,
+    /// When a worker began serving it.
+    pub started_s: Option<f64>,
+    /// When the first token reached the sink.
+    pub first_token_s: Option<f64>,
+    /// When serving ended (success or failure).
+    pub finished_s: Option<f64>,
+    /// Time to first token, from intended arrival.
+    pub ttft_ms: Option<f64>,
+    /// End to end, from intended arrival to finish.
+    pub e2e_ms: Option<f64>,
+    /// Wait in the queue (started − dispatched).
+    pub queue_ms: Option<f64>,
+    /// Release lateness (dispatched − intended).
+    pub dispatch_lag_ms: f64,
+    /// Time the worker spent on it (finished − started).
+    pub service_ms: Option<f64>,
+    /// Mean time per output token after the first: (finished − first token) / (tokens − 1).
+    pub tpot_ms: Option<f64>,
+    /// Every inter-token latency (excludes TTFT).
+    pub itl_ms: Vec<f64>,
+    /// Prompt tokens under the method's tokenizer.
+    pub input_tokens: Option<u32>,
+    /// Tokens generated.
+    pub output_tokens: u32,
+    /// Requested maximum.
+    pub max_new_tokens: u32,
+    /// Why generation stopped (`length`, `eos`), for ok requests.
+    pub stop_reason: Option<String>,
+    /// Idle time removed before this arrival by time compression.
+    pub idle_skipped_s: f64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, for outcomes other than ok.
+    pub error: Option<String>,
+    /// Time per method phase.
+    pub phases_ms: BTreeMap<String, f64>,
+    /// Method counters.
+    pub counters: BTreeMap<String, f64>,
+    /// Dynamic energy (above idle). Needs an idle baseline; `None` until one is measured.
+    pub energy_dyn_j: Option<f64>,
+    /// Energy while the request was being served (time-share of the interval energy).
+    pub energy_active_j: Option<f64>,
+    /// Active energy plus an equal share of the energy of gaps with no request in service.
+    pub energy_amortized_j: Option<f64>,
+    /// The meter the energy came from.
+    pub energy_source: Option<String>,
+    /// Whether the energy is an estimate rather than a measurement.
+    pub energy_estimated: bool,
+}

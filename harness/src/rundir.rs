@@ -1,0 +1,164 @@
+//! The run directory: every file a run writes, written so nothing is lost.
+//!
+//! - `run.json` — provenance and status; written at start (`running`) and rewritten
+//!   atomically at the end (`complete` or `aborted`).
+//! - `requests.jsonl` — one [`RequestRecord`] per line, appended with one `write` as each
+//!   request completes (a crash keeps every finished record); rewritten atomically at the
+//!   end with the per-request energy filled in.
+//! - `summary.json` — per (method, workload) statistics with confidence intervals.
+//! - `timeline.csv` — every meter sample.
+//! - `histograms.hlog` — HDR latency histograms (µs) in the standard interval-log format,
+//!   one tagged interval per (method, workload, metric), mergeable across runs.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+
+use crate::meters::Timeline;
+use crate::runner::Histograms;
+use crate::{HarnessError, RequestRecord};
+
+/// An open run directory.
+pub struct RunDir {
+    path: PathBuf,
+    requests: File,
+}
+
+impl RunDir {
+    /// `ROOT/<suite>/<UTC stamp>`, the default location of a run.
+    pub fn default_path(root: &Path, suite: &str, stamp: &str) -> PathBuf {
+        root.join(suite).join(stamp)
+    }
+
+    /// Creates the directory (it must not exist or be empty) and opens requests.jsonl.
+    pub fn create(path: &Path) -> Result<RunDir, HarnessError> {
+        if path.exists() {
+            let mut entries = std::fs::read_dir(path).map_err(|e| {
+                HarnessError::io(path, e, "--out must be a directory oae can read, or a path that does not exist yet")
+            })?;
+            if entries.next().is_some() {
+                return Err(HarnessError::Invalid(format!(
+                    "{}: output directory is not empty; choose a new --out directory (runs are never mixed)",
+                    path.display()
+                )));
+            }
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| HarnessError::io(path, e, "choose an --out directory you can write to"))?;
+        let file = path.join("requests.jsonl");
+        let requests = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .map_err(|e| HarnessError::io(&file, e, "choose an --out directory you can write to"))?;
+        Ok(RunDir { path: path.to_path_buf(), requests })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record as a single line with a single write.
+    pub fn append_record(&mut self, record: &RequestRecord) -> Result<(), HarnessError> {
+        let mut line = serde_json::to_vec(record).map_err(|e| HarnessError::Invalid(format!("serializing a record: {e}")))?;
+        line.push(b'\n');
+        self.requests
+            .write_all(&line)
+            .map_err(|e| HarnessError::io(self.path.join("requests.jsonl"), e, "check free disk space"))
+    }
+
+    /// Writes `name` atomically (temporary file, then rename).
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), HarnessError> {
+        let target = self.path.join(name);
+        let tmp = self.path.join(format!(".{name}.tmp"));
+        let hint = "check free disk space and permissions";
+        let mut f = File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e, hint))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| HarnessError::io(&tmp, e, hint))?;
+        std::fs::rename(&tmp, &target).map_err(|e| HarnessError::io(&target, e, hint))
+    }
+
+    /// Writes `name` as pretty JSON, atomically.
+    pub fn write_json(&self, name: &str, value: &impl serde::Serialize) -> Result<(), HarnessError> {
+        let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| HarnessError::Invalid(format!("serializing {name}: {e}")))?;
+        bytes.push(b'\n');
+        self.write_atomic(name, &bytes)
+    }
+
+    /// Replaces requests.jsonl with `records` (same records, energy filled in), atomically.
+    pub fn rewrite_records(&mut self, records: &[RequestRecord]) -> Result<(), HarnessError> {
+        let mut out = Vec::with_capacity(records.len() * 512);
+        for r in records {
+            serde_json::to_writer(&mut out, r).map_err(|e| HarnessError::Invalid(format!("serializing a record: {e}")))?;
+            out.push(b'\n');
+        }
+        self.write_atomic("requests.jsonl", &out)?;
+        let file = self.path.join("requests.jsonl");
+        self.requests = OpenOptions::new().append(true).open(&file).map_err(|e| HarnessError::io(&file, e, "check permissions"))?;
+        Ok(())
+    }
+
+    /// Writes timeline.csv: `t_s,domain,source,kind,energy_j,power_w`.
+    pub fn write_timeline(&self, timeline: &Timeline) -> Result<(), HarnessError> {
+        let mut out = String::from("t_s,domain,source,kind,energy_j,power_w\n");
+        for s in &timeline.samples {
+            let m = &timeline.meters[s.meter];
+            let kind = serde_json::to_value(m.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let power = s.power_w.map(|p| format!("{p:.6}")).unwrap_or_default();
+            out.push_str(&format!("{:.6},{},{},{},{:.6},{}\n", s.t_s, m.domain, m.name, kind, s.energy_j, power));
+        }
+        self.write_atomic("timeline.csv", out.as_bytes())
+    }
+
+    /// Writes histograms.hlog: one interval per (method, workload, metric), tagged
+    /// `method|workload|metric` (characters the format forbids in tags become `_`).
+    pub fn write_histograms(&self, cells: &[(String, String, f64, f64, &Histograms)]) -> Result<(), HarnessError> {
+        let mut buf = Vec::new();
+        let mut ser = V2DeflateSerializer::new();
+        let err = |e: String| HarnessError::Invalid(format!("writing histograms.hlog: {e}"));
+        {
+            let mut w = IntervalLogWriterBuilder::new()
+                .add_comment("oae latency histograms, microseconds; tag = method|workload|metric")
+                .begin_log_with(&mut buf, &mut ser)
+                .map_err(|e| err(e.to_string()))?;
+            for (method, workload, start_s, dur_s, hists) in cells {
+                for (metric, h) in &hists.by_metric {
+                    let tag: String = format!("{method}|{workload}|{metric}")
+                        .chars()
+                        .map(|c| if matches!(c, ',' | ' ' | '\r' | '\n') { '_' } else { c })
+                        .collect();
+                    let start = std::time::Duration::from_secs_f64(start_s.max(0.0));
+                    let dur = std::time::Duration::from_secs_f64(dur_s.max(0.0));
+                    w.write_histogram(h, start, dur, Tag::new(&tag)).map_err(|e| err(format!("{e:?}")))?;
+                }
+            }
+        }
+        self.write_atomic("histograms.hlog", &buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_non_empty_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x"), "1").unwrap();
+        let e = RunDir::create(d.path()).err().unwrap().to_string();
+        assert!(e.contains("not empty"), "{e}");
+    }
+
+    #[test]
+    fn unwritable_path_is_an_io_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        // A directory below a regular file can never be created.
+        let e = RunDir::create(&file.join("run")).err().unwrap().to_string();
+        assert!(e.contains("/f/run"), "{e}");
+    }
+}

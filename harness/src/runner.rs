@@ -1,0 +1,348 @@
+//! The open-loop runner: one dispatcher, a FIFO queue, one worker per method instance.
+//!
+//! The dispatcher releases each arrival at its intended instant (sleep, then spin the last
+//! stretch) regardless of how busy the workers are, so a slow method accumulates queue
+//! wait that shows up in TTFT and E2E — latencies are measured from the intended arrival,
+//! never from when a worker got around to it. Workers serve FIFO. Completed records flow
+//! to the calling thread, which appends each to requests.jsonl at once (see
+//! [`crate::rundir`]) so a crash keeps everything finished so far.
+//!
+//! **Overhead model:** per request the harness takes four `Instant::now()` stamps plus one
+//! per token, builds a [`RequestRecord`], records it into five HDR histograms and appends
+//! one JSON line (one `write` syscall); `benches/bookkeeping.rs` measures this. The
+//! dispatcher busy-waits at most [`crate::clock::SPIN_MARGIN`] per release.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use oae_workloads::{Arrival, Schedule};
+
+use crate::clock::{secs_since, wait_until};
+use crate::{HarnessError, Method, Outcome, Probe, RequestRecord, TokenSink};
+
+/// What one (method, workload, trial) replay needs.
+pub struct CellPlan<'a> {
+    /// Method label.
+    pub method: &'a str,
+    /// The schedule to replay.
+    pub schedule: &'a Schedule,
+    /// Arrivals intended before this are recorded but marked warm-up.
+    pub warmup: Duration,
+    /// Trial number.
+    pub trial: u32,
+}
+
+/// The result of one replay.
+pub struct CellRun {
+    /// Every record, in completion order.
+    pub records: Vec<RequestRecord>,
+    /// The replay's start (its intended time zero).
+    pub t0: Instant,
+    /// When the last record completed.
+    pub end: Instant,
+    /// Whether the replay was stopped before every arrival was served.
+    pub aborted: bool,
+    /// The method instances, handed back for the next workload.
+    pub instances: Vec<Box<dyn Method>>,
+}
+
+/// Timestamps of one served request, as stamped by the worker.
+#[derive(Debug, Clone)]
+pub struct Stamps {
+    /// Released into the queue.
+    pub dispatched: Instant,
+    /// Taken by a worker (`None` if never served).
+    pub started: Option<Instant>,
+    /// Each token's arrival at the sink.
+    pub tokens: Vec<Instant>,
+    /// Serving ended.
+    pub finished: Option<Instant>,
+}
+
+/// What a worker learned about a request besides its timestamps.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Which instance served it.
+    pub instance: Option<u32>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, when not ok.
+    pub error: Option<String>,
+    /// Prompt tokens under the method's tokenizer.
+    pub input_tokens: Option<u32>,
+    /// Why generation stopped.
+    pub stop_reason: Option<String>,
+    /// Phase times, ms.
+    pub phases_ms: BTreeMap<String, f64>,
+    /// Counters.
+    pub counters: BTreeMap<String, f64>,
+}
+
+/// Builds the record of one request from its timestamps (all relative to `t0`).
+pub fn build_record(plan: &CellPlan<'_>, arrival: &Arrival, t0: Instant, stamps: &Stamps, served: Served) -> RequestRecord {
+    let s = |t: Instant| secs_since(t0, t);
+    let ms = |a: Instant, b: Instant| secs_since(a, b) * 1e3;
+    let intended = t0 + arrival.at;
+    let first = stamps.tokens.first().copied();
+    let n = stamps.tokens.len();
+    RequestRecord {
+        method: plan.method.to_string(),
+        workload: plan.schedule.workload.clone(),
+        request_id: arrival.request.id,
+        trial: plan.trial,
+        instance: served.instance,
+        warmup: arrival.at < plan.warmup,
+        intended_s: arrival.at.as_secs_f64(),
+        dispatched_s: s(stamps.dispatched),
+        started_s: stamps.started.map(s),
+        first_token_s: first.map(s),
+        finished_s: stamps.finished.map(s),
+        ttft_ms: first.map(|f| ms(intended, f)),
+        e2e_ms: stamps.finished.map(|f| ms(intended, f)),
+        queue_ms: stamps.started.map(|st| ms(stamps.dispatched, st)),
+        dispatch_lag_ms: ms(intended, stamps.dispatched),
+        service_ms: stamps.started.zip(stamps.finished).map(|(a, b)| ms(a, b)),
+        tpot_ms: match (first, stamps.finished) {
+            (Some(f), Some(end)) if n > 1 => Some(ms(f, end) / (n - 1) as f64),
+            _ => None,
+        },
+        itl_ms: stamps.tokens.windows(2).map(|w| ms(w[0], w[1])).collect(),
+        input_tokens: served.input_tokens,
+        output_tokens: n as u32,
+        max_new_tokens: arrival.request.max_new_tokens,
+        stop_reason: served.stop_reason,
+        idle_skipped_s: arrival.skipped.as_secs_f64(),
+        outcome: served.outcome,
+        error: served.error,
+        phases_ms: served.phases_ms,
+        counters: served.counters,
+        energy_dyn_j: None,
+        energy_active_j: None,
+        energy_amortized_j: None,
+        energy_source: None,
+        energy_estimated: false,
+    }
+}
+
+/// Latency histograms of one cell, microseconds, 3 significant digits, 1 µs to 1 hour.
+pub struct Histograms {
+    /// (metric name, histogram), e.g. `ttft_us`.
+    pub by_metric: Vec<(&'static str, Histogram<u64>)>,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        let h = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid");
+        Self {
+            by_metric: vec![
+                ("ttft_us", h()),
+                ("e2e_us", h()),
+                ("itl_us", h()),
+                ("queue_us", h()),
+                ("dispatch_lag_us", h()),
+            ],
+        }
+    }
+}
+
+impl Histograms {
+    /// Records one non-warm-up request (latencies of ok requests; lag of every request).
+    pub fn record(&mut self, r: &RequestRecord) {
+        if r.warmup {
+            return;
+        }
+        let us = |ms: f64| (ms * 1e3).round().max(1.0) as u64;
+        let ok = r.outcome == Outcome::Ok;
+        for (name, h) in &mut self.by_metric {
+            match *name {
+                "ttft_us" if ok => r.ttft_ms.into_iter().for_each(|v| h.saturating_record(us(v))),
+                "e2e_us" if ok => r.e2e_ms.into_iter().for_each(|v| h.saturating_record(us(v))),
+                "itl_us" if ok => r.itl_ms.iter().for_each(|&v| h.saturating_record(us(v))),
+                "queue_us" => r.queue_ms.into_iter().for_each(|v| h.saturating_record(us(v))),
+                "dispatch_lag_us" => h.saturating_record(us(r.dispatch_lag_ms)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A FIFO of released requests shared by the workers.
+struct Queue {
+    inner: Mutex<(VecDeque<(usize, Instant)>, bool)>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn push(&self, job: (usize, Instant)) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.push_back(job);
+        self.ready.notify_one();
+    }
+    fn close(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.ready.notify_all();
+    }
+    /// Next job, or `None` once closed and drained.
+    fn pop(&self) -> Option<(usize, Instant)> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(j) = g.0.pop_front() {
+                return Some(j);
+            }
+            if g.1 {
+                return None;
+            }
+            g = self.ready.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+struct TimingSink<'a> {
+    tokens: &'a mut Vec<Instant>,
+}
+
+impl TokenSink for TimingSink<'_> {
+    fn token(&mut self, _id: u32) {
+        self.tokens.push(Instant::now());
+    }
+}
+
+/// Lead time between starting the threads and the replay's time zero.
+const LEAD: Duration = Duration::from_millis(50);
+
+/// Replays `plan.schedule` against `instances`, calling `on_record` for each completed
+/// request on the calling thread. Setting `stop` ends the replay early: requests not yet
+/// released are not sent, released ones still queued are recorded as `cancelled`.
+pub fn run_cell(
+    plan: &CellPlan<'_>,
+    instances: Vec<Box<dyn Method>>,
+    stop: &AtomicBool,
+    on_record: &mut dyn FnMut(&RequestRecord) -> Result<(), HarnessError>,
+) -> Result<CellRun, HarnessError> {
+    if instances.is_empty() {
+        return Err(HarnessError::Invalid(format!("method `{}` has no instances to run", plan.method)));
+    }
+    let arrivals = &plan.schedule.arrivals;
+    let queue = Queue { inner: Mutex::new((VecDeque::new(), false)), ready: Condvar::new() };
+    let (tx, rx) = mpsc::channel::<RequestRecord>();
+    let t0 = Instant::now() + LEAD;
+    let mut records = Vec::with_capacity(arrivals.len());
+    let mut sink_error = None;
+
+    let returned = std::thread::scope(|scope| {
+        let queue = &queue;
+        scope.spawn(move || {
+            for (i, a) in arrivals.iter().enumerate() {
+                if !wait_until(t0 + a.at, stop) {
+                    break;
+                }
+                queue.push((i, Instant::now()));
+            }
+            queue.close();
+        });
+        let workers: Vec<_> = instances
+            .into_iter()
+            .enumerate()
+            .map(|(w, mut method)| {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    while let Some((i, dispatched)) = queue.pop() {
+                        let arrival = &arrivals[i];
+                        let mut stamps = Stamps { dispatched, started: None, tokens: Vec::new(), finished: None };
+                        let served = if stop.load(Ordering::Relaxed) {
+                            Served {
+                                instance: None,
+                                outcome: Outcome::Cancelled,
+                                error: Some("run aborted before this request was served".into()),
+                                input_tokens: None,
+                                stop_reason: None,
+                                phases_ms: BTreeMap::new(),
+                                counters: BTreeMap::new(),
+                            }
+                        } else {
+                            serve_one(method.as_mut(), w as u32, arrival, &mut stamps)
+                        };
+                        if tx.send(build_record(plan, arrival, t0, &stamps, served)).is_err() {
+                            break;
+                        }
+                    }
+                    method
+                })
+            })
+            .collect();
+        drop(tx);
+        for rec in rx {
+            if sink_error.is_none() {
+                if let Err(e) = on_record(&rec) {
+                    stop.store(true, Ordering::Relaxed);
+                    sink_error = Some(e);
+                }
+            }
+            records.push(rec);
+        }
+        workers.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+    });
+    let end = Instant::now();
+    let mut instances = Vec::new();
+    for r in returned {
+        match r {
+            Ok(m) => instances.push(m),
+            Err(_) => return Err(HarnessError::Invalid(format!("a worker of `{}` panicked outside a request", plan.method))),
+        }
+    }
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
+    let aborted = records.len() < arrivals.len() || records.iter().any(|r| r.outcome == Outcome::Cancelled);
+    Ok(CellRun { records, t0, end, aborted, instances })
+}
+
+fn serve_one(method: &mut dyn Method, instance: u32, arrival: &Arrival, stamps: &mut Stamps) -> Served {
+    let mut probe = Probe::default();
+    stamps.started = Some(Instant::now());
+    let result = {
+        let mut sink = TimingSink { tokens: &mut stamps.tokens };
+        catch_unwind(AssertUnwindSafe(|| {
+            let r = method.serve(&arrival.request, &mut sink, &mut probe);
+            method.sync().and(r)
+        }))
+    };
+    stamps.finished = Some(Instant::now());
+    let (phases_ms, counters) = probe.finish();
+    let mut served = Served {
+        instance: Some(instance),
+        outcome: Outcome::Ok,
+        error: None,
+        input_tokens: None,
+        stop_reason: None,
+        phases_ms,
+        counters,
+    };
+    match result {
+        Ok(Ok(c)) => {
+            served.input_tokens = Some(c.input_tokens);
+            served.stop_reason = Some(c.stop.as_str().to_string());
+        }
+        Ok(Err(e)) => {
+            served.outcome = Outcome::Error;
+            served.error = Some(e.to_string());
+            method.reset();
+        }
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            served.outcome = Outcome::Error;
+            served.error = Some(format!("method panicked: {msg}"));
+            method.reset();
+        }
+    }
+    served
+}

@@ -1,0 +1,333 @@
+//! The TOML suite: what to run, against which methods, for how long.
+//!
+//! ```toml
+//! name = "quick"                       # optional; defaults to the file stem
+//! [run]
+//! seed = 42
+//! requests = 90                        # or duration_s = 60 (exactly one)
+//! warmup_s = 3.0                       # arrivals before this are recorded, not counted
+//! idle_gap_cap_s = 2.0                 # optional time compression
+//! [[workloads]]
+//! name = "sporadic"
+//! arrival = { process = "poisson", rate_qps = 3.0 }
+//! input_tokens = { dist = "uniform", min = 16, max = 96 }
+//! output_tokens = 32
+//! [[methods]]
+//! id = "dense"                         # registry id (`oae list methods`)
+//! label = "dense-greedy"               # optional; defaults to id
+//! temperature = 0.0                    # every other key is the method's own config
+//! ```
+//!
+//! Every section is parsed with unknown keys rejected, and every error names the file, the
+//! line and the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use oae_workloads::config::{ConfigTable, PositiveF64, PositiveU64, SourceFile, SpannedEntries, toml_error};
+use oae_workloads::workload::WorkloadEntry;
+use oae_workloads::{ConfigError, Limit, WorkloadSpec};
+
+use crate::{DeviceSpec, HarnessError, MethodSpec};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteFile {
+    name: Option<Spanned<String>>,
+    description: Option<String>,
+    run: Spanned<RunSection>,
+    workloads: Vec<WorkloadEntry>,
+    methods: Vec<Spanned<SpannedEntries>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunSection {
+    #[serde(default)]
+    seed: u64,
+    requests: Option<PositiveU64>,
+    duration_s: Option<PositiveF64>,
+    #[serde(default)]
+    warmup_s: Option<Spanned<f64>>,
+    idle_gap_cap_s: Option<PositiveF64>,
+    #[serde(default)]
+    device: Option<Spanned<String>>,
+    sample_interval_ms: Option<PositiveF64>,
+    confidence: Option<Spanned<f64>>,
+}
+
+/// Run-wide settings from `[run]`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Seed of every random choice in the run.
+    pub seed: u64,
+    /// Requests per workload, or replay duration.
+    pub limit: Limit,
+    /// Warm-up window by intended arrival time.
+    pub warmup: Duration,
+    /// Idle gaps longer than this are compressed.
+    pub idle_gap_cap: Option<Duration>,
+    /// Device for every method.
+    pub device: DeviceSpec,
+    /// Energy sampler grid.
+    pub sample_interval: Duration,
+    /// Two-sided confidence level for every interval reported.
+    pub confidence: f64,
+}
+
+/// A `[[methods]]` entry.
+#[derive(Debug, Clone)]
+pub struct MethodEntry {
+    /// Registry id.
+    pub id: String,
+    /// Unique label in this suite.
+    pub label: String,
+    /// Parallel instances (workers) serving the FIFO queue.
+    pub instances: u32,
+    /// The method's own keys.
+    pub config: ConfigTable,
+    /// Byte offset of the `id` value, for errors about it.
+    id_offset: usize,
+}
+
+/// A parsed, validated suite.
+#[derive(Debug)]
+pub struct Suite {
+    /// Suite name (used in the default run directory).
+    pub name: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// The source text and its label.
+    pub source: Arc<SourceFile>,
+    /// SHA-256 of the source text, hex.
+    pub sha256: String,
+    /// `[run]`.
+    pub run: RunConfig,
+    /// `[[workloads]]`.
+    pub workloads: Vec<WorkloadSpec>,
+    /// `[[methods]]`.
+    pub methods: Vec<MethodEntry>,
+}
+
+impl Suite {
+    /// Reads and parses a suite file.
+    pub fn load(path: &Path) -> Result<Suite, HarnessError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| HarnessError::io(path, e, "pass the path of a suite TOML file, e.g. suites/quick.toml"))?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("suite").to_string();
+        Ok(Suite::parse(&path.display().to_string(), &text, &stem)?)
+    }
+
+    /// Parses suite text; `label` names it in errors, `default_name` is used without `name`.
+    pub fn parse(label: &str, text: &str, default_name: &str) -> Result<Suite, ConfigError> {
+        let source = SourceFile::new(label, text);
+        let file: SuiteFile = toml::from_str(text).map_err(|e| toml_error(&source, "", &e))?;
+        let sha256 = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+
+        let name = match &file.name {
+            Some(n) => {
+                let v = n.get_ref().trim();
+                if v.is_empty() || v.contains(['/', '\\']) || v.starts_with('.') {
+                    return Err(source.error_at(n.span().start, "name", "must be a non-empty name without slashes"));
+                }
+                v.to_string()
+            }
+            None => default_name.to_string(),
+        };
+        let run = run_config(&source, file.run)?;
+
+        if file.workloads.is_empty() {
+            return Err(source.error_at(text.len(), "workloads", "the suite has no [[workloads]]; add at least one"));
+        }
+        let mut workloads = Vec::new();
+        let mut seen = BTreeMap::new();
+        for (i, w) in file.workloads.into_iter().enumerate() {
+            let offset = w.name.span().start;
+            let spec = WorkloadSpec::from_entry(w, &source, i)?;
+            if seen.insert(spec.name.clone(), i).is_some() {
+                return Err(source.error_at(offset, &format!("workloads[{i}].name"), format!("duplicate workload name `{}`", spec.name)));
+            }
+            workloads.push(spec);
+        }
+
+        if file.methods.is_empty() {
+            return Err(source.error_at(text.len(), "methods", "the suite has no [[methods]]; add at least one (see `oae list methods`)"));
+        }
+        let mut methods = Vec::new();
+        let mut labels = BTreeMap::new();
+        for (i, m) in file.methods.into_iter().enumerate() {
+            let span = m.span();
+            let mut table = ConfigTable::new(source.clone(), format!("methods[{i}]"), span, m.into_inner());
+            let id = take_string(&mut table, "id")?.ok_or_else(|| table.error("id", "missing key `id`; see `oae list methods`"))?;
+            let label = take_string(&mut table, "label")?;
+            let instances = match table.take("instances") {
+                None => 1,
+                Some(v) => match v.get_ref().as_integer() {
+                    Some(n) if (1..=1024).contains(&n) => n as u32,
+                    _ => return Err(source.error_at(v.span().start, &table.key_path("instances"), "must be a whole number from 1 to 1024")),
+                },
+            };
+            let label_text = label.as_ref().map(|l| l.0.clone()).unwrap_or_else(|| id.0.clone());
+            if label_text.trim().is_empty() || label_text.contains(['/', '\\']) || label_text.chars().any(char::is_control) {
+                let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
+                return Err(source.error_at(at, &table.key_path("label"), "must be a non-empty label without slashes or control characters"));
+            }
+            if labels.insert(label_text.clone(), i).is_some() {
+                let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
+                return Err(source.error_at(
+                    at,
+                    &table.key_path("label"),
+                    format!("two methods are labelled `{label_text}`; give each a unique `label`"),
+                ));
+            }
+            methods.push(MethodEntry { id: id.0, label: label_text, instances, config: table, id_offset: id.1 });
+        }
+        Ok(Suite { name, description: file.description, source, sha256, run, workloads, methods })
+    }
+
+    /// Checks every method id against the registry, listing the valid ones on error.
+    pub fn check_methods(&self, registry: &[&'static dyn MethodSpec]) -> Result<(), ConfigError> {
+        for m in &self.methods {
+            if !registry.iter().any(|s| s.id() == m.id) {
+                let valid: Vec<_> = registry.iter().map(|s| s.id()).collect();
+                return Err(self.source.error_at(
+                    m.id_offset,
+                    &m.config.key_path("id"),
+                    format!("unknown method `{}`; valid ids: {}", m.id, valid.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes a string key, returning (value, byte offset).
+fn take_string(table: &mut ConfigTable, key: &str) -> Result<Option<(String, usize)>, ConfigError> {
+    match table.take(key) {
+        None => Ok(None),
+        Some(v) => match v.get_ref().as_str() {
+            Some(s) => Ok(Some((s.to_string(), v.span().start))),
+            None => Err(table.source().error_at(v.span().start, &table.key_path(key), "must be a string")),
+        },
+    }
+}
+
+fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig, ConfigError> {
+    let at = run.span().start;
+    let run = run.into_inner();
+    let limit = match (run.requests, run.duration_s) {
+        (Some(n), None) => Limit::Count(n.get()),
+        (None, Some(d)) => Limit::Duration(Duration::from_secs_f64(d.get())),
+        (Some(_), Some(_)) => return Err(source.error_at(at, "run", "set either `requests` or `duration_s`, not both")),
+        (None, None) => return Err(source.error_at(at, "run", "set `requests = N` or `duration_s = S` to say how long to run")),
+    };
+    let warmup = match run.warmup_s {
+        None => Duration::ZERO,
+        Some(w) if w.get_ref().is_finite() && *w.get_ref() >= 0.0 => Duration::from_secs_f64(*w.get_ref()),
+        Some(w) => return Err(source.error_at(w.span().start, "run.warmup_s", format!("must be a number of seconds >= 0, got {}", w.get_ref()))),
+    };
+    let device = match run.device {
+        None => DeviceSpec::Cpu,
+        Some(d) => d.get_ref().parse().map_err(|e: String| source.error_at(d.span().start, "run.device", e))?,
+    };
+    let confidence = match run.confidence {
+        None => crate::stats::CONFIDENCE,
+        Some(c) if *c.get_ref() > 0.5 && *c.get_ref() < 1.0 => *c.get_ref(),
+        Some(c) => return Err(source.error_at(c.span().start, "run.confidence", format!("must be between 0.5 and 1 (e.g. 0.95), got {}", c.get_ref()))),
+    };
+    let sample_interval = Duration::from_secs_f64(run.sample_interval_ms.map(|m| m.get()).unwrap_or(100.0) / 1e3);
+    if sample_interval < Duration::from_millis(1) {
+        return Err(source.error_at(at, "run.sample_interval_ms", "must be at least 1 ms"));
+    }
+    Ok(RunConfig {
+        seed: run.seed,
+        limit,
+        warmup,
+        idle_gap_cap: run.idle_gap_cap_s.map(|c| Duration::from_secs_f64(c.get())),
+        device,
+        sample_interval,
+        confidence,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+[run]
+seed = 7
+requests = 10
+warmup_s = 1.0
+
+[[workloads]]
+name = "w"
+arrival = { process = "constant", rate_qps = 5 }
+input_tokens = 8
+output_tokens = 4
+
+[[methods]]
+id = "mock"
+service_ms = 3
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        Suite::parse("s.toml", text, "s").unwrap_err()
+    }
+
+    #[test]
+    fn parses_a_valid_suite() {
+        let s = Suite::parse("s.toml", OK, "s").unwrap();
+        assert_eq!(s.name, "s");
+        assert_eq!(s.run.limit, Limit::Count(10));
+        assert_eq!(s.methods[0].label, "mock");
+        assert!(s.methods[0].config.contains("service_ms"));
+        assert!(!s.methods[0].config.contains("id"));
+    }
+
+    #[test]
+    fn unknown_run_key_is_located() {
+        let e = err(&OK.replace("seed = 7", "seed = 7\nsede = 8"));
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("unknown field") && e.message.contains("sede"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let e = err(&OK.replace("requests = 10", "requests = 0"));
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("greater than 0"));
+        let e = err(&OK.replace("rate_qps = 5", "rate_qps = -1"));
+        assert_eq!((e.line, e.key.as_str()), (9, "workloads[0].arrival.rate_qps"), "{e}");
+        let e = err(&OK.replace("output_tokens = 4", "output_tokens = 0"));
+        assert_eq!(e.line, 11, "{e}");
+        let e = err(&OK.replace("warmup_s = 1.0", "warmup_s = -2.0"));
+        assert_eq!((e.line, e.key.as_str()), (5, "run.warmup_s"), "{e}");
+    }
+
+    #[test]
+    fn requests_xor_duration() {
+        assert!(err(&OK.replace("requests = 10", "requests = 10\nduration_s = 5")).message.contains("not both"));
+        assert!(err(&OK.replace("requests = 10", "")).message.contains("requests = N"));
+    }
+
+    #[test]
+    fn duplicate_labels_and_missing_sections() {
+        let twice = format!("{OK}\n[[methods]]\nid = \"mock\"\n");
+        assert!(err(&twice).message.contains("unique `label`"));
+        let e = err("[run]\nrequests = 1\n[[methods]]\nid = \"x\"\n");
+        assert!(e.message.contains("workloads"), "{e}");
+    }
+
+    #[test]
+    fn malformed_toml_is_located() {
+        let e = err(&OK.replace("seed = 7", "seed = = 7"));
+        assert_eq!((e.file.as_str(), e.line), ("s.toml", 3));
+    }
+}
