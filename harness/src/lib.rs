@@ -24,7 +24,7 @@ pub mod suite;
 pub mod summary;
 
 pub use error::{HarnessError, MethodError};
-pub use method::{BuildContext, Completion, ConfigKey, DeviceSpec, Method, MethodSpec, Probe, TokenSink};
+pub use method::{BuildContext, Completion, ConfigKey, DeviceSpec, Method, MethodSpec, Probe, StopReason, TokenSink};
 pub use meters::{EnergyKind, Meter, MeterReading, MeterSpec};
 pub use record::{Outcome, RequestRecord};
 

@@ -1,1 +1,24 @@
+//! oae-methods: the model core and the inference methods oae benchmarks.
+//!
+//! The model core ([`model`]) is one instrumented Llama-family decoder built from candle
+//! ops, with an explicit KV cache and all-position logits, that every adapter drives. Each
+//! adapter lives in its own folder and registers with one line in [`registry`]:
+//!
+//! - `dense` — the baseline: prefill + KV-cache decode, greedy or seeded top-k/top-p.
+//! - `mock` — the harness's test double: fixed service time and failure pattern, no model.
+//!
+//! This is the only crate that depends on candle.
 
+pub mod dense;
+mod error;
+pub mod mock;
+pub mod model;
+
+pub use error::Error;
+
+use oae_harness::MethodSpec;
+
+/// Every method oae can run, one line each.
+pub fn registry() -> Vec<&'static dyn MethodSpec> {
+    vec![&dense::SPEC, &mock::SPEC]
+}

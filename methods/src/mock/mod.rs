@@ -1,0 +1,126 @@
+//! `mock` — the harness's test double: no model, fixed service time, scripted failures.
+//!
+//! Serving a request sleeps `prefill_ms`, emits the first token, then emits one token every
+//! `decode_ms_per_token` until `tokens` (default: the request's `max_new_tokens`). Failures
+//! are scripted by request id so tests and CI can check that failed requests are recorded
+//! and counted: `fail_every = N` fails ids N−1, 2N−1, ...; `fail_ids` and `panic_ids` list
+//! ids to fail with an error or a panic; `fail_setup` makes `prepare()` fail.
+//!
+//! **Overhead model:** none beyond the configured sleeps (which overshoot by the OS timer
+//! slack, typically < 0.1 ms); use it to measure the harness itself.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, MethodSpec, Probe, StopReason, TokenSink};
+use oae_workloads::Request;
+use oae_workloads::config::{ConfigTable, PositiveU32};
+
+/// The registry entry.
+pub struct Spec;
+/// The registry entry, for [`crate::registry`].
+pub static SPEC: Spec = Spec;
+
+/// Configuration of the mock method.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MockConfig {
+    /// Time before the first token, ms.
+    pub prefill_ms: f64,
+    /// Time per later token, ms.
+    pub decode_ms_per_token: f64,
+    /// Tokens per request (default: the request's max_new_tokens).
+    pub tokens: Option<PositiveU32>,
+    /// Fail every Nth request (ids N−1, 2N−1, ...); 0 = never.
+    pub fail_every: u64,
+    /// Request ids that fail with an error.
+    pub fail_ids: Vec<u64>,
+    /// Request ids that panic.
+    pub panic_ids: Vec<u64>,
+    /// Setup time, ms.
+    pub setup_ms: f64,
+    /// Make setup fail.
+    pub fail_setup: bool,
+}
+
+impl MethodSpec for Spec {
+    fn id(&self) -> &'static str {
+        "mock"
+    }
+    fn about(&self) -> &'static str {
+        "test double: fixed service time and scripted failures, no model"
+    }
+    fn keys(&self) -> &'static [ConfigKey] {
+        &[
+            ConfigKey { name: "prefill_ms", default: "0", help: "time before the first token" },
+            ConfigKey { name: "decode_ms_per_token", default: "0", help: "time per later token" },
+            ConfigKey { name: "tokens", default: "max_new_tokens", help: "tokens per request" },
+            ConfigKey { name: "fail_every", default: "0", help: "fail request ids N-1, 2N-1, ... (0 = never)" },
+            ConfigKey { name: "fail_ids", default: "[]", help: "request ids that return an error" },
+            ConfigKey { name: "panic_ids", default: "[]", help: "request ids that panic" },
+            ConfigKey { name: "setup_ms", default: "0", help: "time spent in prepare()" },
+            ConfigKey { name: "fail_setup", default: "false", help: "make prepare() fail" },
+        ]
+    }
+    fn build(&self, config: &ConfigTable, _ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
+        let cfg: MockConfig = config.decode()?;
+        for (key, v) in [("prefill_ms", cfg.prefill_ms), ("decode_ms_per_token", cfg.decode_ms_per_token), ("setup_ms", cfg.setup_ms)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(config.error(key, format!("must be a number of milliseconds >= 0, got {v}")).into());
+            }
+        }
+        Ok(Box::new(Mock { cfg }))
+    }
+}
+
+/// A mock instance.
+pub struct Mock {
+    cfg: MockConfig,
+}
+
+impl Mock {
+    /// A mock built directly from its config (for tests of the harness).
+    pub fn new(cfg: MockConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+fn sleep_ms(ms: f64) {
+    if ms > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(ms / 1e3));
+    }
+}
+
+impl Method for Mock {
+    fn prepare(&mut self) -> Result<(), MethodError> {
+        sleep_ms(self.cfg.setup_ms);
+        if self.cfg.fail_setup {
+            return Err(MethodError::failed("mock setup failed (fail_setup = true)"));
+        }
+        Ok(())
+    }
+
+    fn serve(&mut self, request: &Request, sink: &mut dyn TokenSink, probe: &mut Probe) -> Result<Completion, MethodError> {
+        let id = request.id;
+        probe.phase("prefill");
+        sleep_ms(self.cfg.prefill_ms);
+        if self.cfg.panic_ids.contains(&id) {
+            panic!("mock panic for request {id} (panic_ids)");
+        }
+        let every = self.cfg.fail_every;
+        if self.cfg.fail_ids.contains(&id) || (every > 0 && (id + 1) % every == 0) {
+            return Err(MethodError::failed(format!("mock failure for request {id}")));
+        }
+        let n = self.cfg.tokens.map(|t| t.get()).unwrap_or(request.max_new_tokens);
+        probe.phase("decode");
+        for i in 0..n {
+            if i > 0 {
+                sleep_ms(self.cfg.decode_ms_per_token);
+            }
+            sink.token(i);
+        }
+        probe.end();
+        Ok(Completion { input_tokens: request.prompt.len() as u32, stop: StopReason::Length })
+    }
+}

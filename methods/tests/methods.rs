@@ -1,0 +1,95 @@
+//! The dense and mock methods through the harness's Method socket.
+
+use oae_harness::{BuildContext, DeviceSpec, Method, Probe, TokenSink};
+use oae_workloads::Request;
+use oae_workloads::config::ConfigTable;
+
+struct Collect(Vec<u32>);
+impl TokenSink for Collect {
+    fn token(&mut self, id: u32) {
+        self.0.push(id);
+    }
+}
+
+fn build(id: &str, toml: &str) -> Result<Box<dyn Method>, oae_harness::MethodError> {
+    let spec = oae_methods::registry().into_iter().find(|s| s.id() == id).unwrap();
+    let table = ConfigTable::parse("m.toml", toml).unwrap();
+    spec.build(&table, &BuildContext { device: DeviceSpec::Cpu, seed: 0, label: id.into(), instance: 0 })
+}
+
+fn request(id: u64, prompt: &str, n: u32) -> Request {
+    Request { id, prompt: prompt.into(), max_new_tokens: n, target_input_tokens: prompt.len() as u32 }
+}
+
+fn generate(m: &mut dyn Method, r: &Request) -> (Vec<u32>, std::collections::BTreeMap<String, f64>) {
+    let mut sink = Collect(Vec::new());
+    let mut probe = Probe::default();
+    m.serve(r, &mut sink, &mut probe).unwrap();
+    let (phases, _) = probe.finish();
+    (sink.0, phases)
+}
+
+#[test]
+fn dense_greedy_is_deterministic_and_streams_every_token() {
+    let cfg = "ignore_eos = true\nmodel = { kind = \"synthetic\", max_seq = 256 }\n";
+    let mut a = build("dense", cfg).unwrap();
+    let mut b = build("dense", cfg).unwrap();
+    a.prepare().unwrap();
+    b.prepare().unwrap();
+    let r = request(3, "Explain the water cycle.", 24);
+    let (ta, phases) = generate(a.as_mut(), &r);
+    let (tb, _) = generate(b.as_mut(), &r);
+    assert_eq!(ta.len(), 24);
+    assert_eq!(ta, tb);
+    // Same instance again: no state leaks between requests.
+    assert_eq!(generate(a.as_mut(), &r).0, ta);
+    assert!(phases.contains_key("prefill") && phases.contains_key("decode"));
+}
+
+#[test]
+fn dense_sampling_is_seeded_per_request() {
+    let cfg = |seed: u64| format!("ignore_eos = true\ntemperature = 1.0\ntop_p = 0.95\nseed = {seed}\nmodel = {{ kind = \"synthetic\", max_seq = 128 }}\n");
+    let mut m = build("dense", &cfg(1)).unwrap();
+    m.prepare().unwrap();
+    let r = request(0, "hello", 16);
+    let first = generate(m.as_mut(), &r).0;
+    assert_eq!(generate(m.as_mut(), &r).0, first, "same (seed, request) ⇒ same tokens");
+    let mut other = build("dense", &cfg(2)).unwrap();
+    other.prepare().unwrap();
+    assert_ne!(generate(other.as_mut(), &r).0, first, "different seed ⇒ different tokens");
+}
+
+#[test]
+fn dense_rejects_requests_beyond_context_with_a_fix() {
+    let mut m = build("dense", "model = { kind = \"synthetic\", max_seq = 16 }\n").unwrap();
+    m.prepare().unwrap();
+    let mut probe = Probe::default();
+    let e = m.serve(&request(0, "0123456789", 10), &mut Collect(vec![]), &mut probe).err().unwrap().to_string();
+    assert!(e.contains("exceeds the model's context") && e.contains("shorten"), "{e}");
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let e = build("dense", "temprature = 0.5\n").err().unwrap().to_string();
+    assert!(e.contains("m.toml:1") && e.contains("temprature"), "{e}");
+    let e = build("dense", "top_p = 1.5\n").err().unwrap().to_string();
+    assert!(e.contains("top_p"), "{e}");
+    let e = build("dense", "model = { kind = \"synthetic\", heads = 3 }\n").err().unwrap().to_string();
+    assert!(e.contains("model") && e.contains("multiple"), "{e}");
+    let e = build("mock", "prefill_ms = -1\n").err().unwrap().to_string();
+    assert!(e.contains("prefill_ms"), "{e}");
+}
+
+#[test]
+fn mock_fails_by_script() {
+    let mut m = build("mock", "fail_every = 3\nfail_ids = [0]\n").unwrap();
+    m.prepare().unwrap();
+    let mut outcomes = Vec::new();
+    for id in 0..6 {
+        let mut probe = Probe::default();
+        outcomes.push(m.serve(&request(id, "p", 2), &mut Collect(vec![]), &mut probe).is_ok());
+    }
+    assert_eq!(outcomes, vec![false, true, false, true, true, false]);
+    let mut bad = build("mock", "fail_setup = true\n").unwrap();
+    assert!(bad.prepare().is_err());
+}
