@@ -151,7 +151,13 @@ impl ConfigError {
 /// Converts a toml parse error into a located [`ConfigError`].
 pub fn toml_error(source: &SourceFile, prefix: &str, err: &toml::de::Error) -> ConfigError {
     let line = err.span().map(|s| source.line_of(s.start)).unwrap_or(0);
-    let key = err.span().map(|s| key_at(&source.text, s.start)).unwrap_or_default();
+    let message = err.message().trim_end().to_string();
+    // A missing field is reported at the enclosing table; name the field itself.
+    let missing = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()).map(str::to_string);
+    let key = match missing {
+        Some(field) => field,
+        None => err.span().map(|s| key_at(&source.text, s.start)).unwrap_or_default(),
+    };
     let key = match (prefix.is_empty(), key.is_empty()) {
         (true, _) => key,
         (false, true) => prefix.to_string(),
@@ -161,7 +167,7 @@ pub fn toml_error(source: &SourceFile, prefix: &str, err: &toml::de::Error) -> C
         file: source.label.clone(),
         line,
         key: if key.is_empty() { "(document)".into() } else { key },
-        message: err.message().trim_end().to_string(),
+        message,
     }
 }
 

@@ -1,0 +1,104 @@
+//! The runner driven by the mock method: timing from intended arrival, failures kept.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use oae_harness::runner::{CellPlan, run_cell};
+use oae_harness::{Method, Outcome, RequestRecord};
+use oae_methods::mock::{Mock, MockConfig};
+use oae_workloads::{Arrival, Request, Schedule};
+
+fn schedule(n: usize, gap_ms: u64) -> Schedule {
+    let arrivals = (0..n)
+        .map(|i| Arrival {
+            at: Duration::from_millis(gap_ms * i as u64),
+            skipped: Duration::ZERO,
+            request: Request { id: i as u64, prompt: "p".into(), max_new_tokens: 4, target_input_tokens: 1 },
+        })
+        .collect();
+    Schedule::new("w".into(), "test".into(), arrivals, None)
+}
+
+fn run(s: &Schedule, cfg: MockConfig, stop: &AtomicBool) -> (Vec<RequestRecord>, bool) {
+    let plan = CellPlan { method: "mock", schedule: s, warmup: Duration::ZERO, trial: 0 };
+    let instances: Vec<Box<dyn Method>> = vec![Box::new(Mock::new(cfg))];
+    let mut seen = 0;
+    let out = run_cell(&plan, instances, stop, &mut |_| {
+        seen += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, out.records.len(), "every record passes through the sink");
+    let mut r = out.records;
+    r.sort_by_key(|r| r.request_id);
+    (r, out.aborted)
+}
+
+#[test]
+fn latency_is_timed_from_intended_arrival_so_queueing_shows() {
+    // Arrivals every 20 ms, service ≈ 60 ms: each request waits ~40 ms longer than the last.
+    let s = schedule(10, 20);
+    let cfg = MockConfig { prefill_ms: 30.0, decode_ms_per_token: 10.0, ..Default::default() };
+    let (r, aborted) = run(&s, cfg, &AtomicBool::new(false));
+    assert!(!aborted);
+    assert_eq!(r.len(), 10);
+    let q: Vec<f64> = r.iter().map(|x| x.queue_ms.unwrap()).collect();
+    let e2e: Vec<f64> = r.iter().map(|x| x.e2e_ms.unwrap()).collect();
+    // Sleeps only ever overshoot, so these lower bounds hold on any machine.
+    assert!(q[9] > q[0] + 200.0, "queue did not grow: {q:?}");
+    assert!(e2e[9] > e2e[0] + 200.0, "e2e did not grow: {e2e:?}");
+    assert!(q.windows(2).all(|w| w[1] + 1.0 >= w[0]), "queue should be non-decreasing: {q:?}");
+    for x in &r {
+        // TTFT and E2E are measured from the intended arrival, which precedes dispatch.
+        assert!(x.ttft_ms.unwrap() >= x.queue_ms.unwrap() + x.dispatch_lag_ms - 1e-6);
+        assert!(x.e2e_ms.unwrap() >= x.ttft_ms.unwrap());
+        assert_eq!(x.itl_ms.len(), 3);
+        assert_eq!(x.output_tokens, 4);
+        assert!(x.dispatched_s >= x.intended_s);
+    }
+}
+
+#[test]
+fn failures_and_panics_are_recorded_and_counted_never_dropped() {
+    let s = schedule(8, 2);
+    let cfg = MockConfig { fail_every: 4, panic_ids: vec![1], ..Default::default() };
+    let (r, _) = run(&s, cfg, &AtomicBool::new(false));
+    assert_eq!(r.len(), 8, "every arrival has a record");
+    let failed: Vec<u64> = r.iter().filter(|x| x.outcome == Outcome::Error).map(|x| x.request_id).collect();
+    assert_eq!(failed, vec![1, 3, 7]);
+    assert!(r[1].error.as_deref().unwrap().contains("panicked"));
+    assert!(r[3].error.as_deref().unwrap().contains("mock failure"));
+    assert!(r[3].ttft_ms.is_none() && r[3].e2e_ms.is_some());
+    let summary = oae_harness::summary::summarize("mock", "mock", "w", &r, 1.0, 1.0, 0.0, 0.95);
+    assert_eq!((summary.ok, summary.failed), (5, 3));
+    assert_eq!(summary.outcomes[&Outcome::Error], 3);
+    assert_eq!(summary.latency["e2e_ms"].n, 5, "latency statistics are over ok requests");
+}
+
+#[test]
+fn stopping_keeps_records_and_marks_the_rest_cancelled() {
+    let s = schedule(20, 10);
+    let stop = AtomicBool::new(false);
+    let cfg = MockConfig { prefill_ms: 40.0, ..Default::default() };
+    let (r, aborted) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(120));
+            stop.store(true, Ordering::Relaxed);
+        });
+        run(&s, cfg, &stop)
+    });
+    assert!(aborted);
+    assert!(r.len() < 20, "unreleased arrivals are not sent");
+    assert!(r.iter().any(|x| x.outcome == Outcome::Ok));
+    assert!(r.iter().any(|x| x.outcome == Outcome::Cancelled), "queued requests are recorded as cancelled");
+}
+
+#[test]
+fn warmup_is_by_intended_time() {
+    let s = schedule(6, 10);
+    let plan = CellPlan { method: "mock", schedule: &s, warmup: Duration::from_millis(25), trial: 0 };
+    let out = run_cell(&plan, vec![Box::new(Mock::new(MockConfig::default()))], &AtomicBool::new(false), &mut |_| Ok(())).unwrap();
+    let mut warm: Vec<(u64, bool)> = out.records.iter().map(|r| (r.request_id, r.warmup)).collect();
+    warm.sort();
+    assert_eq!(warm, vec![(0, true), (1, true), (2, true), (3, false), (4, false), (5, false)]);
+}

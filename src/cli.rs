@@ -1,0 +1,60 @@
+//! The command line (clap derive): every subcommand and flag, with its help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Overhead-Aware Efficiency benchmark harness for LLM inference.
+///
+/// Replays seeded, sporadic request traces open-loop against inference methods, measures
+/// latency from each request's intended arrival, energy (flagged when estimated), and
+/// writes everything to a run directory.
+#[derive(Debug, Parser)]
+#[command(name = "oae", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a benchmark suite (without SUITE: the embedded quick suite).
+    Run(RunArgs),
+    /// List what oae can run: methods, meters or workloads (arrival processes).
+    List {
+        /// What to list.
+        #[arg(value_enum)]
+        what: ListWhat,
+    },
+    /// Show what this machine offers: CPU, memory, NVML (GPU energy), RAPL (CPU energy).
+    Doctor,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Suite TOML file; omit to run the embedded suites/quick.toml.
+    pub suite: Option<PathBuf>,
+    /// Run directory to create (must not exist or be empty).
+    /// Default: oae-results/<suite>/<UTC timestamp>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Override the suite's seed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Override the number of requests per workload.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// No progress output; only the final table (errors still go to stderr).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListWhat {
+    /// Inference methods (adapters) and their configuration keys.
+    Methods,
+    /// Energy sources, and whether each is available here.
+    Meters,
+    /// Arrival processes for [[workloads]].
+    Workloads,
+}

@@ -1,0 +1,35 @@
+//! `oae doctor`: what this machine offers, and why a source is unavailable.
+
+use std::process::ExitCode;
+
+use oae_harness::host;
+
+pub fn doctor() -> anyhow::Result<ExitCode> {
+    let f = host::facts();
+    println!("oae {} — what this machine offers", env!("CARGO_PKG_VERSION"));
+    let cores = f.physical_cores.map(|p| format!(", {p} physical cores")).unwrap_or_default();
+    println!("  cpu       {} ({} logical CPUs{cores}, {})", f.cpu_model, f.logical_cpus, f.arch);
+    println!("  memory    {:.1} GiB", f.memory_bytes as f64 / (1u64 << 30) as f64);
+    println!(
+        "  os        {} (kernel {})",
+        f.os.as_deref().unwrap_or("unknown"),
+        f.kernel.as_deref().unwrap_or("unknown")
+    );
+    for s in [host::nvml_status(), host::rapl_status()] {
+        let state = if s.available { "available" } else { "unavailable" };
+        println!("  {:<9} {state}: {}", s.source, s.detail);
+        for item in &s.items {
+            println!("              {item}");
+        }
+    }
+    println!("  meters oae will use:");
+    let opened = oae_harness::meters::open_all();
+    for m in &opened.meters {
+        println!("    {} ({}, {:?}): {}", m.name(), m.domain(), m.kind(), m.provenance());
+    }
+    for (name, reason) in &opened.unavailable {
+        println!("    {name}: unavailable: {reason}");
+    }
+    println!("  devices   cpu (CUDA support is not compiled into this build)");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,35 @@
+//! `oae list methods|meters|workloads`.
+
+use std::process::ExitCode;
+
+use crate::cli::ListWhat;
+
+pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
+    match what {
+        ListWhat::Methods => {
+            for spec in oae_methods::registry() {
+                println!("{:<10} {}", spec.id(), spec.about());
+                for k in spec.keys() {
+                    println!("    {:<22} default {:<26} {}", k.name, k.default, k.help);
+                }
+            }
+        }
+        ListWhat::Meters => {
+            for spec in oae_harness::meters::registry() {
+                let here = match (spec.open)() {
+                    Ok(m) => format!("available here ({:?})", m.kind()).to_lowercase(),
+                    Err(reason) => format!("unavailable here: {reason}"),
+                };
+                println!("{:<10} {}\n    {here}", spec.name, spec.about);
+            }
+        }
+        ListWhat::Workloads => {
+            println!("arrival processes for [[workloads]] arrival = {{ process = \"NAME\", ... }}:");
+            for spec in oae_workloads::arrivals::registry() {
+                println!("  {:<10} {}", spec.name, spec.about);
+            }
+            println!("lengths: input_tokens / output_tokens = N | {{ dist = \"uniform\", min, max }} | {{ dist = \"lognormal\", median, sigma, min, max }}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,18 @@
+//! One module per subcommand.
+
+mod doctor;
+mod list;
+mod run;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::List { what } => list::list(what),
+        Command::Doctor => doctor::doctor(),
+    }
+}

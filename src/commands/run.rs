@@ -1,0 +1,167 @@
+//! `oae run`: plan the suite, replay it, print the table, point at the run directory.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use oae_harness::clock::{utc_now_rfc3339, utc_stamp};
+use oae_harness::rundir::RunDir;
+use oae_harness::session::{self, Invocation, Progress, RunStatus};
+use oae_harness::suite::Suite;
+use oae_harness::summary::CellSummary;
+use oae_harness::{Outcome, RequestRecord};
+use oae_workloads::Limit;
+
+use crate::cli::RunArgs;
+use crate::render;
+
+/// The embedded default suite.
+pub const QUICK: &str = include_str!("../../suites/quick.toml");
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut suite = match &args.suite {
+        Some(path) => Suite::load(path)?,
+        None => Suite::parse("suites/quick.toml (embedded)", QUICK, "quick")?,
+    };
+    let mut overrides = BTreeMap::new();
+    if let Some(seed) = args.seed {
+        suite.run.seed = seed;
+        overrides.insert("seed".to_string(), json!(seed));
+    }
+    if let Some(n) = args.requests {
+        suite.run.limit = Limit::Count(n);
+        overrides.insert("requests".to_string(), json!(n));
+    }
+    let registry = oae_methods::registry();
+    let plan = session::plan(suite, &registry)?;
+    let out = match args.out {
+        Some(dir) => dir,
+        None => default_out(&plan.suite.name),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted twice: exiting now; requests.jsonl keeps every completed record");
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping: finishing the request in service and writing results (Ctrl-C again to quit now)");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+
+    let invocation = Invocation {
+        oae_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_sha: Some(env!("OAE_GIT_SHA").to_string()).filter(|s| !s.is_empty()),
+        command: std::env::args().collect(),
+        overrides,
+    };
+    let mut progress = TerminalProgress::new(args.quiet);
+    let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
+    progress.finish();
+
+    print!("{}", render::cells(&result.summaries));
+    println!("run directory: {}", result.dir.display());
+    match result.status {
+        RunStatus::Complete => Ok(ExitCode::SUCCESS),
+        RunStatus::Aborted => {
+            let reason = result.abort_reason.unwrap_or_else(|| "unknown".into());
+            eprintln!("run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written", result.records);
+            Ok(if stop.load(Ordering::SeqCst) && reason == "interrupted" { ExitCode::from(130) } else { ExitCode::from(2) })
+        }
+    }
+}
+
+/// `oae-results/<suite>/<UTC stamp>`, with a suffix if that second is taken.
+fn default_out(suite: &str) -> PathBuf {
+    let stamp = utc_stamp(&utc_now_rfc3339());
+    let base = RunDir::default_path(std::path::Path::new("oae-results"), suite, &stamp);
+    let mut candidate = base.clone();
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = base.with_file_name(format!("{stamp}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// A progress bar on a terminal, plain lines otherwise, nothing with --quiet.
+struct TerminalProgress {
+    quiet: bool,
+    tty: bool,
+    bar: Option<ProgressBar>,
+    ok: usize,
+    failed: usize,
+}
+
+impl TerminalProgress {
+    fn new(quiet: bool) -> Self {
+        Self { quiet, tty: std::io::stderr().is_terminal(), bar: None, ok: 0, failed: 0 }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn message(&mut self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    fn cell_started(&mut self, method: &str, workload: &str, requests: usize) {
+        self.finish();
+        (self.ok, self.failed) = (0, 0);
+        if self.quiet {
+            return;
+        }
+        if self.tty {
+            let bar = ProgressBar::with_draw_target(Some(requests as u64), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(format!("{method} × {workload}"));
+            self.bar = Some(bar);
+        } else {
+            eprintln!("replaying {method} × {workload}: {requests} requests");
+        }
+    }
+
+    fn record(&mut self, r: &RequestRecord) {
+        if r.outcome == Outcome::Ok {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+        if let Some(b) = &self.bar {
+            let last = r.e2e_ms.map(|v| format!(" · last e2e {v:.1} ms")).unwrap_or_default();
+            b.set_message(format!("ok {} · failed {}{last}", self.ok, self.failed));
+            b.inc(1);
+        }
+    }
+
+    fn cell_finished(&mut self, s: &CellSummary) {
+        self.finish();
+        if !self.quiet && !self.tty {
+            eprintln!("done {} × {}: {} ok, {} failed in {:.1} s", s.method, s.workload, s.ok, s.failed, s.replay_s);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The terminal table printed at the end of a run.
+
+use std::fmt::Write;
+
+use oae_harness::stats::{Estimate, Stat};
+use oae_harness::summary::CellSummary;
+
+/// Compact number: 3 significant figures for typical latencies.
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn est(e: &Estimate) -> String {
+    let b = |x: Option<f64>| x.map(num).unwrap_or_else(|| "—".into());
+    format!("{} [{}, {}]{}", num(e.value), b(e.ci_lo), b(e.ci_hi), if e.insufficient { "*" } else { "" })
+}
+
+fn row(out: &mut String, name: &str, s: Option<&Stat>) {
+    match s {
+        Some(s) => {
+            let _ = writeln!(out, "  {name:<9} {:<24} {:<24} {:<24} n={}", est(&s.p50), est(&s.p95), est(&s.p99), s.n);
+        }
+        None => {
+            let _ = writeln!(out, "  {name:<9} (no successful requests)");
+        }
+    }
+}
+
+/// One block per (method, workload).
+pub fn cells(cells: &[CellSummary]) -> String {
+    let mut out = String::new();
+    let mut insufficient = false;
+    let mut confidence = 0.95;
+    for c in cells {
+        let _ = writeln!(
+            out,
+            "\n{} × {} — {} requests ({} warm-up, {} measured): {} ok, {} failed",
+            c.method, c.workload, c.requests, c.warmup, c.measured, c.ok, c.failed
+        );
+        let _ = writeln!(out, "  {:<9} {:<24} {:<24} {:<24}", "", "p50 [95% CI]", "p95 [95% CI]", "p99 [95% CI]");
+        for (label, key) in [("TTFT ms", "ttft_ms"), ("E2E ms", "e2e_ms"), ("TPOT ms", "tpot_ms")] {
+            let s = c.latency.get(key);
+            if let Some(s) = s {
+                insufficient |= [&s.p50, &s.p95, &s.p99].iter().any(|e| e.insufficient);
+                confidence = s.confidence;
+            }
+            row(&mut out, label, s);
+        }
+        let tok = c.output_tokens_per_s.map(|t| format!("{} tok/s while serving", num(t))).unwrap_or_else(|| "n/a".into());
+        let _ = writeln!(out, "  output    {tok} ({} tokens)", c.output_tokens);
+        match &c.energy {
+            Some(e) => {
+                let flag = if e.estimated { format!("ESTIMATED by {}", e.source) } else { format!("measured by {}", e.source) };
+                let per = |s: &Option<Stat>| s.as_ref().map(|s| est(&s.mean)).unwrap_or_else(|| "n/a".into());
+                let _ = writeln!(
+                    out,
+                    "  energy    {} J/request active, {} J/request amortized (mean [CI]); {} W mean — {flag}",
+                    per(&e.active_j_per_request),
+                    per(&e.amortized_j_per_request),
+                    num(e.mean_power_w)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
+            }
+        }
+        let lag = c.latency.get("dispatch_lag_ms").map(|s| format!("{} ms", num(s.p99.value))).unwrap_or_else(|| "n/a".into());
+        let busy = c
+            .latency
+            .get("dispatch_lag_busy_ms")
+            .map(|s| format!("{} ms over {} releases while busy", num(s.p99.value), s.n))
+            .unwrap_or_else(|| "no releases while busy".into());
+        let _ = writeln!(out, "  harness   dispatch lag p99 {lag} ({busy}); setup {:.2} s", c.setup_s);
+    }
+    if insufficient {
+        let _ = writeln!(
+            out,
+            "\n* too few requests to bound this percentile at {:.0}% confidence; run more requests (`--requests N`)",
+            confidence * 100.0
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_compact() {
+        assert_eq!(num(1234.4), "1234");
+        assert_eq!(num(12.345), "12.3");
+        assert_eq!(num(1.2345), "1.23");
+        assert_eq!(num(0.01234), "0.012");
+    }
+
+    #[test]
+    fn missing_bound_is_marked() {
+        let e = Estimate { value: 5.0, ci_lo: Some(4.0), ci_hi: None, insufficient: true };
+        assert_eq!(est(&e), "5.00 [4.00, —]*");
+    }
+}

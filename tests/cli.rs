@@ -1,0 +1,221 @@
+//! End-to-end tests of the `oae` binary: outputs parse and agree; bad input exits 2 with a
+//! located message; an interrupted run says so and keeps its records.
+
+use std::path::Path;
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+fn oae() -> Command {
+    Command::cargo_bin("oae").unwrap()
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record line {l}: {e}")))
+        .collect()
+}
+
+const MOCK_SUITE: &str = r#"
+name = "mock-e2e"
+[run]
+seed = 5
+requests = 30
+warmup_s = 0.05
+[[workloads]]
+name = "burst"
+arrival = { process = "poisson", rate_qps = 200.0 }
+input_tokens = { dist = "uniform", min = 4, max = 32 }
+output_tokens = 3
+[[methods]]
+id = "mock"
+label = "flaky"
+prefill_ms = 1.0
+decode_ms_per_token = 0.2
+fail_every = 5
+"#;
+
+fn write_suite(dir: &Path, text: &str) -> std::path::PathBuf {
+    let p = dir.join("suite.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn default_suite_run_produces_files_that_parse_and_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = oae().args(["run", "--requests", "12", "--quiet", "--out"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("dense-greedy × sporadic-poisson") && stdout.contains("ESTIMATED"), "{stdout}");
+    assert!(stdout.contains(&format!("run directory: {}", out.display())));
+
+    let run = read_json(&out.join("run.json"));
+    assert_eq!(run["status"], "complete");
+    assert_eq!(run["records"], 12);
+    assert_eq!(run["overrides"]["requests"], 12);
+    assert_eq!(run["workloads"][0]["requests"], 12);
+    assert_eq!(run["workloads"][0]["schedule_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(run["suite"]["name"], "quick");
+    assert_eq!(run["energy"]["validity"]["estimated"], true);
+    assert!(run["host"]["logical_cpus"].as_u64().unwrap() >= 1);
+
+    let recs = records(&out);
+    assert_eq!(recs.len(), 12, "record count = requests");
+    let mut ids: Vec<u64> = recs.iter().map(|r| r["request_id"].as_u64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..12).collect::<Vec<_>>());
+    for r in &recs {
+        assert_eq!(r["outcome"], "ok");
+        assert_eq!(r["energy_estimated"], true);
+        assert!(r["energy_active_j"].as_f64().unwrap() >= 0.0);
+        assert!(r["e2e_ms"].as_f64().unwrap() >= r["ttft_ms"].as_f64().unwrap());
+    }
+
+    let summary = read_json(&out.join("summary.json"));
+    let cell = &summary["cells"][0];
+    assert_eq!(cell["requests"], 12);
+    let warm = recs.iter().filter(|r| r["warmup"] == true).count() as u64;
+    assert_eq!(cell["warmup"].as_u64().unwrap(), warm);
+    assert_eq!(cell["measured"].as_u64().unwrap() + warm, 12);
+    assert_eq!(cell["ok"], cell["measured"]);
+    let ttft = &cell["latency"]["ttft_ms"];
+    assert_eq!(ttft["n"], cell["ok"]);
+    assert!(ttft["p50"]["value"].as_f64().unwrap() > 0.0);
+    assert!(cell["energy"]["estimated"].as_bool().unwrap());
+    assert!(out.join("timeline.csv").exists() && out.join("histograms.hlog").exists());
+}
+
+#[test]
+fn failures_are_recorded_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path(), MOCK_SUITE);
+    let out = tmp.path().join("run");
+    let o = oae().arg("run").arg(&suite).arg("--quiet").arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 30);
+    let failed: Vec<&Value> = recs.iter().filter(|r| r["outcome"] == "error").collect();
+    assert_eq!(failed.len(), 6, "ids 4, 9, 14, 19, 24, 29 fail");
+    assert!(failed.iter().all(|r| r["error"].as_str().unwrap().contains("mock failure")));
+    let cell = &read_json(&out.join("summary.json"))["cells"][0];
+    let measured_failed = recs.iter().filter(|r| r["outcome"] == "error" && r["warmup"] == false).count() as u64;
+    assert_eq!(cell["failed"].as_u64().unwrap(), measured_failed);
+    assert_eq!(cell["outcomes"]["error"].as_u64().unwrap(), measured_failed);
+}
+
+#[test]
+fn same_seed_same_schedule_different_seed_different_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path(), MOCK_SUITE);
+    let hash = |seed: &str, name: &str| {
+        let out = tmp.path().join(name);
+        let o = oae().arg("run").arg(&suite).args(["--quiet", "--requests", "5", "--seed", seed, "--out"]).arg(&out).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_json(&out.join("run.json"))["workloads"][0]["schedule_hash"].as_str().unwrap().to_string()
+    };
+    let a = hash("1", "a");
+    assert_eq!(a, hash("1", "b"));
+    assert_ne!(a, hash("2", "c"));
+}
+
+fn fails_with(args: &[&str], suite: Option<&str>, needles: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = oae();
+    cmd.args(args);
+    if let Some(text) = suite {
+        cmd.arg(write_suite(tmp.path(), text));
+    }
+    let out = tmp.path().join("never");
+    let o = cmd.arg("--out").arg(&out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "stderr: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "expected `{n}` in: {stderr}");
+    }
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear message: {stderr}");
+    assert!(!out.exists(), "bad input must not create a run directory");
+}
+
+#[test]
+fn bad_suites_exit_2_naming_file_line_and_key() {
+    fails_with(&["run"], Some(&MOCK_SUITE.replace("seed = 5", "seed = 5\nsede = 6")), &["suite.toml:5", "sede", "unknown field"]);
+    fails_with(&["run"], Some(&MOCK_SUITE.replace("id = \"mock\"", "id = \"turbo\"")), &["suite.toml:13", "unknown method `turbo`", "dense", "mock"]);
+    fails_with(&["run"], Some(&MOCK_SUITE.replace("rate_qps = 200.0", "rate_qps = 0")), &["suite.toml:9", "rate_qps", "greater than 0"]);
+    fails_with(&["run"], Some(&MOCK_SUITE.replace("requests = 30", "requests = -3")), &["suite.toml:5", "requests"]);
+    fails_with(&["run"], Some(&MOCK_SUITE.replace("output_tokens = 3", "output_tokens = 0")), &["suite.toml:11", "output_tokens"]);
+    fails_with(&["run"], Some(&MOCK_SUITE.replace("fail_every = 5", "fail_evry = 5")), &["suite.toml:17", "methods[0].fail_evry"]);
+    fails_with(&["run"], Some("[run\nseed = 1"), &["suite.toml:1"]);
+    fails_with(&["run", "no/such/suite.toml"], None, &["no/such/suite.toml"]);
+}
+
+#[test]
+fn unwritable_output_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path(), MOCK_SUITE);
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = oae().arg("run").arg(&suite).arg("--out").arg(file.join("run")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a-file/run"));
+}
+
+#[test]
+fn failing_setup_aborts_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path(), &MOCK_SUITE.replace("fail_every = 5", "fail_setup = true"));
+    let out = tmp.path().join("run");
+    let o = oae().arg("run").arg(&suite).arg("--quiet").arg("--out").arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("run aborted"));
+    let run = read_json(&out.join("run.json"));
+    assert_eq!(run["status"], "aborted");
+    assert!(run["abort_reason"].as_str().unwrap().contains("setup failed"));
+}
+
+#[test]
+fn interrupted_run_is_aborted_and_keeps_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = MOCK_SUITE.replace("rate_qps = 200.0", "rate_qps = 20.0").replace("requests = 30", "requests = 200");
+    let suite = write_suite(tmp.path(), &slow);
+    let out = tmp.path().join("run");
+    let mut child = oae().arg("run").arg(&suite).arg("--quiet").arg("--out").arg(&out).spawn().unwrap();
+    // Wait until some records exist, then interrupt.
+    let jsonl = out.join("requests.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(start.elapsed().as_secs() < 60, "no record was written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let run = read_json(&out.join("run.json"));
+    assert_eq!(run["status"], "aborted");
+    let recs = records(&out);
+    assert!(!recs.is_empty() && recs.len() < 200);
+    assert_eq!(run["records"].as_u64().unwrap() as usize, recs.len());
+}
+
+#[test]
+fn list_and_doctor_work() {
+    let o = oae().args(["list", "methods"]).output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && s.contains("dense") && s.contains("mock") && s.contains("temperature"));
+    let o = oae().args(["list", "workloads"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("poisson"));
+    let o = oae().args(["list", "meters"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cpu-model"));
+    let o = oae().arg("doctor").output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(s.contains("nvml") && s.contains("rapl") && s.contains("memory"), "{s}");
+}
