@@ -52,6 +52,8 @@ pub struct Invocation {
     pub command: Vec<String>,
     /// Command-line overrides of suite values, for run.json.
     pub overrides: BTreeMap<String, Value>,
+    /// Runtime settings decided by the binary (compute threads and why), for run.json.
+    pub runtime: BTreeMap<String, Value>,
 }
 
 /// Final status of a run.
@@ -132,8 +134,7 @@ pub fn execute(
     let epoch = Instant::now();
 
     let opened = meters::open_all();
-    let mut sources = vec![host::nvml_status(), host::rapl_status()];
-    sources.retain(|_| true);
+    let sources = [host::nvml_status(), host::rapl_status()];
     let sampler = Sampler::start(opened.meters, suite.run.sample_interval, epoch);
     for (name, reason) in &opened.unavailable {
         progress.message(&format!("energy source {name} unavailable: {reason}"));
@@ -390,6 +391,7 @@ impl RunJson<'_> {
             },
             "seed": run.seed,
             "overrides": self.invocation.overrides,
+            "runtime": self.invocation.runtime,
             "run": {
                 "limit": limit,
                 "warmup_s": run.warmup.as_secs_f64(),

@@ -7,6 +7,7 @@
 //! requests = 90                        # or duration_s = 60 (exactly one)
 //! warmup_s = 3.0                       # arrivals before this are recorded, not counted
 //! idle_gap_cap_s = 2.0                 # optional time compression
+//! threads = 1                          # compute threads for methods (default: CPUs − 1)
 //! [[workloads]]
 //! name = "sporadic"
 //! arrival = { process = "poisson", rate_qps = 3.0 }
@@ -30,7 +31,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use oae_workloads::config::{ConfigTable, PositiveF64, PositiveU64, SourceFile, SpannedEntries, toml_error};
+use oae_workloads::config::{ConfigTable, PositiveF64, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error};
 use oae_workloads::workload::WorkloadEntry;
 use oae_workloads::{ConfigError, Limit, WorkloadSpec};
 
@@ -60,6 +61,7 @@ struct RunSection {
     device: Option<Spanned<String>>,
     sample_interval_ms: Option<PositiveF64>,
     confidence: Option<Spanned<f64>>,
+    threads: Option<PositiveU32>,
 }
 
 /// Run-wide settings from `[run]`.
@@ -79,6 +81,8 @@ pub struct RunConfig {
     pub sample_interval: Duration,
     /// Two-sided confidence level for every interval reported.
     pub confidence: f64,
+    /// Compute threads for the methods (`None`: decided by the binary; see `oae run`).
+    pub threads: Option<u32>,
 }
 
 /// A `[[methods]]` entry.
@@ -253,6 +257,7 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
         device,
         sample_interval,
         confidence,
+        threads: run.threads.map(|t| t.get()),
     })
 }
 

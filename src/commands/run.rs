@@ -39,6 +39,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         suite.run.limit = Limit::Count(n);
         overrides.insert("requests".to_string(), json!(n));
     }
+    let threads = compute_threads(suite.run.threads);
+    // SAFETY: no other thread exists yet (the Ctrl-C handler and the runner start later),
+    // so nothing can read the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.0.to_string()) };
     let registry = oae_methods::registry();
     let plan = session::plan(suite, &registry)?;
     let out = match args.out {
@@ -64,6 +68,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         git_sha: Some(env!("OAE_GIT_SHA").to_string()).filter(|s| !s.is_empty()),
         command: std::env::args().collect(),
         overrides,
+        runtime: [("compute_threads".to_string(), json!({ "threads": threads.0, "source": threads.1 }))].into(),
     };
     let mut progress = TerminalProgress::new(args.quiet);
     let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
@@ -79,6 +84,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(if stop.load(Ordering::SeqCst) && reason == "interrupted" { ExitCode::from(130) } else { ExitCode::from(2) })
         }
     }
+}
+
+/// Compute threads for the methods, and where the number came from.
+///
+/// Default: logical CPUs − 1 (at least 1). The harness's dispatcher, sampler and collector
+/// need a core of their own; a method that takes every core delays request releases and
+/// meter reads, which would then be measured as the method's latency. On a 2-vCPU machine
+/// this is also the fastest setting for small models (thread-pool dispatch costs more than
+/// it saves on small matrices; see the decode bench).
+fn compute_threads(from_suite: Option<u32>) -> (usize, &'static str) {
+    if let Some(n) = from_suite {
+        return (n as usize, "suite [run] threads");
+    }
+    if let Some(n) = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0) {
+        return (n, "RAYON_NUM_THREADS");
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    ((cpus - 1).max(1), "default: logical CPUs - 1, one left for the harness")
 }
 
 /// `oae-results/<suite>/<UTC stamp>`, with a suffix if that second is taken.

@@ -204,7 +204,15 @@ impl Decoder {
 
     /// General forward: explicit positions and an optional additive mask of shape
     /// (tokens, cache.len() + tokens) (0 = attend, −∞ = blocked).
+    ///
+    /// The pass runs inside candle's device context (on CPU, its thread pool), so the many
+    /// short parallel sections of a forward do not each hand off to another thread: on a
+    /// 2-vCPU VM those hand-offs doubled decode time when the other vCPU was idle.
     pub fn forward_at(&self, tokens: &[u32], positions: &[u32], mask: Option<&Tensor>, cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
+        self.device.clone().with_context(|| self.forward_in_context(tokens, positions, mask, cache, logits))
+    }
+
+    fn forward_in_context(&self, tokens: &[u32], positions: &[u32], mask: Option<&Tensor>, cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim(), cfg.heads, cfg.kv_heads);
         let g = h / kvh;
