@@ -21,13 +21,26 @@ pub fn num(v: f64) -> String {
 
 fn est(e: &Estimate) -> String {
     let b = |x: Option<f64>| x.map(num).unwrap_or_else(|| "—".into());
-    format!("{} [{}, {}]{}", num(e.value), b(e.ci_lo), b(e.ci_hi), if e.insufficient { "*" } else { "" })
+    format!(
+        "{} [{}, {}]{}",
+        num(e.value),
+        b(e.ci_lo),
+        b(e.ci_hi),
+        if e.insufficient { "*" } else { "" }
+    )
 }
 
 fn row(out: &mut String, name: &str, s: Option<&Stat>) {
     match s {
         Some(s) => {
-            let _ = writeln!(out, "  {name:<9} {:<24} {:<24} {:<24} n={}", est(&s.p50), est(&s.p95), est(&s.p99), s.n);
+            let _ = writeln!(
+                out,
+                "  {name:<9} {:<24} {:<24} {:<24} n={}",
+                est(&s.p50),
+                est(&s.p95),
+                est(&s.p99),
+                s.n
+            );
         }
         None => {
             let _ = writeln!(out, "  {name:<9} (no successful requests)");
@@ -46,7 +59,11 @@ pub fn cells(cells: &[CellSummary]) -> String {
             "\n{} × {} — {} requests ({} warm-up, {} measured): {} ok, {} failed",
             c.method, c.workload, c.requests, c.warmup, c.measured, c.ok, c.failed
         );
-        let _ = writeln!(out, "  {:<9} {:<24} {:<24} {:<24}", "", "p50 [95% CI]", "p95 [95% CI]", "p99 [95% CI]");
+        let _ = writeln!(
+            out,
+            "  {:<9} {:<24} {:<24} {:<24}",
+            "", "p50 [95% CI]", "p95 [95% CI]", "p99 [95% CI]"
+        );
         for (label, key) in [("TTFT ms", "ttft_ms"), ("E2E ms", "e2e_ms"), ("TPOT ms", "tpot_ms")] {
             let s = c.latency.get(key);
             if let Some(s) = s {
@@ -55,11 +72,18 @@ pub fn cells(cells: &[CellSummary]) -> String {
             }
             row(&mut out, label, s);
         }
-        let tok = c.output_tokens_per_s.map(|t| format!("{} tok/s while serving", num(t))).unwrap_or_else(|| "n/a".into());
+        let tok = c
+            .output_tokens_per_s
+            .map(|t| format!("{} tok/s while serving", num(t)))
+            .unwrap_or_else(|| "n/a".into());
         let _ = writeln!(out, "  output    {tok} ({} tokens)", c.output_tokens);
         match &c.energy {
             Some(e) => {
-                let flag = if e.estimated { format!("ESTIMATED by {}", e.source) } else { format!("measured by {}", e.source) };
+                let flag = if e.estimated {
+                    format!("ESTIMATED by {}", e.source)
+                } else {
+                    format!("measured by {}", e.source)
+                };
                 let per = |s: &Option<Stat>| s.as_ref().map(|s| est(&s.mean)).unwrap_or_else(|| "n/a".into());
                 let _ = writeln!(
                     out,
@@ -73,13 +97,21 @@ pub fn cells(cells: &[CellSummary]) -> String {
                 let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
             }
         }
-        let lag = c.latency.get("dispatch_lag_ms").map(|s| format!("{} ms", num(s.p99.value))).unwrap_or_else(|| "n/a".into());
+        let lag = c
+            .latency
+            .get("dispatch_lag_ms")
+            .map(|s| format!("{} ms", num(s.p99.value)))
+            .unwrap_or_else(|| "n/a".into());
         let busy = c
             .latency
             .get("dispatch_lag_busy_ms")
             .map(|s| format!("{} ms over {} releases while busy", num(s.p99.value), s.n))
             .unwrap_or_else(|| "no releases while busy".into());
-        let _ = writeln!(out, "  harness   dispatch lag p99 {lag} ({busy}); setup {:.2} s", c.setup_s);
+        let _ = writeln!(
+            out,
+            "  harness   dispatch lag p99 {lag} ({busy}); setup {:.2} s",
+            c.setup_s
+        );
     }
     if insufficient {
         let _ = writeln!(
@@ -105,7 +137,12 @@ mod tests {
 
     #[test]
     fn missing_bound_is_marked() {
-        let e = Estimate { value: 5.0, ci_lo: Some(4.0), ci_hi: None, insufficient: true };
+        let e = Estimate {
+            value: 5.0,
+            ci_lo: Some(4.0),
+            ci_hi: None,
+            insufficient: true,
+        };
         assert_eq!(est(&e), "5.00 [4.00, —]*");
     }
 }

@@ -52,10 +52,17 @@ fn write_suite(dir: &Path, text: &str) -> std::path::PathBuf {
 fn default_suite_run_produces_files_that_parse_and_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let o = oae().args(["run", "--requests", "12", "--quiet", "--out"]).arg(&out).output().unwrap();
+    let o = oae()
+        .args(["run", "--requests", "12", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("dense-greedy × sporadic-poisson") && stdout.contains("ESTIMATED"), "{stdout}");
+    assert!(
+        stdout.contains("dense-greedy × sporadic-poisson") && stdout.contains("ESTIMATED"),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!("run directory: {}", out.display())));
 
     let run = read_json(&out.join("run.json"));
@@ -99,15 +106,29 @@ fn failures_are_recorded_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(tmp.path(), MOCK_SUITE);
     let out = tmp.path().join("run");
-    let o = oae().arg("run").arg(&suite).arg("--quiet").arg("--out").arg(&out).output().unwrap();
+    let o = oae()
+        .arg("run")
+        .arg(&suite)
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let recs = records(&out);
     assert_eq!(recs.len(), 30);
     let failed: Vec<&Value> = recs.iter().filter(|r| r["outcome"] == "error").collect();
     assert_eq!(failed.len(), 6, "ids 4, 9, 14, 19, 24, 29 fail");
-    assert!(failed.iter().all(|r| r["error"].as_str().unwrap().contains("mock failure")));
+    assert!(
+        failed
+            .iter()
+            .all(|r| r["error"].as_str().unwrap().contains("mock failure"))
+    );
     let cell = &read_json(&out.join("summary.json"))["cells"][0];
-    let measured_failed = recs.iter().filter(|r| r["outcome"] == "error" && r["warmup"] == false).count() as u64;
+    let measured_failed = recs
+        .iter()
+        .filter(|r| r["outcome"] == "error" && r["warmup"] == false)
+        .count() as u64;
     assert_eq!(cell["failed"].as_u64().unwrap(), measured_failed);
     assert_eq!(cell["outcomes"]["error"].as_u64().unwrap(), measured_failed);
 }
@@ -118,9 +139,18 @@ fn same_seed_same_schedule_different_seed_different_schedule() {
     let suite = write_suite(tmp.path(), MOCK_SUITE);
     let hash = |seed: &str, name: &str| {
         let out = tmp.path().join(name);
-        let o = oae().arg("run").arg(&suite).args(["--quiet", "--requests", "5", "--seed", seed, "--out"]).arg(&out).output().unwrap();
+        let o = oae()
+            .arg("run")
+            .arg(&suite)
+            .args(["--quiet", "--requests", "5", "--seed", seed, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        read_json(&out.join("run.json"))["workloads"][0]["schedule_hash"].as_str().unwrap().to_string()
+        read_json(&out.join("run.json"))["workloads"][0]["schedule_hash"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let a = hash("1", "a");
     assert_eq!(a, hash("1", "b"));
@@ -147,12 +177,36 @@ fn fails_with(args: &[&str], suite: Option<&str>, needles: &[&str]) {
 
 #[test]
 fn bad_suites_exit_2_naming_file_line_and_key() {
-    fails_with(&["run"], Some(&MOCK_SUITE.replace("seed = 5", "seed = 5\nsede = 6")), &["suite.toml:5", "sede", "unknown field"]);
-    fails_with(&["run"], Some(&MOCK_SUITE.replace("id = \"mock\"", "id = \"turbo\"")), &["suite.toml:13", "unknown method `turbo`", "dense", "mock"]);
-    fails_with(&["run"], Some(&MOCK_SUITE.replace("rate_qps = 200.0", "rate_qps = 0")), &["suite.toml:9", "rate_qps", "greater than 0"]);
-    fails_with(&["run"], Some(&MOCK_SUITE.replace("requests = 30", "requests = -3")), &["suite.toml:5", "requests"]);
-    fails_with(&["run"], Some(&MOCK_SUITE.replace("output_tokens = 3", "output_tokens = 0")), &["suite.toml:11", "output_tokens"]);
-    fails_with(&["run"], Some(&MOCK_SUITE.replace("fail_every = 5", "fail_evry = 5")), &["suite.toml:17", "methods[0].fail_evry"]);
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("seed = 5", "seed = 5\nsede = 6")),
+        &["suite.toml:5", "sede", "unknown field"],
+    );
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("id = \"mock\"", "id = \"turbo\"")),
+        &["suite.toml:13", "unknown method `turbo`", "dense", "mock"],
+    );
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("rate_qps = 200.0", "rate_qps = 0")),
+        &["suite.toml:9", "rate_qps", "greater than 0"],
+    );
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("requests = 30", "requests = -3")),
+        &["suite.toml:5", "requests"],
+    );
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("output_tokens = 3", "output_tokens = 0")),
+        &["suite.toml:11", "output_tokens"],
+    );
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("fail_every = 5", "fail_evry = 5")),
+        &["suite.toml:17", "methods[0].fail_evry"],
+    );
     fails_with(&["run"], Some("[run\nseed = 1"), &["suite.toml:1"]);
     fails_with(&["run", "no/such/suite.toml"], None, &["no/such/suite.toml"]);
 }
@@ -163,7 +217,13 @@ fn unwritable_output_exits_2() {
     let suite = write_suite(tmp.path(), MOCK_SUITE);
     let file = tmp.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
-    let o = oae().arg("run").arg(&suite).arg("--out").arg(file.join("run")).output().unwrap();
+    let o = oae()
+        .arg("run")
+        .arg(&suite)
+        .arg("--out")
+        .arg(file.join("run"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("a-file/run"));
 }
@@ -173,7 +233,14 @@ fn failing_setup_aborts_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(tmp.path(), &MOCK_SUITE.replace("fail_every = 5", "fail_setup = true"));
     let out = tmp.path().join("run");
-    let o = oae().arg("run").arg(&suite).arg("--quiet").arg("--out").arg(&out).output().unwrap();
+    let o = oae()
+        .arg("run")
+        .arg(&suite)
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run aborted"));
     let run = read_json(&out.join("run.json"));
@@ -184,10 +251,19 @@ fn failing_setup_aborts_and_says_so() {
 #[test]
 fn interrupted_run_is_aborted_and_keeps_its_records() {
     let tmp = tempfile::tempdir().unwrap();
-    let slow = MOCK_SUITE.replace("rate_qps = 200.0", "rate_qps = 20.0").replace("requests = 30", "requests = 200");
+    let slow = MOCK_SUITE
+        .replace("rate_qps = 200.0", "rate_qps = 20.0")
+        .replace("requests = 30", "requests = 200");
     let suite = write_suite(tmp.path(), &slow);
     let out = tmp.path().join("run");
-    let mut child = oae().arg("run").arg(&suite).arg("--quiet").arg("--out").arg(&out).spawn().unwrap();
+    let mut child = oae()
+        .arg("run")
+        .arg(&suite)
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
     // Wait until some records exist, then interrupt.
     let jsonl = out.join("requests.jsonl");
     let start = std::time::Instant::now();
@@ -195,7 +271,10 @@ fn interrupted_run_is_aborted_and_keeps_its_records() {
         assert!(start.elapsed().as_secs() < 60, "no record was written");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let run = read_json(&out.join("run.json"));

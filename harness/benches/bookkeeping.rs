@@ -7,9 +7,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use oae_harness::Outcome;
 use oae_harness::rundir::RunDir;
 use oae_harness::runner::{CellPlan, Histograms, Served, Stamps, build_record};
-use oae_harness::Outcome;
 use oae_workloads::{Arrival, Request, Schedule};
 
 fn bench(c: &mut Criterion) {
@@ -18,10 +18,20 @@ fn bench(c: &mut Criterion) {
     let arrival = Arrival {
         at: Duration::from_millis(5),
         skipped: Duration::ZERO,
-        request: Request { id: 7, prompt: "x".repeat(64), max_new_tokens: 32, target_input_tokens: 64 },
+        request: Request {
+            id: 7,
+            prompt: "x".repeat(64),
+            max_new_tokens: 32,
+            target_input_tokens: 64,
+        },
     };
     let schedule = Schedule::new("w".into(), "bench".into(), vec![arrival.clone()], None);
-    let plan = CellPlan { method: "dense", schedule: &schedule, warmup: Duration::ZERO, trial: 0 };
+    let plan = CellPlan {
+        method: "dense",
+        schedule: &schedule,
+        warmup: Duration::ZERO,
+        trial: 0,
+    };
     let mut hists = Histograms::default();
     let t0 = Instant::now();
 
@@ -33,7 +43,12 @@ fn bench(c: &mut Criterion) {
             for _ in 0..32 {
                 tokens.push(Instant::now());
             }
-            let stamps = Stamps { dispatched, started: Some(started), tokens, finished: Some(Instant::now()) };
+            let stamps = Stamps {
+                dispatched,
+                started: Some(started),
+                tokens,
+                finished: Some(Instant::now()),
+            };
             let served = Served {
                 instance: Some(0),
                 outcome: Outcome::Ok,

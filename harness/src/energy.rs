@@ -33,7 +33,12 @@ impl Attribution {
 /// Attributes the energy of `samples` — (time s, cumulative J), time-ordered — over the
 /// window `[from_s, to_s]` to `intervals` — (start s, end s) of each request in service,
 /// `None` for requests never served. Returns `None` when the samples do not cover the window.
-pub fn attribute(samples: &[(f64, f64)], intervals: &[Option<(f64, f64)>], from_s: f64, to_s: f64) -> Option<Attribution> {
+pub fn attribute(
+    samples: &[(f64, f64)],
+    intervals: &[Option<(f64, f64)>],
+    from_s: f64,
+    to_s: f64,
+) -> Option<Attribution> {
     let (first, last) = (samples.first()?, samples.last()?);
     if from_s < first.0 || to_s > last.0 || to_s < from_s {
         return None;
@@ -55,7 +60,11 @@ pub fn attribute(samples: &[(f64, f64)], intervals: &[Option<(f64, f64)>], from_
     }
     // Ends before starts at the same instant, so back-to-back requests never overlap.
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut cuts: Vec<f64> = samples.iter().map(|s| s.0).filter(|&t| t > from_s && t < to_s).collect();
+    let mut cuts: Vec<f64> = samples
+        .iter()
+        .map(|s| s.0)
+        .filter(|&t| t > from_s && t < to_s)
+        .collect();
     cuts.extend(events.iter().map(|e| e.0));
     cuts.push(from_s);
     cuts.push(to_s);
@@ -94,7 +103,12 @@ pub fn attribute(samples: &[(f64, f64)], intervals: &[Option<(f64, f64)>], from_
         }
     }
     let attributed: f64 = active_j.iter().flatten().sum::<f64>() + gap_j;
-    Some(Attribution { active_j, gap_j, window_j, conservation_error_j: window_j - attributed })
+    Some(Attribution {
+        active_j,
+        gap_j,
+        window_j,
+        conservation_error_j: window_j - attributed,
+    })
 }
 
 #[cfg(test)]

@@ -36,7 +36,11 @@ pub enum HarnessError {
 impl HarnessError {
     /// An I/O error with the path and a fix.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error, hint: impl Into<String>) -> Self {
-        Self::Io { path: path.into(), source, hint: hint.into() }
+        Self::Io {
+            path: path.into(),
+            source,
+            hint: hint.into(),
+        }
     }
 }
 

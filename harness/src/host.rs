@@ -27,7 +27,9 @@ pub struct HostFacts {
 /// Reads the host facts.
 pub fn facts() -> HostFacts {
     let sys = System::new_with_specifics(
-        RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()).with_memory(MemoryRefreshKind::nothing().with_ram()),
+        RefreshKind::nothing()
+            .with_cpu(CpuRefreshKind::nothing())
+            .with_memory(MemoryRefreshKind::nothing().with_ram()),
     );
     HostFacts {
         cpu_model: cpu_model_name(),
@@ -43,12 +45,29 @@ pub fn facts() -> HostFacts {
 /// The CPU model name (first `model name` in /proc/cpuinfo, else sysinfo's brand).
 pub fn cpu_model_name() -> String {
     if let Ok(text) = std::fs::read_to_string("/proc/cpuinfo") {
-        if let Some(name) = text.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim())) {
+        if let Some(name) = text.lines().find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim())
+        }) {
             return name.to_string();
         }
     }
     let sys = System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()));
-    sys.cpus().first().map(|c| c.brand().trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into())
+    sys.cpus()
+        .first()
+        .map(|c| c.brand().trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// CPU time stolen by the hypervisor from this VM so far, seconds summed over vCPUs
+/// (`steal` in /proc/stat, at USER_HZ = 100). `None` where /proc/stat is unavailable.
+pub fn cpu_steal_s() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let steal: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    Some(steal as f64 / 100.0)
 }
 
 /// Whether an energy source can be used here, and the details or the reason it cannot.
@@ -66,7 +85,12 @@ pub struct SourceStatus {
 
 /// Tries to load NVML at run time (no driver needed to build or run oae).
 pub fn nvml_status() -> SourceStatus {
-    let mut st = SourceStatus { source: "nvml".into(), available: false, detail: String::new(), items: vec![] };
+    let mut st = SourceStatus {
+        source: "nvml".into(),
+        available: false,
+        detail: String::new(),
+        items: vec![],
+    };
     match nvml_wrapper::Nvml::init() {
         Err(e) => {
             st.detail = format!(
@@ -100,11 +124,19 @@ pub fn nvml_status() -> SourceStatus {
 
 /// Checks the RAPL powercap interface under `root` (normally `/sys/class/powercap`).
 pub fn rapl_status_at(root: &Path) -> SourceStatus {
-    let mut st = SourceStatus { source: "rapl".into(), available: false, detail: String::new(), items: vec![] };
+    let mut st = SourceStatus {
+        source: "rapl".into(),
+        available: false,
+        detail: String::new(),
+        items: vec![],
+    };
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            st.detail = format!("absent: {} does not exist (no powercap driver; typical on VMs)", root.display());
+            st.detail = format!(
+                "absent: {} does not exist (no powercap driver; typical on VMs)",
+                root.display()
+            );
             return st;
         }
         Err(e) => {
@@ -115,7 +147,11 @@ pub fn rapl_status_at(root: &Path) -> SourceStatus {
     let mut zones: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("intel-rapl:")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("intel-rapl:"))
+        })
         .collect();
     zones.sort();
     if zones.is_empty() {
@@ -124,7 +160,9 @@ pub fn rapl_status_at(root: &Path) -> SourceStatus {
     }
     let mut denied = 0;
     for z in &zones {
-        let name = std::fs::read_to_string(z.join("name")).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
+        let name = std::fs::read_to_string(z.join("name"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
         let zone = z.file_name().and_then(|n| n.to_str()).unwrap_or("?");
         match std::fs::read_to_string(z.join("energy_uj")) {
             Ok(v) => {

@@ -13,8 +13,8 @@ pub mod clock;
 pub mod energy;
 mod error;
 pub mod host;
-mod method;
 pub mod meters;
+mod method;
 mod record;
 pub mod rundir;
 pub mod runner;
@@ -24,8 +24,8 @@ pub mod suite;
 pub mod summary;
 
 pub use error::{HarnessError, MethodError};
-pub use method::{BuildContext, Completion, ConfigKey, DeviceSpec, Method, MethodSpec, Probe, StopReason, TokenSink};
 pub use meters::{EnergyKind, Meter, MeterReading, MeterSpec};
+pub use method::{BuildContext, Completion, ConfigKey, DeviceSpec, Method, MethodSpec, Probe, StopReason, TokenSink};
 pub use record::{Outcome, RequestRecord};
 
 /// The harness version, recorded in run.json.

@@ -180,7 +180,11 @@ impl Probe {
     /// Closes any open phase and returns (phases in ms, counters).
     pub fn finish(mut self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
         self.end();
-        let phases = self.phases.into_iter().map(|(n, d)| (n.into_owned(), d.as_secs_f64() * 1e3)).collect();
+        let phases = self
+            .phases
+            .into_iter()
+            .map(|(n, d)| (n.into_owned(), d.as_secs_f64() * 1e3))
+            .collect();
         let counters = self.counters.into_iter().map(|(n, v)| (n.into_owned(), v)).collect();
         (phases, counters)
     }
@@ -196,8 +200,12 @@ pub trait Method: Send {
     fn prepare(&mut self) -> Result<(), MethodError>;
 
     /// Serves one request, streaming tokens to `sink` and marking phases on `probe`.
-    fn serve(&mut self, request: &Request, sink: &mut dyn TokenSink, probe: &mut Probe)
-    -> Result<Completion, MethodError>;
+    fn serve(
+        &mut self,
+        request: &Request,
+        sink: &mut dyn TokenSink,
+        probe: &mut Probe,
+    ) -> Result<Completion, MethodError>;
 
     /// Clears per-request state after a failure (a panic or error mid-request).
     fn reset(&mut self) {}

@@ -22,7 +22,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in report order.
-    pub const ALL: [Outcome; 5] = [Outcome::Ok, Outcome::Error, Outcome::Timeout, Outcome::Rejected, Outcome::Cancelled];
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Timeout,
+        Outcome::Rejected,
+        Outcome::Cancelled,
+    ];
 
     /// The name used in files.
     pub fn as_str(self) -> &'static str {

@@ -37,7 +37,11 @@ impl RunDir {
     pub fn create(path: &Path) -> Result<RunDir, HarnessError> {
         if path.exists() {
             let mut entries = std::fs::read_dir(path).map_err(|e| {
-                HarnessError::io(path, e, "--out must be a directory oae can read, or a path that does not exist yet")
+                HarnessError::io(
+                    path,
+                    e,
+                    "--out must be a directory oae can read, or a path that does not exist yet",
+                )
             })?;
             if entries.next().is_some() {
                 return Err(HarnessError::Invalid(format!(
@@ -54,7 +58,10 @@ impl RunDir {
             .append(true)
             .open(&file)
             .map_err(|e| HarnessError::io(&file, e, "choose an --out directory you can write to"))?;
-        Ok(RunDir { path: path.to_path_buf(), requests })
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            requests,
+        })
     }
 
     /// The directory.
@@ -64,7 +71,8 @@ impl RunDir {
 
     /// Appends one record as a single line with a single write.
     pub fn append_record(&mut self, record: &RequestRecord) -> Result<(), HarnessError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| HarnessError::Invalid(format!("serializing a record: {e}")))?;
+        let mut line =
+            serde_json::to_vec(record).map_err(|e| HarnessError::Invalid(format!("serializing a record: {e}")))?;
         line.push(b'\n');
         self.requests
             .write_all(&line)
@@ -77,13 +85,16 @@ impl RunDir {
         let tmp = self.path.join(format!(".{name}.tmp"));
         let hint = "check free disk space and permissions";
         let mut f = File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e, hint))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| HarnessError::io(&tmp, e, hint))?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| HarnessError::io(&tmp, e, hint))?;
         std::fs::rename(&tmp, &target).map_err(|e| HarnessError::io(&target, e, hint))
     }
 
     /// Writes `name` as pretty JSON, atomically.
     pub fn write_json(&self, name: &str, value: &impl serde::Serialize) -> Result<(), HarnessError> {
-        let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| HarnessError::Invalid(format!("serializing {name}: {e}")))?;
+        let mut bytes =
+            serde_json::to_vec_pretty(value).map_err(|e| HarnessError::Invalid(format!("serializing {name}: {e}")))?;
         bytes.push(b'\n');
         self.write_atomic(name, &bytes)
     }
@@ -92,12 +103,16 @@ impl RunDir {
     pub fn rewrite_records(&mut self, records: &[RequestRecord]) -> Result<(), HarnessError> {
         let mut out = Vec::with_capacity(records.len() * 512);
         for r in records {
-            serde_json::to_writer(&mut out, r).map_err(|e| HarnessError::Invalid(format!("serializing a record: {e}")))?;
+            serde_json::to_writer(&mut out, r)
+                .map_err(|e| HarnessError::Invalid(format!("serializing a record: {e}")))?;
             out.push(b'\n');
         }
         self.write_atomic("requests.jsonl", &out)?;
         let file = self.path.join("requests.jsonl");
-        self.requests = OpenOptions::new().append(true).open(&file).map_err(|e| HarnessError::io(&file, e, "check permissions"))?;
+        self.requests = OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .map_err(|e| HarnessError::io(&file, e, "check permissions"))?;
         Ok(())
     }
 
@@ -106,9 +121,15 @@ impl RunDir {
         let mut out = String::from("t_s,domain,source,kind,energy_j,power_w\n");
         for s in &timeline.samples {
             let m = &timeline.meters[s.meter];
-            let kind = serde_json::to_value(m.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let kind = serde_json::to_value(m.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             let power = s.power_w.map(|p| format!("{p:.6}")).unwrap_or_default();
-            out.push_str(&format!("{:.6},{},{},{},{:.6},{}\n", s.t_s, m.domain, m.name, kind, s.energy_j, power));
+            out.push_str(&format!(
+                "{:.6},{},{},{},{:.6},{}\n",
+                s.t_s, m.domain, m.name, kind, s.energy_j, power
+            ));
         }
         self.write_atomic("timeline.csv", out.as_bytes())
     }
@@ -132,7 +153,8 @@ impl RunDir {
                         .collect();
                     let start = std::time::Duration::from_secs_f64(start_s.max(0.0));
                     let dur = std::time::Duration::from_secs_f64(dur_s.max(0.0));
-                    w.write_histogram(h, start, dur, Tag::new(&tag)).map_err(|e| err(format!("{e:?}")))?;
+                    w.write_histogram(h, start, dur, Tag::new(&tag))
+                        .map_err(|e| err(format!("{e:?}")))?;
                 }
             }
         }

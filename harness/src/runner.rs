@@ -49,6 +49,8 @@ pub struct CellRun {
     pub aborted: bool,
     /// The method instances, handed back for the next workload.
     pub instances: Vec<Box<dyn Method>>,
+    /// What was done to the dispatcher thread's priority.
+    pub dispatcher_priority: String,
 }
 
 /// Timestamps of one served request, as stamped by the worker.
@@ -84,7 +86,13 @@ pub struct Served {
 }
 
 /// Builds the record of one request from its timestamps (all relative to `t0`).
-pub fn build_record(plan: &CellPlan<'_>, arrival: &Arrival, t0: Instant, stamps: &Stamps, served: Served) -> RequestRecord {
+pub fn build_record(
+    plan: &CellPlan<'_>,
+    arrival: &Arrival,
+    t0: Instant,
+    stamps: &Stamps,
+    served: Served,
+) -> RequestRecord {
     let s = |t: Instant| secs_since(t0, t);
     let ms = |a: Instant, b: Instant| secs_since(a, b) * 1e3;
     let intended = t0 + arrival.at;
@@ -225,10 +233,16 @@ pub fn run_cell(
     on_record: &mut dyn FnMut(&RequestRecord) -> Result<(), HarnessError>,
 ) -> Result<CellRun, HarnessError> {
     if instances.is_empty() {
-        return Err(HarnessError::Invalid(format!("method `{}` has no instances to run", plan.method)));
+        return Err(HarnessError::Invalid(format!(
+            "method `{}` has no instances to run",
+            plan.method
+        )));
     }
     let arrivals = &plan.schedule.arrivals;
-    let queue = Queue { inner: Mutex::new((VecDeque::new(), false)), ready: Condvar::new() };
+    let queue = Queue {
+        inner: Mutex::new((VecDeque::new(), false)),
+        ready: Condvar::new(),
+    };
     let (tx, rx) = mpsc::channel::<RequestRecord>();
     let t0 = Instant::now() + LEAD;
     let mut records = Vec::with_capacity(arrivals.len());
@@ -236,7 +250,8 @@ pub fn run_cell(
 
     let returned = std::thread::scope(|scope| {
         let queue = &queue;
-        scope.spawn(move || {
+        let dispatcher = scope.spawn(move || {
+            let priority = crate::clock::raise_thread_priority();
             for (i, a) in arrivals.iter().enumerate() {
                 if !wait_until(t0 + a.at, stop) {
                     break;
@@ -244,6 +259,7 @@ pub fn run_cell(
                 queue.push((i, Instant::now()));
             }
             queue.close();
+            priority
         });
         let workers: Vec<_> = instances
             .into_iter()
@@ -253,7 +269,12 @@ pub fn run_cell(
                 scope.spawn(move || {
                     while let Some((i, dispatched)) = queue.pop() {
                         let arrival = &arrivals[i];
-                        let mut stamps = Stamps { dispatched, started: None, tokens: Vec::new(), finished: None };
+                        let mut stamps = Stamps {
+                            dispatched,
+                            started: None,
+                            tokens: Vec::new(),
+                            finished: None,
+                        };
                         let served = if stop.load(Ordering::Relaxed) {
                             Served {
                                 instance: None,
@@ -285,28 +306,44 @@ pub fn run_cell(
             }
             records.push(rec);
         }
-        workers.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+        let priority = dispatcher.join().unwrap_or_else(|_| "dispatcher panicked".into());
+        (workers.into_iter().map(|h| h.join()).collect::<Vec<_>>(), priority)
     });
+    let (returned, dispatcher_priority) = returned;
     let end = Instant::now();
     let mut instances = Vec::new();
     for r in returned {
         match r {
             Ok(m) => instances.push(m),
-            Err(_) => return Err(HarnessError::Invalid(format!("a worker of `{}` panicked outside a request", plan.method))),
+            Err(_) => {
+                return Err(HarnessError::Invalid(format!(
+                    "a worker of `{}` panicked outside a request",
+                    plan.method
+                )));
+            }
         }
     }
     if let Some(e) = sink_error {
         return Err(e);
     }
     let aborted = records.len() < arrivals.len() || records.iter().any(|r| r.outcome == Outcome::Cancelled);
-    Ok(CellRun { records, t0, end, aborted, instances })
+    Ok(CellRun {
+        records,
+        t0,
+        end,
+        aborted,
+        instances,
+        dispatcher_priority,
+    })
 }
 
 fn serve_one(method: &mut dyn Method, instance: u32, arrival: &Arrival, stamps: &mut Stamps) -> Served {
     let mut probe = Probe::default();
     stamps.started = Some(Instant::now());
     let result = {
-        let mut sink = TimingSink { tokens: &mut stamps.tokens };
+        let mut sink = TimingSink {
+            tokens: &mut stamps.tokens,
+        };
         catch_unwind(AssertUnwindSafe(|| {
             let r = method.serve(&arrival.request, &mut sink, &mut probe);
             method.sync().and(r)

@@ -97,10 +97,18 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
         let spec = registry.iter().find(|s| s.id() == entry.id).expect("checked above");
         let mut instances = Vec::new();
         for instance in 0..entry.instances {
-            let ctx = BuildContext { device: suite.run.device, seed: suite.run.seed, label: entry.label.clone(), instance };
+            let ctx = BuildContext {
+                device: suite.run.device,
+                seed: suite.run.seed,
+                label: entry.label.clone(),
+                instance,
+            };
             let m = spec.build(&entry.config, &ctx).map_err(|source| match source {
                 crate::MethodError::Config(c) => HarnessError::Config(c),
-                other => HarnessError::Method { label: entry.label.clone(), source: other },
+                other => HarnessError::Method {
+                    label: entry.label.clone(),
+                    source: other,
+                },
             })?;
             instances.push(m);
         }
@@ -117,7 +125,11 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
             suite.source.label, s.workload
         )));
     }
-    Ok(Plan { suite, methods, schedules })
+    Ok(Plan {
+        suite,
+        methods,
+        schedules,
+    })
 }
 
 /// Runs the plan into `out` (created; must not exist or be empty).
@@ -128,7 +140,11 @@ pub fn execute(
     progress: &mut dyn Progress,
     invocation: &Invocation,
 ) -> Result<RunResult, HarnessError> {
-    let Plan { suite, methods, schedules } = plan;
+    let Plan {
+        suite,
+        methods,
+        schedules,
+    } = plan;
     let mut dir = RunDir::create(out)?;
     let started_utc = utc_now_rfc3339();
     let epoch = Instant::now();
@@ -147,8 +163,13 @@ pub fn execute(
         host: serde_json::to_value(host::facts()).unwrap_or(Value::Null),
         started_utc,
         sources: serde_json::to_value(&sources).unwrap_or(Value::Null),
-        unavailable: opened.unavailable.iter().map(|(s, r)| json!({"source": s, "reason": r})).collect(),
+        unavailable: opened
+            .unavailable
+            .iter()
+            .map(|(s, r)| json!({"source": s, "reason": r}))
+            .collect(),
         methods: Vec::new(),
+        dispatcher_priority: None,
     };
     dir.write_json("run.json", &ctx.render("running", None, None, &sampler.snapshot(), 0))?;
 
@@ -162,7 +183,11 @@ pub fn execute(
             abort.get_or_insert_with(|| "interrupted".into());
             break;
         }
-        progress.message(&format!("preparing `{}` ({} instance(s))", entry.label, instances.len()));
+        progress.message(&format!(
+            "preparing `{}` ({} instance(s))",
+            entry.label,
+            instances.len()
+        ));
         let setup_from = sampler.read_now();
         for m in instances.iter_mut() {
             if let Err(e) = m.prepare().and_then(|_| m.sync()) {
@@ -190,8 +215,14 @@ pub fn execute(
                 break 'methods;
             }
             progress.cell_started(&entry.label, &schedule.workload, schedule.len());
-            let cell = CellPlan { method: &entry.label, schedule, warmup: suite.run.warmup, trial: 0 };
+            let cell = CellPlan {
+                method: &entry.label,
+                schedule,
+                warmup: suite.run.warmup,
+                trial: 0,
+            };
             let mut h = Histograms::default();
+            let steal_before = host::cpu_steal_s();
             let result = run_cell(&cell, instances, stop, &mut |r| {
                 dir.append_record(r)?;
                 h.record(r);
@@ -224,14 +255,21 @@ pub fn execute(
             );
             summary.energy = energy.map(|mut e| {
                 let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
-                e.active_j_per_request = crate::stats::Stat::from_samples(measured.iter().filter_map(|r| r.energy_active_j), suite.run.confidence);
-                e.amortized_j_per_request =
-                    crate::stats::Stat::from_samples(measured.iter().filter_map(|r| r.energy_amortized_j), suite.run.confidence);
+                e.active_j_per_request = crate::stats::Stat::from_samples(
+                    measured.iter().filter_map(|r| r.energy_active_j),
+                    suite.run.confidence,
+                );
+                e.amortized_j_per_request = crate::stats::Stat::from_samples(
+                    measured.iter().filter_map(|r| r.energy_amortized_j),
+                    suite.run.confidence,
+                );
                 e
             });
+            summary.host_steal_s = steal_before.zip(host::cpu_steal_s()).map(|(a, b)| b - a);
             progress.cell_finished(&summary);
             summaries.push(summary);
             hists.push((entry.label.clone(), schedule.workload.clone(), t0_s, replay_s, h));
+            ctx.dispatcher_priority = Some(run.dispatcher_priority.clone());
             all_records.extend(records);
             instances = run.instances;
             if run.aborted {
@@ -245,7 +283,11 @@ pub fn execute(
     }
 
     let timeline = sampler.stop();
-    let status = if abort.is_some() { RunStatus::Aborted } else { RunStatus::Complete };
+    let status = if abort.is_some() {
+        RunStatus::Aborted
+    } else {
+        RunStatus::Complete
+    };
     // Finish every file even if one fails, then report the first failure.
     let mut first_err = None;
     let mut keep = |r: Result<(), HarnessError>| {
@@ -255,17 +297,39 @@ pub fn execute(
     };
     keep(dir.rewrite_records(&all_records));
     keep(dir.write_timeline(&timeline));
-    keep(dir.write_histograms(&hists.iter().map(|(m, w, s, d, h)| (m.clone(), w.clone(), *s, *d, h)).collect::<Vec<_>>()));
-    keep(dir.write_json("summary.json", &json!({ "status": status_str(status), "cells": summaries })));
+    keep(
+        dir.write_histograms(
+            &hists
+                .iter()
+                .map(|(m, w, s, d, h)| (m.clone(), w.clone(), *s, *d, h))
+                .collect::<Vec<_>>(),
+        ),
+    );
+    keep(dir.write_json(
+        "summary.json",
+        &json!({ "status": status_str(status), "cells": summaries }),
+    ));
     let finished = utc_now_rfc3339();
     keep(dir.write_json(
         "run.json",
-        &ctx.render(status_str(status), abort.as_deref(), Some(&finished), &timeline, all_records.len()),
+        &ctx.render(
+            status_str(status),
+            abort.as_deref(),
+            Some(&finished),
+            &timeline,
+            all_records.len(),
+        ),
     ));
     if let Some(e) = first_err {
         return Err(e);
     }
-    Ok(RunResult { dir: dir.path().to_path_buf(), status, abort_reason: abort, summaries, records: all_records.len() })
+    Ok(RunResult {
+        dir: dir.path().to_path_buf(),
+        status,
+        abort_reason: abort,
+        summaries,
+        records: all_records.len(),
+    })
 }
 
 fn status_str(s: RunStatus) -> &'static str {
@@ -289,17 +353,30 @@ fn energy_sum(t: &Timeline, f: impl Fn(usize) -> Option<f64>) -> Option<f64> {
 
 /// Attributes each meter's energy over the replay window to the cell's records (in place)
 /// and returns the cell's energy summary (per-request statistics are added by the caller).
-fn attribute_cell(t: &Timeline, records: &mut [RequestRecord], t0_s: f64, end_s: f64, setup_j: Option<f64>) -> Option<EnergySummary> {
+fn attribute_cell(
+    t: &Timeline,
+    records: &mut [RequestRecord],
+    t0_s: f64,
+    end_s: f64,
+    setup_j: Option<f64>,
+) -> Option<EnergySummary> {
     if t.meters.is_empty() {
         return None;
     }
-    let intervals: Vec<Option<(f64, f64)>> =
-        records.iter().map(|r| r.started_s.zip(r.finished_s).map(|(s, e)| (t0_s + s, t0_s + e))).collect();
+    let intervals: Vec<Option<(f64, f64)>> = records
+        .iter()
+        .map(|r| r.started_s.zip(r.finished_s).map(|(s, e)| (t0_s + s, t0_s + e)))
+        .collect();
     let (mut window_j, mut gap_j, mut err_j) = (0.0, 0.0, 0.0);
     let mut active = vec![None::<f64>; records.len()];
     let mut amortized = vec![None::<f64>; records.len()];
     for m in 0..t.meters.len() {
-        let samples: Vec<(f64, f64)> = t.samples.iter().filter(|s| s.meter == m).map(|s| (s.t_s, s.energy_j)).collect();
+        let samples: Vec<(f64, f64)> = t
+            .samples
+            .iter()
+            .filter(|s| s.meter == m)
+            .map(|s| (s.t_s, s.energy_j))
+            .collect();
         let a = attribute(&samples, &intervals, t0_s, end_s)?;
         window_j += a.window_j;
         gap_j += a.gap_j;
@@ -348,10 +425,18 @@ struct RunJson<'a> {
     sources: Value,
     unavailable: Vec<Value>,
     methods: Vec<Value>,
+    dispatcher_priority: Option<String>,
 }
 
 impl RunJson<'_> {
-    fn render(&self, status: &str, abort_reason: Option<&str>, finished: Option<&str>, t: &Timeline, records: usize) -> Value {
+    fn render(
+        &self,
+        status: &str,
+        abort_reason: Option<&str>,
+        finished: Option<&str>,
+        t: &Timeline,
+        records: usize,
+    ) -> Value {
         let run = &self.suite.run;
         let limit = match run.limit {
             Limit::Count(n) => json!({ "requests": n }),
@@ -392,6 +477,7 @@ impl RunJson<'_> {
             "seed": run.seed,
             "overrides": self.invocation.overrides,
             "runtime": self.invocation.runtime,
+            "dispatcher_priority": self.dispatcher_priority,
             "run": {
                 "limit": limit,
                 "warmup_s": run.warmup.as_secs_f64(),

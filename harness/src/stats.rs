@@ -70,7 +70,11 @@ impl Stat {
         v.sort_by(f64::total_cmp);
         let n = v.len();
         let mean = v.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        let var = if n > 1 {
+            v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
         let (mean_est, method) = mean_ci(&v, mean, var.sqrt(), confidence);
         Some(Stat {
             n,
@@ -111,7 +115,12 @@ pub fn quantile_ci(sorted: &[f64], p: f64, confidence: f64) -> Estimate {
     let hi_rank = (1..=n).find(|&j| cdf[j - 1] >= 1.0 - half_alpha);
     let ci_lo = lo_rank.map(|r| sorted[r - 1].min(value));
     let ci_hi = hi_rank.map(|r| sorted[r - 1].max(value));
-    Estimate { value, ci_lo, ci_hi, insufficient: ci_lo.is_none() || ci_hi.is_none() }
+    Estimate {
+        value,
+        ci_lo,
+        ci_hi,
+        insufficient: ci_lo.is_none() || ci_hi.is_none(),
+    }
 }
 
 /// P(B ≤ k) for k = 0..=n, B ~ Binomial(n, p), computed in log space (stable for large n).
@@ -142,12 +151,28 @@ fn binomial_cdf(n: usize, p: f64) -> Vec<f64> {
 fn mean_ci(sorted: &[f64], mean: f64, sd: f64, confidence: f64) -> (Estimate, &'static str) {
     let n = sorted.len();
     if n < 2 {
-        return (Estimate { value: mean, ci_lo: None, ci_hi: None, insufficient: true }, "bootstrap");
+        return (
+            Estimate {
+                value: mean,
+                ci_lo: None,
+                ci_hi: None,
+                insufficient: true,
+            },
+            "bootstrap",
+        );
     }
     if n > BOOTSTRAP_MAX_N {
         let z = normal_quantile(1.0 - (1.0 - confidence) / 2.0);
         let h = z * sd / (n as f64).sqrt();
-        return (Estimate { value: mean, ci_lo: Some(mean - h), ci_hi: Some(mean + h), insufficient: false }, "normal");
+        return (
+            Estimate {
+                value: mean,
+                ci_lo: Some(mean - h),
+                ci_hi: Some(mean + h),
+                insufficient: false,
+            },
+            "normal",
+        );
     }
     // Seeded from the data size so the same samples give the same interval every time.
     let mut rng = seeded(n as u64, &["bootstrap-mean"]);
@@ -161,19 +186,53 @@ fn mean_ci(sorted: &[f64], mean: f64, sd: f64, confidence: f64) -> (Estimate, &'
     let a = (1.0 - confidence) / 2.0;
     let lo = quantile(&means, a).min(mean);
     let hi = quantile(&means, 1.0 - a).max(mean);
-    (Estimate { value: mean, ci_lo: Some(lo), ci_hi: Some(hi), insufficient: false }, "bootstrap")
+    (
+        Estimate {
+            value: mean,
+            ci_lo: Some(lo),
+            ci_hi: Some(hi),
+            insufficient: false,
+        },
+        "bootstrap",
+    )
 }
 
 /// Inverse standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
 pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let pl = 0.02425;
     if p < pl {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - pl {
         let q = p - 0.5;
         let r = q * q;

@@ -31,7 +31,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use oae_workloads::config::{ConfigTable, PositiveF64, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error};
+use oae_workloads::config::{
+    ConfigTable, PositiveF64, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error,
+};
 use oae_workloads::workload::WorkloadEntry;
 use oae_workloads::{ConfigError, Limit, WorkloadSpec};
 
@@ -132,7 +134,10 @@ impl Suite {
     pub fn parse(label: &str, text: &str, default_name: &str) -> Result<Suite, ConfigError> {
         let source = SourceFile::new(label, text);
         let file: SuiteFile = toml::from_str(text).map_err(|e| toml_error(&source, "", &e))?;
-        let sha256 = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
 
         let name = match &file.name {
             Some(n) => {
@@ -147,7 +152,11 @@ impl Suite {
         let run = run_config(&source, file.run)?;
 
         if file.workloads.is_empty() {
-            return Err(source.error_at(text.len(), "workloads", "the suite has no [[workloads]]; add at least one"));
+            return Err(source.error_at(
+                text.len(),
+                "workloads",
+                "the suite has no [[workloads]]; add at least one",
+            ));
         }
         let mut workloads = Vec::new();
         let mut seen = BTreeMap::new();
@@ -155,32 +164,54 @@ impl Suite {
             let offset = w.name.span().start;
             let spec = WorkloadSpec::from_entry(w, &source, i)?;
             if seen.insert(spec.name.clone(), i).is_some() {
-                return Err(source.error_at(offset, &format!("workloads[{i}].name"), format!("duplicate workload name `{}`", spec.name)));
+                return Err(source.error_at(
+                    offset,
+                    &format!("workloads[{i}].name"),
+                    format!("duplicate workload name `{}`", spec.name),
+                ));
             }
             workloads.push(spec);
         }
 
         if file.methods.is_empty() {
-            return Err(source.error_at(text.len(), "methods", "the suite has no [[methods]]; add at least one (see `oae list methods`)"));
+            return Err(source.error_at(
+                text.len(),
+                "methods",
+                "the suite has no [[methods]]; add at least one (see `oae list methods`)",
+            ));
         }
         let mut methods = Vec::new();
         let mut labels = BTreeMap::new();
         for (i, m) in file.methods.into_iter().enumerate() {
             let span = m.span();
             let mut table = ConfigTable::new(source.clone(), format!("methods[{i}]"), span, m.into_inner());
-            let id = take_string(&mut table, "id")?.ok_or_else(|| table.error("id", "missing key `id`; see `oae list methods`"))?;
+            let id = take_string(&mut table, "id")?
+                .ok_or_else(|| table.error("id", "missing key `id`; see `oae list methods`"))?;
             let label = take_string(&mut table, "label")?;
             let instances = match table.take("instances") {
                 None => 1,
                 Some(v) => match v.get_ref().as_integer() {
                     Some(n) if (1..=1024).contains(&n) => n as u32,
-                    _ => return Err(source.error_at(v.span().start, &table.key_path("instances"), "must be a whole number from 1 to 1024")),
+                    _ => {
+                        return Err(source.error_at(
+                            v.span().start,
+                            &table.key_path("instances"),
+                            "must be a whole number from 1 to 1024",
+                        ));
+                    }
                 },
             };
             let label_text = label.as_ref().map(|l| l.0.clone()).unwrap_or_else(|| id.0.clone());
-            if label_text.trim().is_empty() || label_text.contains(['/', '\\']) || label_text.chars().any(char::is_control) {
+            if label_text.trim().is_empty()
+                || label_text.contains(['/', '\\'])
+                || label_text.chars().any(char::is_control)
+            {
                 let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
-                return Err(source.error_at(at, &table.key_path("label"), "must be a non-empty label without slashes or control characters"));
+                return Err(source.error_at(
+                    at,
+                    &table.key_path("label"),
+                    "must be a non-empty label without slashes or control characters",
+                ));
             }
             if labels.insert(label_text.clone(), i).is_some() {
                 let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
@@ -190,9 +221,23 @@ impl Suite {
                     format!("two methods are labelled `{label_text}`; give each a unique `label`"),
                 ));
             }
-            methods.push(MethodEntry { id: id.0, label: label_text, instances, config: table, id_offset: id.1 });
+            methods.push(MethodEntry {
+                id: id.0,
+                label: label_text,
+                instances,
+                config: table,
+                id_offset: id.1,
+            });
         }
-        Ok(Suite { name, description: file.description, source, sha256, run, workloads, methods })
+        Ok(Suite {
+            name,
+            description: file.description,
+            source,
+            sha256,
+            run,
+            workloads,
+            methods,
+        })
     }
 
     /// Checks every method id against the registry, listing the valid ones on error.
@@ -217,7 +262,9 @@ fn take_string(table: &mut ConfigTable, key: &str) -> Result<Option<(String, usi
         None => Ok(None),
         Some(v) => match v.get_ref().as_str() {
             Some(s) => Ok(Some((s.to_string(), v.span().start))),
-            None => Err(table.source().error_at(v.span().start, &table.key_path(key), "must be a string")),
+            None => Err(table
+                .source()
+                .error_at(v.span().start, &table.key_path(key), "must be a string")),
         },
     }
 }
@@ -228,22 +275,45 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
     let limit = match (run.requests, run.duration_s) {
         (Some(n), None) => Limit::Count(n.get()),
         (None, Some(d)) => Limit::Duration(Duration::from_secs_f64(d.get())),
-        (Some(_), Some(_)) => return Err(source.error_at(at, "run", "set either `requests` or `duration_s`, not both")),
-        (None, None) => return Err(source.error_at(at, "run", "set `requests = N` or `duration_s = S` to say how long to run")),
+        (Some(_), Some(_)) => {
+            return Err(source.error_at(at, "run", "set either `requests` or `duration_s`, not both"));
+        }
+        (None, None) => {
+            return Err(source.error_at(
+                at,
+                "run",
+                "set `requests = N` or `duration_s = S` to say how long to run",
+            ));
+        }
     };
     let warmup = match run.warmup_s {
         None => Duration::ZERO,
         Some(w) if w.get_ref().is_finite() && *w.get_ref() >= 0.0 => Duration::from_secs_f64(*w.get_ref()),
-        Some(w) => return Err(source.error_at(w.span().start, "run.warmup_s", format!("must be a number of seconds >= 0, got {}", w.get_ref()))),
+        Some(w) => {
+            return Err(source.error_at(
+                w.span().start,
+                "run.warmup_s",
+                format!("must be a number of seconds >= 0, got {}", w.get_ref()),
+            ));
+        }
     };
     let device = match run.device {
         None => DeviceSpec::Cpu,
-        Some(d) => d.get_ref().parse().map_err(|e: String| source.error_at(d.span().start, "run.device", e))?,
+        Some(d) => d
+            .get_ref()
+            .parse()
+            .map_err(|e: String| source.error_at(d.span().start, "run.device", e))?,
     };
     let confidence = match run.confidence {
         None => crate::stats::CONFIDENCE,
         Some(c) if *c.get_ref() > 0.5 && *c.get_ref() < 1.0 => *c.get_ref(),
-        Some(c) => return Err(source.error_at(c.span().start, "run.confidence", format!("must be between 0.5 and 1 (e.g. 0.95), got {}", c.get_ref()))),
+        Some(c) => {
+            return Err(source.error_at(
+                c.span().start,
+                "run.confidence",
+                format!("must be between 0.5 and 1 (e.g. 0.95), got {}", c.get_ref()),
+            ));
+        }
     };
     let sample_interval = Duration::from_secs_f64(run.sample_interval_ms.map(|m| m.get()).unwrap_or(100.0) / 1e3);
     if sample_interval < Duration::from_millis(1) {
@@ -318,7 +388,11 @@ service_ms = 3
 
     #[test]
     fn requests_xor_duration() {
-        assert!(err(&OK.replace("requests = 10", "requests = 10\nduration_s = 5")).message.contains("not both"));
+        assert!(
+            err(&OK.replace("requests = 10", "requests = 10\nduration_s = 5"))
+                .message
+                .contains("not both")
+        );
         assert!(err(&OK.replace("requests = 10", "")).message.contains("requests = N"));
     }
 

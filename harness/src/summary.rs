@@ -80,6 +80,9 @@ pub struct CellSummary {
     pub setup_s: f64,
     /// Energy, when a meter was available.
     pub energy: Option<EnergySummary>,
+    /// CPU time the hypervisor stole from this VM during the replay, s (summed over vCPUs).
+    /// Non-zero steal can explain latency or dispatch-lag outliers the method did not cause.
+    pub host_steal_s: Option<f64>,
 }
 
 /// Summarises `records` of one cell (energy is filled in by the caller).
@@ -109,14 +112,25 @@ pub fn summarize(
     put("ttft_ms", stat(ok.iter().filter_map(|r| r.ttft_ms).collect()));
     put("e2e_ms", stat(ok.iter().filter_map(|r| r.e2e_ms).collect()));
     put("tpot_ms", stat(ok.iter().filter_map(|r| r.tpot_ms).collect()));
-    put("itl_ms_pooled", stat(ok.iter().flat_map(|r| r.itl_ms.iter().copied()).collect()));
+    put(
+        "itl_ms_pooled",
+        stat(ok.iter().flat_map(|r| r.itl_ms.iter().copied()).collect()),
+    );
     put(
         "itl_ms_per_request_mean",
-        stat(ok.iter().filter(|r| !r.itl_ms.is_empty()).map(|r| r.itl_ms.iter().sum::<f64>() / r.itl_ms.len() as f64).collect()),
+        stat(
+            ok.iter()
+                .filter(|r| !r.itl_ms.is_empty())
+                .map(|r| r.itl_ms.iter().sum::<f64>() / r.itl_ms.len() as f64)
+                .collect(),
+        ),
     );
     put("service_ms", stat(ok.iter().filter_map(|r| r.service_ms).collect()));
     put("queue_ms", stat(measured.iter().filter_map(|r| r.queue_ms).collect()));
-    put("dispatch_lag_ms", stat(measured.iter().map(|r| r.dispatch_lag_ms).collect()));
+    put(
+        "dispatch_lag_ms",
+        stat(measured.iter().map(|r| r.dispatch_lag_ms).collect()),
+    );
     put("dispatch_lag_busy_ms", stat(busy_lags(records, &measured)));
 
     let service_s: f64 = ok.iter().filter_map(|r| r.service_ms).sum::<f64>() / 1e3;
@@ -146,15 +160,23 @@ pub fn summarize(
         failed: measured.len() - ok.len(),
         replay_s,
         offered_rate_qps,
-        achieved_rate_qps: if replay_s > 0.0 { completed as f64 / replay_s } else { 0.0 },
+        achieved_rate_qps: if replay_s > 0.0 {
+            completed as f64 / replay_s
+        } else {
+            0.0
+        },
         latency,
         output_tokens_per_s: (service_s > 0.0).then(|| output_tokens as f64 / service_s),
         output_tokens,
         input_tokens: ok.iter().filter_map(|r| r.input_tokens).map(u64::from).sum(),
-        phases_ms: phase_samples.into_iter().filter_map(|(k, v)| Some((k.to_string(), stat(v)?))).collect(),
+        phases_ms: phase_samples
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), stat(v)?)))
+            .collect(),
         counters,
         setup_s,
         energy: None,
+        host_steal_s: None,
     }
 }
 

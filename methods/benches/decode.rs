@@ -37,13 +37,21 @@ fn bench(c: &mut Criterion) {
         // SAFETY: set before candle or criterion start any thread.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", (cpus - 1).max(1).to_string()) };
     }
-    eprintln!("compute threads: {}", std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
-    let m = ModelSpec::Synthetic(SyntheticSpec::default()).load(&Device::Cpu).unwrap();
+    eprintln!(
+        "compute threads: {}",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
+    );
+    let m = ModelSpec::Synthetic(SyntheticSpec::default())
+        .load(&Device::Cpu)
+        .unwrap();
     let cfg = *m.decoder.config();
     let weight_bytes = cfg.weight_bytes_per_token();
 
     let mut g = c.benchmark_group("roofline");
-    for (name, bytes) in [("copy 64 MiB", 64usize << 20), ("copy weights-sized buffer", weight_bytes)] {
+    for (name, bytes) in [
+        ("copy 64 MiB", 64usize << 20),
+        ("copy weights-sized buffer", weight_bytes),
+    ] {
         let src = vec![1u8; bytes];
         let mut dst = vec![0u8; bytes];
         g.throughput(Throughput::Bytes(bytes as u64));

@@ -5,7 +5,12 @@ use candle_core::{Device, Tensor};
 use oae_methods::model::{KvCache, Logits, ModelSpec, SyntheticSpec};
 
 fn model() -> oae_methods::model::LoadedModel {
-    ModelSpec::Synthetic(SyntheticSpec { max_seq: 256, ..SyntheticSpec::default() }).load(&Device::Cpu).unwrap()
+    ModelSpec::Synthetic(SyntheticSpec {
+        max_seq: 256,
+        ..SyntheticSpec::default()
+    })
+    .load(&Device::Cpu)
+    .unwrap()
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
@@ -20,7 +25,9 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn incremental_decoding_matches_full_recomputation() {
     let m = model();
-    let tokens = m.tokenizer.encode("The quick brown fox jumps over the lazy dog, 1234567890.");
+    let tokens = m
+        .tokenizer
+        .encode("The quick brown fox jumps over the lazy dog, 1234567890.");
     let layers = m.decoder.config().layers;
 
     let mut full_cache = KvCache::new(layers);
@@ -65,7 +72,13 @@ fn truncated_cache_equals_fresh_prefill() {
 #[test]
 fn same_seed_same_weights_different_seed_different_weights() {
     let logits = |seed| {
-        let m = ModelSpec::Synthetic(SyntheticSpec { seed, max_seq: 64, ..SyntheticSpec::default() }).load(&Device::Cpu).unwrap();
+        let m = ModelSpec::Synthetic(SyntheticSpec {
+            seed,
+            max_seq: 64,
+            ..SyntheticSpec::default()
+        })
+        .load(&Device::Cpu)
+        .unwrap();
         let mut c = KvCache::new(m.decoder.config().layers);
         rows(&m.decoder.forward(&[256, 65, 66], &mut c, Logits::Last).unwrap()).remove(0)
     };
@@ -75,7 +88,12 @@ fn same_seed_same_weights_different_seed_different_weights() {
 
 #[test]
 fn context_overflow_and_bad_ids_are_errors_not_panics() {
-    let m = ModelSpec::Synthetic(SyntheticSpec { max_seq: 8, ..SyntheticSpec::default() }).load(&Device::Cpu).unwrap();
+    let m = ModelSpec::Synthetic(SyntheticSpec {
+        max_seq: 8,
+        ..SyntheticSpec::default()
+    })
+    .load(&Device::Cpu)
+    .unwrap();
     let mut c = KvCache::new(m.decoder.config().layers);
     assert!(m.decoder.forward(&[1; 9], &mut c, Logits::Last).is_err());
     assert!(m.decoder.forward(&[100_000], &mut c, Logits::Last).is_err());
@@ -83,10 +101,21 @@ fn context_overflow_and_bad_ids_are_errors_not_panics() {
 
 #[test]
 fn bad_shapes_are_rejected() {
-    let bad = SyntheticSpec { hidden: 130, heads: 4, ..SyntheticSpec::default() };
+    let bad = SyntheticSpec {
+        hidden: 130,
+        heads: 4,
+        ..SyntheticSpec::default()
+    };
     assert!(ModelSpec::Synthetic(bad).check().is_err());
-    let bad = SyntheticSpec { heads: 4, kv_heads: 3, ..SyntheticSpec::default() };
+    let bad = SyntheticSpec {
+        heads: 4,
+        kv_heads: 3,
+        ..SyntheticSpec::default()
+    };
     assert!(ModelSpec::Synthetic(bad).check().is_err());
-    let bad = SyntheticSpec { vocab: 100, ..SyntheticSpec::default() };
+    let bad = SyntheticSpec {
+        vocab: 100,
+        ..SyntheticSpec::default()
+    };
     assert!(ModelSpec::Synthetic(bad).check().is_err());
 }

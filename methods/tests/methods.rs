@@ -14,11 +14,24 @@ impl TokenSink for Collect {
 fn build(id: &str, toml: &str) -> Result<Box<dyn Method>, oae_harness::MethodError> {
     let spec = oae_methods::registry().into_iter().find(|s| s.id() == id).unwrap();
     let table = ConfigTable::parse("m.toml", toml).unwrap();
-    spec.build(&table, &BuildContext { device: DeviceSpec::Cpu, seed: 0, label: id.into(), instance: 0 })
+    spec.build(
+        &table,
+        &BuildContext {
+            device: DeviceSpec::Cpu,
+            seed: 0,
+            label: id.into(),
+            instance: 0,
+        },
+    )
 }
 
 fn request(id: u64, prompt: &str, n: u32) -> Request {
-    Request { id, prompt: prompt.into(), max_new_tokens: n, target_input_tokens: prompt.len() as u32 }
+    Request {
+        id,
+        prompt: prompt.into(),
+        max_new_tokens: n,
+        target_input_tokens: prompt.len() as u32,
+    }
 }
 
 fn generate(m: &mut dyn Method, r: &Request) -> (Vec<u32>, std::collections::BTreeMap<String, f64>) {
@@ -48,7 +61,11 @@ fn dense_greedy_is_deterministic_and_streams_every_token() {
 
 #[test]
 fn dense_sampling_is_seeded_per_request() {
-    let cfg = |seed: u64| format!("ignore_eos = true\ntemperature = 1.0\ntop_p = 0.95\nseed = {seed}\nmodel = {{ kind = \"synthetic\", max_seq = 128 }}\n");
+    let cfg = |seed: u64| {
+        format!(
+            "ignore_eos = true\ntemperature = 1.0\ntop_p = 0.95\nseed = {seed}\nmodel = {{ kind = \"synthetic\", max_seq = 128 }}\n"
+        )
+    };
     let mut m = build("dense", &cfg(1)).unwrap();
     m.prepare().unwrap();
     let r = request(0, "hello", 16);
@@ -56,7 +73,11 @@ fn dense_sampling_is_seeded_per_request() {
     assert_eq!(generate(m.as_mut(), &r).0, first, "same (seed, request) ⇒ same tokens");
     let mut other = build("dense", &cfg(2)).unwrap();
     other.prepare().unwrap();
-    assert_ne!(generate(other.as_mut(), &r).0, first, "different seed ⇒ different tokens");
+    assert_ne!(
+        generate(other.as_mut(), &r).0,
+        first,
+        "different seed ⇒ different tokens"
+    );
 }
 
 #[test]
@@ -64,8 +85,15 @@ fn dense_rejects_requests_beyond_context_with_a_fix() {
     let mut m = build("dense", "model = { kind = \"synthetic\", max_seq = 16 }\n").unwrap();
     m.prepare().unwrap();
     let mut probe = Probe::default();
-    let e = m.serve(&request(0, "0123456789", 10), &mut Collect(vec![]), &mut probe).err().unwrap().to_string();
-    assert!(e.contains("exceeds the model's context") && e.contains("shorten"), "{e}");
+    let e = m
+        .serve(&request(0, "0123456789", 10), &mut Collect(vec![]), &mut probe)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("exceeds the model's context") && e.contains("shorten"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -74,7 +102,10 @@ fn config_errors_name_the_key() {
     assert!(e.contains("m.toml:1") && e.contains("temprature"), "{e}");
     let e = build("dense", "top_p = 1.5\n").err().unwrap().to_string();
     assert!(e.contains("top_p"), "{e}");
-    let e = build("dense", "model = { kind = \"synthetic\", heads = 3 }\n").err().unwrap().to_string();
+    let e = build("dense", "model = { kind = \"synthetic\", heads = 3 }\n")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("model") && e.contains("multiple"), "{e}");
     let e = build("mock", "prefill_ms = -1\n").err().unwrap().to_string();
     assert!(e.contains("prefill_ms"), "{e}");

@@ -13,14 +13,24 @@ fn schedule(n: usize, gap_ms: u64) -> Schedule {
         .map(|i| Arrival {
             at: Duration::from_millis(gap_ms * i as u64),
             skipped: Duration::ZERO,
-            request: Request { id: i as u64, prompt: "p".into(), max_new_tokens: 4, target_input_tokens: 1 },
+            request: Request {
+                id: i as u64,
+                prompt: "p".into(),
+                max_new_tokens: 4,
+                target_input_tokens: 1,
+            },
         })
         .collect();
     Schedule::new("w".into(), "test".into(), arrivals, None)
 }
 
 fn run(s: &Schedule, cfg: MockConfig, stop: &AtomicBool) -> (Vec<RequestRecord>, bool) {
-    let plan = CellPlan { method: "mock", schedule: s, warmup: Duration::ZERO, trial: 0 };
+    let plan = CellPlan {
+        method: "mock",
+        schedule: s,
+        warmup: Duration::ZERO,
+        trial: 0,
+    };
     let instances: Vec<Box<dyn Method>> = vec![Box::new(Mock::new(cfg))];
     let mut seen = 0;
     let out = run_cell(&plan, instances, stop, &mut |_| {
@@ -38,7 +48,11 @@ fn run(s: &Schedule, cfg: MockConfig, stop: &AtomicBool) -> (Vec<RequestRecord>,
 fn latency_is_timed_from_intended_arrival_so_queueing_shows() {
     // Arrivals every 20 ms, service ≈ 60 ms: each request waits ~40 ms longer than the last.
     let s = schedule(10, 20);
-    let cfg = MockConfig { prefill_ms: 30.0, decode_ms_per_token: 10.0, ..Default::default() };
+    let cfg = MockConfig {
+        prefill_ms: 30.0,
+        decode_ms_per_token: 10.0,
+        ..Default::default()
+    };
     let (r, aborted) = run(&s, cfg, &AtomicBool::new(false));
     assert!(!aborted);
     assert_eq!(r.len(), 10);
@@ -47,7 +61,10 @@ fn latency_is_timed_from_intended_arrival_so_queueing_shows() {
     // Sleeps only ever overshoot, so these lower bounds hold on any machine.
     assert!(q[9] > q[0] + 200.0, "queue did not grow: {q:?}");
     assert!(e2e[9] > e2e[0] + 200.0, "e2e did not grow: {e2e:?}");
-    assert!(q.windows(2).all(|w| w[1] + 1.0 >= w[0]), "queue should be non-decreasing: {q:?}");
+    assert!(
+        q.windows(2).all(|w| w[1] + 1.0 >= w[0]),
+        "queue should be non-decreasing: {q:?}"
+    );
     for x in &r {
         // TTFT and E2E are measured from the intended arrival, which precedes dispatch.
         assert!(x.ttft_ms.unwrap() >= x.queue_ms.unwrap() + x.dispatch_lag_ms - 1e-6);
@@ -61,10 +78,18 @@ fn latency_is_timed_from_intended_arrival_so_queueing_shows() {
 #[test]
 fn failures_and_panics_are_recorded_and_counted_never_dropped() {
     let s = schedule(8, 2);
-    let cfg = MockConfig { fail_every: 4, panic_ids: vec![1], ..Default::default() };
+    let cfg = MockConfig {
+        fail_every: 4,
+        panic_ids: vec![1],
+        ..Default::default()
+    };
     let (r, _) = run(&s, cfg, &AtomicBool::new(false));
     assert_eq!(r.len(), 8, "every arrival has a record");
-    let failed: Vec<u64> = r.iter().filter(|x| x.outcome == Outcome::Error).map(|x| x.request_id).collect();
+    let failed: Vec<u64> = r
+        .iter()
+        .filter(|x| x.outcome == Outcome::Error)
+        .map(|x| x.request_id)
+        .collect();
     assert_eq!(failed, vec![1, 3, 7]);
     assert!(r[1].error.as_deref().unwrap().contains("panicked"));
     assert!(r[3].error.as_deref().unwrap().contains("mock failure"));
@@ -72,14 +97,20 @@ fn failures_and_panics_are_recorded_and_counted_never_dropped() {
     let summary = oae_harness::summary::summarize("mock", "mock", "w", &r, 1.0, 1.0, 0.0, 0.95);
     assert_eq!((summary.ok, summary.failed), (5, 3));
     assert_eq!(summary.outcomes[&Outcome::Error], 3);
-    assert_eq!(summary.latency["e2e_ms"].n, 5, "latency statistics are over ok requests");
+    assert_eq!(
+        summary.latency["e2e_ms"].n, 5,
+        "latency statistics are over ok requests"
+    );
 }
 
 #[test]
 fn stopping_keeps_records_and_marks_the_rest_cancelled() {
     let s = schedule(20, 10);
     let stop = AtomicBool::new(false);
-    let cfg = MockConfig { prefill_ms: 40.0, ..Default::default() };
+    let cfg = MockConfig {
+        prefill_ms: 40.0,
+        ..Default::default()
+    };
     let (r, aborted) = std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_millis(120));
@@ -90,15 +121,32 @@ fn stopping_keeps_records_and_marks_the_rest_cancelled() {
     assert!(aborted);
     assert!(r.len() < 20, "unreleased arrivals are not sent");
     assert!(r.iter().any(|x| x.outcome == Outcome::Ok));
-    assert!(r.iter().any(|x| x.outcome == Outcome::Cancelled), "queued requests are recorded as cancelled");
+    assert!(
+        r.iter().any(|x| x.outcome == Outcome::Cancelled),
+        "queued requests are recorded as cancelled"
+    );
 }
 
 #[test]
 fn warmup_is_by_intended_time() {
     let s = schedule(6, 10);
-    let plan = CellPlan { method: "mock", schedule: &s, warmup: Duration::from_millis(25), trial: 0 };
-    let out = run_cell(&plan, vec![Box::new(Mock::new(MockConfig::default()))], &AtomicBool::new(false), &mut |_| Ok(())).unwrap();
+    let plan = CellPlan {
+        method: "mock",
+        schedule: &s,
+        warmup: Duration::from_millis(25),
+        trial: 0,
+    };
+    let out = run_cell(
+        &plan,
+        vec![Box::new(Mock::new(MockConfig::default()))],
+        &AtomicBool::new(false),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
     let mut warm: Vec<(u64, bool)> = out.records.iter().map(|r| (r.request_id, r.warmup)).collect();
     warm.sort();
-    assert_eq!(warm, vec![(0, true), (1, true), (2, true), (3, false), (4, false), (5, false)]);
+    assert_eq!(
+        warm,
+        vec![(0, true), (1, true), (2, true), (3, false), (4, false), (5, false)]
+    );
 }

@@ -7,8 +7,14 @@ use oae_harness::host;
 pub fn doctor() -> anyhow::Result<ExitCode> {
     let f = host::facts();
     println!("oae {} — what this machine offers", env!("CARGO_PKG_VERSION"));
-    let cores = f.physical_cores.map(|p| format!(", {p} physical cores")).unwrap_or_default();
-    println!("  cpu       {} ({} logical CPUs{cores}, {})", f.cpu_model, f.logical_cpus, f.arch);
+    let cores = f
+        .physical_cores
+        .map(|p| format!(", {p} physical cores"))
+        .unwrap_or_default();
+    println!(
+        "  cpu       {} ({} logical CPUs{cores}, {})",
+        f.cpu_model, f.logical_cpus, f.arch
+    );
     println!("  memory    {:.1} GiB", f.memory_bytes as f64 / (1u64 << 30) as f64);
     println!(
         "  os        {} (kernel {})",

@@ -28,7 +28,9 @@ pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
             for spec in oae_workloads::arrivals::registry() {
                 println!("  {:<10} {}", spec.name, spec.about);
             }
-            println!("lengths: input_tokens / output_tokens = N | {{ dist = \"uniform\", min, max }} | {{ dist = \"lognormal\", median, sigma, min, max }}");
+            println!(
+                "lengths: input_tokens / output_tokens = N | {{ dist = \"uniform\", min, max }} | {{ dist = \"lognormal\", median, sigma, min, max }}"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -68,7 +68,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         git_sha: Some(env!("OAE_GIT_SHA").to_string()).filter(|s| !s.is_empty()),
         command: std::env::args().collect(),
         overrides,
-        runtime: [("compute_threads".to_string(), json!({ "threads": threads.0, "source": threads.1 }))].into(),
+        runtime: [(
+            "compute_threads".to_string(),
+            json!({ "threads": threads.0, "source": threads.1 }),
+        )]
+        .into(),
     };
     let mut progress = TerminalProgress::new(args.quiet);
     let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
@@ -80,8 +84,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         RunStatus::Complete => Ok(ExitCode::SUCCESS),
         RunStatus::Aborted => {
             let reason = result.abort_reason.unwrap_or_else(|| "unknown".into());
-            eprintln!("run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written", result.records);
-            Ok(if stop.load(Ordering::SeqCst) && reason == "interrupted" { ExitCode::from(130) } else { ExitCode::from(2) })
+            eprintln!(
+                "run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written",
+                result.records
+            );
+            Ok(if stop.load(Ordering::SeqCst) && reason == "interrupted" {
+                ExitCode::from(130)
+            } else {
+                ExitCode::from(2)
+            })
         }
     }
 }
@@ -97,7 +108,11 @@ fn compute_threads(from_suite: Option<u32>) -> (usize, &'static str) {
     if let Some(n) = from_suite {
         return (n as usize, "suite [run] threads");
     }
-    if let Some(n) = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0) {
+    if let Some(n) = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    {
         return (n, "RAYON_NUM_THREADS");
     }
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -128,7 +143,13 @@ struct TerminalProgress {
 
 impl TerminalProgress {
     fn new(quiet: bool) -> Self {
-        Self { quiet, tty: std::io::stderr().is_terminal(), bar: None, ok: 0, failed: 0 }
+        Self {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            bar: None,
+            ok: 0,
+            failed: 0,
+        }
     }
 
     fn finish(&mut self) {
@@ -184,7 +205,10 @@ impl Progress for TerminalProgress {
     fn cell_finished(&mut self, s: &CellSummary) {
         self.finish();
         if !self.quiet && !self.tty {
-            eprintln!("done {} × {}: {} ok, {} failed in {:.1} s", s.method, s.workload, s.ok, s.failed, s.replay_s);
+            eprintln!(
+                "done {} × {}: {} ok, {} failed in {:.1} s",
+                s.method, s.workload, s.ok, s.failed, s.replay_s
+            );
         }
     }
 }

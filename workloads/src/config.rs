@@ -28,7 +28,10 @@ pub struct SourceFile {
 impl SourceFile {
     /// A source held in memory.
     pub fn new(label: impl Into<String>, text: impl Into<String>) -> Arc<Self> {
-        Arc::new(Self { label: label.into(), text: text.into() })
+        Arc::new(Self {
+            label: label.into(),
+            text: text.into(),
+        })
     }
 
     /// 1-based line containing byte `offset`.
@@ -62,13 +65,13 @@ pub struct ConfigTable {
 
 impl ConfigTable {
     /// A table parsed from `source`; `path` is its key path (`methods[0]`), `span` its bytes.
-    pub fn new(
-        source: Arc<SourceFile>,
-        path: impl Into<String>,
-        span: Range<usize>,
-        entries: SpannedEntries,
-    ) -> Self {
-        Self { source, path: path.into(), span, entries }
+    pub fn new(source: Arc<SourceFile>, path: impl Into<String>, span: Range<usize>, entries: SpannedEntries) -> Self {
+        Self {
+            source,
+            path: path.into(),
+            span,
+            entries,
+        }
     }
 
     /// Parses a standalone TOML document as one table (tests, command-line snippets).
@@ -116,8 +119,11 @@ impl ConfigTable {
     /// Decodes the table into a plug-in's config type. Use `#[serde(deny_unknown_fields)]`
     /// on `T` so misspelled keys are reported rather than ignored.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        let table: toml::Table =
-            self.entries.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect();
+        let table: toml::Table = self
+            .entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect();
         serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| {
             // toml appends "in `key`" on a second line; the key is reported separately.
             let message = err.inner().to_string().lines().next().unwrap_or_default().to_string();
@@ -153,7 +159,10 @@ pub fn toml_error(source: &SourceFile, prefix: &str, err: &toml::de::Error) -> C
     let line = err.span().map(|s| source.line_of(s.start)).unwrap_or(0);
     let message = err.message().trim_end().to_string();
     // A missing field is reported at the enclosing table; name the field itself.
-    let missing = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()).map(str::to_string);
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+        .map(str::to_string);
     let key = match missing {
         Some(field) => field,
         None => err.span().map(|s| key_at(&source.text, s.start)).unwrap_or_default(),
@@ -267,6 +276,14 @@ mod tests {
         assert!(ConfigTable::parse("x", "rate = 0.0").unwrap().decode::<Cfg>().is_err());
         assert!(ConfigTable::parse("x", "rate = nan").unwrap().decode::<Cfg>().is_err());
         assert!(ConfigTable::parse("x", "rate = inf").unwrap().decode::<Cfg>().is_err());
-        assert_eq!(ConfigTable::parse("x", "rate = 2").unwrap().decode::<Cfg>().unwrap().rate.get(), 2.0);
+        assert_eq!(
+            ConfigTable::parse("x", "rate = 2")
+                .unwrap()
+                .decode::<Cfg>()
+                .unwrap()
+                .rate
+                .get(),
+            2.0
+        );
     }
 }

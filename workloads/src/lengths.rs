@@ -20,7 +20,12 @@ pub enum LengthDist {
     /// Uniform on the integers `min..=max`.
     Uniform { min: u32, max: u32 },
     /// Log-normal with the given median and log-space sigma, clamped to `min..=max`.
-    Lognormal { median: f64, sigma: f64, min: u32, max: u32 },
+    Lognormal {
+        median: f64,
+        sigma: f64,
+        min: u32,
+        max: u32,
+    },
 }
 
 impl LengthDist {
@@ -32,7 +37,12 @@ impl LengthDist {
                 let span = (max - min) as f64 + 1.0;
                 (min as f64 + (open01(rng) * span).floor()).min(max as f64) as u32
             }
-            LengthDist::Lognormal { median, sigma, min, max } => {
+            LengthDist::Lognormal {
+                median,
+                sigma,
+                min,
+                max,
+            } => {
                 let x = median * (sigma * standard_normal(rng)).exp();
                 x.round().clamp(min as f64, max as f64) as u32
             }
@@ -56,7 +66,9 @@ impl LengthDist {
             LengthDist::Lognormal { median, sigma, .. }
                 if !(median.is_finite() && median > 0.0 && sigma.is_finite() && sigma >= 0.0) =>
             {
-                Err(format!("need median > 0 and sigma >= 0, got median = {median}, sigma = {sigma}"))
+                Err(format!(
+                    "need median > 0 and sigma >= 0, got median = {median}, sigma = {sigma}"
+                ))
             }
             ok => Ok(ok),
         }
@@ -66,9 +78,20 @@ impl LengthDist {
 #[derive(Deserialize)]
 #[serde(tag = "dist", rename_all = "lowercase", deny_unknown_fields)]
 enum Tagged {
-    Fixed { value: u32 },
-    Uniform { min: u32, max: u32 },
-    Lognormal { median: f64, sigma: f64, #[serde(default = "one")] min: u32, max: u32 },
+    Fixed {
+        value: u32,
+    },
+    Uniform {
+        min: u32,
+        max: u32,
+    },
+    Lognormal {
+        median: f64,
+        sigma: f64,
+        #[serde(default = "one")]
+        min: u32,
+        max: u32,
+    },
 }
 
 fn one() -> u32 {
@@ -84,7 +107,8 @@ impl<'de> Deserialize<'de> for LengthDist {
                 f.write_str("a token count (e.g. 32) or a table such as { dist = \"uniform\", min = 16, max = 96 }")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<LengthDist, E> {
-                let value = u32::try_from(v).map_err(|_| E::custom(format!("token count must be between 1 and {}, got {v}", u32::MAX)))?;
+                let value = u32::try_from(v)
+                    .map_err(|_| E::custom(format!("token count must be between 1 and {}, got {v}", u32::MAX)))?;
                 LengthDist::Fixed { value }.validate().map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<LengthDist, E> {
@@ -95,7 +119,17 @@ impl<'de> Deserialize<'de> for LengthDist {
                 let d = match t {
                     Tagged::Fixed { value } => LengthDist::Fixed { value },
                     Tagged::Uniform { min, max } => LengthDist::Uniform { min, max },
-                    Tagged::Lognormal { median, sigma, min, max } => LengthDist::Lognormal { median, sigma, min, max },
+                    Tagged::Lognormal {
+                        median,
+                        sigma,
+                        min,
+                        max,
+                    } => LengthDist::Lognormal {
+                        median,
+                        sigma,
+                        min,
+                        max,
+                    },
                 };
                 d.validate().map_err(de::Error::custom)
             }
@@ -121,16 +155,30 @@ mod tests {
     #[test]
     fn parses_forms() {
         assert_eq!(parse("n = 32").unwrap(), LengthDist::Fixed { value: 32 });
-        assert_eq!(parse("n = { dist = \"uniform\", min = 2, max = 9 }").unwrap(), LengthDist::Uniform { min: 2, max: 9 });
-        assert!(matches!(parse("n = { dist = \"lognormal\", median = 40.0, sigma = 0.5, max = 90 }").unwrap(), LengthDist::Lognormal { min: 1, .. }));
+        assert_eq!(
+            parse("n = { dist = \"uniform\", min = 2, max = 9 }").unwrap(),
+            LengthDist::Uniform { min: 2, max: 9 }
+        );
+        assert!(matches!(
+            parse("n = { dist = \"lognormal\", median = 40.0, sigma = 0.5, max = 90 }").unwrap(),
+            LengthDist::Lognormal { min: 1, .. }
+        ));
     }
 
     #[test]
     fn rejects_impossible() {
         assert!(parse("n = 0").unwrap_err().contains("at least 1"));
         assert!(parse("n = -4").is_err());
-        assert!(parse("n = { dist = \"uniform\", min = 9, max = 2 }").unwrap_err().contains("min <= max"));
-        assert!(parse("n = { dist = \"uniform\", min = 1, max = 2, mode = 3 }").unwrap_err().contains("unknown field"));
+        assert!(
+            parse("n = { dist = \"uniform\", min = 9, max = 2 }")
+                .unwrap_err()
+                .contains("min <= max")
+        );
+        assert!(
+            parse("n = { dist = \"uniform\", min = 1, max = 2, mode = 3 }")
+                .unwrap_err()
+                .contains("unknown field")
+        );
         assert!(parse("n = { dist = \"zipf\" }").is_err());
     }
 
@@ -138,7 +186,12 @@ mod tests {
     fn draws_stay_in_range() {
         let mut r = seeded(1, &["len"]);
         let u = LengthDist::Uniform { min: 3, max: 5 };
-        let l = LengthDist::Lognormal { median: 20.0, sigma: 1.5, min: 2, max: 60 };
+        let l = LengthDist::Lognormal {
+            median: 20.0,
+            sigma: 1.5,
+            min: 2,
+            max: 60,
+        };
         let mut seen = [false; 3];
         for _ in 0..1000 {
             let x = u.sample(&mut r);

@@ -14,7 +14,11 @@ const BUNDLED: &str = include_str!("../data/prompts.txt");
 pub fn bundled() -> &'static [&'static str] {
     static PROMPTS: OnceLock<Vec<&'static str>> = OnceLock::new();
     PROMPTS.get_or_init(|| {
-        BUNDLED.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+        BUNDLED
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
     })
 }
 

@@ -59,7 +59,11 @@ impl Schedule {
             a.at -= removed;
         }
         let replay_span = arrivals.last().map(|a| a.at).unwrap_or_default();
-        let factor = if replay_span.is_zero() { 1.0 } else { original_span.as_secs_f64() / replay_span.as_secs_f64() };
+        let factor = if replay_span.is_zero() {
+            1.0
+        } else {
+            original_span.as_secs_f64() / replay_span.as_secs_f64()
+        };
         let compression = Compression {
             cap_s: cap.map(|c| c.as_secs_f64()),
             gaps_shortened: shortened,
@@ -69,7 +73,13 @@ impl Schedule {
             factor,
         };
         let hash = hash(&workload, &arrivals);
-        Self { workload, process, arrivals, compression, hash }
+        Self {
+            workload,
+            process,
+            arrivals,
+            compression,
+            hash,
+        }
     }
 
     /// Number of arrivals.
@@ -118,14 +128,24 @@ mod tests {
             .map(|(i, &t)| Arrival {
                 at: Duration::from_secs_f64(t),
                 skipped: Duration::ZERO,
-                request: Request { id: i as u64, prompt: "p".into(), max_new_tokens: 1, target_input_tokens: 1 },
+                request: Request {
+                    id: i as u64,
+                    prompt: "p".into(),
+                    max_new_tokens: 1,
+                    target_input_tokens: 1,
+                },
             })
             .collect()
     }
 
     #[test]
     fn compression_shortens_long_gaps_and_records_them() {
-        let s = Schedule::new("w".into(), "x".into(), arrivals(&[1.0, 11.0, 12.0, 40.0]), Some(Duration::from_secs(2)));
+        let s = Schedule::new(
+            "w".into(),
+            "x".into(),
+            arrivals(&[1.0, 11.0, 12.0, 40.0]),
+            Some(Duration::from_secs(2)),
+        );
         let at: Vec<f64> = s.arrivals.iter().map(|a| a.at.as_secs_f64()).collect();
         assert_eq!(at, vec![1.0, 3.0, 4.0, 6.0]);
         let skipped: Vec<f64> = s.arrivals.iter().map(|a| a.skipped.as_secs_f64()).collect();
@@ -147,7 +167,10 @@ mod tests {
         let a = Schedule::new("w".into(), "x".into(), arrivals(&[1.0, 2.0]), None);
         let b = Schedule::new("w".into(), "x".into(), arrivals(&[1.0, 2.5]), None);
         let c = Schedule::new("v".into(), "x".into(), arrivals(&[1.0, 2.0]), None);
-        assert_eq!(a.hash, Schedule::new("w".into(), "x".into(), arrivals(&[1.0, 2.0]), None).hash);
+        assert_eq!(
+            a.hash,
+            Schedule::new("w".into(), "x".into(), arrivals(&[1.0, 2.0]), None).hash
+        );
         assert_ne!(a.hash, b.hash);
         assert_ne!(a.hash, c.hash);
         assert_eq!(a.hash.len(), 64);

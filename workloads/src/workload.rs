@@ -52,7 +52,12 @@ impl WorkloadSpec {
             ));
         }
         let span = entry.arrival.span();
-        let table = ConfigTable::new(source.clone(), format!("{path}.arrival"), span, entry.arrival.into_inner());
+        let table = ConfigTable::new(
+            source.clone(),
+            format!("{path}.arrival"),
+            span,
+            entry.arrival.into_inner(),
+        );
         Ok(Self {
             name,
             arrival: arrivals::build(table)?,
@@ -79,7 +84,12 @@ impl WorkloadSpec {
                 Arrival {
                     at,
                     skipped: Duration::ZERO,
-                    request: Request { id: i as u64, prompt, max_new_tokens: output, target_input_tokens: input },
+                    request: Request {
+                        id: i as u64,
+                        prompt,
+                        max_new_tokens: output,
+                        target_input_tokens: input,
+                    },
                 }
             })
             .collect();

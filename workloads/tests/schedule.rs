@@ -30,7 +30,11 @@ fn same_seed_same_hash_different_seed_different_hash() {
     assert_eq!(a.arrivals, b.arrivals);
     assert_ne!(a.hash, c.hash);
     assert_eq!(a.len(), 50);
-    assert!(a.arrivals.iter().all(|x| (8..=40).contains(&(x.request.prompt.len() as u32))));
+    assert!(
+        a.arrivals
+            .iter()
+            .all(|x| (8..=40).contains(&(x.request.prompt.len() as u32)))
+    );
 }
 
 #[test]
@@ -38,9 +42,12 @@ fn duration_limit_and_compression_change_the_hash() {
     let w = workload(POISSON);
     let full = w.schedule(1, Limit::Duration(Duration::from_secs(30)), None);
     assert!(full.arrivals.iter().all(|a| a.at < Duration::from_secs(30)));
-    let capped = w.schedule(1, Limit::Duration(Duration::from_secs(30)), Some(Duration::from_millis(100)));
+    let capped = w.schedule(
+        1,
+        Limit::Duration(Duration::from_secs(30)),
+        Some(Duration::from_millis(100)),
+    );
     assert_eq!(full.len(), capped.len());
     assert_ne!(full.hash, capped.hash);
     assert!(capped.compression.factor > 1.0);
 }
-

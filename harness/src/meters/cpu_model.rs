@@ -58,7 +58,12 @@ impl Coefficients {
         match microarch(model_name) {
             Some(arch) => {
                 let &(microarch, w_min, w_max) = TABLE.iter().find(|(a, ..)| *a == arch).expect("arch is from TABLE");
-                Coefficients { microarch, w_min, w_max, matched: true }
+                Coefficients {
+                    microarch,
+                    w_min,
+                    w_max,
+                    matched: true,
+                }
             }
             None => {
                 let n = TABLE.len() as f64;
@@ -76,7 +81,10 @@ impl Coefficients {
 /// Best-effort micro-architecture from a CPU model name.
 fn microarch(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| c.is_whitespace() || c == '-').filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || c == '-')
+        .filter(|w| !w.is_empty())
+        .collect();
     if let Some(i) = words.iter().position(|w| *w == "epyc") {
         // EPYC model numbers end in the generation: 7xx1 Naples, 7xx2 Rome, 7xx3 Milan;
         // 9xx4 (Genoa) has no table row, so it stays unknown.
@@ -127,13 +135,20 @@ pub(crate) fn parse_proc_stat(text: &str) -> Result<(CpuTimes, usize), String> {
         let mut f = line.split_whitespace();
         match f.next() {
             Some("cpu") => {
-                let v: Vec<u64> = f.map(|x| x.parse::<u64>()).collect::<Result<_, _>>().map_err(|e| format!("/proc/stat: bad cpu line `{line}`: {e}"))?;
+                let v: Vec<u64> = f
+                    .map(|x| x.parse::<u64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("/proc/stat: bad cpu line `{line}`: {e}"))?;
                 if v.len() < 4 {
                     return Err(format!("/proc/stat: cpu line has {} fields, need at least 4", v.len()));
                 }
                 let g = |i: usize| v.get(i).copied().unwrap_or(0);
                 // user nice system idle iowait irq softirq steal (guest is already in user)
-                agg = Some(CpuTimes { busy: g(0) + g(1) + g(2) + g(5) + g(6), idle: g(3) + g(4), steal: g(7) });
+                agg = Some(CpuTimes {
+                    busy: g(0) + g(1) + g(2) + g(5) + g(6),
+                    idle: g(3) + g(4),
+                    steal: g(7),
+                });
             }
             Some(w) if w.starts_with("cpu") && w[3..].chars().all(|c| c.is_ascii_digit()) => n += 1,
             _ => {}
@@ -213,13 +228,19 @@ impl Meter for CpuModelMeter {
         // No tick elapsed yet (reads closer together than a jiffy): calling this interval
         // idle would be wrong, so keep the baseline and let the next reading integrate it.
         if busy + idle == 0.0 && dt < 0.02 {
-            return Ok(MeterReading { energy_j: self.energy_j, power_w: None });
+            return Ok(MeterReading {
+                energy_j: self.energy_j,
+                power_w: None,
+            });
         }
         let u = if busy + idle > 0.0 { busy / (busy + idle) } else { 0.0 };
         let power = self.n_vcpu as f64 * (self.coeff.w_min + u * (self.coeff.w_max - self.coeff.w_min));
         self.energy_j += power * dt;
         self.prev = (times, t);
-        Ok(MeterReading { energy_j: self.energy_j, power_w: Some(power) })
+        Ok(MeterReading {
+            energy_j: self.energy_j,
+            power_w: Some(power),
+        })
     }
     fn provenance(&self) -> serde_json::Value {
         json!({
@@ -243,21 +264,44 @@ mod tests {
 
     #[test]
     fn microarch_detection() {
-        assert_eq!(Coefficients::for_cpu("AMD EPYC 7B13 64-Core Processor").microarch, "epyc-milan");
-        assert_eq!(Coefficients::for_cpu("AMD EPYC 7742 64-Core Processor").microarch, "epyc-rome");
-        assert_eq!(Coefficients::for_cpu("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz").microarch, "cascade-lake");
-        assert_eq!(Coefficients::for_cpu("Intel(R) Xeon(R) Platinum 8175M CPU").microarch, "skylake");
-        assert_eq!(Coefficients::for_cpu("Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz").microarch, "broadwell");
+        assert_eq!(
+            Coefficients::for_cpu("AMD EPYC 7B13 64-Core Processor").microarch,
+            "epyc-milan"
+        );
+        assert_eq!(
+            Coefficients::for_cpu("AMD EPYC 7742 64-Core Processor").microarch,
+            "epyc-rome"
+        );
+        assert_eq!(
+            Coefficients::for_cpu("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz").microarch,
+            "cascade-lake"
+        );
+        assert_eq!(
+            Coefficients::for_cpu("Intel(R) Xeon(R) Platinum 8175M CPU").microarch,
+            "skylake"
+        );
+        assert_eq!(
+            Coefficients::for_cpu("Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz").microarch,
+            "broadwell"
+        );
         let unknown = Coefficients::for_cpu("Intel(R) Xeon(R) Processor");
         assert!(!unknown.matched && unknown.w_min > 0.4 && unknown.w_max > unknown.w_min);
     }
 
     #[test]
     fn parses_proc_stat_and_counts_vcpus() {
-        let text = "cpu  100 0 50 800 10 0 5 40 0 0\ncpu0 50 0 25 400 5 0 2 20 0 0\ncpu1 50 0 25 400 5 0 3 20 0 0\nintr 1\n";
+        let text =
+            "cpu  100 0 50 800 10 0 5 40 0 0\ncpu0 50 0 25 400 5 0 2 20 0 0\ncpu1 50 0 25 400 5 0 3 20 0 0\nintr 1\n";
         let (t, n) = parse_proc_stat(text).unwrap();
         assert_eq!(n, 2);
-        assert_eq!(t, CpuTimes { busy: 155, idle: 810, steal: 40 });
+        assert_eq!(
+            t,
+            CpuTimes {
+                busy: 155,
+                idle: 810,
+                steal: 40
+            }
+        );
         assert!(parse_proc_stat("intr 1\n").is_err());
         assert!(parse_proc_stat("cpu 1 x 3 4\n").is_err());
     }

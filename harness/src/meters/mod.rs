@@ -191,11 +191,19 @@ impl Sampler {
         let n = meters.len();
         let shared = Arc::new(Mutex::new(Shared {
             meters,
-            timeline: Timeline { meters: infos, ..Timeline::default() },
+            timeline: Timeline {
+                meters: infos,
+                ..Timeline::default()
+            },
             last_grid: vec![None; n],
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let sampler = Sampler { shared: shared.clone(), stop: stop.clone(), handle: None, epoch };
+        let sampler = Sampler {
+            shared: shared.clone(),
+            stop: stop.clone(),
+            handle: None,
+            epoch,
+        };
         sampler.read_now();
         let handle = (n > 0).then(|| {
             std::thread::Builder::new()
@@ -245,10 +253,19 @@ impl Sampler {
 fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
     let Ok(mut s) = shared.lock() else { return 0.0 };
     let t_s = secs_since(epoch, Instant::now());
-    let Shared { meters, timeline, last_grid } = &mut *s;
+    let Shared {
+        meters,
+        timeline,
+        last_grid,
+    } = &mut *s;
     for (i, m) in meters.iter_mut().enumerate() {
         match m.read() {
-            Ok(r) => timeline.samples.push(Sample { t_s, meter: i, energy_j: r.energy_j, power_w: r.power_w }),
+            Ok(r) => timeline.samples.push(Sample {
+                t_s,
+                meter: i,
+                energy_j: r.energy_j,
+                power_w: r.power_w,
+            }),
             Err(e) => timeline.errors.push((t_s, i, e)),
         }
         if grid {
@@ -267,7 +284,15 @@ mod tests {
 
     fn tl(points: &[(f64, f64)]) -> Timeline {
         Timeline {
-            samples: points.iter().map(|&(t_s, energy_j)| Sample { t_s, meter: 0, energy_j, power_w: None }).collect(),
+            samples: points
+                .iter()
+                .map(|&(t_s, energy_j)| Sample {
+                    t_s,
+                    meter: 0,
+                    energy_j,
+                    power_w: None,
+                })
+                .collect(),
             ..Timeline::default()
         }
     }

@@ -57,25 +57,62 @@ impl MethodSpec for Spec {
     }
     fn keys(&self) -> &'static [ConfigKey] {
         &[
-            ConfigKey { name: "model", default: "{ kind = \"synthetic\" }", help: "model to run; synthetic keys: seed, layers, hidden, heads, kv_heads, ffn, vocab, max_seq, residual_scale, logit_scale" },
-            ConfigKey { name: "temperature", default: "0.0", help: "0 = greedy; > 0 samples from softmax(logits / temperature)" },
-            ConfigKey { name: "top_k", default: "0", help: "sample only among the k most likely tokens (0 = off)" },
-            ConfigKey { name: "top_p", default: "1.0", help: "nucleus sampling mass (1 = off)" },
-            ConfigKey { name: "seed", default: "0", help: "sampling seed; each request draws from (seed, request id)" },
-            ConfigKey { name: "ignore_eos", default: "false", help: "keep generating past end-of-sequence (fixed output lengths)" },
+            ConfigKey {
+                name: "model",
+                default: "{ kind = \"synthetic\" }",
+                help: "model to run; synthetic keys: seed, layers, hidden, heads, kv_heads, ffn, vocab, max_seq, residual_scale, logit_scale",
+            },
+            ConfigKey {
+                name: "temperature",
+                default: "0.0",
+                help: "0 = greedy; > 0 samples from softmax(logits / temperature)",
+            },
+            ConfigKey {
+                name: "top_k",
+                default: "0",
+                help: "sample only among the k most likely tokens (0 = off)",
+            },
+            ConfigKey {
+                name: "top_p",
+                default: "1.0",
+                help: "nucleus sampling mass (1 = off)",
+            },
+            ConfigKey {
+                name: "seed",
+                default: "0",
+                help: "sampling seed; each request draws from (seed, request id)",
+            },
+            ConfigKey {
+                name: "ignore_eos",
+                default: "false",
+                help: "keep generating past end-of-sequence (fixed output lengths)",
+            },
         ]
     }
     fn build(&self, config: &ConfigTable, ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
         let cfg: DenseConfig = config.decode()?;
-        let sampling = Sampling { temperature: cfg.temperature, top_k: cfg.top_k, top_p: cfg.top_p };
+        let sampling = Sampling {
+            temperature: cfg.temperature,
+            top_k: cfg.top_k,
+            top_p: cfg.top_p,
+        };
         if let Err(msg) = sampling.validate() {
-            let key = if msg.starts_with("temperature") { "temperature" } else { "top_p" };
+            let key = if msg.starts_with("temperature") {
+                "temperature"
+            } else {
+                "top_p"
+            };
             return Err(config.error(key, msg).into());
         }
         // Shape errors are configuration errors: report them before the run starts.
         cfg.model.check().map_err(|e| config.error("model", e.to_string()))?;
         let device = model::device(ctx.device).map_err(|e| config.error("", e.to_string()))?;
-        Ok(Box::new(Dense { cfg, sampling, device, model: None }))
+        Ok(Box::new(Dense {
+            cfg,
+            sampling,
+            device,
+            model: None,
+        }))
     }
 }
 
@@ -89,7 +126,9 @@ pub struct Dense {
 
 impl Dense {
     fn model(&self) -> Result<&LoadedModel, MethodError> {
-        self.model.as_ref().ok_or_else(|| MethodError::failed("dense: serve() called before prepare()"))
+        self.model
+            .as_ref()
+            .ok_or_else(|| MethodError::failed("dense: serve() called before prepare()"))
     }
 }
 
@@ -99,7 +138,12 @@ impl Method for Dense {
         Ok(())
     }
 
-    fn serve(&mut self, request: &Request, sink: &mut dyn TokenSink, probe: &mut Probe) -> Result<Completion, MethodError> {
+    fn serve(
+        &mut self,
+        request: &Request,
+        sink: &mut dyn TokenSink,
+        probe: &mut Probe,
+    ) -> Result<Completion, MethodError> {
         let m = self.model()?;
         let cfg = *m.decoder.config();
         probe.phase("prefill");
@@ -116,8 +160,18 @@ impl Method for Dense {
         let mut rng = seeded(self.cfg.seed, &["dense-sampling", &request.id.to_string()]);
         let eos = if self.cfg.ignore_eos { None } else { m.tokenizer.eos() };
         let mut cache = KvCache::new(cfg.layers);
-        let logits = m.decoder.forward(&ids, &mut cache, Logits::Last).map_err(MethodError::from)?;
-        let mut next = sample(&logits.flatten_all().and_then(|l| l.to_vec1()).map_err(crate::Error::from)?, &self.sampling, &mut rng);
+        let logits = m
+            .decoder
+            .forward(&ids, &mut cache, Logits::Last)
+            .map_err(MethodError::from)?;
+        let mut next = sample(
+            &logits
+                .flatten_all()
+                .and_then(|l| l.to_vec1())
+                .map_err(crate::Error::from)?,
+            &self.sampling,
+            &mut rng,
+        );
         probe.phase("decode");
         let mut produced = 0u32;
         let stop = loop {
@@ -129,13 +183,26 @@ impl Method for Dense {
             if produced >= request.max_new_tokens {
                 break StopReason::Length;
             }
-            let logits = m.decoder.forward(&[next], &mut cache, Logits::Last).map_err(MethodError::from)?;
-            next = sample(&logits.flatten_all().and_then(|l| l.to_vec1()).map_err(crate::Error::from)?, &self.sampling, &mut rng);
+            let logits = m
+                .decoder
+                .forward(&[next], &mut cache, Logits::Last)
+                .map_err(MethodError::from)?;
+            next = sample(
+                &logits
+                    .flatten_all()
+                    .and_then(|l| l.to_vec1())
+                    .map_err(crate::Error::from)?,
+                &self.sampling,
+                &mut rng,
+            );
         };
         probe.end();
         probe.set("kv_tokens", cache.len() as f64);
         probe.set("kv_bytes_peak", cache.bytes() as f64);
-        Ok(Completion { input_tokens: ids.len() as u32, stop })
+        Ok(Completion {
+            input_tokens: ids.len() as u32,
+            stop,
+        })
     }
 
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {

@@ -53,21 +53,59 @@ impl MethodSpec for Spec {
     }
     fn keys(&self) -> &'static [ConfigKey] {
         &[
-            ConfigKey { name: "prefill_ms", default: "0", help: "time before the first token" },
-            ConfigKey { name: "decode_ms_per_token", default: "0", help: "time per later token" },
-            ConfigKey { name: "tokens", default: "max_new_tokens", help: "tokens per request" },
-            ConfigKey { name: "fail_every", default: "0", help: "fail request ids N-1, 2N-1, ... (0 = never)" },
-            ConfigKey { name: "fail_ids", default: "[]", help: "request ids that return an error" },
-            ConfigKey { name: "panic_ids", default: "[]", help: "request ids that panic" },
-            ConfigKey { name: "setup_ms", default: "0", help: "time spent in prepare()" },
-            ConfigKey { name: "fail_setup", default: "false", help: "make prepare() fail" },
+            ConfigKey {
+                name: "prefill_ms",
+                default: "0",
+                help: "time before the first token",
+            },
+            ConfigKey {
+                name: "decode_ms_per_token",
+                default: "0",
+                help: "time per later token",
+            },
+            ConfigKey {
+                name: "tokens",
+                default: "max_new_tokens",
+                help: "tokens per request",
+            },
+            ConfigKey {
+                name: "fail_every",
+                default: "0",
+                help: "fail request ids N-1, 2N-1, ... (0 = never)",
+            },
+            ConfigKey {
+                name: "fail_ids",
+                default: "[]",
+                help: "request ids that return an error",
+            },
+            ConfigKey {
+                name: "panic_ids",
+                default: "[]",
+                help: "request ids that panic",
+            },
+            ConfigKey {
+                name: "setup_ms",
+                default: "0",
+                help: "time spent in prepare()",
+            },
+            ConfigKey {
+                name: "fail_setup",
+                default: "false",
+                help: "make prepare() fail",
+            },
         ]
     }
     fn build(&self, config: &ConfigTable, _ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
         let cfg: MockConfig = config.decode()?;
-        for (key, v) in [("prefill_ms", cfg.prefill_ms), ("decode_ms_per_token", cfg.decode_ms_per_token), ("setup_ms", cfg.setup_ms)] {
+        for (key, v) in [
+            ("prefill_ms", cfg.prefill_ms),
+            ("decode_ms_per_token", cfg.decode_ms_per_token),
+            ("setup_ms", cfg.setup_ms),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(config.error(key, format!("must be a number of milliseconds >= 0, got {v}")).into());
+                return Err(config
+                    .error(key, format!("must be a number of milliseconds >= 0, got {v}"))
+                    .into());
             }
         }
         Ok(Box::new(Mock { cfg }))
@@ -101,7 +139,12 @@ impl Method for Mock {
         Ok(())
     }
 
-    fn serve(&mut self, request: &Request, sink: &mut dyn TokenSink, probe: &mut Probe) -> Result<Completion, MethodError> {
+    fn serve(
+        &mut self,
+        request: &Request,
+        sink: &mut dyn TokenSink,
+        probe: &mut Probe,
+    ) -> Result<Completion, MethodError> {
         let id = request.id;
         probe.phase("prefill");
         sleep_ms(self.cfg.prefill_ms);
@@ -121,6 +164,9 @@ impl Method for Mock {
             sink.token(i);
         }
         probe.end();
-        Ok(Completion { input_tokens: request.prompt.len() as u32, stop: StopReason::Length })
+        Ok(Completion {
+            input_tokens: request.prompt.len() as u32,
+            stop: StopReason::Length,
+        })
     }
 }

@@ -50,17 +50,32 @@ impl LlamaConfig {
     /// Checks the shape is consistent.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Model(m));
-        if self.hidden == 0 || self.layers == 0 || self.heads == 0 || self.kv_heads == 0 || self.ffn == 0 || self.vocab_size == 0 {
+        if self.hidden == 0
+            || self.layers == 0
+            || self.heads == 0
+            || self.kv_heads == 0
+            || self.ffn == 0
+            || self.vocab_size == 0
+        {
             return bad("every model dimension must be at least 1".into());
         }
         if self.hidden % self.heads != 0 {
-            return bad(format!("hidden ({}) must be a multiple of heads ({})", self.hidden, self.heads));
+            return bad(format!(
+                "hidden ({}) must be a multiple of heads ({})",
+                self.hidden, self.heads
+            ));
         }
         if self.heads % self.kv_heads != 0 {
-            return bad(format!("heads ({}) must be a multiple of kv_heads ({})", self.heads, self.kv_heads));
+            return bad(format!(
+                "heads ({}) must be a multiple of kv_heads ({})",
+                self.heads, self.kv_heads
+            ));
         }
         if self.head_dim() % 2 != 0 {
-            return bad(format!("head width hidden/heads = {} must be even for RoPE", self.head_dim()));
+            return bad(format!(
+                "head width hidden/heads = {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         if self.max_seq < 2 {
             return bad("max_seq must be at least 2".into());
@@ -71,7 +86,8 @@ impl LlamaConfig {
     /// Parameter count (head not tied to the embedding).
     pub fn params(&self) -> usize {
         let kv = self.kv_heads * self.head_dim();
-        let per_layer = 2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * self.ffn + 2 * self.hidden;
+        let per_layer =
+            2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * self.ffn + 2 * self.hidden;
         2 * self.vocab_size * self.hidden + self.layers * per_layer + self.hidden
     }
 
@@ -114,7 +130,10 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `layers` layers.
     pub fn new(layers: usize) -> Self {
-        Self { kv: vec![None; layers], len: 0 }
+        Self {
+            kv: vec![None; layers],
+            len: 0,
+        }
     }
 
     /// Tokens cached.
@@ -145,7 +164,11 @@ impl KvCache {
 
     /// Bytes held by the cache.
     pub fn bytes(&self) -> usize {
-        self.kv.iter().flatten().map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes()).sum()
+        self.kv
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
     }
 }
 
@@ -163,10 +186,26 @@ pub struct Decoder {
 
 impl Decoder {
     /// Assembles a decoder; `embed` is (vocab, hidden), `head` is (hidden, vocab).
-    pub fn new(cfg: LlamaConfig, embed: Tensor, layers: Vec<Layer>, norm: Tensor, head: Tensor, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: LlamaConfig,
+        embed: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        head: Tensor,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let (cos, sin) = rope_tables(&cfg, device)?;
-        Ok(Self { cfg, embed, layers, norm, head, cos, sin, device: device.clone() })
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            head,
+            cos,
+            sin,
+            device: device.clone(),
+        })
     }
 
     /// The model's shape.
@@ -195,10 +234,17 @@ impl Decoder {
             )));
         }
         if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
-            return Err(Error::Request(format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab_size)));
+            return Err(Error::Request(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.cfg.vocab_size
+            )));
         }
         let positions: Vec<u32> = (start as u32..(start + t) as u32).collect();
-        let mask = if t > 1 { Some(causal_mask(start, t, &self.device)?) } else { None };
+        let mask = if t > 1 {
+            Some(causal_mask(start, t, &self.device)?)
+        } else {
+            None
+        };
         self.forward_at(tokens, &positions, mask.as_ref(), cache, logits)
     }
 
@@ -208,11 +254,27 @@ impl Decoder {
     /// The pass runs inside candle's device context (on CPU, its thread pool), so the many
     /// short parallel sections of a forward do not each hand off to another thread: on a
     /// 2-vCPU VM those hand-offs doubled decode time when the other vCPU was idle.
-    pub fn forward_at(&self, tokens: &[u32], positions: &[u32], mask: Option<&Tensor>, cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
-        self.device.clone().with_context(|| self.forward_in_context(tokens, positions, mask, cache, logits))
+    pub fn forward_at(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        logits: Logits,
+    ) -> Result<Tensor> {
+        self.device
+            .clone()
+            .with_context(|| self.forward_in_context(tokens, positions, mask, cache, logits))
     }
 
-    fn forward_in_context(&self, tokens: &[u32], positions: &[u32], mask: Option<&Tensor>, cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
+    fn forward_in_context(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        logits: Logits,
+    ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim(), cfg.heads, cfg.kv_heads);
         let g = h / kvh;
@@ -226,9 +288,21 @@ impl Decoder {
         let mut x = self.embed.index_select(&ids, 0)?;
         for (li, layer) in self.layers.iter().enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = hn.matmul(&layer.wq)?.reshape((1, t, h, hd))?.transpose(1, 2)?.contiguous()?;
-            let k = hn.matmul(&layer.wk)?.reshape((1, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
-            let v = hn.matmul(&layer.wv)?.reshape((t, kvh, hd))?.transpose(0, 1)?.contiguous()?;
+            let q = hn
+                .matmul(&layer.wq)?
+                .reshape((1, t, h, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let k = hn
+                .matmul(&layer.wk)?
+                .reshape((1, t, kvh, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = hn
+                .matmul(&layer.wv)?
+                .reshape((t, kvh, hd))?
+                .transpose(0, 1)?
+                .contiguous()?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?.squeeze(0)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?.squeeze(0)?;
             let (k, v) = match &cache.kv[li] {
@@ -241,10 +315,17 @@ impl Decoder {
             let qg = q.reshape((kvh, g * t, hd))?;
             let mut att = qg.matmul(&k.t()?)?.affine(scale, 0.0)?;
             if let Some(m) = mask {
-                att = att.reshape((h, t, total))?.broadcast_add(m)?.reshape((kvh, g * t, total))?;
+                att = att
+                    .reshape((h, t, total))?
+                    .broadcast_add(m)?
+                    .reshape((kvh, g * t, total))?;
             }
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v)?.reshape((h, t, hd))?.transpose(0, 1)?.reshape((t, h * hd))?;
+            let y = att
+                .matmul(&v)?
+                .reshape((h, t, hd))?
+                .transpose(0, 1)?
+                .reshape((t, h * hd))?;
             x = (x + y.matmul(&layer.wo)?)?;
             cache.kv[li] = Some((k, v));
 
@@ -286,5 +367,8 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
         }
     }
     let shape = (cfg.max_seq, half);
-    Ok((Tensor::from_vec(cos, shape, device)?.to_dtype(DType::F32)?, Tensor::from_vec(sin, shape, device)?))
+    Ok((
+        Tensor::from_vec(cos, shape, device)?.to_dtype(DType::F32)?,
+        Tensor::from_vec(sin, shape, device)?,
+    ))
 }

@@ -18,7 +18,11 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0 }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+        }
     }
 }
 
@@ -26,7 +30,10 @@ impl Sampling {
     /// Checks the values, describing the fix.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(format!("temperature must be >= 0 (0 = greedy), got {}", self.temperature));
+            return Err(format!(
+                "temperature must be >= 0 (0 = greedy), got {}",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
@@ -65,7 +72,10 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut SeededRng) -> u32 {
         idx.truncate(s.top_k);
     }
     let max = logits[idx[0]] as f64;
-    let mut probs: Vec<f64> = idx.iter().map(|&i| ((logits[i] as f64 - max) / s.temperature).exp()).collect();
+    let mut probs: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / s.temperature).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if s.top_p < 1.0 {
@@ -108,11 +118,23 @@ mod tests {
     fn top_k_one_is_greedy_and_top_p_restricts() {
         let logits = [0.0f32, 2.0, 1.9, -5.0];
         let mut r = seeded(1, &["s"]);
-        let k1 = Sampling { temperature: 1.0, top_k: 1, top_p: 1.0 };
+        let k1 = Sampling {
+            temperature: 1.0,
+            top_k: 1,
+            top_p: 1.0,
+        };
         assert!((0..100).all(|_| sample(&logits, &k1, &mut r) == 1));
-        let p = Sampling { temperature: 1.0, top_k: 0, top_p: 0.45 }; // p(token 1) ≈ 0.49
+        let p = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.45,
+        }; // p(token 1) ≈ 0.49
         assert!((0..100).all(|_| sample(&logits, &p, &mut r) == 1));
-        let all = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0 };
+        let all = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        };
         let mut seen = [0; 4];
         for _ in 0..4000 {
             seen[sample(&logits, &all, &mut r) as usize] += 1;
@@ -126,16 +148,40 @@ mod tests {
     #[test]
     fn same_seed_same_draws() {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
-        let s = Sampling { temperature: 0.8, top_k: 20, top_p: 0.9 };
-        let a: Vec<u32> = { let mut r = seeded(9, &["x"]); (0..20).map(|_| sample(&logits, &s, &mut r)).collect() };
-        let b: Vec<u32> = { let mut r = seeded(9, &["x"]); (0..20).map(|_| sample(&logits, &s, &mut r)).collect() };
+        let s = Sampling {
+            temperature: 0.8,
+            top_k: 20,
+            top_p: 0.9,
+        };
+        let a: Vec<u32> = {
+            let mut r = seeded(9, &["x"]);
+            (0..20).map(|_| sample(&logits, &s, &mut r)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut r = seeded(9, &["x"]);
+            (0..20).map(|_| sample(&logits, &s, &mut r)).collect()
+        };
         assert_eq!(a, b);
     }
 
     #[test]
     fn validation() {
-        assert!(Sampling { temperature: -1.0, ..Default::default() }.validate().is_err());
-        assert!(Sampling { top_p: 0.0, ..Default::default() }.validate().is_err());
+        assert!(
+            Sampling {
+                temperature: -1.0,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Sampling {
+                top_p: 0.0,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Sampling::default().validate().is_ok());
     }
 }

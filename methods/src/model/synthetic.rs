@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use oae_workloads::rng::{seeded, standard_normal};
 
+use super::LoadedModel;
 use super::decoder::{Decoder, Layer, LlamaConfig};
 use super::tokenizer::ByteTokenizer;
-use super::LoadedModel;
 use crate::error::{Error, Result};
 
 /// Shape and seed of the synthetic model (every key optional).
@@ -80,9 +80,17 @@ impl SyntheticSpec {
     pub fn check(&self) -> Result<()> {
         self.config().validate()?;
         if self.vocab < ByteTokenizer::VOCAB {
-            return Err(Error::Model(format!("synthetic vocab must be at least {} for the byte tokenizer, got {}", ByteTokenizer::VOCAB, self.vocab)));
+            return Err(Error::Model(format!(
+                "synthetic vocab must be at least {} for the byte tokenizer, got {}",
+                ByteTokenizer::VOCAB,
+                self.vocab
+            )));
         }
-        if !(self.residual_scale.is_finite() && self.residual_scale >= 0.0 && self.logit_scale.is_finite() && self.logit_scale > 0.0) {
+        if !(self.residual_scale.is_finite()
+            && self.residual_scale >= 0.0
+            && self.logit_scale.is_finite()
+            && self.logit_scale > 0.0)
+        {
             return Err(Error::Model("residual_scale must be >= 0 and logit_scale > 0".into()));
         }
         Ok(())
@@ -94,7 +102,9 @@ impl SyntheticSpec {
         let cfg = self.config();
         let mut rng = seeded(self.seed, &["synthetic-weights"]);
         let mut normal = |rows: usize, cols: usize, std: f64| -> Result<Tensor> {
-            let v: Vec<f32> = (0..rows * cols).map(|_| (standard_normal(&mut rng) * std) as f32).collect();
+            let v: Vec<f32> = (0..rows * cols)
+                .map(|_| (standard_normal(&mut rng) * std) as f32)
+                .collect();
             Ok(Tensor::from_vec(v, (rows, cols), device)?)
         };
         let (d, kv, f) = (cfg.hidden, cfg.kv_heads * cfg.head_dim(), cfg.ffn);

@@ -3,9 +3,9 @@
 use serde::Deserialize;
 
 use super::{ArrivalProcess, ArrivalSpec, Limit, accumulate};
+use crate::ConfigError;
 use crate::config::{ConfigTable, PositiveF64};
 use crate::rng::SeededRng;
-use crate::ConfigError;
 
 pub(super) const SPEC: ArrivalSpec = ArrivalSpec {
     name: "constant",
@@ -44,8 +44,17 @@ mod tests {
 
     #[test]
     fn evenly_spaced() {
-        let p = Constant { rate_qps: PositiveF64(4.0) };
+        let p = Constant {
+            rate_qps: PositiveF64(4.0),
+        };
         let v = p.offsets(&mut seeded(0, &[]), Limit::Count(3));
-        assert_eq!(v, vec![Duration::from_millis(250), Duration::from_millis(500), Duration::from_millis(750)]);
+        assert_eq!(
+            v,
+            vec![
+                Duration::from_millis(250),
+                Duration::from_millis(500),
+                Duration::from_millis(750)
+            ]
+        );
     }
 }

@@ -55,7 +55,9 @@ pub fn build(mut table: ConfigTable) -> Result<Box<dyn ArrivalProcess>, ConfigEr
     };
     let offset = name.span().start;
     let Some(name_str) = name.get_ref().as_str() else {
-        return Err(table.source().error_at(offset, &table.key_path("process"), "must be a string"));
+        return Err(table
+            .source()
+            .error_at(offset, &table.key_path("process"), "must be a string"));
     };
     match registry().iter().find(|s| s.name == name_str) {
         Some(spec) => (spec.build)(&table),

@@ -3,9 +3,9 @@
 use serde::Deserialize;
 
 use super::{ArrivalProcess, ArrivalSpec, Limit, accumulate};
+use crate::ConfigError;
 use crate::config::{ConfigTable, PositiveF64};
 use crate::rng::{SeededRng, open01};
-use crate::ConfigError;
 
 pub(super) const SPEC: ArrivalSpec = ArrivalSpec {
     name: "poisson",
@@ -44,7 +44,9 @@ mod tests {
 
     #[test]
     fn mean_gap_matches_rate() {
-        let p = Poisson { rate_qps: PositiveF64(5.0) };
+        let p = Poisson {
+            rate_qps: PositiveF64(5.0),
+        };
         let v = p.offsets(&mut seeded(3, &["t"]), Limit::Count(20_000));
         let mean_gap = v.last().unwrap().as_secs_f64() / v.len() as f64;
         assert!((mean_gap - 0.2).abs() < 0.006, "mean gap {mean_gap}");
