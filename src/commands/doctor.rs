@@ -31,7 +31,18 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     println!("  meters oae will use:");
     let opened = oae_harness::meters::open_all();
     for m in &opened.meters {
-        println!("    {} ({}, {:?}): {}", m.name(), m.domain(), m.kind(), m.provenance());
+        println!(
+            "    {} (domain {}, {})",
+            m.name(),
+            m.domain(),
+            format!("{:?}", m.kind()).to_lowercase()
+        );
+        if let serde_json::Value::Object(fields) = m.provenance() {
+            for (k, v) in fields {
+                let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                println!("        {k:<20} {v}");
+            }
+        }
     }
     for (name, reason) in &opened.unavailable {
         println!("    {name}: unavailable: {reason}");
