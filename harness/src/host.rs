@@ -44,14 +44,14 @@ pub fn facts() -> HostFacts {
 
 /// The CPU model name (first `model name` in /proc/cpuinfo, else sysinfo's brand).
 pub fn cpu_model_name() -> String {
-    if let Ok(text) = std::fs::read_to_string("/proc/cpuinfo") {
-        if let Some(name) = text.lines().find_map(|l| {
+    if let Ok(text) = std::fs::read_to_string("/proc/cpuinfo")
+        && let Some(name) = text.lines().find_map(|l| {
             l.strip_prefix("model name")
                 .and_then(|r| r.split_once(':'))
                 .map(|(_, v)| v.trim())
-        }) {
-            return name.to_string();
-        }
+        })
+    {
+        return name.to_string();
     }
     let sys = System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()));
     sys.cpus()

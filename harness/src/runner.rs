@@ -298,11 +298,11 @@ pub fn run_cell(
             .collect();
         drop(tx);
         for rec in rx {
-            if sink_error.is_none() {
-                if let Err(e) = on_record(&rec) {
-                    stop.store(true, Ordering::Relaxed);
-                    sink_error = Some(e);
-                }
+            if sink_error.is_none()
+                && let Err(e) = on_record(&rec)
+            {
+                stop.store(true, Ordering::Relaxed);
+                sink_error = Some(e);
             }
             records.push(rec);
         }

@@ -22,7 +22,7 @@ use crate::meters::{self, Sampler, Timeline};
 use crate::rundir::RunDir;
 use crate::runner::{CellPlan, Histograms, run_cell};
 use crate::suite::{MethodEntry, Suite};
-use crate::summary::{CellSummary, EnergySummary, summarize};
+use crate::summary::{CellInfo, CellSummary, EnergySummary, summarize};
 use crate::{BuildContext, EnergyKind, HarnessError, Method, MethodSpec, RequestRecord, host};
 
 /// Live progress of a run, for the terminal.
@@ -243,16 +243,16 @@ pub fn execute(
             let timeline = sampler.snapshot();
             let energy = attribute_cell(&timeline, &mut records, t0_s, end_s, setup_j);
             let replay_s = secs_since(run.t0, run.end).max(0.0);
-            let mut summary = summarize(
-                &entry.label,
-                &entry.id,
-                &schedule.workload,
-                &records,
+            let info = CellInfo {
+                method: &entry.label,
+                method_id: &entry.id,
+                workload: &schedule.workload,
                 replay_s,
-                schedule.replay_rate_qps(),
+                offered_rate_qps: schedule.replay_rate_qps(),
                 setup_s,
-                suite.run.confidence,
-            );
+                confidence: suite.run.confidence,
+            };
+            let mut summary = summarize(&info, &records);
             summary.energy = energy.map(|mut e| {
                 let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
                 e.active_j_per_request = crate::stats::Stat::from_samples(
@@ -265,6 +265,7 @@ pub fn execute(
                 );
                 e
             });
+            summary.replay_start_s = t0_s;
             summary.host_steal_s = steal_before.zip(host::cpu_steal_s()).map(|(a, b)| b - a);
             progress.cell_finished(&summary);
             summaries.push(summary);

@@ -55,6 +55,9 @@ pub struct CellSummary {
     pub ok: usize,
     /// Measured records with any other outcome.
     pub failed: usize,
+    /// When this replay's time zero fell, seconds from the run start — the epoch of
+    /// timeline.csv. Add it to a record's `*_s` times to place them on the timeline.
+    pub replay_start_s: f64,
     /// Replay duration: time zero to the last completion, s.
     pub replay_s: f64,
     /// Offered rate of the schedule as replayed, req/s.
@@ -85,17 +88,36 @@ pub struct CellSummary {
     pub host_steal_s: Option<f64>,
 }
 
+/// What a cell summary needs besides its records.
+#[derive(Debug, Clone)]
+pub struct CellInfo<'a> {
+    /// Method label.
+    pub method: &'a str,
+    /// Registry id of the method.
+    pub method_id: &'a str,
+    /// Workload name.
+    pub workload: &'a str,
+    /// Replay duration, s.
+    pub replay_s: f64,
+    /// Offered rate of the schedule as replayed, req/s.
+    pub offered_rate_qps: f64,
+    /// Setup time of the method, s.
+    pub setup_s: f64,
+    /// Two-sided confidence level.
+    pub confidence: f64,
+}
+
 /// Summarises `records` of one cell (energy is filled in by the caller).
-pub fn summarize(
-    method: &str,
-    method_id: &str,
-    workload: &str,
-    records: &[RequestRecord],
-    replay_s: f64,
-    offered_rate_qps: f64,
-    setup_s: f64,
-    confidence: f64,
-) -> CellSummary {
+pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary {
+    let CellInfo {
+        method,
+        method_id,
+        workload,
+        replay_s,
+        offered_rate_qps,
+        setup_s,
+        confidence,
+    } = *info;
     let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
     let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.outcome == Outcome::Ok).collect();
     let mut outcomes = BTreeMap::new();
@@ -158,6 +180,7 @@ pub fn summarize(
         outcomes,
         ok: ok.len(),
         failed: measured.len() - ok.len(),
+        replay_start_s: 0.0,
         replay_s,
         offered_rate_qps,
         achieved_rate_qps: if replay_s > 0.0 {

@@ -94,7 +94,16 @@ fn failures_and_panics_are_recorded_and_counted_never_dropped() {
     assert!(r[1].error.as_deref().unwrap().contains("panicked"));
     assert!(r[3].error.as_deref().unwrap().contains("mock failure"));
     assert!(r[3].ttft_ms.is_none() && r[3].e2e_ms.is_some());
-    let summary = oae_harness::summary::summarize("mock", "mock", "w", &r, 1.0, 1.0, 0.0, 0.95);
+    let info = oae_harness::summary::CellInfo {
+        method: "mock",
+        method_id: "mock",
+        workload: "w",
+        replay_s: 1.0,
+        offered_rate_qps: 1.0,
+        setup_s: 0.0,
+        confidence: 0.95,
+    };
+    let summary = oae_harness::summary::summarize(&info, &r);
     assert_eq!((summary.ok, summary.failed), (5, 3));
     assert_eq!(summary.outcomes[&Outcome::Error], 3);
     assert_eq!(

@@ -138,7 +138,7 @@ impl ConfigTable {
             let path = path.trim_start_matches('.');
             let key = match named {
                 Some(name) if path.is_empty() => name,
-                Some(name) if !path.rsplit('.').next().is_some_and(|last| last == name) => format!("{path}.{name}"),
+                Some(name) if path.rsplit('.').next().is_none_or(|last| last != name) => format!("{path}.{name}"),
                 _ => path.to_string(),
             };
             let top = key.split(['.', '[']).next().unwrap_or("");
@@ -204,7 +204,8 @@ macro_rules! positive {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let v = <$inner>::deserialize(d)?;
-                #[allow(clippy::float_cmp)]
+                // Negated so that NaN (which compares false) is rejected too.
+                #[allow(clippy::neg_cmp_op_on_partial_ord)]
                 if !(v > (0 as $inner)) || !(v as f64).is_finite() {
                     return Err(serde::de::Error::custom(format!(
                         "must be a {} greater than 0, got {v}",

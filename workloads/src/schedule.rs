@@ -49,12 +49,12 @@ impl Schedule {
         for a in &mut arrivals {
             let gap = a.at.saturating_sub(prev);
             prev = a.at;
-            if let Some(cap) = cap {
-                if gap > cap {
-                    a.skipped = gap - cap;
-                    removed += a.skipped;
-                    shortened += 1;
-                }
+            if let Some(cap) = cap
+                && gap > cap
+            {
+                a.skipped = gap - cap;
+                removed += a.skipped;
+                shortened += 1;
             }
             a.at -= removed;
         }

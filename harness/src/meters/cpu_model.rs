@@ -2,8 +2,8 @@
 //! coefficients. Always `estimated`.
 //!
 //! Model (Cloud Carbon Footprint's, after SPECpower): `P = n_vcpu × (W_min + u × (W_max − W_min))`
-//! where `u` is the busy fraction of CPU time over the interval. Busy = user + nice + system
-//! + irq + softirq; idle = idle + iowait; **steal is excluded** from both (time the
+//! where `u` is the busy fraction of CPU time over the interval. Busy is the sum of user,
+//! nice, system, irq and softirq; idle is idle plus iowait; **steal is excluded** from both (time the
 //! hypervisor gave to other guests is not ours to pay for). Energy over an interval is the
 //! model's power times its length, so readings are exact integrals of the model.
 //!
@@ -97,10 +97,10 @@ fn microarch(name: &str) -> Option<&'static str> {
         };
     }
     if lower.contains("xeon") {
-        if words.iter().any(|w| *w == "v3") {
+        if words.contains(&"v3") {
             return Some("haswell");
         }
-        if words.iter().any(|w| *w == "v4") {
+        if words.contains(&"v4") {
             return Some("broadwell");
         }
         // Xeon Scalable: Platinum/Gold/Silver/Bronze NNNN, second digit 1 = Skylake, 2 = Cascade Lake.

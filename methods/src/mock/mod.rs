@@ -152,7 +152,7 @@ impl Method for Mock {
             panic!("mock panic for request {id} (panic_ids)");
         }
         let every = self.cfg.fail_every;
-        if self.cfg.fail_ids.contains(&id) || (every > 0 && (id + 1) % every == 0) {
+        if self.cfg.fail_ids.contains(&id) || (every > 0 && (id + 1).is_multiple_of(every)) {
             return Err(MethodError::failed(format!("mock failure for request {id}")));
         }
         let n = self.cfg.tokens.map(|t| t.get()).unwrap_or(request.max_new_tokens);

@@ -59,19 +59,19 @@ impl LlamaConfig {
         {
             return bad("every model dimension must be at least 1".into());
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return bad(format!(
                 "hidden ({}) must be a multiple of heads ({})",
                 self.hidden, self.heads
             ));
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return bad(format!(
                 "heads ({}) must be a multiple of kv_heads ({})",
                 self.heads, self.kv_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "head width hidden/heads = {} must be even for RoPE",
                 self.head_dim()
@@ -152,10 +152,10 @@ impl KvCache {
             return Ok(());
         }
         for slot in &mut self.kv {
-            if let Some((k, v)) = slot.take() {
-                if len > 0 {
-                    *slot = Some((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?));
-                }
+            if let Some((k, v)) = slot.take()
+                && len > 0
+            {
+                *slot = Some((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?));
             }
         }
         self.len = len;

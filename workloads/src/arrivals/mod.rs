@@ -80,10 +80,10 @@ pub(crate) fn accumulate(limit: Limit, mut next_gap: impl FnMut() -> f64) -> Vec
         }
         t += next_gap();
         let at = Duration::from_secs_f64(t);
-        if let Limit::Duration(d) = limit {
-            if at >= d {
-                break;
-            }
+        if let Limit::Duration(d) = limit
+            && at >= d
+        {
+            break;
         }
         out.push(at);
     }
