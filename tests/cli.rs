@@ -42,6 +42,19 @@ decode_ms_per_token = 0.2
 fail_every = 5
 "#;
 
+/// `oae run SUITE --quiet --out OUT` with extra arguments.
+fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    oae()
+        .arg("run")
+        .arg(suite)
+        .arg("--quiet")
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 fn write_suite(dir: &Path, text: &str) -> std::path::PathBuf {
     let p = dir.join("suite.toml");
     std::fs::write(&p, text).unwrap();
@@ -106,14 +119,7 @@ fn failures_are_recorded_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(tmp.path(), MOCK_SUITE);
     let out = tmp.path().join("run");
-    let o = oae()
-        .arg("run")
-        .arg(&suite)
-        .arg("--quiet")
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = run_suite(&suite, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let recs = records(&out);
     assert_eq!(recs.len(), 30);
@@ -139,13 +145,7 @@ fn same_seed_same_schedule_different_seed_different_schedule() {
     let suite = write_suite(tmp.path(), MOCK_SUITE);
     let hash = |seed: &str, name: &str| {
         let out = tmp.path().join(name);
-        let o = oae()
-            .arg("run")
-            .arg(&suite)
-            .args(["--quiet", "--requests", "5", "--seed", seed, "--out"])
-            .arg(&out)
-            .output()
-            .unwrap();
+        let o = run_suite(&suite, &out, &["--requests", "5", "--seed", seed]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         read_json(&out.join("run.json"))["workloads"][0]["schedule_hash"]
             .as_str()
@@ -233,14 +233,7 @@ fn failing_setup_aborts_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(tmp.path(), &MOCK_SUITE.replace("fail_every = 5", "fail_setup = true"));
     let out = tmp.path().join("run");
-    let o = oae()
-        .arg("run")
-        .arg(&suite)
-        .arg("--quiet")
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = run_suite(&suite, &out, &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run aborted"));
     let run = read_json(&out.join("run.json"));

@@ -125,6 +125,22 @@ pub struct Dense {
 }
 
 impl Dense {
+    /// Runs `tokens` after the cache and chooses the next token from the last position.
+    fn next_token(
+        &self,
+        m: &LoadedModel,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        rng: &mut oae_workloads::rng::SeededRng,
+    ) -> Result<u32, MethodError> {
+        let logits = m.decoder.forward(tokens, cache, Logits::Last)?;
+        let row: Vec<f32> = logits
+            .flatten_all()
+            .and_then(|l| l.to_vec1())
+            .map_err(crate::Error::from)?;
+        Ok(sample(&row, &self.sampling, rng))
+    }
+
     fn model(&self) -> Result<&LoadedModel, MethodError> {
         self.model
             .as_ref()
@@ -160,18 +176,7 @@ impl Method for Dense {
         let mut rng = seeded(self.cfg.seed, &["dense-sampling", &request.id.to_string()]);
         let eos = if self.cfg.ignore_eos { None } else { m.tokenizer.eos() };
         let mut cache = KvCache::new(cfg.layers);
-        let logits = m
-            .decoder
-            .forward(&ids, &mut cache, Logits::Last)
-            .map_err(MethodError::from)?;
-        let mut next = sample(
-            &logits
-                .flatten_all()
-                .and_then(|l| l.to_vec1())
-                .map_err(crate::Error::from)?,
-            &self.sampling,
-            &mut rng,
-        );
+        let mut next = self.next_token(m, &ids, &mut cache, &mut rng)?;
         probe.phase("decode");
         let mut produced = 0u32;
         let stop = loop {
@@ -183,18 +188,7 @@ impl Method for Dense {
             if produced >= request.max_new_tokens {
                 break StopReason::Length;
             }
-            let logits = m
-                .decoder
-                .forward(&[next], &mut cache, Logits::Last)
-                .map_err(MethodError::from)?;
-            next = sample(
-                &logits
-                    .flatten_all()
-                    .and_then(|l| l.to_vec1())
-                    .map_err(crate::Error::from)?,
-                &self.sampling,
-                &mut rng,
-            );
+            next = self.next_token(m, &[next], &mut cache, &mut rng)?;
         };
         probe.end();
         probe.set("kv_tokens", cache.len() as f64);
