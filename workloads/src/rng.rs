@@ -39,6 +39,33 @@ pub fn standard_normal(rng: &mut SeededRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
+/// An exponential draw with the given mean.
+pub fn exponential(rng: &mut SeededRng, mean: f64) -> f64 {
+    -open01(rng).ln() * mean
+}
+
+/// A Gamma(shape, scale) draw (Marsaglia & Tsang 2000; shape < 1 by the boost
+/// `G(a) = G(a + 1) · U^(1/a)`).
+pub fn gamma(rng: &mut SeededRng, shape: f64, scale: f64) -> f64 {
+    if shape < 1.0 {
+        let u = open01(rng);
+        return gamma(rng, shape + 1.0, scale) * u.powf(1.0 / shape);
+    }
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        let x = standard_normal(rng);
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u = open01(rng);
+        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return d * v * scale;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +79,25 @@ mod tests {
         assert_ne!(a, seeded(7, &["lengths", "w"]).next_u64());
         // Label boundaries matter: ["ab","c"] differs from ["a","bc"].
         assert_ne!(seeded(1, &["ab", "c"]).next_u64(), seeded(1, &["a", "bc"]).next_u64());
+    }
+
+    #[test]
+    fn gamma_moments() {
+        let mut r = seeded(2, &["g"]);
+        for (shape, scale) in [(0.25, 4.0), (1.0, 0.5), (6.0, 0.1)] {
+            let n = 40_000;
+            let xs: Vec<f64> = (0..n).map(|_| gamma(&mut r, shape, scale)).collect();
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+            assert!(
+                (mean / (shape * scale) - 1.0).abs() < 0.05,
+                "mean {mean} for {shape},{scale}"
+            );
+            assert!(
+                (var / (shape * scale * scale) - 1.0).abs() < 0.12,
+                "var {var} for {shape},{scale}"
+            );
+        }
     }
 
     #[test]

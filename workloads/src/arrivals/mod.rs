@@ -4,6 +4,9 @@
 //! a suite by `arrival = { process = "NAME", ... }`; the remaining keys are its own config.
 
 mod constant;
+mod diurnal;
+mod gamma;
+mod onoff;
 mod poisson;
 
 use std::fmt::Debug;
@@ -44,7 +47,7 @@ pub struct ArrivalSpec {
 
 /// Every arrival process oae knows, one line each.
 pub fn registry() -> &'static [ArrivalSpec] {
-    &[constant::SPEC, poisson::SPEC]
+    &[constant::SPEC, poisson::SPEC, gamma::SPEC, onoff::SPEC, diurnal::SPEC]
 }
 
 /// Builds the process named by the table's `process` key.
