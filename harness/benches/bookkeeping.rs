@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         schedule: &schedule,
         warmup: Duration::ZERO,
         trial: 0,
+        controls: Default::default(),
     };
     let mut hists = Histograms::default();
     let t0 = Instant::now();

@@ -25,7 +25,9 @@ pub mod summary;
 
 pub use error::{HarnessError, MethodError};
 pub use meters::{EnergyKind, Meter, MeterReading, MeterSpec};
-pub use method::{BuildContext, Completion, ConfigKey, DeviceSpec, Method, MethodSpec, Probe, StopReason, TokenSink};
+pub use method::{
+    BuildContext, Completion, ConfigKey, DeviceSpec, Flow, Method, MethodSpec, Probe, StopReason, TokenSink,
+};
 pub use record::{Outcome, RequestRecord};
 
 /// The harness version, recorded in run.json.

@@ -94,6 +94,18 @@ pub enum StopReason {
     Length,
     /// The model produced its end-of-sequence token.
     Eos,
+    /// The harness asked the method to stop (timeout or run abort).
+    Stopped,
+}
+
+/// What the harness answers to each token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a method must stop generating when told to"]
+pub enum Flow {
+    /// Keep generating.
+    Continue,
+    /// Stop now: the request timed out or the run is being aborted.
+    Stop,
 }
 
 impl StopReason {
@@ -102,6 +114,7 @@ impl StopReason {
         match self {
             StopReason::Length => "length",
             StopReason::Eos => "eos",
+            StopReason::Stopped => "stopped",
         }
     }
 }
@@ -118,10 +131,12 @@ pub struct Completion {
 /// Receives generated tokens as they are produced.
 ///
 /// Call [`Method::sync`]-equivalent device synchronisation before emitting, so the
-/// harness's timestamp is when the token exists, not when its kernel was queued.
+/// harness's timestamp is when the token exists, not when its kernel was queued. When the
+/// answer is [`Flow::Stop`], return promptly (with `StopReason::Stopped`): the request has
+/// passed its deadline or the run is being aborted.
 pub trait TokenSink {
     /// One generated token.
-    fn token(&mut self, id: u32);
+    fn token(&mut self, id: u32) -> Flow;
 }
 
 /// Phase timings and counters a method marks while serving one request.

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use oae_workloads::{Arrival, Schedule};
 
 use crate::clock::{secs_since, wait_until};
-use crate::{HarnessError, Method, Outcome, Probe, RequestRecord, TokenSink};
+use crate::{Flow, HarnessError, Method, Outcome, Probe, RequestRecord, TokenSink};
 
 /// What one (method, workload, trial) replay needs.
 pub struct CellPlan<'a> {
@@ -35,6 +35,8 @@ pub struct CellPlan<'a> {
     pub warmup: Duration,
     /// Trial number.
     pub trial: u32,
+    /// Timeout and queue bound.
+    pub controls: LoadControls,
 }
 
 /// The result of one replay.
@@ -179,44 +181,108 @@ impl Histograms {
     }
 }
 
+/// Limits applied to one replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadControls {
+    /// Deadline per request, from its intended arrival. Expired while queued: recorded as
+    /// `timeout` without being served. Expired while in service: the sink answers
+    /// [`Flow::Stop`] and the request is recorded as `timeout`.
+    pub timeout: Option<Duration>,
+    /// Most requests allowed to wait (beyond idle workers); more are `rejected` on arrival.
+    pub queue_bound: Option<usize>,
+}
+
+struct QueueState {
+    jobs: VecDeque<(usize, Instant)>,
+    closed: bool,
+    idle_workers: usize,
+}
+
 /// A FIFO of released requests shared by the workers.
 struct Queue {
-    inner: Mutex<(VecDeque<(usize, Instant)>, bool)>,
+    inner: Mutex<QueueState>,
     ready: Condvar,
 }
 
 impl Queue {
-    fn push(&self, job: (usize, Instant)) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.push_back(job);
-        self.ready.notify_one();
+    fn new() -> Self {
+        Self {
+            inner: Mutex::new(QueueState {
+                jobs: VecDeque::new(),
+                closed: false,
+                idle_workers: 0,
+            }),
+            ready: Condvar::new(),
+        }
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Enqueues `job` unless `bound` requests are already waiting beyond the idle workers.
+    fn push(&self, job: (usize, Instant), bound: Option<usize>) -> bool {
+        let mut g = self.lock();
+        if let Some(b) = bound {
+            if g.jobs.len() >= b + g.idle_workers {
+                return false;
+            }
+        }
+        g.jobs.push_back(job);
+        self.ready.notify_one();
+        true
+    }
+
     fn close(&self) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.lock().closed = true;
         self.ready.notify_all();
     }
+
     /// Next job, or `None` once closed and drained.
     fn pop(&self) -> Option<(usize, Instant)> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.lock();
         loop {
-            if let Some(j) = g.0.pop_front() {
+            if let Some(j) = g.jobs.pop_front() {
                 return Some(j);
             }
-            if g.1 {
+            if g.closed {
                 return None;
             }
+            g.idle_workers += 1;
             g = self.ready.wait(g).unwrap_or_else(|p| p.into_inner());
+            g.idle_workers -= 1;
         }
     }
 }
 
+/// Stamps each token and tells the method to stop at the deadline or on abort.
 struct TimingSink<'a> {
     tokens: &'a mut Vec<Instant>,
+    deadline: Option<Instant>,
+    stop: &'a AtomicBool,
 }
 
 impl TokenSink for TimingSink<'_> {
-    fn token(&mut self, _id: u32) {
-        self.tokens.push(Instant::now());
+    fn token(&mut self, _id: u32) -> Flow {
+        let now = Instant::now();
+        self.tokens.push(now);
+        if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+fn unserved(outcome: Outcome, error: String) -> Served {
+    Served {
+        instance: None,
+        outcome,
+        error: Some(error),
+        input_tokens: None,
+        stop_reason: None,
+        phases_ms: BTreeMap::new(),
+        counters: BTreeMap::new(),
     }
 }
 
@@ -239,10 +305,8 @@ pub fn run_cell(
         )));
     }
     let arrivals = &plan.schedule.arrivals;
-    let queue = Queue {
-        inner: Mutex::new((VecDeque::new(), false)),
-        ready: Condvar::new(),
-    };
+    let queue = Queue::new();
+    let controls = plan.controls;
     let (tx, rx) = mpsc::channel::<RequestRecord>();
     let t0 = Instant::now() + LEAD;
     let mut records = Vec::with_capacity(arrivals.len());
@@ -250,13 +314,28 @@ pub fn run_cell(
 
     let returned = std::thread::scope(|scope| {
         let queue = &queue;
+        let rejected_tx = tx.clone();
         let dispatcher = scope.spawn(move || {
             let priority = crate::clock::raise_thread_priority();
             for (i, a) in arrivals.iter().enumerate() {
                 if !wait_until(t0 + a.at, stop) {
                     break;
                 }
-                queue.push((i, Instant::now()));
+                let now = Instant::now();
+                if !queue.push((i, now), controls.queue_bound) {
+                    let bound = controls.queue_bound.unwrap_or_default();
+                    let served = unserved(
+                        Outcome::Rejected,
+                        format!("rejected: {bound} request(s) already waiting (queue_bound)"),
+                    );
+                    let stamps = Stamps {
+                        dispatched: now,
+                        started: None,
+                        tokens: Vec::new(),
+                        finished: None,
+                    };
+                    let _ = rejected_tx.send(build_record(plan, a, t0, &stamps, served));
+                }
             }
             queue.close();
             priority
@@ -275,18 +354,17 @@ pub fn run_cell(
                             tokens: Vec::new(),
                             finished: None,
                         };
+                        let deadline = controls.timeout.map(|t| t0 + arrival.at + t);
                         let served = if stop.load(Ordering::Relaxed) {
-                            Served {
-                                instance: None,
-                                outcome: Outcome::Cancelled,
-                                error: Some("run aborted before this request was served".into()),
-                                input_tokens: None,
-                                stop_reason: None,
-                                phases_ms: BTreeMap::new(),
-                                counters: BTreeMap::new(),
-                            }
+                            unserved(Outcome::Cancelled, "run aborted before this request was served".into())
+                        } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                            let t = controls.timeout.unwrap_or_default().as_secs_f64();
+                            unserved(
+                                Outcome::Timeout,
+                                format!("timed out after {t} s (timeout_s) while queued"),
+                            )
                         } else {
-                            serve_one(method.as_mut(), w as u32, arrival, &mut stamps)
+                            serve_one(method.as_mut(), w as u32, arrival, &mut stamps, deadline, stop)
                         };
                         if tx.send(build_record(plan, arrival, t0, &stamps, served)).is_err() {
                             break;
@@ -337,12 +415,21 @@ pub fn run_cell(
     })
 }
 
-fn serve_one(method: &mut dyn Method, instance: u32, arrival: &Arrival, stamps: &mut Stamps) -> Served {
+fn serve_one(
+    method: &mut dyn Method,
+    instance: u32,
+    arrival: &Arrival,
+    stamps: &mut Stamps,
+    deadline: Option<Instant>,
+    stop: &AtomicBool,
+) -> Served {
     let mut probe = Probe::default();
     stamps.started = Some(Instant::now());
     let result = {
         let mut sink = TimingSink {
             tokens: &mut stamps.tokens,
+            deadline,
+            stop,
         };
         catch_unwind(AssertUnwindSafe(|| {
             let r = method.serve(&arrival.request, &mut sink, &mut probe);
@@ -364,6 +451,17 @@ fn serve_one(method: &mut dyn Method, instance: u32, arrival: &Arrival, stamps: 
         Ok(Ok(c)) => {
             served.input_tokens = Some(c.input_tokens);
             served.stop_reason = Some(c.stop.as_str().to_string());
+            let finished = stamps.finished.unwrap_or_else(Instant::now);
+            if let Some(d) = deadline.filter(|&d| finished >= d) {
+                served.outcome = Outcome::Timeout;
+                served.error = Some(format!(
+                    "exceeded timeout_s: finished {:.1} ms after the deadline",
+                    secs_since(d, finished) * 1e3
+                ));
+            } else if c.stop == crate::StopReason::Stopped {
+                served.outcome = Outcome::Cancelled;
+                served.error = Some("stopped mid-generation because the run was aborted".into());
+            }
         }
         Ok(Err(e)) => {
             served.outcome = Outcome::Error;

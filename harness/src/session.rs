@@ -220,6 +220,7 @@ pub fn execute(
                 schedule,
                 warmup: suite.run.warmup,
                 trial: 0,
+                controls: suite.run.controls,
             };
             let mut h = Histograms::default();
             let steal_before = host::cpu_steal_s();
@@ -486,6 +487,8 @@ impl RunJson<'_> {
                 "device": run.device.to_string(),
                 "sample_interval_ms": run.sample_interval.as_secs_f64() * 1e3,
                 "confidence": run.confidence,
+                "timeout_s": run.controls.timeout.map(|d| d.as_secs_f64()),
+                "queue_bound": run.controls.queue_bound,
             },
             "host": self.host,
             "workloads": workloads,

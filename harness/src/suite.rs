@@ -8,6 +8,8 @@
 //! warmup_s = 3.0                       # arrivals before this are recorded, not counted
 //! idle_gap_cap_s = 2.0                 # optional time compression
 //! threads = 1                          # compute threads for methods (default: CPUs − 1)
+//! timeout_s = 30.0                     # per request, from intended arrival (optional)
+//! queue_bound = 16                     # waiting requests beyond idle workers (optional)
 //! [[workloads]]
 //! name = "sporadic"
 //! arrival = { process = "poisson", rate_qps = 3.0 }
@@ -37,6 +39,7 @@ use oae_workloads::config::{
 use oae_workloads::workload::WorkloadEntry;
 use oae_workloads::{ConfigError, Limit, WorkloadSpec};
 
+use crate::runner::LoadControls;
 use crate::{DeviceSpec, HarnessError, MethodSpec};
 
 #[derive(Deserialize)]
@@ -64,6 +67,8 @@ struct RunSection {
     sample_interval_ms: Option<PositiveF64>,
     confidence: Option<Spanned<f64>>,
     threads: Option<PositiveU32>,
+    timeout_s: Option<PositiveF64>,
+    queue_bound: Option<Spanned<i64>>,
 }
 
 /// Run-wide settings from `[run]`.
@@ -85,6 +90,8 @@ pub struct RunConfig {
     pub confidence: f64,
     /// Compute threads for the methods (`None`: decided by the binary; see `oae run`).
     pub threads: Option<u32>,
+    /// Per-request timeout and queue bound.
+    pub controls: LoadControls,
 }
 
 /// A `[[methods]]` entry.
@@ -315,6 +322,17 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
             ));
         }
     };
+    let queue_bound = match run.queue_bound {
+        None => None,
+        Some(b) if *b.get_ref() >= 0 => Some(*b.get_ref() as usize),
+        Some(b) => {
+            return Err(source.error_at(
+                b.span().start,
+                "run.queue_bound",
+                format!("must be a number of waiting requests >= 0, got {}", b.get_ref()),
+            ));
+        }
+    };
     let sample_interval = Duration::from_secs_f64(run.sample_interval_ms.map(|m| m.get()).unwrap_or(100.0) / 1e3);
     if sample_interval < Duration::from_millis(1) {
         return Err(source.error_at(at, "run.sample_interval_ms", "must be at least 1 ms"));
@@ -328,6 +346,10 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
         sample_interval,
         confidence,
         threads: run.threads.map(|t| t.get()),
+        controls: LoadControls {
+            timeout: run.timeout_s.map(|t| Duration::from_secs_f64(t.get())),
+            queue_bound,
+        },
     })
 }
 
@@ -384,6 +406,22 @@ service_ms = 3
         assert_eq!(e.line, 11, "{e}");
         let e = err(&OK.replace("warmup_s = 1.0", "warmup_s = -2.0"));
         assert_eq!((e.line, e.key.as_str()), (5, "run.warmup_s"), "{e}");
+    }
+
+    #[test]
+    fn load_controls_are_validated() {
+        let s = Suite::parse(
+            "s.toml",
+            &OK.replace("seed = 7", "seed = 7\ntimeout_s = 2.5\nqueue_bound = 0"),
+            "s",
+        )
+        .unwrap();
+        assert_eq!(s.run.controls.queue_bound, Some(0));
+        assert_eq!(s.run.controls.timeout, Some(Duration::from_millis(2500)));
+        let e = err(&OK.replace("seed = 7", "seed = 7\nqueue_bound = -1"));
+        assert_eq!((e.line, e.key.as_str()), (4, "run.queue_bound"), "{e}");
+        let e = err(&OK.replace("seed = 7", "seed = 7\ntimeout_s = 0"));
+        assert_eq!(e.line, 4, "{e}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The dense and mock methods through the harness's Method socket.
 
-use oae_harness::{BuildContext, DeviceSpec, Method, Probe, TokenSink};
+use oae_harness::{BuildContext, DeviceSpec, Flow, Method, Probe, TokenSink};
 use oae_workloads::Request;
 use oae_workloads::config::ConfigTable;
 
 struct Collect(Vec<u32>);
 impl TokenSink for Collect {
-    fn token(&mut self, id: u32) {
+    fn token(&mut self, id: u32) -> Flow {
         self.0.push(id);
+        Flow::Continue
     }
 }
 

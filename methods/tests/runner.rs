@@ -30,6 +30,7 @@ fn run(s: &Schedule, cfg: MockConfig, stop: &AtomicBool) -> (Vec<RequestRecord>,
         schedule: s,
         warmup: Duration::ZERO,
         trial: 0,
+        controls: Default::default(),
     };
     let instances: Vec<Box<dyn Method>> = vec![Box::new(Mock::new(cfg))];
     let mut seen = 0;
@@ -144,6 +145,7 @@ fn warmup_is_by_intended_time() {
         schedule: &s,
         warmup: Duration::from_millis(25),
         trial: 0,
+        controls: Default::default(),
     };
     let out = run_cell(
         &plan,
@@ -157,5 +159,89 @@ fn warmup_is_by_intended_time() {
     assert_eq!(
         warm,
         vec![(0, true), (1, true), (2, true), (3, false), (4, false), (5, false)]
+    );
+}
+
+fn run_with(s: &Schedule, cfg: MockConfig, controls: oae_harness::runner::LoadControls) -> Vec<RequestRecord> {
+    let plan = CellPlan {
+        method: "mock",
+        schedule: s,
+        warmup: Duration::ZERO,
+        trial: 0,
+        controls,
+    };
+    let out = run_cell(
+        &plan,
+        vec![Box::new(Mock::new(cfg))],
+        &AtomicBool::new(false),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    let mut r = out.records;
+    r.sort_by_key(|r| r.request_id);
+    r
+}
+
+#[test]
+fn queue_bound_rejects_and_records_every_rejection() {
+    // Ten arrivals 5 ms apart against a 60 ms service: one in service, one waiting, the rest refused.
+    let s = schedule(10, 5);
+    let cfg = MockConfig {
+        prefill_ms: 60.0,
+        ..Default::default()
+    };
+    let controls = oae_harness::runner::LoadControls {
+        timeout: None,
+        queue_bound: Some(1),
+    };
+    let r = run_with(&s, cfg, controls);
+    assert_eq!(r.len(), 10, "rejections are records too");
+    let rejected: Vec<&RequestRecord> = r.iter().filter(|x| x.outcome == Outcome::Rejected).collect();
+    assert!(
+        rejected.len() >= 6,
+        "expected most to be rejected: {:?}",
+        r.iter().map(|x| x.outcome).collect::<Vec<_>>()
+    );
+    assert!(
+        rejected
+            .iter()
+            .all(|x| x.started_s.is_none() && x.error.as_deref().unwrap().contains("queue_bound"))
+    );
+    assert_eq!(r[0].outcome, Outcome::Ok);
+}
+
+#[test]
+fn timeouts_fire_in_the_queue_and_in_service() {
+    // Deadline 50 ms after each arrival (10 ms apart). Request 0 emits its first token at
+    // ≥ 45 ms and is stopped at the deadline mid-generation; request 1 cannot start before
+    // ~50 ms nor emit before ~95 ms, so requests 2–4 (deadlines 70–90 ms) expire queued.
+    let s = schedule(6, 10);
+    let cfg = MockConfig {
+        prefill_ms: 45.0,
+        decode_ms_per_token: 4.0,
+        tokens: Some(oae_workloads::config::PositiveU32(20)),
+        ..Default::default()
+    };
+    let controls = oae_harness::runner::LoadControls {
+        timeout: Some(Duration::from_millis(50)),
+        queue_bound: None,
+    };
+    let r = run_with(&s, cfg, controls);
+    assert_eq!(r.len(), 6);
+    assert!(
+        r.iter().all(|x| x.outcome == Outcome::Timeout),
+        "{:?}",
+        r.iter().map(|x| (x.outcome, x.error.clone())).collect::<Vec<_>>()
+    );
+    assert!(
+        r[0].output_tokens < 20 && r[0].stop_reason.as_deref() == Some("stopped"),
+        "stopped mid-generation: {:?}",
+        r[0]
+    );
+    assert!(r[0].error.as_deref().unwrap().contains("timeout_s"));
+    assert!(
+        r.iter()
+            .skip(1)
+            .any(|x| x.started_s.is_none() && x.error.as_deref().unwrap().contains("while queued"))
     );
 }

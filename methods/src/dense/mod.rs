@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, MethodSpec, Probe, StopReason, TokenSink};
+use oae_harness::{
+    BuildContext, Completion, ConfigKey, Flow, Method, MethodError, MethodSpec, Probe, StopReason, TokenSink,
+};
 use oae_workloads::Request;
 use oae_workloads::config::ConfigTable;
 use oae_workloads::rng::seeded;
@@ -183,10 +185,13 @@ impl Method for Dense {
             if Some(next) == eos {
                 break StopReason::Eos;
             }
-            sink.token(next);
+            let flow = sink.token(next);
             produced += 1;
             if produced >= request.max_new_tokens {
                 break StopReason::Length;
+            }
+            if flow == Flow::Stop {
+                break StopReason::Stopped;
             }
             next = self.next_token(m, &[next], &mut cache, &mut rng)?;
         };

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, MethodSpec, Probe, StopReason, TokenSink};
+use oae_harness::{
+    BuildContext, Completion, ConfigKey, Flow, Method, MethodError, MethodSpec, Probe, StopReason, TokenSink,
+};
 use oae_workloads::Request;
 use oae_workloads::config::{ConfigTable, PositiveU32};
 
@@ -157,16 +159,20 @@ impl Method for Mock {
         }
         let n = self.cfg.tokens.map(|t| t.get()).unwrap_or(request.max_new_tokens);
         probe.phase("decode");
+        let mut stop = StopReason::Length;
         for i in 0..n {
             if i > 0 {
                 sleep_ms(self.cfg.decode_ms_per_token);
             }
-            sink.token(i);
+            if sink.token(i) == Flow::Stop && i + 1 < n {
+                stop = StopReason::Stopped;
+                break;
+            }
         }
         probe.end();
         Ok(Completion {
             input_tokens: request.prompt.len() as u32,
-            stop: StopReason::Length,
+            stop,
         })
     }
 }
