@@ -59,10 +59,10 @@ impl ArrivalProcess for OnOff {
                     a += exponential(rng, 1.0 / rate);
                 }
             }
-            if let Limit::Duration(d) = limit {
-                if end >= d.as_secs_f64() {
-                    return out;
-                }
+            if let Limit::Duration(d) = limit
+                && end >= d.as_secs_f64()
+            {
+                return out;
             }
             if matches!(limit, Limit::Count(n) if out.len() as u64 >= n) {
                 return out;
