@@ -223,10 +223,10 @@ impl Queue {
     /// Enqueues `job` unless `bound` requests are already waiting beyond the idle workers.
     fn push(&self, job: (usize, Instant), bound: Option<usize>) -> bool {
         let mut g = self.lock();
-        if let Some(b) = bound {
-            if g.jobs.len() >= b + g.idle_workers {
-                return false;
-            }
+        if let Some(b) = bound
+            && g.jobs.len() >= b + g.idle_workers
+        {
+            return false;
         }
         g.jobs.push_back(job);
         self.ready.notify_one();
