@@ -97,6 +97,19 @@ pub fn cells(cells: &[CellSummary]) -> String {
                 let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
             }
         }
+        let wake: Vec<String> = c
+            .wakeup
+            .iter()
+            .map(|b| match &b.ttft_ms {
+                Some(s) => format!("{} {} ms (n={})", b.bucket, num(s.p50.value), b.n),
+                None => format!("{} —", b.bucket),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  wake-up   TTFT p50 by idle time before arrival: {}",
+            wake.join(" · ")
+        );
         let lag = c
             .latency
             .get("dispatch_lag_ms")

@@ -92,6 +92,10 @@ pub struct RequestRecord {
     pub stop_reason: Option<String>,
     /// Idle time removed before this arrival by time compression.
     pub idle_skipped_s: f64,
+    /// Time no request was in service just before this request's intended arrival, as
+    /// replayed (0 when it arrived while another was in service). Filled in when the replay
+    /// ends; compressed gaps appear here at most `idle_gap_cap_s` long.
+    pub idle_before_s: Option<f64>,
     /// How it ended.
     pub outcome: Outcome,
     /// The error, for outcomes other than ok.

@@ -127,6 +127,7 @@ pub fn build_record(
         max_new_tokens: arrival.request.max_new_tokens,
         stop_reason: served.stop_reason,
         idle_skipped_s: arrival.skipped.as_secs_f64(),
+        idle_before_s: None,
         outcome: served.outcome,
         error: served.error,
         phases_ms: served.phases_ms,

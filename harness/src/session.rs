@@ -241,6 +241,7 @@ pub fn execute(
             let t0_s = secs_since(epoch, run.t0);
             let mut records = run.records;
             records.sort_by_key(|r| r.request_id);
+            crate::summary::fill_idle_before(&mut records);
             let timeline = sampler.snapshot();
             let energy = attribute_cell(&timeline, &mut records, t0_s, end_s, setup_j);
             let replay_s = secs_since(run.t0, run.end).max(0.0);

@@ -83,9 +83,67 @@ pub struct CellSummary {
     pub setup_s: f64,
     /// Energy, when a meter was available.
     pub energy: Option<EnergySummary>,
+    /// TTFT and E2E of ok measured requests grouped by the idle time before them
+    /// (`idle_before_s`): the wake-up penalty of a deployment that sits idle.
+    pub wakeup: Vec<WakeupBucket>,
     /// CPU time the hypervisor stole from this VM during the replay, s (summed over vCPUs).
     /// Non-zero steal can explain latency or dispatch-lag outliers the method did not cause.
     pub host_steal_s: Option<f64>,
+}
+
+/// Latency of requests that arrived after a given range of idle time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WakeupBucket {
+    /// Label, e.g. `1-10s`.
+    pub bucket: String,
+    /// Idle time at least this, s.
+    pub idle_from_s: f64,
+    /// Idle time below this, s (`None`: unbounded).
+    pub idle_to_s: Option<f64>,
+    /// Ok measured requests in the bucket.
+    pub n: usize,
+    /// Their TTFT.
+    pub ttft_ms: Option<Stat>,
+    /// Their E2E.
+    pub e2e_ms: Option<Stat>,
+}
+
+/// The idle-gap buckets of the wake-up report: (label, from s, to s).
+pub const WAKEUP_BUCKETS: [(&str, f64, Option<f64>); 4] = [
+    ("<1s", 0.0, Some(1.0)),
+    ("1-10s", 1.0, Some(10.0)),
+    ("10-60s", 10.0, Some(60.0)),
+    (">60s", 60.0, None),
+];
+
+/// Fills `idle_before_s` on every record: the time since the last moment any request was in
+/// service (0 if one was in service at the intended arrival; from the replay start for the
+/// first request).
+pub fn fill_idle_before(records: &mut [RequestRecord]) {
+    let busy = busy_periods(records);
+    for r in records.iter_mut() {
+        let t = r.intended_s;
+        let i = busy.partition_point(|b| b.0 < t);
+        r.idle_before_s = Some(match i.checked_sub(1).map(|j| busy[j]) {
+            Some((_, end)) if t < end => 0.0,
+            Some((_, end)) => t - end,
+            None => t.max(0.0),
+        });
+    }
+}
+
+/// Disjoint periods during which at least one request was in service, sorted.
+fn busy_periods(records: &[RequestRecord]) -> Vec<(f64, f64)> {
+    let mut spans: Vec<(f64, f64)> = records.iter().filter_map(|r| r.started_s.zip(r.finished_s)).collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut busy: Vec<(f64, f64)> = Vec::new();
+    for (s, e) in spans {
+        match busy.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => busy.push((s, e)),
+        }
+    }
+    busy
 }
 
 /// What a cell summary needs besides its records.
@@ -170,6 +228,23 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         }
     }
     let completed = measured.iter().filter(|r| r.finished_s.is_some()).count();
+    let wakeup = WAKEUP_BUCKETS
+        .iter()
+        .map(|&(label, from, to)| {
+            let inside: Vec<&&RequestRecord> = ok
+                .iter()
+                .filter(|r| r.idle_before_s.is_some_and(|g| g >= from && to.is_none_or(|t| g < t)))
+                .collect();
+            WakeupBucket {
+                bucket: label.to_string(),
+                idle_from_s: from,
+                idle_to_s: to,
+                n: inside.len(),
+                ttft_ms: stat(inside.iter().filter_map(|r| r.ttft_ms).collect()),
+                e2e_ms: stat(inside.iter().filter_map(|r| r.e2e_ms).collect()),
+            }
+        })
+        .collect();
     CellSummary {
         method: method.to_string(),
         method_id: method_id.to_string(),
@@ -199,6 +274,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         counters,
         setup_s,
         energy: None,
+        wakeup,
         host_steal_s: None,
     }
 }
@@ -206,23 +282,91 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
 /// Dispatch lag of measured requests whose intended arrival fell while some request was
 /// being served: the condition under which the dispatcher competes with the method for CPU.
 fn busy_lags(all: &[RequestRecord], measured: &[&RequestRecord]) -> Vec<f64> {
-    let mut spans: Vec<(f64, f64)> = all.iter().filter_map(|r| r.started_s.zip(r.finished_s)).collect();
-    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Merge into disjoint busy periods.
-    let mut busy: Vec<(f64, f64)> = Vec::new();
-    for (s, e) in spans {
-        match busy.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => busy.push((s, e)),
-        }
-    }
+    let busy = busy_periods(all);
     measured
         .iter()
         .filter(|r| {
             let t = r.intended_s;
-            let i = busy.partition_point(|b| b.0 <= t);
+            let i = busy.partition_point(|b| b.0 < t);
             i > 0 && t < busy[i - 1].1
         })
         .map(|r| r.dispatch_lag_ms)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: u64, intended: f64, service: Option<(f64, f64)>) -> RequestRecord {
+        RequestRecord {
+            method: "m".into(),
+            workload: "w".into(),
+            request_id: id,
+            trial: 0,
+            instance: Some(0),
+            warmup: false,
+            intended_s: intended,
+            dispatched_s: intended,
+            started_s: service.map(|s| s.0),
+            first_token_s: service.map(|s| s.0 + 0.01),
+            finished_s: service.map(|s| s.1),
+            ttft_ms: service.map(|s| (s.0 + 0.01 - intended) * 1e3),
+            e2e_ms: service.map(|s| (s.1 - intended) * 1e3),
+            queue_ms: service.map(|s| (s.0 - intended) * 1e3),
+            dispatch_lag_ms: 0.0,
+            service_ms: service.map(|s| (s.1 - s.0) * 1e3),
+            tpot_ms: None,
+            itl_ms: vec![],
+            input_tokens: Some(1),
+            output_tokens: 1,
+            max_new_tokens: 1,
+            stop_reason: Some("length".into()),
+            idle_skipped_s: 0.0,
+            idle_before_s: None,
+            outcome: if service.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::Rejected
+            },
+            error: None,
+            phases_ms: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            energy_dyn_j: None,
+            energy_active_j: None,
+            energy_amortized_j: None,
+            energy_source: None,
+            energy_estimated: true,
+        }
+    }
+
+    #[test]
+    fn idle_before_counts_from_the_last_busy_moment() {
+        let mut r = vec![
+            rec(0, 0.5, Some((0.5, 1.0))),
+            rec(1, 3.0, Some((3.0, 3.5))),
+            rec(2, 3.2, Some((3.5, 4.0))), // arrived while 1 was in service
+            rec(3, 20.0, Some((20.0, 20.1))),
+            rec(4, 21.0, None), // never served: still has an idle gap before it
+        ];
+        fill_idle_before(&mut r);
+        let gaps: Vec<f64> = r
+            .iter()
+            .map(|x| (x.idle_before_s.unwrap() * 1e6).round() / 1e6)
+            .collect();
+        assert_eq!(gaps, vec![0.5, 2.0, 0.0, 16.0, 0.9]);
+        let info = CellInfo {
+            method: "m",
+            method_id: "m",
+            workload: "w",
+            replay_s: 21.0,
+            offered_rate_qps: 0.2,
+            setup_s: 0.0,
+            confidence: 0.95,
+        };
+        let s = summarize(&info, &r);
+        let n: Vec<usize> = s.wakeup.iter().map(|b| b.n).collect();
+        assert_eq!(n, vec![2, 1, 1, 0], "ok requests per bucket <1s, 1-10s, 10-60s, >60s");
+        assert!(s.wakeup[3].ttft_ms.is_none());
+    }
 }
