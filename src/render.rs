@@ -97,6 +97,32 @@ pub fn cells(cells: &[CellSummary]) -> String {
                 let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
             }
         }
+        let g = &c.goodput;
+        let mut slo = Vec::new();
+        for (name, v) in [("TTFT", g.slo.ttft_ms), ("TPOT", g.slo.tpot_ms), ("E2E", g.slo.e2e_ms)] {
+            if let Some(v) = v {
+                slo.push(format!("{name} ≤ {} ms", num(v.get())));
+            }
+        }
+        let against = if slo.is_empty() {
+            "no [slo] set: good = ok".to_string()
+        } else {
+            slo.join(", ")
+        };
+        let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", v * 100.0)).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            out,
+            "  goodput   {}/{} good ({}% [{}, {}]) = {} req/s; {against}",
+            g.good,
+            g.measured,
+            pct(Some(g.fraction.value).filter(|v| v.is_finite())),
+            pct(g.fraction.ci_lo),
+            pct(g.fraction.ci_hi),
+            num(g.goodput_qps)
+        );
+        if !c.validity.valid {
+            let _ = writeln!(out, "  INVALID   {}", c.validity.reasons.join("; "));
+        }
         let wake: Vec<String> = c
             .wakeup
             .iter()

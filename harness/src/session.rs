@@ -253,6 +253,10 @@ pub fn execute(
                 offered_rate_qps: schedule.replay_rate_qps(),
                 setup_s,
                 confidence: suite.run.confidence,
+                warmup_s: suite.run.warmup.as_secs_f64(),
+                slo: suite.slo,
+                min_requests: suite.run.min_requests,
+                min_duration_s: suite.run.min_duration_s,
             };
             let mut summary = summarize(&info, &records);
             summary.energy = energy.map(|mut e| {
@@ -478,6 +482,7 @@ impl RunJson<'_> {
                 "description": self.suite.description,
             },
             "seed": run.seed,
+            "slo": self.suite.slo,
             "overrides": self.invocation.overrides,
             "runtime": self.invocation.runtime,
             "dispatcher_priority": self.dispatcher_priority,
@@ -490,6 +495,8 @@ impl RunJson<'_> {
                 "confidence": run.confidence,
                 "timeout_s": run.controls.timeout.map(|d| d.as_secs_f64()),
                 "queue_bound": run.controls.queue_bound,
+                "min_requests": run.min_requests,
+                "min_duration_s": run.min_duration_s,
             },
             "host": self.host,
             "workloads": workloads,

@@ -10,6 +10,9 @@
 //! threads = 1                          # compute threads for methods (default: CPUs − 1)
 //! timeout_s = 30.0                     # per request, from intended arrival (optional)
 //! queue_bound = 16                     # waiting requests beyond idle workers (optional)
+//! [slo]                                # optional: defines "good" requests for goodput
+//! ttft_ms = 500.0
+//! e2e_ms = 5000.0
 //! [[workloads]]
 //! name = "sporadic"
 //! arrival = { process = "poisson", rate_qps = 3.0 }
@@ -33,9 +36,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use oae_workloads::config::{
-    ConfigTable, PositiveF64, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error,
-};
+pub use oae_workloads::config::PositiveF64;
+use oae_workloads::config::{ConfigTable, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error};
 use oae_workloads::workload::WorkloadEntry;
 use oae_workloads::{ConfigError, Limit, WorkloadSpec};
 
@@ -48,6 +50,8 @@ struct SuiteFile {
     name: Option<Spanned<String>>,
     description: Option<String>,
     run: Spanned<RunSection>,
+    #[serde(default)]
+    slo: Slo,
     workloads: Vec<WorkloadEntry>,
     methods: Vec<Spanned<SpannedEntries>>,
 }
@@ -69,6 +73,20 @@ struct RunSection {
     threads: Option<PositiveU32>,
     timeout_s: Option<PositiveF64>,
     queue_bound: Option<Spanned<i64>>,
+    min_requests: Option<PositiveU64>,
+    min_duration_s: Option<PositiveF64>,
+}
+
+/// Service-level objectives: a request is *good* when it succeeded and meets every one set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Time to first token, ms.
+    pub ttft_ms: Option<PositiveF64>,
+    /// Mean time per output token after the first, ms.
+    pub tpot_ms: Option<PositiveF64>,
+    /// End to end, ms.
+    pub e2e_ms: Option<PositiveF64>,
 }
 
 /// Run-wide settings from `[run]`.
@@ -92,6 +110,10 @@ pub struct RunConfig {
     pub threads: Option<u32>,
     /// Per-request timeout and queue bound.
     pub controls: LoadControls,
+    /// Fewest measured requests per cell for its statistics to count as valid.
+    pub min_requests: Option<u64>,
+    /// Shortest measured replay (after warm-up) per cell to count as valid, s.
+    pub min_duration_s: Option<f64>,
 }
 
 /// A `[[methods]]` entry.
@@ -122,6 +144,8 @@ pub struct Suite {
     pub sha256: String,
     /// `[run]`.
     pub run: RunConfig,
+    /// `[slo]`.
+    pub slo: Slo,
     /// `[[workloads]]`.
     pub workloads: Vec<WorkloadSpec>,
     /// `[[methods]]`.
@@ -242,6 +266,7 @@ impl Suite {
             source,
             sha256,
             run,
+            slo: file.slo,
             workloads,
             methods,
         })
@@ -350,6 +375,8 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
             timeout: run.timeout_s.map(|t| Duration::from_secs_f64(t.get())),
             queue_bound,
         },
+        min_requests: run.min_requests.map(|m| m.get()),
+        min_duration_s: run.min_duration_s.map(|m| m.get()),
     })
 }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::Stat;
+use crate::stats::{Estimate, Stat};
+use crate::suite::Slo;
 use crate::{EnergyKind, Outcome, RequestRecord};
 
 /// Energy figures of one cell. Every field inherits `kind`; `estimated` repeats it plainly.
@@ -86,9 +87,39 @@ pub struct CellSummary {
     /// TTFT and E2E of ok measured requests grouped by the idle time before them
     /// (`idle_before_s`): the wake-up penalty of a deployment that sits idle.
     pub wakeup: Vec<WakeupBucket>,
+    /// Goodput against the suite's `[slo]` (with no SLO set: the ok requests).
+    pub goodput: Goodput,
+    /// Minimum count and duration checks.
+    pub validity: Validity,
     /// CPU time the hypervisor stole from this VM during the replay, s (summed over vCPUs).
     /// Non-zero steal can explain latency or dispatch-lag outliers the method did not cause.
     pub host_steal_s: Option<f64>,
+}
+
+/// Requests that met the suite's SLOs, per second and as a fraction of measured requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Goodput {
+    /// The objectives (absent ones are not checked).
+    pub slo: Slo,
+    /// Ok measured requests meeting every objective.
+    pub good: usize,
+    /// Measured requests (failures count as not good).
+    pub measured: usize,
+    /// good / measured with a Wilson score interval.
+    pub fraction: Estimate,
+    /// Good requests per second of measured replay.
+    pub goodput_qps: f64,
+}
+
+/// Whether a cell ran long enough for its statistics to be trusted, by the suite's minimums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validity {
+    /// All minimums met.
+    pub valid: bool,
+    /// Measured replay after warm-up, s.
+    pub measured_duration_s: f64,
+    /// One line per unmet minimum.
+    pub reasons: Vec<String>,
 }
 
 /// Latency of requests that arrived after a given range of idle time.
@@ -163,6 +194,51 @@ pub struct CellInfo<'a> {
     pub setup_s: f64,
     /// Two-sided confidence level.
     pub confidence: f64,
+    /// Warm-up window, s.
+    pub warmup_s: f64,
+    /// Objectives for goodput.
+    pub slo: Slo,
+    /// Fewest measured requests for validity.
+    pub min_requests: Option<u64>,
+    /// Shortest measured duration for validity, s.
+    pub min_duration_s: Option<f64>,
+}
+
+/// Whether an ok request meets every objective in `slo`.
+pub fn meets(slo: &Slo, r: &RequestRecord) -> bool {
+    let within = |limit: Option<crate::suite::PositiveF64>, v: Option<f64>| match limit {
+        None => true,
+        Some(l) => v.is_some_and(|v| v <= l.get()),
+    };
+    r.outcome == Outcome::Ok
+        && within(slo.ttft_ms, r.ttft_ms)
+        && within(slo.e2e_ms, r.e2e_ms)
+        // A single-token answer has no TPOT; it cannot violate a per-token objective.
+        && (r.tpot_ms.is_none() || within(slo.tpot_ms, r.tpot_ms))
+}
+
+/// Wilson score interval for k successes in n trials.
+pub fn wilson(k: usize, n: usize, confidence: f64) -> Estimate {
+    if n == 0 {
+        return Estimate {
+            value: f64::NAN,
+            ci_lo: None,
+            ci_hi: None,
+            insufficient: true,
+        };
+    }
+    let (k, n) = (k as f64, n as f64);
+    let z = crate::stats::normal_quantile(1.0 - (1.0 - confidence) / 2.0);
+    let p = k / n;
+    let d = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / d;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / d;
+    Estimate {
+        value: p,
+        ci_lo: Some((centre - half).max(0.0)),
+        ci_hi: Some((centre + half).min(1.0)),
+        insufficient: false,
+    }
 }
 
 /// Summarises `records` of one cell (energy is filled in by the caller).
@@ -175,6 +251,8 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         offered_rate_qps,
         setup_s,
         confidence,
+        warmup_s,
+        ..
     } = *info;
     let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
     let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.outcome == Outcome::Ok).collect();
@@ -275,6 +353,32 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         setup_s,
         energy: None,
         wakeup,
+        goodput: {
+            let good = measured.iter().filter(|r| meets(&info.slo, r)).count();
+            let span = (replay_s - warmup_s).max(0.0);
+            Goodput {
+                slo: info.slo,
+                good,
+                measured: measured.len(),
+                fraction: wilson(good, measured.len(), confidence),
+                goodput_qps: if span > 0.0 { good as f64 / span } else { 0.0 },
+            }
+        },
+        validity: {
+            let span = (replay_s - warmup_s).max(0.0);
+            let mut reasons = Vec::new();
+            if let Some(m) = info.min_requests.filter(|&m| (measured.len() as u64) < m) {
+                reasons.push(format!("{} measured requests < min_requests {m}", measured.len()));
+            }
+            if let Some(m) = info.min_duration_s.filter(|&m| span < m) {
+                reasons.push(format!("{span:.1} s measured replay < min_duration_s {m}"));
+            }
+            Validity {
+                valid: reasons.is_empty(),
+                measured_duration_s: span,
+                reasons,
+            }
+        },
         host_steal_s: None,
     }
 }
@@ -363,10 +467,57 @@ mod tests {
             offered_rate_qps: 0.2,
             setup_s: 0.0,
             confidence: 0.95,
+            warmup_s: 0.0,
+            slo: Slo::default(),
+            min_requests: None,
+            min_duration_s: None,
         };
         let s = summarize(&info, &r);
         let n: Vec<usize> = s.wakeup.iter().map(|b| b.n).collect();
         assert_eq!(n, vec![2, 1, 1, 0], "ok requests per bucket <1s, 1-10s, 10-60s, >60s");
         assert!(s.wakeup[3].ttft_ms.is_none());
+    }
+
+    #[test]
+    fn goodput_counts_failures_as_not_good_and_validity_flags_short_runs() {
+        let r = vec![
+            rec(0, 0.0, Some((0.0, 0.1))),  // e2e 100 ms
+            rec(1, 1.0, Some((1.0, 1.5))),  // e2e 500 ms
+            rec(2, 2.0, None),              // rejected
+            rec(3, 3.0, Some((3.0, 3.05))), // e2e 50 ms
+        ];
+        let slo = Slo {
+            e2e_ms: Some(crate::suite::PositiveF64(200.0)),
+            ..Slo::default()
+        };
+        let info = CellInfo {
+            method: "m",
+            method_id: "m",
+            workload: "w",
+            replay_s: 4.0,
+            offered_rate_qps: 1.0,
+            setup_s: 0.0,
+            confidence: 0.95,
+            warmup_s: 0.0,
+            slo,
+            min_requests: Some(10),
+            min_duration_s: Some(2.0),
+        };
+        let s = summarize(&info, &r);
+        assert_eq!((s.goodput.good, s.goodput.measured), (2, 4));
+        assert!((s.goodput.goodput_qps - 0.5).abs() < 1e-12);
+        let f = &s.goodput.fraction;
+        assert!(f.ci_lo.unwrap() < 0.5 && 0.5 < f.ci_hi.unwrap());
+        assert!(!s.validity.valid && s.validity.reasons.len() == 1, "{:?}", s.validity);
+    }
+
+    #[test]
+    fn wilson_known_value() {
+        // 8 of 10 at 95%: (0.490, 0.943).
+        let e = wilson(8, 10, 0.95);
+        assert!(
+            (e.ci_lo.unwrap() - 0.4902).abs() < 1e-3 && (e.ci_hi.unwrap() - 0.9433).abs() < 1e-3,
+            "{e:?}"
+        );
     }
 }

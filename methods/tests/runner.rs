@@ -103,6 +103,10 @@ fn failures_and_panics_are_recorded_and_counted_never_dropped() {
         offered_rate_qps: 1.0,
         setup_s: 0.0,
         confidence: 0.95,
+        warmup_s: 0.0,
+        slo: Default::default(),
+        min_requests: None,
+        min_duration_s: None,
     };
     let summary = oae_harness::summary::summarize(&info, &r);
     assert_eq!((summary.ok, summary.failed), (5, 3));
