@@ -28,6 +28,28 @@ pub enum Command {
     },
     /// Show what this machine offers: CPU, memory, NVML (GPU energy), RAPL (CPU energy).
     Doctor,
+    /// How many requests, and how long at a given rate, a percentile needs for a given CI width.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Mean request rate of the traffic, requests per second.
+    #[arg(long, value_name = "R")]
+    pub rate: f64,
+    /// Percentile to estimate, e.g. 99 (or 99.9).
+    #[arg(long, value_name = "P")]
+    pub percentile: f64,
+    /// Widest acceptable confidence interval, in percentile points: 1 means the interval's
+    /// order statistics lie within P ± 0.5 (e.g. p98.5 to p99.5).
+    #[arg(long, value_name = "W")]
+    pub ci_width: f64,
+    /// Confidence level of the interval.
+    #[arg(long, value_name = "C", default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Warm-up seconds excluded from statistics (added to the duration).
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub warmup_s: f64,
 }
 
 #[derive(Debug, Args)]

@@ -291,3 +291,23 @@ fn list_and_doctor_work() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(s.contains("nvml") && s.contains("rapl") && s.contains("memory"), "{s}");
 }
+
+#[test]
+fn plan_reports_request_counts_and_rejects_impossible_input() {
+    let o = oae()
+        .args(["plan", "--rate", "0.5", "--percentile", "99", "--ci-width", "1"])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(s.contains("368 requests before the interval has both bounds"), "{s}");
+    assert!(s.contains("requests = "), "{s}");
+    for bad in [["--rate", "0"], ["--percentile", "100"], ["--ci-width", "-1"]] {
+        let mut args = vec!["plan", "--rate", "1", "--percentile", "99", "--ci-width", "1"];
+        let i = args.iter().position(|a| *a == bad[0]).unwrap();
+        args[i + 1] = bad[1];
+        let o = oae().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(bad[0]));
+    }
+}

@@ -106,13 +106,8 @@ pub fn quantile(sorted: &[f64], p: f64) -> f64 {
 /// largest l with P(B ≤ l−1) ≤ α/2 and the smallest u with P(B ≤ u−1) ≥ 1 − α/2, so coverage
 /// is at least 1 − α. A bound that no rank satisfies is `None`.
 pub fn quantile_ci(sorted: &[f64], p: f64, confidence: f64) -> Estimate {
-    let n = sorted.len();
     let value = quantile(sorted, p);
-    let half_alpha = (1.0 - confidence) / 2.0;
-    let cdf = binomial_cdf(n, p);
-    // cdf[k] = P(B <= k), k = 0..=n.
-    let lo_rank = (1..=n).rev().find(|&j| cdf[j - 1] <= half_alpha);
-    let hi_rank = (1..=n).find(|&j| cdf[j - 1] >= 1.0 - half_alpha);
+    let (lo_rank, hi_rank) = ci_ranks(sorted.len(), p, confidence);
     let ci_lo = lo_rank.map(|r| sorted[r - 1].min(value));
     let ci_hi = hi_rank.map(|r| sorted[r - 1].max(value));
     Estimate {
@@ -120,6 +115,56 @@ pub fn quantile_ci(sorted: &[f64], p: f64, confidence: f64) -> Estimate {
         ci_lo,
         ci_hi,
         insufficient: ci_lo.is_none() || ci_hi.is_none(),
+    }
+}
+
+/// 1-based ranks (l, u) of the order statistics bounding quantile `p` among `n` samples at
+/// `confidence` (see [`quantile_ci`]); `None` where no rank reaches the coverage.
+pub fn ci_ranks(n: usize, p: f64, confidence: f64) -> (Option<usize>, Option<usize>) {
+    let half_alpha = (1.0 - confidence) / 2.0;
+    let cdf = binomial_cdf(n, p); // cdf[k] = P(B <= k), k = 0..=n
+    let lo = (1..=n).rev().find(|&j| cdf[j - 1] <= half_alpha);
+    let hi = (1..=n).find(|&j| cdf[j - 1] >= 1.0 - half_alpha);
+    (lo, hi)
+}
+
+/// How many samples a percentile needs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SampleSizePlan {
+    /// Fewest samples for which both CI bounds exist (below: `insufficient`).
+    pub min_bounded: usize,
+    /// Fewest samples for which the CI's order statistics lie within ± width/2 of `p`
+    /// in quantile level.
+    pub for_width: usize,
+}
+
+/// Sample sizes for quantile `p` (0–1) with a CI no wider than `width` (quantile levels, e.g.
+/// 0.01 = ±0.5 percentile points) at `confidence`. Distribution-free: the ranks are exact
+/// binomial ranks, the same ones [`quantile_ci`] uses.
+pub fn plan_sample_size(p: f64, width: f64, confidence: f64) -> SampleSizePlan {
+    let half_alpha = (1.0 - confidence) / 2.0;
+    // Both bounds exist once P(B = n) and P(B = 0) are each at most α/2.
+    let need = |q: f64| (half_alpha.ln() / q.ln()).ceil() as usize;
+    let min_bounded = need(p).max(need(1.0 - p)).max(1);
+    let fits = |n: usize| match ci_ranks(n, p, confidence) {
+        (Some(l), Some(u)) => (u as f64 - l as f64) / n as f64 <= width,
+        _ => false,
+    };
+    // Start from the normal approximation, step down while it still fits, then up until it does.
+    let z = normal_quantile(1.0 - half_alpha);
+    let mut n = ((2.0 * z / width).powi(2) * p * (1.0 - p))
+        .ceil()
+        .max(min_bounded as f64) as usize;
+    while n > min_bounded && fits(n - 1) {
+        n -= 1;
+    }
+    let step = (n / 200).max(1);
+    while !fits(n) {
+        n += step;
+    }
+    SampleSizePlan {
+        min_bounded,
+        for_width: n,
     }
 }
 
@@ -302,6 +347,25 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.mean.ci_lo.unwrap() <= a.mean.value && a.mean.value <= a.mean.ci_hi.unwrap());
         assert!(a.p50.value <= a.p90.value && a.p90.value <= a.p95.value && a.p95.value <= a.p99.value);
+    }
+
+    #[test]
+    fn sample_size_plan() {
+        // p99 at 95%: both bounds need 0.99^n <= 0.025, i.e. n >= 368 (0.99^367 = 0.02501).
+        let plan = plan_sample_size(0.99, 0.01, 0.95);
+        assert_eq!(plan.min_bounded, 368);
+        assert!(ci_ranks(367, 0.99, 0.95).1.is_none() && ci_ranks(368, 0.99, 0.95).1.is_some());
+        // The planned n really gives a CI within the width, and it is near the normal estimate.
+        let (l, u) = ci_ranks(plan.for_width, 0.99, 0.95);
+        assert!((u.unwrap() - l.unwrap()) as f64 / plan.for_width as f64 <= 0.01);
+        let normal = (2.0 * 1.96f64 / 0.01).powi(2) * 0.99 * 0.01;
+        assert!(
+            (plan.for_width as f64 / normal - 1.0).abs() < 0.15,
+            "{} vs {normal}",
+            plan.for_width
+        );
+        // The median is bounded almost at once.
+        assert_eq!(plan_sample_size(0.5, 0.2, 0.95).min_bounded, 6);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod doctor;
 mod list;
+mod plan;
 mod run;
 
 use std::process::ExitCode;
@@ -14,5 +15,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::List { what } => list::list(what),
         Command::Doctor => doctor::doctor(),
+        Command::Plan(args) => plan::plan(args),
     }
 }
