@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod energy;
 mod error;
+pub mod histograms;
 pub mod host;
 pub mod meters;
 mod method;

@@ -14,9 +14,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-
 use crate::meters::Timeline;
 use crate::runner::Histograms;
 use crate::{HarnessError, RequestRecord};
@@ -135,30 +132,22 @@ impl RunDir {
     }
 
     /// Writes histograms.hlog: one interval per (method, workload, metric), tagged
-    /// `method|workload|metric` (characters the format forbids in tags become `_`).
+    /// `method|workload|metric` (see [`crate::histograms`]).
     pub fn write_histograms(&self, cells: &[(String, String, f64, f64, &Histograms)]) -> Result<(), HarnessError> {
-        let mut buf = Vec::new();
-        let mut ser = V2DeflateSerializer::new();
-        let err = |e: String| HarnessError::Invalid(format!("writing histograms.hlog: {e}"));
-        {
-            let mut w = IntervalLogWriterBuilder::new()
-                .add_comment("oae latency histograms, microseconds; tag = method|workload|metric")
-                .begin_log_with(&mut buf, &mut ser)
-                .map_err(|e| err(e.to_string()))?;
-            for (method, workload, start_s, dur_s, hists) in cells {
-                for (metric, h) in &hists.by_metric {
-                    let tag: String = format!("{method}|{workload}|{metric}")
-                        .chars()
-                        .map(|c| if matches!(c, ',' | ' ' | '\r' | '\n') { '_' } else { c })
-                        .collect();
-                    let start = std::time::Duration::from_secs_f64(start_s.max(0.0));
-                    let dur = std::time::Duration::from_secs_f64(dur_s.max(0.0));
-                    w.write_histogram(h, start, dur, Tag::new(&tag))
-                        .map_err(|e| err(format!("{e:?}")))?;
-                }
+        let mut entries = Vec::new();
+        for (method, workload, start_s, dur_s, hists) in cells {
+            for (metric, h) in &hists.by_metric {
+                entries.push((
+                    crate::histograms::tag(method, workload, metric),
+                    *start_s,
+                    *dur_s,
+                    h.clone(),
+                ));
             }
         }
-        self.write_atomic("histograms.hlog", &buf)
+        let bytes = crate::histograms::to_log(&entries)
+            .map_err(|e| HarnessError::Invalid(format!("writing histograms.hlog: {e}")))?;
+        self.write_atomic("histograms.hlog", &bytes)
     }
 }
 

@@ -1,0 +1,79 @@
+//! Property tests of the statistics and energy attribution.
+
+use hdrhistogram::Histogram;
+use oae_harness::energy::attribute;
+use oae_harness::stats::{Stat, ci_ranks, quantile};
+use proptest::prelude::*;
+
+fn samples() -> impl Strategy<Value = Vec<f64>> {
+    prop::collection::vec(0.001f64..1e5, 1..400)
+}
+
+proptest! {
+    #[test]
+    fn percentiles_are_monotone_in_p(mut v in samples(), a in 0.0f64..1.0, b in 0.0f64..1.0) {
+        v.sort_by(f64::total_cmp);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        prop_assert!(quantile(&v, lo) <= quantile(&v, hi));
+    }
+
+    #[test]
+    fn every_interval_contains_its_estimate(v in samples(), conf in 0.6f64..0.999) {
+        let s = Stat::from_samples(v, conf).unwrap();
+        for e in [&s.mean, &s.p50, &s.p90, &s.p95, &s.p99] {
+            if let Some(lo) = e.ci_lo { prop_assert!(lo <= e.value, "{e:?}"); }
+            if let Some(hi) = e.ci_hi { prop_assert!(e.value <= hi, "{e:?}"); }
+            prop_assert_eq!(e.insufficient, e.ci_lo.is_none() || e.ci_hi.is_none());
+        }
+        prop_assert!(s.min <= s.p50.value && s.p99.value <= s.max);
+    }
+
+    #[test]
+    fn ci_ranks_are_ordered_and_widen_with_confidence(n in 1usize..2000, p in 0.01f64..0.99) {
+        let (l90, u90) = ci_ranks(n, p, 0.90);
+        let (l99, u99) = ci_ranks(n, p, 0.99);
+        if let (Some(l), Some(u)) = (l90, u90) { prop_assert!(l <= u && u <= n); }
+        if let (Some(a), Some(b)) = (l99, l90) { prop_assert!(a <= b); }
+        if let (Some(a), Some(b)) = (u99, u90) { prop_assert!(a >= b); }
+    }
+
+    #[test]
+    fn attribution_conserves_energy(
+        powers in prop::collection::vec(0.0f64..300.0, 2..60),
+        reqs in prop::collection::vec((0.0f64..10.0, 0.0f64..3.0, any::<bool>()), 0..80),
+        w in (0.0f64..4.0, 5.0f64..10.0),
+    ) {
+        let dt = 10.0 / (powers.len() - 1) as f64;
+        let mut e = 0.0;
+        let samples: Vec<(f64, f64)> = powers.iter().enumerate().map(|(i, p)| {
+            if i > 0 { e += p * dt; }
+            (i as f64 * dt, e)
+        }).collect();
+        let intervals: Vec<Option<(f64, f64)>> = reqs.iter().map(|&(s, d, served)| served.then_some((s, s + d))).collect();
+        let a = attribute(&samples, &intervals, w.0, w.1.min(samples.last().unwrap().0)).unwrap();
+        let total: f64 = a.active_j.iter().flatten().sum::<f64>() + a.gap_j;
+        prop_assert!((total - a.window_j).abs() <= 1e-9 * a.window_j.max(1.0));
+        prop_assert!(a.active_j.iter().flatten().all(|&x| x >= -1e-12));
+        prop_assert!(a.amortized_j().iter().zip(&a.active_j).all(|(m, x)| m.is_some() == x.is_some()));
+    }
+
+    #[test]
+    fn merging_histograms_equals_the_histogram_of_the_union(
+        a in prop::collection::vec(1u64..3_600_000_000, 0..300),
+        b in prop::collection::vec(1u64..3_600_000_000, 0..300),
+    ) {
+        let h = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        let (mut ha, mut hb, mut hu) = (h(), h(), h());
+        a.iter().for_each(|&x| { ha.record(x).unwrap(); hu.record(x).unwrap(); });
+        b.iter().for_each(|&x| { hb.record(x).unwrap(); hu.record(x).unwrap(); });
+        let merged = oae_harness::histograms::merge_logs(&[
+            oae_harness::histograms::to_log(&[("m|w|e2e_us".to_string(), 0.0, 1.0, ha)]).unwrap(),
+            oae_harness::histograms::to_log(&[("m|w|e2e_us".to_string(), 5.0, 1.0, hb)]).unwrap(),
+        ]).unwrap();
+        let m = &merged["m|w|e2e_us"];
+        prop_assert_eq!(m.len(), hu.len());
+        for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+            prop_assert_eq!(m.value_at_quantile(q), hu.value_at_quantile(q));
+        }
+    }
+}
