@@ -28,8 +28,26 @@ pub enum Command {
     },
     /// Show what this machine offers: CPU, memory, NVML (GPU energy), RAPL (CPU energy).
     Doctor,
+    /// Merge run directories (shards or repeats): histograms exactly, records concatenated.
+    Merge(MergeArgs),
     /// How many requests, and how long at a given rate, a percentile needs for a given CI width.
     Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Run directories written by `oae run`.
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Directory to create for the merged result (must not exist or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also merge runs whose status is not `complete` (the result is marked partial).
+    #[arg(long)]
+    pub allow_partial: bool,
+    /// Confidence level of the percentile intervals.
+    #[arg(long, value_name = "C", default_value_t = 0.95)]
+    pub confidence: f64,
 }
 
 #[derive(Debug, Args)]

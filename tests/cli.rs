@@ -56,6 +56,7 @@ fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn write_suite(dir: &Path, text: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let p = dir.join("suite.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -310,4 +311,54 @@ fn plan_reports_request_counts_and_rejects_impossible_input() {
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&o.stderr).contains(bad[0]));
     }
+}
+
+#[test]
+fn merge_adds_histograms_exactly_and_keeps_every_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path(), MOCK_SUITE);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert!(run_suite(&suite, &a, &["--seed", "1"]).status.success());
+    assert!(run_suite(&suite, &b, &["--seed", "2"]).status.success());
+    let out = tmp.path().join("merged");
+    let o = oae()
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = read_json(&out.join("merged.json"));
+    let measured_ok = |d: &Path| {
+        records(d)
+            .iter()
+            .filter(|r| r["warmup"] == false && r["outcome"] == "ok")
+            .count() as u64
+    };
+    assert_eq!(
+        merged["histograms"]["flaky|burst|e2e_us"]["n"].as_u64().unwrap(),
+        measured_ok(&a) + measured_ok(&b)
+    );
+    assert_eq!(records(&out).len(), 60);
+    assert_eq!(merged["sources"].as_array().unwrap().len(), 2);
+
+    // An aborted run is refused unless --allow-partial.
+    let bad = tmp.path().join("bad");
+    let failing = write_suite(
+        &tmp.path().join("f"),
+        &MOCK_SUITE.replace("fail_every = 5", "fail_setup = true"),
+    );
+    let _ = run_suite(&failing, &bad, &[]);
+    let o = oae()
+        .arg("merge")
+        .arg(&a)
+        .arg(&bad)
+        .arg("--out")
+        .arg(tmp.path().join("m2"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-partial"));
 }

@@ -14,6 +14,7 @@ pub mod energy;
 mod error;
 pub mod histograms;
 pub mod host;
+pub mod merge;
 pub mod meters;
 mod method;
 mod record;

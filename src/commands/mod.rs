@@ -2,6 +2,7 @@
 
 mod doctor;
 mod list;
+mod merge;
 mod plan;
 mod run;
 
@@ -16,5 +17,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List { what } => list::list(what),
         Command::Doctor => doctor::doctor(),
         Command::Plan(args) => plan::plan(args),
+        Command::Merge(args) => merge::merge(args),
     }
 }

@@ -1,0 +1,51 @@
+//! `oae merge`: combine run directories exactly.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use oae_harness::merge::merge_runs;
+
+use crate::cli::MergeArgs;
+use crate::render::num;
+
+pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    if !(a.confidence > 0.5 && a.confidence < 1.0) {
+        bail!(
+            "--confidence must be between 0.5 and 1 (e.g. 0.95), got {}",
+            a.confidence
+        );
+    }
+    let m = merge_runs(&a.runs, &a.out, a.confidence, a.allow_partial)?;
+    println!(
+        "{:<48} {:>8}  {:<22} {:<22} {:<22}",
+        "method|workload|metric (ms)", "n", "p50 [CI]", "p95 [CI]", "p99 [CI]"
+    );
+    let ms = |v: f64| num(v / 1e3);
+    for (tag, s) in &m.stats {
+        let e = |x: &oae_harness::stats::Estimate| {
+            let b = |v: Option<f64>| v.map(ms).unwrap_or_else(|| "—".into());
+            format!(
+                "{} [{}, {}]{}",
+                ms(x.value),
+                b(x.ci_lo),
+                b(x.ci_hi),
+                if x.insufficient { "*" } else { "" }
+            )
+        };
+        println!(
+            "{:<48} {:>8}  {:<22} {:<22} {:<22}",
+            tag.trim_end_matches("_us"),
+            s.n,
+            e(&s.p50),
+            e(&s.p95),
+            e(&s.p99)
+        );
+    }
+    println!(
+        "{} records from {} runs; merged directory: {}",
+        m.records,
+        a.runs.len(),
+        m.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
