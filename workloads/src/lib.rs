@@ -17,6 +17,7 @@ pub mod prompts;
 mod request;
 pub mod rng;
 mod schedule;
+pub mod traces;
 pub mod workload;
 
 pub use arrivals::{ArrivalProcess, ArrivalSpec, Limit};

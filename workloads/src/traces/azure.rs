@@ -1,0 +1,86 @@
+//! Azure LLM inference traces (2023/2024): `TIMESTAMP,ContextTokens,GeneratedTokens`, with
+//! timestamps like `2023-11-16 18:15:46.6805900` (UTC).
+
+use super::csv::Csv;
+use super::{TraceFormat, TraceRow, err, tokens};
+
+pub(super) const SPEC: TraceFormat = TraceFormat {
+    name: "azure",
+    about: "Azure LLM inference CSV: TIMESTAMP,ContextTokens,GeneratedTokens",
+    parse,
+};
+
+fn parse<'a>(
+    reader: Box<dyn std::io::BufRead + 'a>,
+    file: &'a str,
+) -> Box<dyn Iterator<Item = Result<TraceRow, crate::ConfigError>> + 'a> {
+    let mut csv = match Csv::open(reader, file, &["TIMESTAMP", "ContextTokens", "GeneratedTokens"]) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Box::new(std::iter::empty()),
+        Err(e) => return Box::new(std::iter::once(Err(e))),
+    };
+    Box::new(std::iter::from_fn(move || {
+        let rec = csv.next_record()?;
+        Some(rec.and_then(|(line, f)| {
+            let ts = csv.field(&f, line, "TIMESTAMP")?;
+            let t_s = timestamp(ts).ok_or_else(|| {
+                err(
+                    file,
+                    line,
+                    "TIMESTAMP",
+                    format!("`{ts}` is not a date-time like 2023-11-16 18:15:46.6805900"),
+                )
+            })?;
+            let output_tokens = tokens(csv.field(&f, line, "GeneratedTokens")?, file, line, "GeneratedTokens")?;
+            Ok(TraceRow {
+                line,
+                t_s,
+                input_tokens: tokens(csv.field(&f, line, "ContextTokens")?, file, line, "ContextTokens")?,
+                output_tokens,
+                source_failed: false,
+                blocks: Vec::new(),
+            })
+        }))
+    }))
+}
+
+/// Seconds since 1970 for `YYYY-MM-DD HH:MM:SS[.fraction]` (also with a `T`), UTC.
+pub(crate) fn timestamp(s: &str) -> Option<f64> {
+    let s = s.trim().trim_end_matches('Z');
+    let (date, time) = s.split_once([' ', 'T'])?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut t = time.split(':');
+    let (h, mi): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let sec: f64 = t.next()?.parse().ok()?;
+    if t.next().is_some() || !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0.0..61.0).contains(&sec) {
+        return None;
+    }
+    // Days from civil (H. Hinnant), proleptic Gregorian.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + (h * 3600 + mi * 60) as f64 + sec)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps() {
+        assert_eq!(super::timestamp("1970-01-01 00:00:00"), Some(0.0));
+        assert_eq!(super::timestamp("2000-03-01T00:00:01Z"), Some(951_868_801.0));
+        assert!(super::timestamp("2023-02-30x").is_none());
+        assert!(super::timestamp("2023-11-16 25:00:00").is_none());
+    }
+}

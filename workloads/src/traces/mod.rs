@@ -1,0 +1,236 @@
+//! Request traces: real traffic shapes read from files, streamed with bounded memory.
+//!
+//! Every format yields [`TraceRow`]s (absolute timestamp, token lengths, whether the request
+//! failed in the source, and shared-prefix block ids when the format has them). Checks that
+//! apply to all formats — timestamps finite, non-negative and non-decreasing; at least one
+//! row — are made once, in [`rows`], so every error names the file, line and field.
+//!
+//! Adding a format = a file here with a `SPEC` and a line in [`registry`].
+
+mod azure;
+mod burstgpt;
+mod csv;
+mod mooncake;
+mod oae;
+
+use std::io::BufRead;
+use std::path::Path;
+
+use crate::ConfigError;
+
+/// One request of a trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRow {
+    /// 1-based line in the file.
+    pub line: usize,
+    /// Arrival time, seconds on the trace's own clock (only differences matter).
+    pub t_s: f64,
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// Generated tokens (0 for a request that failed in the source).
+    pub output_tokens: u32,
+    /// The source recorded this request as failed (e.g. BurstGPT rows with no response).
+    pub source_failed: bool,
+    /// Ids of the prompt's 512-token blocks (Mooncake): rows sharing leading ids share a
+    /// prompt prefix.
+    pub blocks: Vec<u64>,
+}
+
+/// A trace file format.
+pub struct TraceFormat {
+    /// `format = "..."` in a suite.
+    pub name: &'static str,
+    /// One line for `oae list workloads`.
+    pub about: &'static str,
+    /// Parses lines into rows, lazily.
+    pub parse:
+        for<'a> fn(Box<dyn BufRead + 'a>, &'a str) -> Box<dyn Iterator<Item = Result<TraceRow, ConfigError>> + 'a>,
+}
+
+/// Every trace format oae reads, one line each.
+pub fn registry() -> &'static [TraceFormat] {
+    &[azure::SPEC, burstgpt::SPEC, mooncake::SPEC, oae::JSONL, oae::CSV]
+}
+
+/// The format named `name`, or an error listing the valid ones.
+pub fn format(name: &str) -> Result<&'static TraceFormat, String> {
+    registry().iter().find(|f| f.name == name).ok_or_else(|| {
+        let names: Vec<_> = registry().iter().map(|f| f.name).collect();
+        format!("unknown trace format `{name}`; one of: {}", names.join(", "))
+    })
+}
+
+/// Streams validated rows from `reader` (labelled `file` in errors).
+pub fn rows<'a>(
+    fmt: &TraceFormat,
+    reader: Box<dyn BufRead + 'a>,
+    file: &'a str,
+) -> impl Iterator<Item = Result<TraceRow, ConfigError>> + 'a {
+    let mut inner = (fmt.parse)(reader, file);
+    let mut last: Option<f64> = None;
+    let mut seen = false;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match inner.next() {
+            None => {
+                done = true;
+                (!seen).then(|| {
+                    Err(err(
+                        file,
+                        1,
+                        "(file)",
+                        "the trace has no rows; give a trace with at least one request",
+                    ))
+                })
+            }
+            Some(Err(e)) => {
+                done = true;
+                Some(Err(e))
+            }
+            Some(Ok(row)) => {
+                seen = true;
+                let bad = if !row.t_s.is_finite() {
+                    Some("timestamp is not a finite number".to_string())
+                } else if row.t_s < 0.0 {
+                    Some(format!("timestamp {} is negative", row.t_s))
+                } else if last.is_some_and(|l| row.t_s < l) {
+                    Some(format!(
+                        "timestamp {} is earlier than the previous row's {}; traces must be sorted by time",
+                        row.t_s,
+                        last.unwrap_or_default()
+                    ))
+                } else {
+                    None
+                };
+                if let Some(m) = bad {
+                    done = true;
+                    return Some(Err(err(file, row.line, "timestamp", m)));
+                }
+                last = Some(row.t_s);
+                Some(Ok(row))
+            }
+        }
+    })
+}
+
+/// Opens `path` and streams its validated rows.
+pub fn open<'a>(
+    fmt: &TraceFormat,
+    path: &Path,
+    label: &'a str,
+) -> Result<impl Iterator<Item = Result<TraceRow, ConfigError>> + 'a, ConfigError> {
+    let f = std::fs::File::open(path).map_err(|e| err(label, 0, "path", format!("cannot open the trace: {e}")))?;
+    Ok(rows(
+        fmt,
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+        label,
+    ))
+}
+
+pub(crate) fn err(file: &str, line: usize, field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        line,
+        key: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Parses a token count field.
+pub(crate) fn tokens(v: &str, file: &str, line: usize, field: &str) -> Result<u32, ConfigError> {
+    let t = v.trim();
+    let n: f64 = t
+        .parse()
+        .map_err(|_| err(file, line, field, format!("`{t}` is not a number")))?;
+    if !n.is_finite() || n < 0.0 || n.fract() != 0.0 || n > u32::MAX as f64 {
+        return Err(err(file, line, field, format!("`{t}` is not a whole token count >= 0")));
+    }
+    Ok(n as u32)
+}
+
+/// Parses a finite number field.
+pub(crate) fn number(v: &str, file: &str, line: usize, field: &str) -> Result<f64, ConfigError> {
+    let t = v.trim();
+    match t.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        Ok(_) => Err(err(file, line, field, format!("`{t}` is not a finite number"))),
+        Err(_) => Err(err(file, line, field, format!("`{t}` is not a number"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(fmt: &str, text: &str) -> Result<Vec<TraceRow>, ConfigError> {
+        let f = format(fmt).unwrap();
+        rows(f, Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), "t.csv").collect()
+    }
+
+    #[test]
+    fn all_formats_parse_their_sample() {
+        let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n";
+        let r = parse("azure", azure).unwrap();
+        assert_eq!((r[0].input_tokens, r[0].output_tokens), (374, 44));
+        assert!((r[1].t_s - r[0].t_s - 4.314579).abs() < 1e-6);
+
+        let burst = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,ChatGPT,472,18,490,Conversation log\n45,GPT-4,1087,0,1087,API log\n";
+        let r = parse("burstgpt", burst).unwrap();
+        assert_eq!(r.len(), 2, "failed rows are kept");
+        assert!(!r[0].source_failed && r[1].source_failed);
+
+        let moon = "{\"timestamp\": 0, \"input_length\": 6955, \"output_length\": 52, \"hash_ids\": [46, 47, 48]}\n{\"timestamp\": 1500, \"input_length\": 700, \"output_length\": 20, \"hash_ids\": [46]}\n";
+        let r = parse("mooncake", moon).unwrap();
+        assert_eq!(r[1].t_s, 1.5);
+        assert_eq!(r[0].blocks, vec![46, 47, 48]);
+
+        let j = "{\"t_s\": 0.5, \"input_tokens\": 10, \"output_tokens\": 3}\n\n{\"t_s\": 0.75, \"input_tokens\": 4, \"output_tokens\": 2}\n";
+        assert_eq!(parse("oae-jsonl", j).unwrap().len(), 2);
+        let c = "t_s,input_tokens,output_tokens\n0,5,5\n1.25,6,7\n";
+        assert_eq!(parse("oae-csv", c).unwrap()[1].output_tokens, 7);
+    }
+
+    #[test]
+    fn malformed_rows_name_line_and_field() {
+        let hdr = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n";
+        let cases = [
+            (
+                format!("{hdr}5,ChatGPT,x,18,490,Conversation log\n"),
+                2,
+                "Request tokens",
+            ),
+            (format!("{hdr}5,ChatGPT,472\n"), 2, "Response tokens"),
+            (
+                format!("{hdr}5,ChatGPT,472,18,490,x\n3,ChatGPT,1,1,2,x\n"),
+                3,
+                "timestamp",
+            ),
+            (format!("{hdr}-1,ChatGPT,472,18,490,x\n"), 2, "timestamp"),
+            (format!("{hdr}NaN,ChatGPT,472,18,490,x\n"), 2, "Timestamp"),
+            (hdr.to_string(), 1, "(file)"),
+            ("".to_string(), 1, "(file)"),
+            ("Timestamp,Model\n1,x\n".to_string(), 1, "Request tokens"),
+        ];
+        for (text, line, field) in cases {
+            let e = parse("burstgpt", &text).unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (line, field), "{e} for {text:?}");
+        }
+        let e = parse("mooncake", "{\"timestamp\": 1, \"input_length\": 5}\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("output_length"), "{e}");
+        let e = parse(
+            "azure",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-13-16 18:15:46,1,1\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "TIMESTAMP"));
+    }
+
+    #[test]
+    fn unknown_format_lists_the_valid_ones() {
+        assert!(format("sharegpt").err().unwrap().contains("burstgpt"));
+    }
+}
