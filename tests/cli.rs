@@ -362,3 +362,41 @@ fn merge_adds_histograms_exactly_and_keeps_every_record() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-partial"));
 }
+
+#[test]
+fn trace_workload_runs_end_to_end_and_keeps_source_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::from("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n");
+    for i in 0..40 {
+        csv.push_str(&format!(
+            "{},GPT-4,{},{},0,API log\n",
+            i,
+            10 + i,
+            if i % 8 == 7 { 0 } else { 3 }
+        ));
+    }
+    std::fs::write(tmp.path().join("burst.csv"), csv).unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        r#"
+[run]
+requests = 40
+[[workloads]]
+name = "replay"
+trace = { path = "burst.csv", format = "burstgpt", time_scale = 0.01 }
+[[methods]]
+id = "mock"
+"#,
+    );
+    let out = tmp.path().join("run");
+    let o = run_suite(&suite, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 40);
+    assert_eq!(recs.iter().filter(|r| r["source_failed"] == true).count(), 5);
+    let cell = &read_json(&out.join("summary.json"))["cells"][0];
+    assert_eq!(cell["source_failed"], 5);
+    let run = read_json(&out.join("run.json"));
+    assert_eq!(run["workloads"][0]["config"]["format"], "burstgpt");
+    assert_eq!(run["workloads"][0]["source_failed"], 5);
+}

@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
             prompt: "x".repeat(64),
             max_new_tokens: 32,
             target_input_tokens: 64,
+            source_failed: false,
         },
     };
     let schedule = Schedule::new("w".into(), "bench".into(), vec![arrival.clone()], None);

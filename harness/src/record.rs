@@ -96,6 +96,8 @@ pub struct RequestRecord {
     /// replayed (0 when it arrived while another was in service). Filled in when the replay
     /// ends; compressed gaps appear here at most `idle_gap_cap_s` long.
     pub idle_before_s: Option<f64>,
+    /// The trace it came from recorded it as failed (replayed anyway, with one token).
+    pub source_failed: bool,
     /// How it ended.
     pub outcome: Outcome,
     /// The error, for outcomes other than ok.

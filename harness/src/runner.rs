@@ -128,6 +128,7 @@ pub fn build_record(
         stop_reason: served.stop_reason,
         idle_skipped_s: arrival.skipped.as_secs_f64(),
         idle_before_s: None,
+        source_failed: arrival.request.source_failed,
         outcome: served.outcome,
         error: served.error,
         phases_ms: served.phases_ms,

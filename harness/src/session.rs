@@ -118,7 +118,7 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
         .workloads
         .iter()
         .map(|w| w.schedule(suite.run.seed, suite.run.limit, suite.run.idle_gap_cap))
-        .collect();
+        .collect::<Result<_, _>>()?;
     if let Some(s) = schedules.iter().find(|s| s.is_empty()) {
         return Err(HarnessError::Invalid(format!(
             "{}: workload `{}` generates no requests in the run's duration; lengthen `duration_s` or raise the rate",
@@ -459,10 +459,10 @@ impl RunJson<'_> {
                     "process": s.process,
                     "schedule_hash": s.hash,
                     "requests": s.len(),
+                    "source_failed": s.arrivals.iter().filter(|a| a.request.source_failed).count(),
                     "offered_rate_qps": s.replay_rate_qps(),
-                    "mean_rate_qps_before_compression": w.arrival.mean_rate_qps(),
-                    "input_tokens": w.input_tokens,
-                    "output_tokens": w.output_tokens,
+                    "mean_rate_qps_before_compression": w.mean_rate_qps(),
+                    "config": w.describe(),
                     "compression": s.compression,
                 })
             })

@@ -56,6 +56,9 @@ pub struct CellSummary {
     pub ok: usize,
     /// Measured records with any other outcome.
     pub failed: usize,
+    /// Measured records the trace marked as failed in the source (replayed with one token;
+    /// counted in `ok`/`failed` by how they fared here).
+    pub source_failed: usize,
     /// When this replay's time zero fell, seconds from the run start — the epoch of
     /// timeline.csv. Add it to a record's `*_s` times to place them on the timeline.
     pub replay_start_s: f64,
@@ -333,6 +336,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         outcomes,
         ok: ok.len(),
         failed: measured.len() - ok.len(),
+        source_failed: measured.iter().filter(|r| r.source_failed).count(),
         replay_start_s: 0.0,
         replay_s,
         offered_rate_qps,
@@ -428,6 +432,7 @@ mod tests {
             stop_reason: Some("length".into()),
             idle_skipped_s: 0.0,
             idle_before_s: None,
+            source_failed: false,
             outcome: if service.is_some() {
                 Outcome::Ok
             } else {

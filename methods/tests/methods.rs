@@ -32,6 +32,7 @@ fn request(id: u64, prompt: &str, n: u32) -> Request {
         prompt: prompt.into(),
         max_new_tokens: n,
         target_input_tokens: prompt.len() as u32,
+        source_failed: false,
     }
 }
 

@@ -18,6 +18,7 @@ fn schedule(n: usize, gap_ms: u64) -> Schedule {
                 prompt: "p".into(),
                 max_new_tokens: 4,
                 target_input_tokens: 1,
+                source_failed: false,
             },
         })
         .collect();

@@ -31,6 +31,12 @@ pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
             println!(
                 "lengths: input_tokens / output_tokens = N | {{ dist = \"uniform\", min, max }} | {{ dist = \"lognormal\", median, sigma, min, max }}"
             );
+            println!(
+                "trace formats for [[workloads]] trace = {{ path, format = \"NAME\", start_s, end_s, rate_qps, time_scale, max_input_tokens, max_output_tokens }}:"
+            );
+            for f in oae_workloads::traces::registry() {
+                println!("  {:<10} {}", f.name, f.about);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,8 @@ pub struct Request {
     /// Length the prompt was synthesized to, in bytes (= tokens of a byte-level tokenizer).
     /// A method's own tokenizer reports the real input token count per request.
     pub target_input_tokens: u32,
+    /// The trace this request came from recorded it as failed (it is replayed, and flagged).
+    pub source_failed: bool,
 }
 
 /// A request with the time it is meant to arrive.

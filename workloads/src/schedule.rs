@@ -133,6 +133,7 @@ mod tests {
                     prompt: "p".into(),
                     max_new_tokens: 1,
                     target_input_tokens: 1,
+                    source_failed: false,
                 },
             })
             .collect()

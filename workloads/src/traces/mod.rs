@@ -36,6 +36,9 @@ pub struct TraceRow {
     pub blocks: Vec<u64>,
 }
 
+/// The rows a format's parser yields, lazily.
+pub type RowIter<'a> = Box<dyn Iterator<Item = Result<TraceRow, ConfigError>> + 'a>;
+
 /// A trace file format.
 pub struct TraceFormat {
     /// `format = "..."` in a suite.
@@ -43,8 +46,7 @@ pub struct TraceFormat {
     /// One line for `oae list workloads`.
     pub about: &'static str,
     /// Parses lines into rows, lazily.
-    pub parse:
-        for<'a> fn(Box<dyn BufRead + 'a>, &'a str) -> Box<dyn Iterator<Item = Result<TraceRow, ConfigError>> + 'a>,
+    pub parse: for<'a> fn(Box<dyn BufRead + 'a>, &'a str) -> RowIter<'a>,
 }
 
 /// Every trace format oae reads, one line each.
