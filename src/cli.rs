@@ -30,8 +30,26 @@ pub enum Command {
     Doctor,
     /// Merge run directories (shards or repeats): histograms exactly, records concatenated.
     Merge(MergeArgs),
+    /// Work with request traces.
+    #[command(subcommand)]
+    Trace(TraceCommand),
     /// How many requests, and how long at a given rate, a percentile needs for a given CI width.
     Plan(PlanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Rate, burstiness, idle gaps, duty cycle and token lengths of a trace file.
+    Inspect {
+        /// Trace file (Azure CSV, BurstGPT CSV, Mooncake JSONL, oae JSONL/CSV).
+        file: PathBuf,
+        /// Format; detected from the first line when omitted (`oae list workloads`).
+        #[arg(long, value_name = "NAME")]
+        format: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -400,3 +400,26 @@ id = "mock"
     assert_eq!(run["workloads"][0]["config"]["format"], "burstgpt");
     assert_eq!(run["workloads"][0]["source_failed"], 5);
 }
+
+#[test]
+fn trace_inspect_detects_the_format_and_reports_bad_rows_with_their_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("b.csv");
+    std::fs::write(&p, "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,A,10,5,15,x\n2,A,20,0,20,x\n70,A,30,7,37,x\n").unwrap();
+    let o = oae().args(["trace", "inspect"]).arg(&p).arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "burstgpt");
+    assert_eq!(v["requests"], 3);
+    assert_eq!(v["source_failed"], 1);
+    assert_eq!(v["idle_gaps"], serde_json::json!([0, 1, 0, 1]));
+    std::fs::write(
+        &p,
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,A,10,5,15,x\n2,A,ten,0,20,x\n",
+    )
+    .unwrap();
+    let o = oae().args(["trace", "inspect"]).arg(&p).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("b.csv:3") && e.contains("Request tokens"), "{e}");
+}

@@ -5,6 +5,7 @@ mod list;
 mod merge;
 mod plan;
 mod run;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -18,5 +19,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor => doctor::doctor(),
         Command::Plan(args) => plan::plan(args),
         Command::Merge(args) => merge::merge(args),
+        Command::Trace(cmd) => trace::trace(cmd),
     }
 }

@@ -10,6 +10,7 @@
 mod azure;
 mod burstgpt;
 mod csv;
+pub mod inspect;
 mod mooncake;
 mod oae;
 
