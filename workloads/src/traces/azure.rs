@@ -1,8 +1,8 @@
 //! Azure LLM inference traces (2023/2024): `TIMESTAMP,ContextTokens,GeneratedTokens`, with
 //! timestamps like `2023-11-16 18:15:46.6805900` (UTC).
 
-use super::csv::Csv;
-use super::{TraceFormat, TraceRow, err, tokens};
+use super::csv::{self, Csv};
+use super::{RowIter, TraceFormat, TraceRow, err, tokens};
 
 pub(super) const SPEC: TraceFormat = TraceFormat {
     name: "azure",
@@ -10,38 +10,28 @@ pub(super) const SPEC: TraceFormat = TraceFormat {
     parse,
 };
 
-fn parse<'a>(
-    reader: Box<dyn std::io::BufRead + 'a>,
-    file: &'a str,
-) -> Box<dyn Iterator<Item = Result<TraceRow, crate::ConfigError>> + 'a> {
-    let mut csv = match Csv::open(reader, file, &["TIMESTAMP", "ContextTokens", "GeneratedTokens"]) {
-        Ok(Some(c)) => c,
-        Ok(None) => return Box::new(std::iter::empty()),
-        Err(e) => return Box::new(std::iter::once(Err(e))),
-    };
-    Box::new(std::iter::from_fn(move || {
-        let rec = csv.next_record()?;
-        Some(rec.and_then(|(line, f)| {
-            let ts = csv.field(&f, line, "TIMESTAMP")?;
-            let t_s = timestamp(ts).ok_or_else(|| {
-                err(
-                    file,
-                    line,
-                    "TIMESTAMP",
-                    format!("`{ts}` is not a date-time like 2023-11-16 18:15:46.6805900"),
-                )
-            })?;
-            let output_tokens = tokens(csv.field(&f, line, "GeneratedTokens")?, file, line, "GeneratedTokens")?;
-            Ok(TraceRow {
-                line,
-                t_s,
-                input_tokens: tokens(csv.field(&f, line, "ContextTokens")?, file, line, "ContextTokens")?,
-                output_tokens,
-                source_failed: false,
-                blocks: Vec::new(),
-            })
-        }))
-    }))
+fn parse<'a>(reader: Box<dyn std::io::BufRead + 'a>, file: &'a str) -> RowIter<'a> {
+    csv::rows(reader, file, &["TIMESTAMP", "ContextTokens", "GeneratedTokens"], row)
+}
+
+fn row(c: &Csv<'_>, line: usize, f: &[String]) -> Result<TraceRow, crate::ConfigError> {
+    let ts = c.field(f, line, "TIMESTAMP")?;
+    let t_s = timestamp(ts).ok_or_else(|| {
+        err(
+            c.file,
+            line,
+            "TIMESTAMP",
+            format!("`{ts}` is not a date-time like 2023-11-16 18:15:46.6805900"),
+        )
+    })?;
+    Ok(TraceRow {
+        line,
+        t_s,
+        input_tokens: tokens(c.field(f, line, "ContextTokens")?, c.file, line, "ContextTokens")?,
+        output_tokens: tokens(c.field(f, line, "GeneratedTokens")?, c.file, line, "GeneratedTokens")?,
+        source_failed: false,
+        blocks: Vec::new(),
+    })
 }
 
 /// Seconds since 1970 for `YYYY-MM-DD HH:MM:SS[.fraction]` (also with a `T`), UTC.

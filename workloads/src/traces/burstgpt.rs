@@ -2,8 +2,8 @@
 //! timestamps in seconds. Rows with zero response tokens are requests that failed in the
 //! source; they are kept, flagged `source_failed`, never dropped.
 
-use super::csv::Csv;
-use super::{TraceFormat, TraceRow, number, tokens};
+use super::csv::{self, Csv};
+use super::{RowIter, TraceFormat, TraceRow, number, tokens};
 
 pub(super) const SPEC: TraceFormat = TraceFormat {
     name: "burstgpt",
@@ -11,29 +11,20 @@ pub(super) const SPEC: TraceFormat = TraceFormat {
     parse,
 };
 
-fn parse<'a>(
-    reader: Box<dyn std::io::BufRead + 'a>,
-    file: &'a str,
-) -> Box<dyn Iterator<Item = Result<TraceRow, crate::ConfigError>> + 'a> {
-    let mut csv = match Csv::open(reader, file, &["Timestamp", "Request tokens", "Response tokens"]) {
-        Ok(Some(c)) => c,
-        Ok(None) => return Box::new(std::iter::empty()),
-        Err(e) => return Box::new(std::iter::once(Err(e))),
-    };
-    Box::new(std::iter::from_fn(move || {
-        let rec = csv.next_record()?;
-        Some(rec.and_then(|(line, f)| {
-            let t_s = number(csv.field(&f, line, "Timestamp")?, file, line, "Timestamp")?;
-            let input_tokens = tokens(csv.field(&f, line, "Request tokens")?, file, line, "Request tokens")?;
-            let output_tokens = tokens(csv.field(&f, line, "Response tokens")?, file, line, "Response tokens")?;
-            Ok(TraceRow {
-                line,
-                t_s,
-                input_tokens,
-                output_tokens,
-                source_failed: output_tokens == 0,
-                blocks: Vec::new(),
-            })
-        }))
-    }))
+fn parse<'a>(reader: Box<dyn std::io::BufRead + 'a>, file: &'a str) -> RowIter<'a> {
+    csv::rows(reader, file, &["Timestamp", "Request tokens", "Response tokens"], row)
+}
+
+fn row(c: &Csv<'_>, line: usize, f: &[String]) -> Result<TraceRow, crate::ConfigError> {
+    let t_s = number(c.field(f, line, "Timestamp")?, c.file, line, "Timestamp")?;
+    let input_tokens = tokens(c.field(f, line, "Request tokens")?, c.file, line, "Request tokens")?;
+    let output_tokens = tokens(c.field(f, line, "Response tokens")?, c.file, line, "Response tokens")?;
+    Ok(TraceRow {
+        line,
+        t_s,
+        input_tokens,
+        output_tokens,
+        source_failed: output_tokens == 0,
+        blocks: Vec::new(),
+    })
 }

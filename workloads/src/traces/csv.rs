@@ -5,13 +5,33 @@
 use std::collections::HashMap;
 use std::io::BufRead;
 
-use super::err;
+use super::{RowIter, TraceRow, err};
 use crate::ConfigError;
+
+/// Rows of a CSV trace: opens it with the `required` columns and maps each record with `row`
+/// (given the reader for field lookups, the line number and the fields).
+pub(super) fn rows<'a>(
+    reader: Box<dyn BufRead + 'a>,
+    file: &'a str,
+    required: &'static [&'static str],
+    row: fn(&Csv<'a>, usize, &[String]) -> Result<TraceRow, ConfigError>,
+) -> RowIter<'a> {
+    let mut csv = match Csv::open(reader, file, required) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Box::new(std::iter::empty()),
+        Err(e) => return Box::new(std::iter::once(Err(e))),
+    };
+    Box::new(std::iter::from_fn(move || {
+        let rec = csv.next_record()?;
+        Some(rec.and_then(|(line, f)| row(&csv, line, &f)))
+    }))
+}
 
 /// A CSV file's rows, as (line number, fields), with columns looked up by header name.
 pub(super) struct Csv<'a> {
+    /// The file's label, for errors.
+    pub(super) file: &'a str,
     lines: std::io::Lines<Box<dyn BufRead + 'a>>,
-    file: &'a str,
     line: usize,
     columns: HashMap<String, usize>,
 }

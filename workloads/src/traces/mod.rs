@@ -133,6 +133,22 @@ pub fn open<'a>(
     ))
 }
 
+/// Rows of a JSON-lines trace: blank lines skipped, each other line mapped with `row`.
+pub(crate) fn jsonl_rows<'a>(
+    reader: Box<dyn BufRead + 'a>,
+    file: &'a str,
+    row: fn(&str, &str, usize) -> Result<TraceRow, ConfigError>,
+) -> RowIter<'a> {
+    Box::new(reader.lines().enumerate().filter_map(move |(i, l)| {
+        let line = i + 1;
+        match l {
+            Err(e) => Some(Err(err(file, line, "(file)", format!("cannot read: {e}")))),
+            Ok(t) if t.trim().is_empty() => None,
+            Ok(t) => Some(row(&t, file, line)),
+        }
+    }))
+}
+
 pub(crate) fn err(file: &str, line: usize, field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         file: file.to_string(),

@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use serde::Deserialize;
 
-use super::{TraceFormat, TraceRow, err};
+use super::{RowIter, TraceFormat, TraceRow, err, jsonl_rows};
 
 pub(super) const SPEC: TraceFormat = TraceFormat {
     name: "mooncake",
@@ -23,28 +23,19 @@ struct Row {
     hash_ids: Vec<u64>,
 }
 
-fn parse<'a>(
-    reader: Box<dyn BufRead + 'a>,
-    file: &'a str,
-) -> Box<dyn Iterator<Item = Result<TraceRow, crate::ConfigError>> + 'a> {
-    Box::new(reader.lines().enumerate().filter_map(move |(i, l)| {
-        let line = i + 1;
-        let text = match l {
-            Err(e) => return Some(Err(err(file, line, "(file)", format!("cannot read: {e}")))),
-            Ok(t) if t.trim().is_empty() => return None,
-            Ok(t) => t,
-        };
-        Some(
-            serde_json::from_str::<Row>(&text)
-                .map_err(|e| err(file, line, "(record)", format!("not a Mooncake record: {e}")))
-                .map(|r| TraceRow {
-                    line,
-                    t_s: r.timestamp / 1e3,
-                    input_tokens: r.input_length,
-                    output_tokens: r.output_length,
-                    source_failed: false,
-                    blocks: r.hash_ids,
-                }),
-        )
-    }))
+fn parse<'a>(reader: Box<dyn BufRead + 'a>, file: &'a str) -> RowIter<'a> {
+    jsonl_rows(reader, file, row)
+}
+
+fn row(text: &str, file: &str, line: usize) -> Result<TraceRow, crate::ConfigError> {
+    let r: Row =
+        serde_json::from_str(text).map_err(|e| err(file, line, "(record)", format!("not a Mooncake record: {e}")))?;
+    Ok(TraceRow {
+        line,
+        t_s: r.timestamp / 1e3,
+        input_tokens: r.input_length,
+        output_tokens: r.output_length,
+        source_failed: false,
+        blocks: r.hash_ids,
+    })
 }
