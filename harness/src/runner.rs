@@ -53,6 +53,9 @@ pub struct CellRun {
     pub instances: Vec<Box<dyn Method>>,
     /// What was done to the dispatcher thread's priority.
     pub dispatcher_priority: String,
+    /// Why the replay stopped early, when something failed (the record sink, a worker).
+    /// `records` still holds everything collected, so the caller can keep it.
+    pub error: Option<String>,
 }
 
 /// Timestamps of one served request, as stamped by the worker.
@@ -293,7 +296,9 @@ const LEAD: Duration = Duration::from_millis(50);
 
 /// Replays `plan.schedule` against `instances`, calling `on_record` for each completed
 /// request on the calling thread. Setting `stop` ends the replay early: requests not yet
-/// released are not sent, released ones still queued are recorded as `cancelled`.
+/// released are not sent, released ones still queued are recorded as `cancelled`. A failing
+/// `on_record` or a worker dying stops the replay the same way and is reported in
+/// [`CellRun::error`] — never by discarding the records already collected.
 pub fn run_cell(
     plan: &CellPlan<'_>,
     instances: Vec<Box<dyn Method>>,
@@ -392,21 +397,17 @@ pub fn run_cell(
     let (returned, dispatcher_priority) = returned;
     let end = Instant::now();
     let mut instances = Vec::new();
+    let mut error = sink_error.map(|e| e.to_string());
     for r in returned {
         match r {
             Ok(m) => instances.push(m),
             Err(_) => {
-                return Err(HarnessError::Invalid(format!(
-                    "a worker of `{}` panicked outside a request",
-                    plan.method
-                )));
+                error.get_or_insert_with(|| format!("a worker of `{}` panicked outside a request", plan.method));
             }
         }
     }
-    if let Some(e) = sink_error {
-        return Err(e);
-    }
-    let aborted = records.len() < arrivals.len() || records.iter().any(|r| r.outcome == Outcome::Cancelled);
+    let aborted =
+        error.is_some() || records.len() < arrivals.len() || records.iter().any(|r| r.outcome == Outcome::Cancelled);
     Ok(CellRun {
         records,
         t0,
@@ -414,6 +415,7 @@ pub fn run_cell(
         aborted,
         instances,
         dispatcher_priority,
+        error,
     })
 }
 

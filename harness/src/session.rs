@@ -279,6 +279,10 @@ pub fn execute(
             ctx.dispatcher_priority = Some(run.dispatcher_priority.clone());
             all_records.extend(records);
             instances = run.instances;
+            if let Some(e) = run.error {
+                abort = Some(e);
+                break 'methods;
+            }
             if run.aborted {
                 abort.get_or_insert_with(|| "interrupted".into());
                 break 'methods;

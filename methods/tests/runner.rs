@@ -250,3 +250,41 @@ fn timeouts_fire_in_the_queue_and_in_service() {
             .any(|x| x.started_s.is_none() && x.error.as_deref().unwrap().contains("while queued"))
     );
 }
+
+#[test]
+fn a_failing_record_sink_stops_the_replay_but_loses_no_record() {
+    let s = schedule(10, 5);
+    let plan = CellPlan {
+        method: "mock",
+        schedule: &s,
+        warmup: Duration::ZERO,
+        trial: 0,
+        controls: Default::default(),
+    };
+    let cfg = MockConfig {
+        prefill_ms: 20.0,
+        ..Default::default()
+    };
+    let mut calls = 0;
+    let out = run_cell(
+        &plan,
+        vec![Box::new(Mock::new(cfg))],
+        &AtomicBool::new(false),
+        &mut |_| {
+            calls += 1;
+            if calls == 2 {
+                Err(oae_harness::HarnessError::Invalid("disk full".into()))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .unwrap();
+    assert!(out.aborted);
+    assert!(out.error.as_deref().unwrap().contains("disk full"));
+    assert!(
+        out.records.len() >= 2,
+        "records collected before and after the failure are handed back"
+    );
+    assert_eq!(out.instances.len(), 1, "the method instance survives");
+}
