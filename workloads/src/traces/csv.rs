@@ -1,6 +1,6 @@
-//! A minimal streaming CSV reader for trace files: a header row naming the columns, then one
-//! record per line. Fields are split on commas; surrounding double quotes are removed (trace
-//! columns are numbers, dates and short names, so quoted commas are not supported).
+//! Streaming CSV for trace files, on the `csv` crate (RFC 4180 quoting, so a quoted comma in
+//! a model name cannot shift columns): a header row naming the columns, then one record per
+//! row, looked up by header name. Short rows are reported, not padded.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -27,31 +27,39 @@ pub(super) fn rows<'a>(
     }))
 }
 
-/// A CSV file's rows, as (line number, fields), with columns looked up by header name.
+/// A CSV file's records, with columns looked up by header name.
 pub(super) struct Csv<'a> {
     /// The file's label, for errors.
     pub(super) file: &'a str,
-    lines: std::io::Lines<Box<dyn BufRead + 'a>>,
-    line: usize,
+    reader: csv::Reader<Box<dyn BufRead + 'a>>,
+    record: csv::StringRecord,
     columns: HashMap<String, usize>,
 }
 
 impl<'a> Csv<'a> {
-    /// Reads the header; `required` are the column names the caller will use.
+    /// Reads the header; `required` are the column names the caller will use. `None` for an
+    /// empty file.
     pub(super) fn open(
         reader: Box<dyn BufRead + 'a>,
         file: &'a str,
         required: &[&str],
     ) -> Result<Option<Self>, ConfigError> {
-        let mut lines = reader.lines();
-        let header = match lines.next() {
-            None => return Ok(None),
-            Some(h) => h.map_err(|e| err(file, 1, "(file)", format!("cannot read: {e}")))?,
-        };
-        let columns: HashMap<String, usize> = split(header.trim_start_matches('\u{feff}'))
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(reader);
+        let header = reader
+            .headers()
+            .map_err(|e| err(file, 1, "(header)", format!("cannot read the header: {e}")))?
+            .clone();
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+            return Ok(None);
+        }
+        let columns: HashMap<String, usize> = header
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.to_ascii_lowercase(), i))
+            .map(|(i, c)| (c.trim_start_matches('\u{feff}').to_ascii_lowercase(), i))
             .collect();
         for r in required {
             if !columns.contains_key(&r.to_ascii_lowercase()) {
@@ -64,9 +72,9 @@ impl<'a> Csv<'a> {
             }
         }
         Ok(Some(Self {
-            lines,
             file,
-            line: 1,
+            reader,
+            record: csv::StringRecord::new(),
             columns,
         }))
     }
@@ -74,12 +82,19 @@ impl<'a> Csv<'a> {
     /// Next non-empty record as (line, fields).
     pub(super) fn next_record(&mut self) -> Option<Result<(usize, Vec<String>), ConfigError>> {
         loop {
-            let l = self.lines.next()?;
-            self.line += 1;
-            match l {
-                Err(e) => return Some(Err(err(self.file, self.line, "(file)", format!("cannot read: {e}")))),
-                Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => return Some(Ok((self.line, split(&text).into_iter().map(str::to_string).collect()))),
+            match self.reader.read_record(&mut self.record) {
+                Ok(false) => return None,
+                Err(e) => {
+                    let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+                    return Some(Err(err(self.file, line, "(row)", format!("not valid CSV: {e}"))));
+                }
+                Ok(true) => {
+                    let line = self.record.position().map(|p| p.line() as usize).unwrap_or(0);
+                    if self.record.iter().all(str::is_empty) {
+                        continue;
+                    }
+                    return Some(Ok((line, self.record.iter().map(str::to_string).collect())));
+                }
             }
         }
     }
@@ -100,8 +115,4 @@ impl<'a> Csv<'a> {
             )
         })
     }
-}
-
-fn split(line: &str) -> Vec<&str> {
-    line.split(',').map(|f| f.trim().trim_matches('"').trim()).collect()
 }

@@ -249,6 +249,13 @@ mod tests {
     }
 
     #[test]
+    fn quoted_commas_do_not_shift_columns() {
+        let text = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,\"GPT-4, 0613\",472,18,490,\"API log\"\n";
+        let r = parse("burstgpt", text).unwrap();
+        assert_eq!((r[0].input_tokens, r[0].output_tokens), (472, 18));
+    }
+
+    #[test]
     fn unknown_format_lists_the_valid_ones() {
         assert!(format("sharegpt").err().unwrap().contains("burstgpt"));
     }
