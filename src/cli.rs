@@ -50,6 +50,53 @@ pub enum TraceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Fit inter-arrival models (exponential, gamma, Weibull, lognormal, hyperexponential) by
+    /// maximum likelihood; rank by AIC, check by Kolmogorov–Smirnov; find on/off structure.
+    Fit(TraceFitArgs),
+    /// Synthesize a trace statistically like FILE at a target mean rate (oae CSV or JSONL).
+    Gen(TraceGenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceFitArgs {
+    /// Trace file (Azure CSV, BurstGPT CSV, Mooncake JSONL, oae JSONL/CSV).
+    pub file: PathBuf,
+    /// Format; detected from the first line when omitted (`oae list workloads`).
+    #[arg(long, value_name = "NAME")]
+    pub format: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceGenArgs {
+    /// Trace to imitate (any format `oae trace inspect` reads).
+    #[arg(long, value_name = "FILE")]
+    pub like: PathBuf,
+    /// Format of the --like file; detected from its first line when omitted.
+    #[arg(long, value_name = "NAME")]
+    pub format: Option<String>,
+    /// Target mean arrival rate, requests per second.
+    #[arg(long, value_name = "R")]
+    pub rate: f64,
+    /// Requests to generate (default: as many as the --like trace has).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "duration_s")]
+    pub requests: Option<u64>,
+    /// Generate every arrival before this many seconds instead of a fixed count.
+    #[arg(long, value_name = "S")]
+    pub duration_s: Option<f64>,
+    /// Gap model: auto (on/off when the trace has it, else the best by AIC), onoff, or a
+    /// model `oae trace fit` lists (exponential, gamma, weibull, lognormal, hyperexponential).
+    #[arg(long, value_name = "MODEL", default_value = "auto")]
+    pub model: String,
+    /// Seed for the arrival times and the request shapes.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Output file: `.jsonl` writes oae JSONL, anything else oae CSV. Default: standard output
+    /// (oae CSV).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -423,3 +423,97 @@ fn trace_inspect_detects_the_format_and_reports_bad_rows_with_their_line() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("b.csv:3") && e.contains("Request tokens"), "{e}");
 }
+
+#[test]
+fn trace_fit_and_gen_round_trip() {
+    use oae_workloads::rng::{exponential, seeded};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.csv");
+    let mut rng = seeded(1, &["cli-fit"]);
+    let (mut t, mut text) = (0.0, String::from("t_s,input_tokens,output_tokens,failed\n"));
+    for i in 0..400 {
+        t += exponential(&mut rng, 0.5);
+        text.push_str(&format!("{t:.6},{},{},{}\n", 10 + i % 7, i % 5, u8::from(i % 5 == 0)));
+    }
+    std::fs::write(&src, text).unwrap();
+    let o = oae().args(["trace", "fit"]).arg(&src).arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["requests"], 400);
+    assert_eq!(v["models"].as_array().unwrap().len(), 5);
+    let rate = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "exponential")
+        .unwrap()["params"]["rate_qps"]
+        .as_f64()
+        .unwrap();
+    assert!((rate - 2.0).abs() < 0.3, "rate {rate}");
+    assert_eq!(v["onoff"]["detected"], false);
+    let o = oae().args(["trace", "fit"]).arg(&src).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("best by AIC"));
+
+    let out = tmp.path().join("gen.jsonl");
+    let o = oae()
+        .args(["trace", "gen", "--like"])
+        .arg(&src)
+        .args(["--rate", "10", "--requests", "300", "--seed", "4", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 300);
+    assert!(rows.windows(2).all(|w| w[0]["t_s"].as_f64() <= w[1]["t_s"].as_f64()));
+    assert!(
+        rows.iter().any(|r| r["failed"] == true),
+        "source failures are resampled too"
+    );
+    let span = rows.last().unwrap()["t_s"].as_f64().unwrap();
+    assert!((300.0 / span - 10.0).abs() < 2.5, "rate {}", 300.0 / span);
+    // The generated file is a trace oae reads back.
+    let o = oae()
+        .args(["trace", "inspect"])
+        .arg(&out)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Same seed, same file.
+    let again = tmp.path().join("again.jsonl");
+    let o = oae()
+        .args(["trace", "gen", "--like"])
+        .arg(&src)
+        .args(["--rate", "10", "--requests", "300", "--seed", "4", "--out"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+
+    for (args, needle) in [
+        (vec!["--rate", "0"], "--rate"),
+        (vec!["--rate", "1", "--model", "pareto"], "weibull"),
+        (vec!["--rate", "1", "--duration-s=-3"], "--duration-s"),
+        (vec!["--rate=-2"], "--rate"),
+    ] {
+        let o = oae()
+            .args(["trace", "gen", "--like"])
+            .arg(&src)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(needle), "{args:?}");
+    }
+    let short = tmp.path().join("short.csv");
+    std::fs::write(&short, "t_s,input_tokens,output_tokens\n0,1,1\n1,1,1\n2.5,1,1\n").unwrap();
+    let o = oae().args(["trace", "fit"]).arg(&short).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 20"));
+}

@@ -12,6 +12,7 @@
 pub mod arrivals;
 pub mod config;
 mod error;
+pub mod fit;
 pub mod lengths;
 pub mod prompts;
 mod request;

@@ -72,6 +72,8 @@ pub fn build(mut table: ConfigTable) -> Result<Box<dyn ArrivalProcess>, ConfigEr
     }
 }
 
+pub(crate) use onoff::process as onoff_process;
+
 /// Accumulates gaps (seconds) drawn by `next_gap` into offsets until `limit`.
 pub(crate) fn accumulate(limit: Limit, mut next_gap: impl FnMut() -> f64) -> Vec<Duration> {
     let mut out = Vec::new();

@@ -35,6 +35,16 @@ fn build(t: &ConfigTable) -> Result<Box<dyn ArrivalProcess>, ConfigError> {
     Ok(Box::new(p))
 }
 
+/// An on/off process with silent off periods (used by `oae trace gen`).
+pub(crate) fn process(rate_on_qps: f64, mean_on_s: f64, mean_off_s: f64) -> Box<dyn ArrivalProcess> {
+    Box::new(OnOff {
+        rate_on_qps: PositiveF64(rate_on_qps),
+        mean_on_s: PositiveF64(mean_on_s),
+        mean_off_s: PositiveF64(mean_off_s),
+        rate_off_qps: 0.0,
+    })
+}
+
 impl ArrivalProcess for OnOff {
     fn offsets(&self, rng: &mut SeededRng, limit: Limit) -> Vec<std::time::Duration> {
         let mut out = Vec::new();

@@ -99,6 +99,11 @@ impl<'a> Csv<'a> {
         }
     }
 
+    /// Whether the header has column `name`.
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.columns.contains_key(&name.to_ascii_lowercase())
+    }
+
     /// Field `name` of a record, or a located error if the row is too short.
     pub(super) fn field<'f>(&self, fields: &'f [String], line: usize, name: &str) -> Result<&'f str, ConfigError> {
         let i = self.columns[&name.to_ascii_lowercase()];

@@ -210,6 +210,11 @@ mod tests {
         assert_eq!(parse("oae-jsonl", j).unwrap().len(), 2);
         let c = "t_s,input_tokens,output_tokens\n0,5,5\n1.25,6,7\n";
         assert_eq!(parse("oae-csv", c).unwrap()[1].output_tokens, 7);
+        let c = "t_s,input_tokens,output_tokens,failed\n0,5,5,0\n1.25,6,0,1\n";
+        let r = parse("oae-csv", c).unwrap();
+        assert!(!r[0].source_failed && r[1].source_failed);
+        let e = parse("oae-csv", "t_s,input_tokens,output_tokens,failed\n0,5,5,maybe\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "failed"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! oae's own trace formats: JSON lines `{"t_s", "input_tokens", "output_tokens"}` (optional
-//! `"failed": true`) and CSV with header `t_s,input_tokens,output_tokens`.
+//! `"failed": true`) and CSV with header `t_s,input_tokens,output_tokens` (optional column
+//! `failed`: 1/0 or true/false). `oae trace gen` writes both.
 
 use std::io::BufRead;
 
@@ -16,7 +17,7 @@ pub(super) const JSONL: TraceFormat = TraceFormat {
 
 pub(super) const CSV: TraceFormat = TraceFormat {
     name: "oae-csv",
-    about: "oae CSV: t_s,input_tokens,output_tokens",
+    about: "oae CSV: t_s,input_tokens,output_tokens[,failed]",
     parse: parse_csv,
 };
 
@@ -51,8 +52,20 @@ fn parse_csv<'a>(reader: Box<dyn BufRead + 'a>, file: &'a str) -> RowIter<'a> {
             t_s: number(c.field(f, line, "t_s")?, c.file, line, "t_s")?,
             input_tokens: tokens(c.field(f, line, "input_tokens")?, c.file, line, "input_tokens")?,
             output_tokens: tokens(c.field(f, line, "output_tokens")?, c.file, line, "output_tokens")?,
-            source_failed: false,
+            source_failed: if c.has("failed") {
+                flag(c.field(f, line, "failed")?, c.file, line)?
+            } else {
+                false
+            },
             blocks: Vec::new(),
         })
     })
+}
+
+fn flag(v: &str, file: &str, line: usize) -> Result<bool, crate::ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" => Ok(true),
+        "0" | "false" | "" => Ok(false),
+        other => Err(err(file, line, "failed", format!("`{other}` is not 1/0 or true/false"))),
+    }
 }
