@@ -146,9 +146,14 @@ pub fn cells(cells: &[CellSummary]) -> String {
             .get("dispatch_lag_busy_ms")
             .map(|s| format!("{} ms over {} releases while busy", num(s.p99.value), s.n))
             .unwrap_or_else(|| "no releases while busy".into());
+        let idle = c
+            .latency
+            .get("dispatch_lag_idle_ms")
+            .map(|s| format!("{} ms over {} while idle", num(s.p99.value), s.n))
+            .unwrap_or_else(|| "none while idle".into());
         let _ = writeln!(
             out,
-            "  harness   dispatch lag p99 {lag} ({busy}); setup {:.2} s",
+            "  harness   dispatch lag p99 {lag} ({busy}; {idle}); setup {:.2} s",
             c.setup_s
         );
     }

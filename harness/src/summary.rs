@@ -71,7 +71,8 @@ pub struct CellSummary {
     /// Latency statistics of ok measured requests (dispatch lag and queue: all measured),
     /// keyed by metric: `ttft_ms`, `e2e_ms`, `tpot_ms`, `itl_ms_pooled`,
     /// `itl_ms_per_request_mean`, `service_ms`, `queue_ms`, `dispatch_lag_ms`,
-    /// `dispatch_lag_busy_ms` (releases while a worker was serving).
+    /// `dispatch_lag_busy_ms` (releases while a worker was serving), `dispatch_lag_idle_ms`
+    /// (the others).
     pub latency: BTreeMap<String, Stat>,
     /// Output tokens per second of service time over ok requests: Σ tokens / Σ service.
     pub output_tokens_per_s: Option<f64>,
@@ -292,7 +293,9 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         "dispatch_lag_ms",
         stat(measured.iter().map(|r| r.dispatch_lag_ms).collect()),
     );
-    put("dispatch_lag_busy_ms", stat(busy_lags(records, &measured)));
+    let (busy_lag, idle_lag) = lags_by_worker_state(records, &measured);
+    put("dispatch_lag_busy_ms", stat(busy_lag));
+    put("dispatch_lag_idle_ms", stat(idle_lag));
 
     let service_s: f64 = ok.iter().filter_map(|r| r.service_ms).sum::<f64>() / 1e3;
     let output_tokens: u64 = ok.iter().map(|r| u64::from(r.output_tokens)).sum();
@@ -387,24 +390,40 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
     }
 }
 
-/// Dispatch lag of measured requests whose intended arrival fell while some request was
-/// being served: the condition under which the dispatcher competes with the method for CPU.
-fn busy_lags(all: &[RequestRecord], measured: &[&RequestRecord]) -> Vec<f64> {
+/// Dispatch lag of measured requests split by whether their intended arrival fell while
+/// some request was being served (busy: the dispatcher competes with the method for CPU) or
+/// not (idle).
+fn lags_by_worker_state(all: &[RequestRecord], measured: &[&RequestRecord]) -> (Vec<f64>, Vec<f64>) {
     let busy = busy_periods(all);
-    measured
-        .iter()
-        .filter(|r| {
-            let t = r.intended_s;
-            let i = busy.partition_point(|b| b.0 < t);
-            i > 0 && t < busy[i - 1].1
-        })
-        .map(|r| r.dispatch_lag_ms)
-        .collect()
+    let (mut b, mut i) = (Vec::new(), Vec::new());
+    for r in measured {
+        let t = r.intended_s;
+        let k = busy.partition_point(|p| p.0 < t);
+        if k > 0 && t < busy[k - 1].1 {
+            b.push(r.dispatch_lag_ms);
+        } else {
+            i.push(r.dispatch_lag_ms);
+        }
+    }
+    (b, i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dispatch_lag_splits_by_worker_state() {
+        let mut a = rec(0, 0.0, Some((0.0, 1.0)));
+        let mut b = rec(1, 0.5, Some((1.0, 1.5))); // arrives while 0 is served
+        let mut c = rec(2, 3.0, Some((3.0, 3.1))); // arrives to an idle worker
+        (a.dispatch_lag_ms, b.dispatch_lag_ms, c.dispatch_lag_ms) = (0.1, 0.7, 0.2);
+        let all = vec![a, b, c];
+        let measured: Vec<&RequestRecord> = all.iter().collect();
+        let (busy, idle) = lags_by_worker_state(&all, &measured);
+        assert_eq!(busy, vec![0.7]);
+        assert_eq!(idle, vec![0.1, 0.2]);
+    }
 
     fn rec(id: u64, intended: f64, service: Option<(f64, f64)>) -> RequestRecord {
         RequestRecord {

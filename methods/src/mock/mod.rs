@@ -6,6 +6,10 @@
 //! and counted: `fail_every = N` fails ids N−1, 2N−1, ...; `fail_ids` and `panic_ids` list
 //! ids to fail with an error or a panic; `fail_setup` makes `prepare()` fail.
 //!
+//! With `spin = true` the service time is spent busy-waiting on the worker's core instead of
+//! sleeping: a compute-bound method's load on the machine, without a model (used to measure
+//! the dispatcher's accuracy while a worker is busy, `suites/dispatch-rates.toml`).
+//!
 //! **Overhead model:** none beyond the configured sleeps (which overshoot by the OS timer
 //! slack, typically < 0.1 ms); use it to measure the harness itself.
 
@@ -44,6 +48,8 @@ pub struct MockConfig {
     pub setup_ms: f64,
     /// Make setup fail.
     pub fail_setup: bool,
+    /// Busy-wait instead of sleeping (occupies a core like a compute-bound method).
+    pub spin: bool,
 }
 
 impl MethodSpec for Spec {
@@ -95,6 +101,11 @@ impl MethodSpec for Spec {
                 default: "false",
                 help: "make prepare() fail",
             },
+            ConfigKey {
+                name: "spin",
+                default: "false",
+                help: "busy-wait the service time on the worker's core instead of sleeping",
+            },
         ]
     }
     fn build(&self, config: &ConfigTable, _ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
@@ -132,6 +143,19 @@ fn sleep_ms(ms: f64) {
     }
 }
 
+impl Mock {
+    /// Waits `ms`: asleep, or spinning on the core with `spin = true`.
+    fn wait(&self, ms: f64) {
+        if !self.cfg.spin {
+            return sleep_ms(ms);
+        }
+        let end = std::time::Instant::now() + Duration::from_secs_f64(ms.max(0.0) / 1e3);
+        while std::time::Instant::now() < end {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 impl Method for Mock {
     fn prepare(&mut self) -> Result<(), MethodError> {
         sleep_ms(self.cfg.setup_ms);
@@ -149,7 +173,7 @@ impl Method for Mock {
     ) -> Result<Completion, MethodError> {
         let id = request.id;
         probe.phase("prefill");
-        sleep_ms(self.cfg.prefill_ms);
+        self.wait(self.cfg.prefill_ms);
         if self.cfg.panic_ids.contains(&id) {
             panic!("mock panic for request {id} (panic_ids)");
         }
@@ -162,7 +186,7 @@ impl Method for Mock {
         let mut stop = StopReason::Length;
         for i in 0..n {
             if i > 0 {
-                sleep_ms(self.cfg.decode_ms_per_token);
+                self.wait(self.cfg.decode_ms_per_token);
             }
             if sink.token(i) == Flow::Stop && i + 1 < n {
                 stop = StopReason::Stopped;

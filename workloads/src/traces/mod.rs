@@ -149,6 +149,35 @@ pub(crate) fn jsonl_rows<'a>(
     }))
 }
 
+/// Parses `data` as a trace of format `name` to the end or the first error, checking what
+/// every parser promises: errors name a line ≥ 1 (or 0 for an unreadable file) and a field;
+/// rows have finite, non-negative, non-decreasing timestamps and non-decreasing lines. Panics if a
+/// promise is broken — the body of the fuzz targets (`fuzz/`) and of the parser property test.
+pub fn check_parser(name: &str, data: &[u8]) {
+    let fmt = format(name).expect("a registered format");
+    let mut last: Option<(f64, usize)> = None;
+    for r in rows(fmt, Box::new(std::io::Cursor::new(data)), "fuzz") {
+        match r {
+            Ok(row) => {
+                assert!(row.t_s.is_finite() && row.t_s >= 0.0, "bad timestamp {}", row.t_s);
+                if let Some((t, line)) = last {
+                    assert!(row.t_s >= t, "timestamps went backwards");
+                    // Non-decreasing, not increasing: a lone `\r` ends a CSV record but not a
+                    // line, so two records can share a line number.
+                    assert!(row.line >= line, "lines went backwards");
+                }
+                assert!(!row.source_failed || fmt.name != "burstgpt" || row.output_tokens == 0);
+                last = Some((row.t_s, row.line));
+            }
+            Err(e) => {
+                assert!(!e.key.is_empty() && !e.message.is_empty(), "unlabelled error {e:?}");
+                assert_eq!(e.file, "fuzz");
+                break;
+            }
+        }
+    }
+}
+
 pub(crate) fn err(file: &str, line: usize, field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         file: file.to_string(),
