@@ -56,8 +56,8 @@ pub fn cells(cells: &[CellSummary]) -> String {
     for c in cells {
         let _ = writeln!(
             out,
-            "\n{} × {} — {} requests ({} warm-up, {} measured): {} ok, {} failed",
-            c.method, c.workload, c.requests, c.warmup, c.measured, c.ok, c.failed
+            "\n{} × {} — {} requests ({} warm-up, {} cool-down, {} measured): {} ok, {} failed",
+            c.method, c.workload, c.requests, c.warmup, c.cooldown, c.measured, c.ok, c.failed
         );
         let _ = writeln!(
             out,

@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         method: "dense",
         schedule: &schedule,
         warmup: Duration::ZERO,
+        cooldown: Duration::ZERO,
         trial: 0,
         controls: Default::default(),
     };

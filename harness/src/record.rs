@@ -58,6 +58,10 @@ pub struct RequestRecord {
     pub instance: Option<u32>,
     /// Arrived during warm-up (by intended time): recorded, excluded from statistics.
     pub warmup: bool,
+    /// Arrived during cool-down (the last `cooldown_s` of the schedule, by intended time):
+    /// recorded, excluded from statistics.
+    #[serde(default)]
+    pub cooldown: bool,
     /// Intended arrival.
     pub intended_s: f64,
     /// When the dispatcher released it into the queue.
@@ -116,4 +120,11 @@ pub struct RequestRecord {
     pub energy_source: Option<String>,
     /// Whether the energy is an estimate rather than a measurement.
     pub energy_estimated: bool,
+}
+
+impl RequestRecord {
+    /// Counted in statistics: outside the warm-up and cool-down windows.
+    pub fn measured(&self) -> bool {
+        !self.warmup && !self.cooldown
+    }
 }

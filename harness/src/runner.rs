@@ -33,6 +33,9 @@ pub struct CellPlan<'a> {
     pub schedule: &'a Schedule,
     /// Arrivals intended before this are recorded but marked warm-up.
     pub warmup: Duration,
+    /// Arrivals intended within this of the schedule's last arrival are recorded but marked
+    /// cool-down.
+    pub cooldown: Duration,
     /// Trial number.
     pub trial: u32,
     /// Timeout and queue bound.
@@ -110,6 +113,12 @@ pub fn build_record(
         trial: plan.trial,
         instance: served.instance,
         warmup: arrival.at < plan.warmup,
+        cooldown: !plan.cooldown.is_zero()
+            && plan
+                .schedule
+                .arrivals
+                .last()
+                .is_some_and(|last| arrival.at + plan.cooldown > last.at),
         intended_s: arrival.at.as_secs_f64(),
         dispatched_s: s(stamps.dispatched),
         started_s: stamps.started.map(s),
@@ -166,9 +175,10 @@ impl Default for Histograms {
 }
 
 impl Histograms {
-    /// Records one non-warm-up request (latencies of ok requests; lag of every request).
+    /// Records one measured (not warm-up, not cool-down) request (latencies of ok requests;
+    /// lag of every request).
     pub fn record(&mut self, r: &RequestRecord) {
-        if r.warmup {
+        if r.warmup || r.cooldown {
             return;
         }
         let us = |ms: f64| (ms * 1e3).round().max(1.0) as u64;

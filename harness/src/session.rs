@@ -219,6 +219,7 @@ pub fn execute(
                 method: &entry.label,
                 schedule,
                 warmup: suite.run.warmup,
+                cooldown: suite.run.cooldown,
                 trial: 0,
                 controls: suite.run.controls,
             };
@@ -254,13 +255,14 @@ pub fn execute(
                 setup_s,
                 confidence: suite.run.confidence,
                 warmup_s: suite.run.warmup.as_secs_f64(),
+                cooldown_s: suite.run.cooldown.as_secs_f64(),
                 slo: suite.slo,
                 min_requests: suite.run.min_requests,
                 min_duration_s: suite.run.min_duration_s,
             };
             let mut summary = summarize(&info, &records);
             summary.energy = energy.map(|mut e| {
-                let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
+                let measured: Vec<&RequestRecord> = records.iter().filter(|r| r.measured()).collect();
                 e.active_j_per_request = crate::stats::Stat::from_samples(
                     measured.iter().filter_map(|r| r.energy_active_j),
                     suite.run.confidence,
@@ -493,6 +495,7 @@ impl RunJson<'_> {
             "run": {
                 "limit": limit,
                 "warmup_s": run.warmup.as_secs_f64(),
+                "cooldown_s": run.cooldown.as_secs_f64(),
                 "idle_gap_cap_s": run.idle_gap_cap.map(|d| d.as_secs_f64()),
                 "device": run.device.to_string(),
                 "sample_interval_ms": run.sample_interval.as_secs_f64() * 1e3,

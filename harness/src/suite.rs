@@ -6,6 +6,7 @@
 //! seed = 42
 //! requests = 90                        # or duration_s = 60 (exactly one)
 //! warmup_s = 3.0                       # arrivals before this are recorded, not counted
+//! cooldown_s = 2.0                     # nor are arrivals in the schedule's last 2 s
 //! idle_gap_cap_s = 2.0                 # optional time compression
 //! threads = 1                          # compute threads for methods (default: CPUs − 1)
 //! timeout_s = 30.0                     # per request, from intended arrival (optional)
@@ -65,6 +66,8 @@ struct RunSection {
     duration_s: Option<PositiveF64>,
     #[serde(default)]
     warmup_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    cooldown_s: Option<Spanned<f64>>,
     idle_gap_cap_s: Option<PositiveF64>,
     #[serde(default)]
     device: Option<Spanned<String>>,
@@ -98,6 +101,8 @@ pub struct RunConfig {
     pub limit: Limit,
     /// Warm-up window by intended arrival time.
     pub warmup: Duration,
+    /// Cool-down window: arrivals intended within this of the last arrival.
+    pub cooldown: Duration,
     /// Idle gaps longer than this are compressed.
     pub idle_gap_cap: Option<Duration>,
     /// Device for every method.
@@ -318,17 +323,30 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
             ));
         }
     };
-    let warmup = match run.warmup_s {
-        None => Duration::ZERO,
-        Some(w) if w.get_ref().is_finite() && *w.get_ref() >= 0.0 => Duration::from_secs_f64(*w.get_ref()),
-        Some(w) => {
-            return Err(source.error_at(
-                w.span().start,
-                "run.warmup_s",
-                format!("must be a number of seconds >= 0, got {}", w.get_ref()),
-            ));
-        }
+    let window = |v: &Option<Spanned<f64>>, key: &str| match v {
+        None => Ok(Duration::ZERO),
+        Some(w) if w.get_ref().is_finite() && *w.get_ref() >= 0.0 => Ok(Duration::from_secs_f64(*w.get_ref())),
+        Some(w) => Err(source.error_at(
+            w.span().start,
+            key,
+            format!("must be a number of seconds >= 0, got {}", w.get_ref()),
+        )),
     };
+    let warmup = window(&run.warmup_s, "run.warmup_s")?;
+    let cooldown = window(&run.cooldown_s, "run.cooldown_s")?;
+    if let (Limit::Duration(d), Some(c)) = (limit, &run.cooldown_s)
+        && warmup + cooldown >= d
+    {
+        return Err(source.error_at(
+            c.span().start,
+            "run.cooldown_s",
+            format!(
+                "warmup_s + cooldown_s ({} s) leave nothing of duration_s ({} s) to measure",
+                (warmup + cooldown).as_secs_f64(),
+                d.as_secs_f64()
+            ),
+        ));
+    }
     let device = match run.device {
         None => DeviceSpec::Cpu,
         Some(d) => d
@@ -366,6 +384,7 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
         seed: run.seed,
         limit,
         warmup,
+        cooldown,
         idle_gap_cap: run.idle_gap_cap_s.map(|c| Duration::from_secs_f64(c.get())),
         device,
         sample_interval,
@@ -433,6 +452,20 @@ service_ms = 3
         assert_eq!(e.line, 11, "{e}");
         let e = err(&OK.replace("warmup_s = 1.0", "warmup_s = -2.0"));
         assert_eq!((e.line, e.key.as_str()), (5, "run.warmup_s"), "{e}");
+        let e = err(&OK.replace("warmup_s = 1.0", "warmup_s = 1.0\ncooldown_s = -1"));
+        assert_eq!((e.line, e.key.as_str()), (6, "run.cooldown_s"), "{e}");
+        let e = err(&OK
+            .replace("requests = 10", "duration_s = 3")
+            .replace("warmup_s = 1.0", "warmup_s = 1.0\ncooldown_s = 2"));
+        assert_eq!((e.line, e.key.as_str()), (6, "run.cooldown_s"), "{e}");
+        assert!(e.message.contains("nothing"), "{e}");
+        let s = Suite::parse(
+            "s.toml",
+            &OK.replace("warmup_s = 1.0", "warmup_s = 1.0\ncooldown_s = 0.5"),
+            "s",
+        )
+        .unwrap();
+        assert_eq!(s.run.cooldown, Duration::from_millis(500));
     }
 
     #[test]

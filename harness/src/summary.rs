@@ -46,10 +46,12 @@ pub struct CellSummary {
     pub workload: String,
     /// Records written (= arrivals released), warm-up included.
     pub requests: usize,
-    /// Records outside warm-up: the sample every statistic is over.
+    /// Records outside warm-up and cool-down: the sample every statistic is over.
     pub measured: usize,
     /// Records inside warm-up (recorded, not counted).
     pub warmup: usize,
+    /// Records inside cool-down (recorded, not counted).
+    pub cooldown: usize,
     /// Outcome counts over measured records.
     pub outcomes: BTreeMap<Outcome, usize>,
     /// Measured records with outcome ok.
@@ -200,6 +202,8 @@ pub struct CellInfo<'a> {
     pub confidence: f64,
     /// Warm-up window, s.
     pub warmup_s: f64,
+    /// Cool-down window, s.
+    pub cooldown_s: f64,
     /// Objectives for goodput.
     pub slo: Slo,
     /// Fewest measured requests for validity.
@@ -256,9 +260,10 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         setup_s,
         confidence,
         warmup_s,
+        cooldown_s,
         ..
     } = *info;
-    let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
+    let measured: Vec<&RequestRecord> = records.iter().filter(|r| r.measured()).collect();
     let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.outcome == Outcome::Ok).collect();
     let mut outcomes = BTreeMap::new();
     for r in &measured {
@@ -335,7 +340,8 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         workload: workload.to_string(),
         requests: records.len(),
         measured: measured.len(),
-        warmup: records.len() - measured.len(),
+        warmup: records.iter().filter(|r| r.warmup).count(),
+        cooldown: records.iter().filter(|r| r.cooldown && !r.warmup).count(),
         outcomes,
         ok: ok.len(),
         failed: measured.len() - ok.len(),
@@ -362,7 +368,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         wakeup,
         goodput: {
             let good = measured.iter().filter(|r| meets(&info.slo, r)).count();
-            let span = (replay_s - warmup_s).max(0.0);
+            let span = (replay_s - warmup_s - cooldown_s).max(0.0);
             Goodput {
                 slo: info.slo,
                 good,
@@ -372,7 +378,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
             }
         },
         validity: {
-            let span = (replay_s - warmup_s).max(0.0);
+            let span = (replay_s - warmup_s - cooldown_s).max(0.0);
             let mut reasons = Vec::new();
             if let Some(m) = info.min_requests.filter(|&m| (measured.len() as u64) < m) {
                 reasons.push(format!("{} measured requests < min_requests {m}", measured.len()));
@@ -433,6 +439,7 @@ mod tests {
             trial: 0,
             instance: Some(0),
             warmup: false,
+            cooldown: false,
             intended_s: intended,
             dispatched_s: intended,
             started_s: service.map(|s| s.0),
@@ -492,6 +499,7 @@ mod tests {
             setup_s: 0.0,
             confidence: 0.95,
             warmup_s: 0.0,
+            cooldown_s: 0.0,
             slo: Slo::default(),
             min_requests: None,
             min_duration_s: None,
@@ -523,6 +531,7 @@ mod tests {
             setup_s: 0.0,
             confidence: 0.95,
             warmup_s: 0.0,
+            cooldown_s: 0.0,
             slo,
             min_requests: Some(10),
             min_duration_s: Some(2.0),

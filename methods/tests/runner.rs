@@ -30,6 +30,7 @@ fn run(s: &Schedule, cfg: MockConfig, stop: &AtomicBool) -> (Vec<RequestRecord>,
         method: "mock",
         schedule: s,
         warmup: Duration::ZERO,
+        cooldown: Duration::ZERO,
         trial: 0,
         controls: Default::default(),
     };
@@ -105,6 +106,7 @@ fn failures_and_panics_are_recorded_and_counted_never_dropped() {
         setup_s: 0.0,
         confidence: 0.95,
         warmup_s: 0.0,
+        cooldown_s: 0.0,
         slo: Default::default(),
         min_requests: None,
         min_duration_s: None,
@@ -143,12 +145,13 @@ fn stopping_keeps_records_and_marks_the_rest_cancelled() {
 }
 
 #[test]
-fn warmup_is_by_intended_time() {
+fn warmup_and_cooldown_are_by_intended_time() {
     let s = schedule(6, 10);
     let plan = CellPlan {
         method: "mock",
         schedule: &s,
         warmup: Duration::from_millis(25),
+        cooldown: Duration::from_millis(15),
         trial: 0,
         controls: Default::default(),
     };
@@ -165,6 +168,20 @@ fn warmup_is_by_intended_time() {
         warm,
         vec![(0, true), (1, true), (2, true), (3, false), (4, false), (5, false)]
     );
+    let mut cool: Vec<(u64, bool)> = out.records.iter().map(|r| (r.request_id, r.cooldown)).collect();
+    cool.sort();
+    let last = s.arrivals.last().unwrap().at;
+    let want: Vec<(u64, bool)> = s
+        .arrivals
+        .iter()
+        .map(|a| (a.request.id, a.at + Duration::from_millis(15) > last))
+        .collect();
+    assert_eq!(cool, want);
+    assert!(want.iter().filter(|w| w.1).count() >= 1);
+    assert_eq!(
+        out.records.iter().filter(|r| r.measured()).count(),
+        6 - 3 - want.iter().filter(|w| w.1).count()
+    );
 }
 
 fn run_with(s: &Schedule, cfg: MockConfig, controls: oae_harness::runner::LoadControls) -> Vec<RequestRecord> {
@@ -172,6 +189,7 @@ fn run_with(s: &Schedule, cfg: MockConfig, controls: oae_harness::runner::LoadCo
         method: "mock",
         schedule: s,
         warmup: Duration::ZERO,
+        cooldown: Duration::ZERO,
         trial: 0,
         controls,
     };
@@ -258,6 +276,7 @@ fn a_failing_record_sink_stops_the_replay_but_loses_no_record() {
         method: "mock",
         schedule: &s,
         warmup: Duration::ZERO,
+        cooldown: Duration::ZERO,
         trial: 0,
         controls: Default::default(),
     };
