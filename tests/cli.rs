@@ -86,7 +86,9 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     assert_eq!(run["workloads"][0]["requests"], 12);
     assert_eq!(run["workloads"][0]["schedule_hash"].as_str().unwrap().len(), 64);
     assert_eq!(run["suite"]["name"], "quick");
-    assert_eq!(run["energy"]["validity"]["estimated"], true);
+    // Estimated unless this machine has a readable hardware counter (RAPL as root on bare metal).
+    let measured_here = read_json(&out.join("summary.json"))["cells"][0]["energy"]["kind"] == "measured";
+    assert_eq!(run["energy"]["validity"]["estimated"], !measured_here);
     assert!(run["host"]["logical_cpus"].as_u64().unwrap() >= 1);
 
     let recs = records(&out);
@@ -96,7 +98,7 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     assert_eq!(ids, (0..12).collect::<Vec<_>>());
     for r in &recs {
         assert_eq!(r["outcome"], "ok");
-        assert_eq!(r["energy_estimated"], true);
+        assert_eq!(r["energy_estimated"], !measured_here);
         assert!(r["energy_active_j"].as_f64().unwrap() >= 0.0);
         assert!(r["e2e_ms"].as_f64().unwrap() >= r["ttft_ms"].as_f64().unwrap());
     }
@@ -111,7 +113,7 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     let ttft = &cell["latency"]["ttft_ms"];
     assert_eq!(ttft["n"], cell["ok"]);
     assert!(ttft["p50"]["value"].as_f64().unwrap() > 0.0);
-    assert!(cell["energy"]["estimated"].as_bool().unwrap());
+    assert_eq!(cell["energy"]["estimated"].as_bool().unwrap(), !measured_here);
     assert!(out.join("timeline.csv").exists() && out.join("histograms.hlog").exists());
 }
 

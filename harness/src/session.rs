@@ -352,16 +352,22 @@ fn status_str(s: RunStatus) -> &'static str {
     }
 }
 
-fn estimated(t: &Timeline) -> bool {
-    t.meters.iter().any(|m| m.kind == EnergyKind::Estimated)
+/// Indices of the primary meters (one per domain); cross-check meters are never summed.
+fn primary(t: &Timeline) -> Vec<usize> {
+    (0..t.meters.len()).filter(|&m| t.meters[m].primary).collect()
 }
 
-/// Sums `f(meter)` over meters; `None` if there are none or any is unknown.
+fn estimated(t: &Timeline) -> bool {
+    primary(t).iter().any(|&m| t.meters[m].kind == EnergyKind::Estimated)
+}
+
+/// Sums `f(meter)` over the primary meters; `None` if there are none or any is unknown.
 fn energy_sum(t: &Timeline, f: impl Fn(usize) -> Option<f64>) -> Option<f64> {
-    if t.meters.is_empty() {
+    let p = primary(t);
+    if p.is_empty() {
         return None;
     }
-    (0..t.meters.len()).map(f).sum()
+    p.into_iter().map(f).sum()
 }
 
 /// Attributes each meter's energy over the replay window to the cell's records (in place)
@@ -383,7 +389,8 @@ fn attribute_cell(
     let (mut window_j, mut gap_j, mut err_j) = (0.0, 0.0, 0.0);
     let mut active = vec![None::<f64>; records.len()];
     let mut amortized = vec![None::<f64>; records.len()];
-    for m in 0..t.meters.len() {
+    let primary = primary(t);
+    for &m in &primary {
         let samples: Vec<(f64, f64)> = t
             .samples
             .iter()
@@ -403,9 +410,10 @@ fn attribute_cell(
             }
         }
     }
-    let kind = t.meters.iter().map(|m| m.kind).max().unwrap_or(EnergyKind::Estimated);
-    let source = t.meters.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join("+");
-    let domain = t.meters.iter().map(|m| m.domain.as_str()).collect::<Vec<_>>().join("+");
+    let used = primary.iter().map(|&m| &t.meters[m]);
+    let kind = used.clone().map(|m| m.kind).max().unwrap_or(EnergyKind::Estimated);
+    let source = used.clone().map(|m| m.name.as_str()).collect::<Vec<_>>().join("+");
+    let domain = used.map(|m| m.domain.as_str()).collect::<Vec<_>>().join("+");
     for (i, r) in records.iter_mut().enumerate() {
         r.energy_active_j = active[i];
         r.energy_amortized_j = amortized[i];

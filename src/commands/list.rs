@@ -17,7 +17,13 @@ pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
         ListWhat::Meters => {
             for spec in oae_harness::meters::registry() {
                 let here = match (spec.open)() {
-                    Ok(m) => format!("available here ({:?})", m.kind()).to_lowercase(),
+                    Ok(m) => format!(
+                        "available here: {}",
+                        m.iter()
+                            .map(|m| format!("{} ({:?})", m.domain(), m.kind()).to_lowercase())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     Err(reason) => format!("unavailable here: {reason}"),
                 };
                 println!("{:<10} {}\n    {here}", spec.name, spec.about);

@@ -106,3 +106,16 @@ fn gen_keeps_the_shape_at_the_target_rate() {
     assert!(fit(5, &[1.0, 2.0, 0.0, 3.0]).unwrap_err().contains("at least"));
     assert!(synthesize(&r, &GenModel::Auto, -1.0, Limit::Count(1), &mut seeded(1, &[])).is_err());
 }
+
+/// Found by the property test: at the root, the Newton step rounded onto the bracket's edge
+/// and the bisection fallback threw the converged shape away.
+#[test]
+fn weibull_fit_stops_at_its_root() {
+    let (shape, scale, seed) = (1.2506753172357685f64, 33.14170705135838f64, 17123972138157824273u64);
+    let mut rng = seeded(seed, &["fit"]);
+    let gaps: Vec<f64> = (0..N)
+        .map(|_| scale * (-open01(&mut rng).ln()).powf(1.0 / shape))
+        .collect();
+    let r = fit(N as u64 + 1, &gaps).unwrap();
+    assert!(within(param(&r, "weibull", "shape"), shape, 0.08));
+}

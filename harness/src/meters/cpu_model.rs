@@ -192,7 +192,11 @@ impl CpuModelMeter {
     }
 }
 
-fn open() -> Result<Box<dyn Meter>, String> {
+fn open() -> super::Opened {
+    open_one().map(|m| vec![m])
+}
+
+fn open_one() -> Result<Box<dyn Meter>, String> {
     let model = crate::host::cpu_model_name();
     let start = Instant::now();
     let m = CpuModelMeter::with_source(

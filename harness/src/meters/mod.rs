@@ -8,6 +8,7 @@
 //! Adding a meter = a file here with a `SPEC` and a line in [`registry`].
 
 mod cpu_model;
+pub mod rapl;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,19 +59,23 @@ pub trait Meter: Send {
     fn provenance(&self) -> serde_json::Value;
 }
 
+/// What opening a source gives: its meters (one per domain), or why it is unavailable.
+pub type Opened = Result<Vec<Box<dyn Meter>>, String>;
+
 /// A registry entry: how to open a meter on this machine, or why it cannot be.
 pub struct MeterSpec {
     /// Source name.
     pub name: &'static str,
     /// One line for `oae list meters`.
     pub about: &'static str,
-    /// Opens the meter, or says why it is unavailable here.
-    pub open: fn() -> Result<Box<dyn Meter>, String>,
+    /// Opens the source's meters (one per domain it covers), or says why it is unavailable
+    /// here.
+    pub open: fn() -> Opened,
 }
 
 /// Every energy source oae knows, one line each, in priority order.
 pub fn registry() -> &'static [MeterSpec] {
-    &[cpu_model::SPEC]
+    &[rapl::SPEC, cpu_model::SPEC]
 }
 
 /// The meters that opened, and why the others did not.
@@ -87,7 +92,7 @@ pub fn open_all() -> OpenMeters {
     let mut unavailable = Vec::new();
     for spec in registry() {
         match (spec.open)() {
-            Ok(m) => meters.push(m),
+            Ok(m) => meters.extend(m),
             Err(reason) => unavailable.push((spec.name.to_string(), reason)),
         }
     }
@@ -107,6 +112,29 @@ pub struct MeterInfo {
     pub resolution_ms: f64,
     /// Source-specific provenance.
     pub provenance: serde_json::Value,
+    /// The domain's primary meter — the one energy figures use: the best [`EnergyKind`] for
+    /// its domain (first registered on a tie). The others are recorded as cross-checks, never
+    /// added, so no domain is counted twice.
+    #[serde(default = "primary_default")]
+    pub primary: bool,
+}
+
+fn primary_default() -> bool {
+    true
+}
+
+/// For each meter, whether it is its domain's primary (see [`MeterInfo::primary`]).
+pub fn primaries(domains_kinds: &[(&str, EnergyKind)]) -> Vec<bool> {
+    domains_kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (d, k))| {
+            !domains_kinds
+                .iter()
+                .enumerate()
+                .any(|(j, (d2, k2))| d2 == d && (k2 < k || (k2 == k && j < i)))
+        })
+        .collect()
 }
 
 /// One timeline point.
@@ -178,14 +206,18 @@ pub struct Sampler {
 impl Sampler {
     /// Starts sampling `meters` every `interval`; times are measured from `epoch`.
     pub fn start(meters: Vec<Box<dyn Meter>>, interval: Duration, epoch: Instant) -> Sampler {
+        let dk: Vec<(&str, EnergyKind)> = meters.iter().map(|m| (m.domain(), m.kind())).collect();
+        let primary = primaries(&dk);
         let infos = meters
             .iter()
-            .map(|m| MeterInfo {
+            .zip(primary)
+            .map(|(m, primary)| MeterInfo {
                 name: m.name().to_string(),
                 domain: m.domain().to_string(),
                 kind: m.kind(),
                 resolution_ms: m.resolution().as_secs_f64() * 1e3,
                 provenance: m.provenance(),
+                primary,
             })
             .collect();
         let n = meters.len();
@@ -307,5 +339,24 @@ mod tests {
         assert_eq!(t.energy_at(0, -0.1), None);
         assert_eq!(t.energy_at(0, 2.1), None);
         assert_eq!(t.energy_between(0, 0.5, 1.5), Some(15.0));
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::*;
+
+    #[test]
+    fn one_primary_per_domain_best_kind_first() {
+        use EnergyKind::*;
+        let p = primaries(&[
+            ("cpu", Measured),
+            ("dram", Measured),
+            ("cpu", Estimated),
+            ("gpu:0", Integrated),
+            ("gpu:0", Measured),
+        ]);
+        assert_eq!(p, [true, true, false, false, true]);
+        assert_eq!(primaries(&[("cpu", Estimated), ("cpu", Estimated)]), [true, false]);
     }
 }

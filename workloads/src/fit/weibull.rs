@@ -39,22 +39,22 @@ fn fit(g: &Gaps) -> Option<Box<dyn GapModel>> {
     let (mut lo, mut hi) = (1e-6f64, 1e6f64);
     for _ in 0..200 {
         let (s0, s1, s2) = sums(g, k);
-        let f = s1 / s0 - 1.0 / k; // increasing in k
-        if f > 0.0 {
+        let f = s1 / s0 - 1.0 / k; // increasing in k; NaN when yᵏ overflows (k far too large)
+        if f > 0.0 || f.is_nan() {
             hi = hi.min(k);
         } else {
             lo = lo.max(k);
         }
         let df = (s2 * s0 - s1 * s1) / (s0 * s0) + 1.0 / (k * k);
-        let mut next = k - f / df;
+        let step = f / df;
+        if step.is_finite() && step.abs() <= 1e-12 * k {
+            break; // converged (checked first: at the root, k − step can round onto the bracket)
+        }
+        let mut next = k - step;
         if !(next > lo && next < hi && next.is_finite()) {
             next = (lo * hi).sqrt();
         }
-        let done = ((next - k) / k).abs() < 1e-12;
         k = next;
-        if done {
-            break;
-        }
     }
     let (s0, _, _) = sums(g, k);
     let scale = g.mean_ln.exp() * (s0 / g.ln.len() as f64).powf(1.0 / k);
