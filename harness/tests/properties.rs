@@ -79,7 +79,13 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    // A coverage estimate from 400 trials misses its tolerance with small probability, so the
+    // seed is fixed: CI is deterministic, and the cases still span p, n and confidence.
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0ae_c0de),
+        ..ProptestConfig::default()
+    })]
 
     /// Simulated coverage of the order-statistic interval, over random percentiles, sample
     /// sizes and confidence levels, on skewed (exponential) data: at least nominal minus a

@@ -18,7 +18,13 @@ fn within(got: f64, want: f64, rel: f64) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    // Statistical tolerances fail with small probability on unlucky draws, so the seed is
+    // fixed: CI is deterministic, and the cases still span the parameter ranges.
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0ae_f17),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn gamma_parameters_are_recovered(shape in 0.3f64..5.0, scale in 0.01f64..100.0, seed in any::<u64>()) {
