@@ -130,34 +130,13 @@ pub fn rapl_status_at(root: &Path) -> SourceStatus {
         detail: String::new(),
         items: vec![],
     };
-    let entries = match std::fs::read_dir(root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            st.detail = format!(
-                "absent: {} does not exist (no powercap driver; typical on VMs)",
-                root.display()
-            );
-            return st;
-        }
+    let zones = match crate::meters::rapl::zone_dirs(root) {
+        Ok(z) => z,
         Err(e) => {
-            st.detail = format!("cannot list {}: {e}", root.display());
+            st.detail = e;
             return st;
         }
     };
-    let mut zones: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("intel-rapl:"))
-        })
-        .collect();
-    zones.sort();
-    if zones.is_empty() {
-        st.detail = format!("absent: no intel-rapl zones under {}", root.display());
-        return st;
-    }
     let mut denied = 0;
     for z in &zones {
         let name = std::fs::read_to_string(z.join("name"))

@@ -63,8 +63,9 @@ fn read_uj(path: &Path) -> Result<u64, String> {
         .map_err(|_| format!("{}: `{}` is not a counter value", path.display(), text.trim()))
 }
 
-/// Opens the RAPL meters under `root` (normally `/sys/class/powercap`).
-pub fn open_at(root: &Path) -> super::Opened {
+/// The RAPL zone directories under `root` (normally `/sys/class/powercap`), sorted, or why
+/// there are none (`absent: ...`).
+pub fn zone_dirs(root: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -88,6 +89,12 @@ pub fn open_at(root: &Path) -> super::Opened {
     if dirs.is_empty() {
         return Err(format!("absent: no intel-rapl zones under {}", root.display()));
     }
+    Ok(dirs)
+}
+
+/// Opens the RAPL meters under `root` (normally `/sys/class/powercap`).
+pub fn open_at(root: &Path) -> super::Opened {
+    let dirs = zone_dirs(root)?;
     let (mut cpu, mut dram) = (Vec::new(), Vec::new());
     let mut first_error = None;
     for dir in dirs {
