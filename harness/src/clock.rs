@@ -35,6 +35,22 @@ pub fn wait_until(deadline: Instant, stop: &AtomicBool) -> bool {
     }
 }
 
+/// Sleeps until `deadline` without spinning (the OS may overshoot by its timer slack);
+/// for periodic work that timestamps what it does, like the energy sampler. Returns `false`
+/// (early) if `stop` becomes true while waiting.
+pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        std::thread::sleep((deadline - now).min(MAX_NAP));
+    }
+}
+
 /// Raises the calling thread's scheduling priority so a release is not delayed behind the
 /// method's threads or the harness's own when the dispatcher wakes: real-time `SCHED_FIFO`
 /// (priority 10) where permitted — the dispatcher sleeps between releases and spins at most
