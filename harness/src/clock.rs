@@ -13,26 +13,16 @@ pub const SPIN_MARGIN: Duration = Duration::from_micros(1500);
 /// Longest single sleep, so an abort is noticed promptly.
 const MAX_NAP: Duration = Duration::from_millis(50);
 
-/// Waits until `deadline`. Returns `false` (early) if `stop` becomes true while waiting.
+/// Waits until `deadline`: sleeps until [`SPIN_MARGIN`] before it, then spins. Returns
+/// `false` (early) if `stop` becomes true while sleeping.
 pub fn wait_until(deadline: Instant, stop: &AtomicBool) -> bool {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        let left = deadline - now;
-        if left > SPIN_MARGIN {
-            std::thread::sleep((left - SPIN_MARGIN).min(MAX_NAP));
-        } else {
-            while Instant::now() < deadline {
-                std::hint::spin_loop();
-            }
-            return true;
-        }
+    if !sleep_until(deadline.checked_sub(SPIN_MARGIN).unwrap_or(deadline), stop) {
+        return false;
     }
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
+    true
 }
 
 /// Sleeps until `deadline` without spinning (the OS may overshoot by its timer slack);
