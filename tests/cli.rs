@@ -518,4 +518,25 @@ fn trace_fit_and_gen_round_trip() {
     let o = oae().args(["trace", "fit"]).arg(&short).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("at least 20"));
+
+    // A malformed row names its file, line and field; nothing is written for gen.
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "t_s,input_tokens,output_tokens\n0,1,1\n1,x,1\n").unwrap();
+    for args in [vec!["trace", "fit"], vec!["trace", "gen", "--rate", "1", "--like"]] {
+        let o = oae().args(&args).arg(&bad).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("bad.csv:3") && e.contains("input_tokens"), "{args:?}: {e}");
+    }
+    let nowhere = tmp.path().join("no-such-dir").join("gen.csv");
+    let o = oae()
+        .args(["trace", "gen", "--rate", "1", "--like"])
+        .arg(&src)
+        .arg("--out")
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write"));
+    assert!(!nowhere.exists());
 }

@@ -209,30 +209,42 @@ fn generate(args: TraceGenArgs) -> anyhow::Result<ExitCode> {
         .out
         .as_ref()
         .is_some_and(|p| p.extension().is_some_and(|e| e == "jsonl"));
-    let mut text = String::with_capacity(syn.offsets.len() * 24);
-    if !jsonl {
-        text.push_str("t_s,input_tokens,output_tokens,failed\n");
-    }
-    for &t in &syn.offsets {
-        let i = ((rng::open01(&mut shapes) * sample.shapes.len() as f64) as usize).min(sample.shapes.len() - 1);
-        let (inp, out, failed) = sample.shapes[i];
-        if jsonl {
-            text.push_str(&format!(
-                "{{\"t_s\": {t:.6}, \"input_tokens\": {inp}, \"output_tokens\": {out}, \"failed\": {failed}}}\n"
-            ));
-        } else {
-            text.push_str(&format!("{t:.6},{inp},{out},{}\n", u8::from(failed)));
+    // Streamed: a long synthetic trace is never held in memory as text.
+    let write_rows = |w: &mut dyn Write, shapes: &mut rng::SeededRng| -> std::io::Result<()> {
+        if !jsonl {
+            writeln!(w, "t_s,input_tokens,output_tokens,failed")?;
         }
-    }
+        for &t in &syn.offsets {
+            let i = ((rng::open01(shapes) * sample.shapes.len() as f64) as usize).min(sample.shapes.len() - 1);
+            let (inp, out, failed) = sample.shapes[i];
+            if jsonl {
+                writeln!(
+                    w,
+                    "{{\"t_s\": {t:.6}, \"input_tokens\": {inp}, \"output_tokens\": {out}, \"failed\": {failed}}}"
+                )?;
+            } else {
+                writeln!(w, "{t:.6},{inp},{out},{}", u8::from(failed))?;
+            }
+        }
+        w.flush()
+    };
     let span = syn.offsets.last().copied().unwrap_or(0.0);
     match &args.out {
         Some(path) => {
-            // Written beside the target, then renamed: a reader never sees half a trace.
-            let tmp = path.with_extension("partial");
-            std::fs::write(&tmp, &text).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
+            // Written beside the target, then renamed: a reader never sees half a trace, and a
+            // failed write leaves nothing behind.
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".partial");
+            let tmp = std::path::PathBuf::from(tmp);
+            let written = std::fs::File::create(&tmp)
+                .and_then(|f| write_rows(&mut std::io::BufWriter::new(f), &mut shapes))
+                .and_then(|()| std::fs::rename(&tmp, path));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                anyhow::bail!("{}: cannot write the trace: {e}", path.display());
+            }
         }
-        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+        None => write_rows(&mut std::io::BufWriter::new(std::io::stdout().lock()), &mut shapes)?,
     }
     // A count of a renewal process over a fixed horizon has relative s.d. ≈ CV / √n: bursty
     // traffic hits its long-run rate only loosely in a short trace.
