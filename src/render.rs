@@ -84,18 +84,66 @@ pub fn cells(cells: &[CellSummary]) -> String {
                 } else {
                     format!("measured by {}", e.source)
                 };
+                let band = e
+                    .band
+                    .map(|(lo, hi)| format!(", band ×{:.2}–×{:.2}", lo, hi))
+                    .unwrap_or_default();
                 let per = |s: &Option<Stat>| s.as_ref().map(|s| est(&s.mean)).unwrap_or_else(|| "n/a".into());
                 let _ = writeln!(
                     out,
-                    "  energy    {} J/request active, {} J/request amortized (mean [CI]); {} W mean — {flag}",
+                    "  energy    {} J/request dynamic, {} active, {} amortized (mean [CI]); {} W mean — {flag}{band}",
+                    per(&e.dyn_j_per_request),
                     per(&e.active_j_per_request),
                     per(&e.amortized_j_per_request),
                     num(e.mean_power_w)
                 );
+                let idle = e
+                    .idle_w
+                    .map(|w| format!("idle {} W", num(w)))
+                    .unwrap_or_else(|| "no idle baseline".into());
+                let s = &e.sensitivity;
+                let o = |x: Option<f64>| x.map(num).unwrap_or_else(|| "—".into());
+                let _ = writeln!(
+                    out,
+                    "            {idle}; gap bucket {} J{}; active J/request by token work {} · time share {} · equal share {}",
+                    num(e.gap_j),
+                    e.compressed_idle_j
+                        .filter(|_| e.compressed_s > 0.0)
+                        .map(|j| format!(" + {} J idle of {} s skipped by compression (analytic)", num(j), num(e.compressed_s)))
+                        .unwrap_or_default(),
+                    o(s.token_work_j),
+                    o(s.time_share_j),
+                    o(s.equal_share_j)
+                );
+                for f in &e.fallbacks {
+                    let _ = writeln!(out, "  FALLBACK  {f}");
+                }
+                if !e.valid {
+                    let _ = writeln!(out, "  INVALID   energy: {}", e.invalid_reasons.join("; "));
+                }
             }
             None => {
                 let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
             }
+        }
+        if let Some(k) = &c.carbon {
+            let f = &k.per_request_facility;
+            let o = |x: Option<f64>| x.map(|v| format!("{:.3}", v * 1000.0)).unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                out,
+                "  carbon    {:.3} mg CO2e/request at PUE {} (dynamic {} · idle {} · embodied {:.3} mg); {:.2} g per 1k requests; {} g/kWh{} — ESTIMATED",
+                f.total_g * 1000.0,
+                k.pue_facility,
+                o(f.dynamic_g),
+                o(f.idle_g),
+                f.embodied_g * 1000.0,
+                k.per_1k_requests_facility_g,
+                num(k.intensity_g_per_kwh),
+                k.intensity_note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            );
         }
         let g = &c.goodput;
         let mut slo = Vec::new();

@@ -26,7 +26,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60.0);
-    let opened = oae_harness::meters::open_all();
+    let opened = oae_harness::meters::open_all(&oae_harness::meters::MeterConfig::default());
     let names: Vec<String> = opened
         .meters
         .iter()

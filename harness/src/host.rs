@@ -91,11 +91,9 @@ pub fn nvml_status() -> SourceStatus {
         detail: String::new(),
         items: vec![],
     };
-    match nvml_wrapper::Nvml::init() {
+    match crate::meters::nvml::library() {
         Err(e) => {
-            st.detail = format!(
-                "NVML did not load: {e} (no NVIDIA driver or libnvidia-ml.so on this machine; GPU energy cannot be measured)"
-            );
+            st.detail = format!("{e}; GPU energy cannot be measured");
         }
         Ok(nvml) => {
             st.available = true;

@@ -9,6 +9,7 @@
 //! monotonic clock, so a late dispatcher or a busy worker shows up as latency (no
 //! coordinated omission); dispatch lag and queue wait are recorded separately.
 
+pub mod carbon;
 pub mod clock;
 pub mod energy;
 mod error;

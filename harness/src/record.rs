@@ -110,12 +110,23 @@ pub struct RequestRecord {
     pub phases_ms: BTreeMap<String, f64>,
     /// Method counters.
     pub counters: BTreeMap<String, f64>,
-    /// Dynamic energy (above idle). Needs an idle baseline; `None` until one is measured.
+    /// Dynamic energy (above the loaded-idle baseline), its token-work share; `None` without
+    /// an idle baseline.
     pub energy_dyn_j: Option<f64>,
-    /// Energy while the request was being served (time-share of the interval energy).
+    /// Energy while the request was in service: its token-work share of dynamic and idle energy.
     pub energy_active_j: Option<f64>,
-    /// Active energy plus an equal share of the energy of gaps with no request in service.
+    /// Active energy plus an equal share of the energy of gaps with no request in service
+    /// (including idle energy skipped by time compression, added analytically).
     pub energy_amortized_j: Option<f64>,
+    /// Part of the active energy spent while the request was in prefill.
+    #[serde(default)]
+    pub energy_prefill_j: Option<f64>,
+    /// Part of the active energy spent while the request was decoding.
+    #[serde(default)]
+    pub energy_decode_j: Option<f64>,
+    /// Facility-level carbon of the amortized energy plus the embodied share, gCO2e.
+    #[serde(default)]
+    pub co2e_g: Option<f64>,
     /// The meter the energy came from.
     pub energy_source: Option<String>,
     /// Whether the energy is an estimate rather than a measurement.

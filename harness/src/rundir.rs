@@ -115,7 +115,7 @@ impl RunDir {
 
     /// Writes timeline.csv: `t_s,domain,source,kind,energy_j,power_w`.
     pub fn write_timeline(&self, timeline: &Timeline) -> Result<(), HarnessError> {
-        let mut out = String::from("t_s,domain,source,kind,energy_j,power_w\n");
+        let mut out = String::from("t_s,domain,source,kind,energy_j,power_w,invalid,energy_lo_j,energy_hi_j\n");
         for s in &timeline.samples {
             let m = &timeline.meters[s.meter];
             let kind = serde_json::to_value(m.kind)
@@ -123,9 +123,21 @@ impl RunDir {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
             let power = s.power_w.map(|p| format!("{p:.6}")).unwrap_or_default();
+            let (lo, hi) = s
+                .band_j
+                .map(|(l, h)| (format!("{l:.6}"), format!("{h:.6}")))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "{:.6},{},{},{},{:.6},{}\n",
-                s.t_s, m.domain, m.name, kind, s.energy_j, power
+                "{:.6},{},{},{},{:.6},{},{},{},{}\n",
+                s.t_s,
+                m.domain,
+                m.name,
+                kind,
+                s.energy_j,
+                power,
+                u8::from(s.invalid),
+                lo,
+                hi
             ));
         }
         self.write_atomic("timeline.csv", out.as_bytes())

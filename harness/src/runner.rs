@@ -148,6 +148,9 @@ pub fn build_record(
         energy_dyn_j: None,
         energy_active_j: None,
         energy_amortized_j: None,
+        energy_prefill_j: None,
+        energy_decode_j: None,
+        co2e_g: None,
         energy_source: None,
         energy_estimated: false,
     }

@@ -14,6 +14,13 @@
 //! [slo]                                # optional: defines "good" requests for goodput
 //! ttft_ms = 500.0
 //! e2e_ms = 5000.0
+//! [energy]                             # optional
+//! idle_baseline_s = 30.0               # loaded idle before and after each method's replays (0: none)
+//! prefill_weight = 1.0                 # c_p: work of a prefill token relative to a decode token
+//! cpu_tdp_w = 65.0                     # modelled CPU meter follows a TDP curve instead
+//! replay_timeline = "old/timeline.csv" # replay a recorded timeline instead of live meters
+//! [carbon]                             # optional; see `oae_harness::carbon`
+//! region = "DEU"
 //! [[workloads]]
 //! name = "sporadic"
 //! arrival = { process = "poisson", rate_qps = 3.0 }
@@ -53,6 +60,10 @@ struct SuiteFile {
     run: Spanned<RunSection>,
     #[serde(default)]
     slo: Slo,
+    #[serde(default)]
+    energy: EnergySection,
+    #[serde(default)]
+    carbon: crate::carbon::CarbonSection,
     workloads: Vec<WorkloadEntry>,
     methods: Vec<Spanned<SpannedEntries>>,
 }
@@ -78,6 +89,85 @@ struct RunSection {
     queue_bound: Option<Spanned<i64>>,
     min_requests: Option<PositiveU64>,
     min_duration_s: Option<PositiveF64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnergySection {
+    idle_baseline_s: Option<Spanned<f64>>,
+    prefill_weight: Option<PositiveF64>,
+    cpu_tdp_w: Option<PositiveF64>,
+    replay_timeline: Option<Spanned<String>>,
+}
+
+/// Default length of each loaded-idle baseline, s (energy-carbon methodology: ≥ 30 s).
+pub const DEFAULT_IDLE_BASELINE_S: f64 = 30.0;
+
+/// Energy settings from `[energy]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnergyConfig {
+    /// Loaded-idle baseline measured before and after each method's replays; zero: none.
+    pub idle_baseline: Duration,
+    /// `c_p`: token-work weight of a prefill token relative to a decode token.
+    pub prefill_weight: f64,
+    /// What shapes the meters.
+    pub meters: crate::meters::MeterConfig,
+}
+
+impl Default for EnergyConfig {
+    fn default() -> Self {
+        EnergyConfig {
+            idle_baseline: Duration::from_secs_f64(DEFAULT_IDLE_BASELINE_S),
+            prefill_weight: 1.0,
+            meters: crate::meters::MeterConfig::default(),
+        }
+    }
+}
+
+fn energy_config(source: &SourceFile, e: EnergySection) -> Result<EnergyConfig, ConfigError> {
+    let idle_baseline = match &e.idle_baseline_s {
+        None => Duration::from_secs_f64(DEFAULT_IDLE_BASELINE_S),
+        Some(v) if v.get_ref().is_finite() && (0.0..=3600.0).contains(v.get_ref()) => {
+            Duration::from_secs_f64(*v.get_ref())
+        }
+        Some(v) => {
+            return Err(source.error_at(
+                v.span().start,
+                "energy.idle_baseline_s",
+                format!(
+                    "must be a number of seconds from 0 (no baseline) to 3600, got {}",
+                    v.get_ref()
+                ),
+            ));
+        }
+    };
+    let replay_timeline = match &e.replay_timeline {
+        None => None,
+        Some(p) => {
+            let base = Path::new(&source.label)
+                .parent()
+                .filter(|d| d.is_dir())
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let path = base.join(p.get_ref());
+            if !path.is_file() {
+                return Err(source.error_at(
+                    p.span().start,
+                    "energy.replay_timeline",
+                    format!("no timeline file at {}; give the timeline.csv of an earlier run", path.display()),
+                ));
+            }
+            Some(path)
+        }
+    };
+    Ok(EnergyConfig {
+        idle_baseline,
+        prefill_weight: e.prefill_weight.map(|w| w.get()).unwrap_or(1.0),
+        meters: crate::meters::MeterConfig {
+            cpu_tdp_w: e.cpu_tdp_w.map(|w| w.get()),
+            replay_timeline,
+        },
+    })
 }
 
 /// Service-level objectives: a request is *good* when it succeeded and meets every one set.
@@ -151,6 +241,10 @@ pub struct Suite {
     pub run: RunConfig,
     /// `[slo]`.
     pub slo: Slo,
+    /// `[energy]`.
+    pub energy: EnergyConfig,
+    /// `[carbon]`.
+    pub carbon: crate::carbon::CarbonConfig,
     /// `[[workloads]]`.
     pub workloads: Vec<WorkloadSpec>,
     /// `[[methods]]`.
@@ -186,6 +280,8 @@ impl Suite {
             None => default_name.to_string(),
         };
         let run = run_config(&source, file.run)?;
+        let energy = energy_config(&source, file.energy)?;
+        let carbon = crate::carbon::CarbonConfig::from_section(&source, file.carbon)?;
 
         if file.workloads.is_empty() {
             return Err(source.error_at(
@@ -272,6 +368,8 @@ impl Suite {
             sha256,
             run,
             slo: file.slo,
+            energy,
+            carbon,
             workloads,
             methods,
         })

@@ -11,28 +11,68 @@ use crate::{EnergyKind, Outcome, RequestRecord};
 /// Energy figures of one cell. Every field inherits `kind`; `estimated` repeats it plainly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergySummary {
-    /// Meter the figures come from.
+    /// Meters the figures come from, `+`-joined (one per domain).
     pub source: String,
-    /// Domain metered (`cpu`, `gpu:0`).
+    /// Domains metered (`cpu`, `gpu:0`), `+`-joined.
     pub domain: String,
-    /// Measured, integrated or estimated.
+    /// Weakest kind among the meters used.
     pub kind: EnergyKind,
-    /// True unless a hardware counter measured it.
+    /// True unless hardware counters measured every domain.
     pub estimated: bool,
+    /// Whether the figures can be trusted: energy conserved, no counter reset or meter
+    /// failure inside the window, every domain covered. See `invalid_reasons`.
+    pub valid: bool,
+    /// Why `valid` is false.
+    pub invalid_reasons: Vec<String>,
+    /// Domains served by a fallback meter (the primary failed or reset), and why.
+    pub fallbacks: Vec<String>,
     /// Energy over the whole replay window, J.
     pub window_j: f64,
     /// Mean power over the replay window, W.
     pub mean_power_w: f64,
+    /// Energy of pieces with at least one request in service, J.
+    pub busy_j: f64,
     /// Energy of the window's pieces with no request in service, J.
     pub gap_j: f64,
-    /// Per measured request: its time-share while in service, J.
+    /// Loaded-idle power used (sum over domains), W; `None` without a baseline.
+    pub idle_w: Option<f64>,
+    /// Dynamic energy attributed to requests (Σ energy_dyn_j over all served), J.
+    pub dyn_j: Option<f64>,
+    /// Pieces below the idle baseline, J (≤ 0; noise or drift, kept in the totals).
+    pub negative_dyn_j: Option<f64>,
+    /// Idle energy of the time skipped by compression (`P_idle × skipped`), added to the gap
+    /// bucket analytically — never measured.
+    pub compressed_idle_j: Option<f64>,
+    /// Time skipped by compression, s.
+    pub compressed_s: f64,
+    /// Per measured request: dynamic energy, J.
+    pub dyn_j_per_request: Option<Stat>,
+    /// Per measured request: its token-work share while in service, J.
     pub active_j_per_request: Option<Stat>,
     /// Per measured request: active plus equal share of gap energy, J.
     pub amortized_j_per_request: Option<Stat>,
+    /// Attribution sensitivities of the mean active energy per measured request, J.
+    pub sensitivity: Sensitivity,
+    /// Active energy of the cell by phase, J.
+    pub phases_j: BTreeMap<String, f64>,
+    /// Relative uncertainty band of every energy figure (low, high factors), for estimated
+    /// sources.
+    pub band: Option<(f64, f64)>,
     /// Σ active + gap − window: should be ~0.
     pub conservation_error_j: f64,
     /// Energy of the method's setup (`prepare`), J.
     pub setup_j: Option<f64>,
+}
+
+/// Mean active energy per measured request under each attribution rule, J.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sensitivity {
+    /// Token work within each interval (the reported figure).
+    pub token_work_j: Option<f64>,
+    /// Each interval split equally among the requests in it.
+    pub time_share_j: Option<f64>,
+    /// All busy energy split equally among served requests.
+    pub equal_share_j: Option<f64>,
 }
 
 /// Everything reported about one (method, workload) cell.
@@ -90,6 +130,9 @@ pub struct CellSummary {
     pub setup_s: f64,
     /// Energy, when a meter was available.
     pub energy: Option<EnergySummary>,
+    /// Carbon per request (needs energy).
+    #[serde(default)]
+    pub carbon: Option<crate::carbon::CarbonSummary>,
     /// TTFT and E2E of ok measured requests grouped by the idle time before them
     /// (`idle_before_s`): the wake-up penalty of a deployment that sits idle.
     pub wakeup: Vec<WakeupBucket>,
@@ -365,6 +408,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         counters,
         setup_s,
         energy: None,
+        carbon: None,
         wakeup,
         goodput: {
             let good = measured.iter().filter(|r| meets(&info.slo, r)).count();
@@ -470,6 +514,9 @@ mod tests {
             energy_dyn_j: None,
             energy_active_j: None,
             energy_amortized_j: None,
+            energy_prefill_j: None,
+            energy_decode_j: None,
+            co2e_g: None,
             energy_source: None,
             energy_estimated: true,
         }

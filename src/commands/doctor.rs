@@ -29,7 +29,7 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
         }
     }
     println!("  meters oae will use:");
-    let opened = oae_harness::meters::open_all();
+    let opened = oae_harness::meters::open_all(&oae_harness::meters::MeterConfig::default());
     for m in &opened.meters {
         println!(
             "    {} (domain {}, {})",

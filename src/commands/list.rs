@@ -16,7 +16,7 @@ pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
         }
         ListWhat::Meters => {
             for spec in oae_harness::meters::registry() {
-                let here = match (spec.open)() {
+                let here = match (spec.open)(&oae_harness::meters::MeterConfig::default()) {
                     Ok(m) => format!(
                         "available here: {}",
                         m.iter()

@@ -12,6 +12,17 @@
 //! When the micro-architecture cannot be told from the CPU model name, the mean of the
 //! table is used and the provenance says so.
 //!
+//! **TDP curve** (when the suite gives `[energy] cpu_tdp_w`): `P = TDP × f(u)` with `f`
+//! piecewise linear through (0 %, 0.12), (10 %, 0.32), (50 %, 0.75), (100 %, 1.02) — the
+//! SPECpower-derived load curve of Teads' EC2 carbon dataset (Davy, 2021), also used by
+//! Boavizta. The TDP is that of the CPU share the run is charged for (on a VM: socket TDP ×
+//! vCPUs / host threads).
+//!
+//! **Uncertainty band** (always reported, an assumption rather than a published error): a
+//! recognised micro-architecture or a user TDP gets ±30 % (the coefficients are averages over
+//! many servers' SPECpower results); an unrecognised one gets the envelope of the table (lowest
+//! and highest rows), which is what not knowing the CPU means.
+//!
 //! **Overhead model:** one read of `/proc/stat` (a few KB) and a parse per reading.
 
 use std::time::{Duration, Instant};
@@ -37,6 +48,53 @@ pub struct Coefficients {
     pub w_max: f64,
     /// Whether the micro-architecture was recognised (otherwise the table mean is used).
     pub matched: bool,
+}
+
+/// Relative half-width of the band around recognised coefficients or a user TDP.
+const BAND: f64 = 0.30;
+
+/// TDP load curve: (utilization, fraction of TDP), linearly interpolated.
+const TDP_CURVE: [(f64, f64); 4] = [(0.0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.0, 1.02)];
+
+/// Fraction of TDP drawn at utilization `u` ∈ [0, 1].
+pub fn tdp_fraction(u: f64) -> f64 {
+    let u = u.clamp(0.0, 1.0);
+    let i = TDP_CURVE.windows(2).position(|w| u <= w[1].0).unwrap_or(TDP_CURVE.len() - 2);
+    let ((u0, f0), (u1, f1)) = (TDP_CURVE[i], TDP_CURVE[i + 1]);
+    f0 + (f1 - f0) * (u - u0) / (u1 - u0)
+}
+
+/// How power follows utilization.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PowerModel {
+    /// Per-vCPU linear model with its coefficients.
+    PerVcpu(Coefficients),
+    /// TDP load curve for the given TDP, W.
+    Tdp(f64),
+}
+
+impl PowerModel {
+    /// (power, low end of band, high end of band) at utilization `u` on `n` vCPUs.
+    fn power(&self, u: f64, n: usize) -> (f64, f64, f64) {
+        let n = n as f64;
+        match *self {
+            PowerModel::PerVcpu(c) => {
+                let p = n * (c.w_min + u * (c.w_max - c.w_min));
+                if c.matched {
+                    (p, p * (1.0 - BAND), p * (1.0 + BAND))
+                } else {
+                    let row = |r: &(&str, f64, f64)| n * (r.1 + u * (r.2 - r.1));
+                    let lo = TABLE.iter().map(row).fold(f64::INFINITY, f64::min);
+                    let hi = TABLE.iter().map(row).fold(0.0, f64::max);
+                    (p, lo, hi)
+                }
+            }
+            PowerModel::Tdp(tdp) => {
+                let p = tdp * tdp_fraction(u);
+                (p, p * (1.0 - BAND), p * (1.0 + BAND))
+            }
+        }
+    }
 }
 
 const SOURCE: &str = "Cloud Carbon Footprint per-vCPU coefficients (SPECpower-derived), github.com/cloud-carbon-footprint/cloud-carbon-coefficients";
@@ -165,46 +223,56 @@ type Clock = Box<dyn FnMut() -> Duration + Send>;
 pub struct CpuModelMeter {
     read_stat: StatSource,
     now: Clock,
-    coeff: Coefficients,
+    model: PowerModel,
     cpu_model: String,
     n_vcpu: usize,
     prev: (CpuTimes, Duration),
     energy_j: f64,
+    band_j: (f64, f64),
     steal_jiffies: u64,
 }
 
 impl CpuModelMeter {
-    /// A meter over an arbitrary `/proc/stat` source and clock (tests feed fixtures).
-    pub fn with_source(cpu_model: &str, mut read_stat: StatSource, mut now: Clock) -> Result<Self, String> {
+    /// A meter over an arbitrary `/proc/stat` source and clock (tests feed fixtures); with
+    /// `tdp_w`, the TDP curve replaces the per-vCPU coefficients.
+    pub fn with_source(
+        cpu_model: &str,
+        tdp_w: Option<f64>,
+        mut read_stat: StatSource,
+        mut now: Clock,
+    ) -> Result<Self, String> {
         let text = read_stat().map_err(|e| format!("cannot read /proc/stat: {e}"))?;
         let (times, n_vcpu) = parse_proc_stat(&text)?;
         let t = now();
+        let model = match tdp_w {
+            Some(w) if w.is_finite() && w > 0.0 => PowerModel::Tdp(w),
+            Some(w) => return Err(format!("cpu_tdp_w must be a power in W > 0, got {w}")),
+            None => PowerModel::PerVcpu(Coefficients::for_cpu(cpu_model)),
+        };
         Ok(Self {
             read_stat,
             now,
-            coeff: Coefficients::for_cpu(cpu_model),
+            model,
             cpu_model: cpu_model.to_string(),
             n_vcpu,
             prev: (times, t),
             energy_j: 0.0,
+            band_j: (0.0, 0.0),
             steal_jiffies: 0,
         })
     }
 }
 
-fn open() -> super::Opened {
-    open_one().map(|m| vec![m])
-}
-
-fn open_one() -> Result<Box<dyn Meter>, String> {
+fn open(config: &super::MeterConfig) -> super::Opened {
     let model = crate::host::cpu_model_name();
     let start = Instant::now();
     let m = CpuModelMeter::with_source(
         &model,
+        config.cpu_tdp_w,
         Box::new(|| std::fs::read_to_string("/proc/stat")),
         Box::new(move || start.elapsed()),
     )?;
-    Ok(Box::new(m))
+    Ok(vec![Box::new(m)])
 }
 
 impl Meter for CpuModelMeter {
@@ -233,31 +301,50 @@ impl Meter for CpuModelMeter {
         // idle would be wrong, so keep the baseline and let the next reading integrate it.
         if busy + idle == 0.0 && dt < 0.02 {
             return Ok(MeterReading {
-                energy_j: self.energy_j,
-                power_w: None,
+                band_j: Some(self.band_j),
+                ..MeterReading::new(self.energy_j, None)
             });
         }
         let u = if busy + idle > 0.0 { busy / (busy + idle) } else { 0.0 };
-        let power = self.n_vcpu as f64 * (self.coeff.w_min + u * (self.coeff.w_max - self.coeff.w_min));
+        let (power, lo, hi) = self.model.power(u, self.n_vcpu);
         self.energy_j += power * dt;
+        self.band_j.0 += lo * dt;
+        self.band_j.1 += hi * dt;
         self.prev = (times, t);
         Ok(MeterReading {
-            energy_j: self.energy_j,
-            power_w: Some(power),
+            band_j: Some(self.band_j),
+            ..MeterReading::new(self.energy_j, Some(power))
         })
     }
     fn provenance(&self) -> serde_json::Value {
-        json!({
-            "model": "P = n_vcpu * (w_min + u * (w_max - w_min)); u from /proc/stat, steal excluded",
+        let common = json!({
             "cpu_model": self.cpu_model,
-            "microarch": self.coeff.microarch,
-            "microarch_matched": self.coeff.matched,
-            "w_min_per_vcpu": self.coeff.w_min,
-            "w_max_per_vcpu": self.coeff.w_max,
             "n_vcpu": self.n_vcpu,
-            "source": SOURCE,
+            "utilization": "busy / (busy + idle) from /proc/stat deltas; steal excluded",
             "estimated": true,
-        })
+        });
+        let specific = match self.model {
+            PowerModel::PerVcpu(c) => json!({
+                "model": "P = n_vcpu * (w_min + u * (w_max - w_min))",
+                "microarch": c.microarch,
+                "microarch_matched": c.matched,
+                "w_min_per_vcpu": c.w_min,
+                "w_max_per_vcpu": c.w_max,
+                "source": SOURCE,
+                "uncertainty_band": if c.matched { "±30% (assumed spread of servers around the micro-architecture average)" } else { "envelope of the coefficient table (micro-architecture unknown)" },
+            }),
+            PowerModel::Tdp(tdp) => json!({
+                "model": "P = tdp_w * f(u), f piecewise linear through (0, 0.12), (0.1, 0.32), (0.5, 0.75), (1, 1.02)",
+                "tdp_w": tdp,
+                "source": "TDP load curve of Teads' EC2 carbon dataset (B. Davy, 2021), SPECpower-derived; used by Boavizta",
+                "uncertainty_band": "±30% (assumed)",
+            }),
+        };
+        let mut v = common;
+        if let (Some(a), Some(b)) = (v.as_object_mut(), specific.as_object()) {
+            a.extend(b.clone());
+        }
+        v
     }
 }
 
@@ -322,6 +409,7 @@ mod tests {
         let (s, c) = (stats.clone(), clock.clone());
         let mut m = CpuModelMeter::with_source(
             "AMD EPYC 7763",
+            None,
             Box::new(move || Ok(s.lock().unwrap().remove(0))),
             Box::new(move || c.lock().unwrap().remove(0)),
         )
@@ -330,6 +418,44 @@ mod tests {
         let expect = 2.0 * (0.45 + 0.5 * (1.87 - 0.45));
         assert!((r.power_w.unwrap() - expect).abs() < 1e-12);
         assert!((r.energy_j - expect).abs() < 1e-12);
+        let (lo, hi) = r.band_j.unwrap();
+        assert!((lo - 0.7 * expect).abs() < 1e-12 && (hi - 1.3 * expect).abs() < 1e-12);
         assert_eq!(m.kind(), EnergyKind::Estimated);
+    }
+
+    fn fixture_meter(cpu: &str, tdp: Option<f64>, busy: u64, idle: u64) -> MeterReading {
+        let stats = Arc::new(Mutex::new(vec![
+            "cpu  0 0 0 0 0 0 0 0\ncpu0 0\n".to_string(),
+            format!("cpu  {busy} 0 0 {idle} 0 0 0 0\ncpu0 0\n"),
+        ]));
+        let clock = Arc::new(Mutex::new(vec![Duration::ZERO, Duration::from_secs(2)]));
+        let mut m = CpuModelMeter::with_source(
+            cpu,
+            tdp,
+            Box::new(move || Ok(stats.lock().unwrap().remove(0))),
+            Box::new(move || clock.lock().unwrap().remove(0)),
+        )
+        .unwrap();
+        m.read().unwrap()
+    }
+
+    #[test]
+    fn tdp_curve_replaces_coefficients() {
+        assert!((tdp_fraction(0.0) - 0.12).abs() < 1e-12);
+        assert!((tdp_fraction(0.3) - (0.32 + 0.5 * 0.43)).abs() < 1e-12);
+        assert!((tdp_fraction(1.0) - 1.02).abs() < 1e-12);
+        // 30% busy for 2 s at TDP 100 W: 100 * 0.535 * 2 = 107 J.
+        let r = fixture_meter("anything", Some(100.0), 30, 70);
+        assert!((r.energy_j - 107.0).abs() < 1e-9, "{r:?}");
+        assert!(CpuModelMeter::with_source("x", Some(-5.0), Box::new(|| Ok("cpu 0 0 0 0\n".into())), Box::new(|| Duration::ZERO)).is_err());
+    }
+
+    #[test]
+    fn unknown_cpu_band_is_the_table_envelope() {
+        // Idle for 2 s on one vCPU: band = lowest and highest w_min in the table.
+        let r = fixture_meter("Mystery CPU", None, 0, 100);
+        let (lo, hi) = r.band_j.unwrap();
+        assert!((lo - 2.0 * 0.45).abs() < 1e-9 && (hi - 2.0 * 1.90).abs() < 1e-9, "{lo} {hi}");
+        assert!(lo < r.energy_j && r.energy_j < hi);
     }
 }

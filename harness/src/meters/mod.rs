@@ -8,8 +8,11 @@
 //! Adding a meter = a file here with a `SPEC` and a line in [`registry`].
 
 mod cpu_model;
+pub mod nvml;
 pub mod rapl;
+pub mod replay;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -35,12 +38,40 @@ pub enum EnergyKind {
 }
 
 /// One reading of a meter.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct MeterReading {
     /// Energy since the meter was opened, joules (non-decreasing).
     pub energy_j: f64,
     /// Mean power over the last reading interval, watts, when the meter knows it.
     pub power_w: Option<f64>,
+    /// The interval ending at this reading is unknown (e.g. the hardware counter went
+    /// backwards: a driver reload or reset). `energy_j` then carries the previous total, and
+    /// any window containing the interval is invalid.
+    pub invalid: bool,
+    /// Cumulative energy at the low and high ends of the source's uncertainty band, J
+    /// (estimated sources only).
+    pub band_j: Option<(f64, f64)>,
+}
+
+impl MeterReading {
+    /// A plain reading: energy and, when known, power.
+    pub fn new(energy_j: f64, power_w: Option<f64>) -> MeterReading {
+        MeterReading {
+            energy_j,
+            power_w,
+            ..MeterReading::default()
+        }
+    }
+}
+
+/// Suite settings that choose or shape the energy sources (`[energy]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeterConfig {
+    /// Thermal design power of the CPU share this run is charged for, W: the modelled CPU
+    /// meter then follows a TDP load curve instead of per-vCPU coefficients.
+    pub cpu_tdp_w: Option<f64>,
+    /// Feed this recorded `timeline.csv` instead of the machine's live sources.
+    pub replay_timeline: Option<PathBuf>,
 }
 
 /// A source of energy readings for one domain.
@@ -70,12 +101,13 @@ pub struct MeterSpec {
     pub about: &'static str,
     /// Opens the source's meters (one per domain it covers), or says why it is unavailable
     /// here.
-    pub open: fn() -> Opened,
+    pub open: fn(&MeterConfig) -> Opened,
 }
 
-/// Every energy source oae knows, one line each, in priority order.
+/// Every live energy source oae knows, one line each, in priority order. (The replay meter,
+/// [`replay`], stands in for all of them when `[energy] replay_timeline` is set.)
 pub fn registry() -> &'static [MeterSpec] {
-    &[rapl::SPEC, cpu_model::SPEC]
+    &[nvml::COUNTER_SPEC, nvml::POWER_SPEC, rapl::SPEC, cpu_model::SPEC]
 }
 
 /// The meters that opened, and why the others did not.
@@ -86,12 +118,20 @@ pub struct OpenMeters {
     pub unavailable: Vec<(String, String)>,
 }
 
-/// Opens every registered meter that works here.
-pub fn open_all() -> OpenMeters {
+/// Opens every registered meter that works here, or only the replay meters when the config
+/// names a recorded timeline.
+pub fn open_all(config: &MeterConfig) -> OpenMeters {
     let mut meters = Vec::new();
     let mut unavailable = Vec::new();
+    if let Some(path) = &config.replay_timeline {
+        match replay::open_file(path) {
+            Ok(m) => meters = m,
+            Err(reason) => unavailable.push(("replay".to_string(), reason)),
+        }
+        return OpenMeters { meters, unavailable };
+    }
     for spec in registry() {
-        match (spec.open)() {
+        match (spec.open)(config) {
             Ok(m) => meters.extend(m),
             Err(reason) => unavailable.push((spec.name.to_string(), reason)),
         }
@@ -148,7 +188,25 @@ pub struct Sample {
     pub energy_j: f64,
     /// Power over the preceding interval, watts, if known.
     pub power_w: Option<f64>,
+    /// The interval ending here is unknown (see [`MeterReading::invalid`]).
+    pub invalid: bool,
+    /// Cumulative energy at the ends of the uncertainty band, J (estimated sources).
+    pub band_j: Option<(f64, f64)>,
 }
+
+/// A meter that stopped working during the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeterFailure {
+    /// Index into [`Timeline::meters`].
+    pub meter: usize,
+    /// When it was given up on, s since the run epoch.
+    pub t_s: f64,
+    /// The last error.
+    pub reason: String,
+}
+
+/// Consecutive failed reads after which a meter is given up on for the rest of the run.
+pub const FAILED_AFTER: usize = 3;
 
 /// All samples of a run.
 #[derive(Debug, Clone, Default)]
@@ -161,13 +219,17 @@ pub struct Timeline {
     pub errors: Vec<(f64, usize, String)>,
     /// Largest gap between consecutive grid samples of any meter, milliseconds.
     pub max_gap_ms: f64,
+    /// Meters given up on after [`FAILED_AFTER`] consecutive failed reads.
+    pub failures: Vec<MeterFailure>,
+    /// CPU time the sampler thread used, s (the harness's own metering overhead).
+    pub sampler_cpu_s: Option<f64>,
 }
 
 impl Timeline {
     /// Cumulative energy of `meter` at `t_s`, linearly interpolated; `None` outside the
     /// sampled window.
     pub fn energy_at(&self, meter: usize, t_s: f64) -> Option<f64> {
-        let pts: Vec<&Sample> = self.samples.iter().filter(|s| s.meter == meter).collect();
+        let pts = self.of(meter);
         let (first, last) = (pts.first()?, pts.last()?);
         if t_s < first.t_s || t_s > last.t_s {
             return None;
@@ -184,12 +246,53 @@ impl Timeline {
     pub fn energy_between(&self, meter: usize, from_s: f64, to_s: f64) -> Option<f64> {
         Some(self.energy_at(meter, to_s)? - self.energy_at(meter, from_s)?)
     }
+
+    /// The samples of one meter, in time order.
+    pub fn of(&self, meter: usize) -> Vec<&Sample> {
+        self.samples.iter().filter(|s| s.meter == meter).collect()
+    }
+
+    /// Whether `meter`'s samples cover `[from_s, to_s]` with every interval inside it valid
+    /// and no failure before `to_s`.
+    pub fn covers(&self, meter: usize, from_s: f64, to_s: f64) -> bool {
+        let pts = self.of(meter);
+        let (Some(first), Some(last)) = (pts.first(), pts.last()) else {
+            return false;
+        };
+        let failed = self.failures.iter().any(|f| f.meter == meter && f.t_s < to_s);
+        first.t_s <= from_s
+            && last.t_s >= to_s
+            && !failed
+            && !pts.windows(2).any(|w| w[1].invalid && w[1].t_s > from_s && w[0].t_s < to_s)
+    }
+
+    /// For each domain, the meter that serves `[from_s, to_s]`: the primary one when it covers
+    /// the window, else the best-kind meter of the domain that does (a fallback, flagged by the
+    /// caller). Domains no meter covers are returned with `None`.
+    pub fn serving(&self, from_s: f64, to_s: f64) -> Vec<(String, Option<usize>)> {
+        let mut domains: Vec<String> = Vec::new();
+        for m in &self.meters {
+            if !domains.contains(&m.domain) {
+                domains.push(m.domain.clone());
+            }
+        }
+        domains
+            .into_iter()
+            .map(|d| {
+                let mut cands: Vec<usize> = (0..self.meters.len()).filter(|&m| self.meters[m].domain == d).collect();
+                cands.sort_by_key(|&m| (!self.meters[m].primary, self.meters[m].kind, m));
+                let pick = cands.into_iter().find(|&m| self.covers(m, from_s, to_s));
+                (d, pick)
+            })
+            .collect()
+    }
 }
 
 struct Shared {
     meters: Vec<Box<dyn Meter>>,
     timeline: Timeline,
     last_grid: Vec<Option<f64>>,
+    consecutive_errors: Vec<usize>,
 }
 
 /// Reads every meter on a fixed grid on its own thread.
@@ -229,6 +332,7 @@ impl Sampler {
                 ..Timeline::default()
             },
             last_grid: vec![None; n],
+            consecutive_errors: vec![0; n],
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = Sampler {
@@ -242,6 +346,7 @@ impl Sampler {
             std::thread::Builder::new()
                 .name("oae-sampler".into())
                 .spawn(move || {
+                    let cpu_start = thread_cpu_s();
                     let mut next = Instant::now() + interval;
                     // Sleep, never spin: each reading carries its own timestamp, so timer
                     // slack moves a sample, it does not falsify it (spinning the last 1.5 ms
@@ -253,6 +358,9 @@ impl Sampler {
                         if next < now {
                             next = now + interval; // fell behind: skip, the gap is recorded
                         }
+                    }
+                    if let (Some(a), Some(b), Ok(mut s)) = (cpu_start, thread_cpu_s(), shared.lock()) {
+                        s.timeline.sampler_cpu_s = Some(b - a);
                     }
                 })
                 .expect("spawning the sampler thread")
@@ -293,16 +401,35 @@ fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
         meters,
         timeline,
         last_grid,
+        consecutive_errors,
     } = &mut *s;
     for (i, m) in meters.iter_mut().enumerate() {
+        if consecutive_errors[i] >= FAILED_AFTER {
+            continue; // given up on; recorded in `failures`
+        }
         match m.read() {
-            Ok(r) => timeline.samples.push(Sample {
-                t_s,
-                meter: i,
-                energy_j: r.energy_j,
-                power_w: r.power_w,
-            }),
-            Err(e) => timeline.errors.push((t_s, i, e)),
+            Ok(r) => {
+                consecutive_errors[i] = 0;
+                timeline.samples.push(Sample {
+                    t_s,
+                    meter: i,
+                    energy_j: r.energy_j,
+                    power_w: r.power_w,
+                    invalid: r.invalid,
+                    band_j: r.band_j,
+                })
+            }
+            Err(e) => {
+                consecutive_errors[i] += 1;
+                if consecutive_errors[i] == FAILED_AFTER {
+                    timeline.failures.push(MeterFailure {
+                        meter: i,
+                        t_s,
+                        reason: e.clone(),
+                    });
+                }
+                timeline.errors.push((t_s, i, e));
+            }
         }
         if grid {
             if let Some(prev) = last_grid[i] {
@@ -312,6 +439,21 @@ fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
         }
     }
     t_s
+}
+
+/// CPU time of the calling thread, s.
+fn thread_cpu_s() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +469,8 @@ mod tests {
                     meter: 0,
                     energy_j,
                     power_w: None,
+                    invalid: false,
+                    band_j: None,
                 })
                 .collect(),
             ..Timeline::default()

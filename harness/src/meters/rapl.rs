@@ -28,7 +28,7 @@ pub(super) const SPEC: MeterSpec = MeterSpec {
 
 const ROOT: &str = "/sys/class/powercap";
 
-fn open() -> super::Opened {
+fn open(_: &super::MeterConfig) -> super::Opened {
     open_at(Path::new(ROOT))
 }
 
@@ -172,7 +172,7 @@ impl Meter for RaplMeter {
             (dt > 0.0).then(|| (energy_j - e) / dt)
         });
         self.last_read = Some((now, energy_j));
-        Ok(MeterReading { energy_j, power_w })
+        Ok(MeterReading::new(energy_j, power_w))
     }
     fn provenance(&self) -> serde_json::Value {
         json!({

@@ -1,0 +1,419 @@
+//! Carbon: `gCO2e_r = kWh_r × PUE × CI + embodied_r`, per request, with its provenance.
+//!
+//! - **CI** (grid intensity): an hourly series from `[carbon] intensity_csv`, else a value
+//!   from `intensity_g_per_kwh`, else the bundled country table for `region`
+//!   ([`grid`]), else the world average — each recorded with its source and year.
+//! - **PUE**: every figure is given at device level (PUE 1) and at facility level
+//!   (`[carbon] pue`, default [`DEFAULT_PUE`]).
+//! - **Embodied**: manufacturing emissions of the reserved hardware ([`embodied`]), amortized
+//!   over *reserved* wall time (an idle reserved machine still uses up its embodied carbon),
+//!   always flagged `estimated`.
+//!
+//! ```toml
+//! [carbon]
+//! region = "DEU"                 # ISO 3166-1 alpha-3 or country name; default: world average
+//! intensity_g_per_kwh = 350      # overrides the region's table value
+//! intensity_csv = "grid.csv"     # hourly series (timestamp_utc,g_co2e_per_kwh); overrides both
+//! pue = 1.3                      # facility PUE (default 1.56)
+//! embodied_kg = 1200             # overrides the table for the reserved hardware
+//! lifetime_years = 5             # default 6
+//! host_vcpus = 96                # a VM's host size: the VM is charged vCPUs / host_vcpus of a node
+//! ```
+
+pub mod embodied;
+pub mod grid;
+pub mod series;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use oae_workloads::ConfigError;
+use oae_workloads::config::SourceFile;
+
+pub use embodied::Embodied;
+pub use grid::GridRow;
+pub use series::Series;
+
+/// Facility PUE used when the suite sets none: the industry-average annual PUE of the
+/// Uptime Institute Global Data Center Survey 2024 (1.56).
+pub const DEFAULT_PUE: f64 = 1.56;
+
+/// The `[carbon]` section as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarbonSection {
+    region: Option<Spanned<String>>,
+    intensity_g_per_kwh: Option<Spanned<f64>>,
+    intensity_csv: Option<Spanned<String>>,
+    pue: Option<Spanned<f64>>,
+    embodied_kg: Option<Spanned<f64>>,
+    lifetime_years: Option<Spanned<f64>>,
+    host_vcpus: Option<Spanned<i64>>,
+}
+
+/// Where the grid intensity comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intensity {
+    /// A row of the bundled table.
+    Table(&'static GridRow),
+    /// No region given: the world average.
+    World,
+    /// A value the user gave, gCO2e/kWh.
+    User(f64),
+    /// A time series the user gave.
+    Series(Series),
+}
+
+/// Validated carbon settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarbonConfig {
+    /// Grid intensity.
+    pub intensity: Intensity,
+    /// Facility PUE.
+    pub pue: f64,
+    /// Whether `pue` is the documented default.
+    pub pue_default: bool,
+    /// Embodied-carbon overrides.
+    pub embodied: embodied::Overrides,
+}
+
+impl Default for CarbonConfig {
+    fn default() -> Self {
+        CarbonConfig {
+            intensity: Intensity::World,
+            pue: DEFAULT_PUE,
+            pue_default: true,
+            embodied: embodied::Overrides::default(),
+        }
+    }
+}
+
+impl CarbonConfig {
+    /// Validates the section; relative paths are relative to the suite file.
+    pub fn from_section(source: &SourceFile, s: CarbonSection) -> Result<CarbonConfig, ConfigError> {
+        let positive = |v: &Option<Spanned<f64>>, key: &str, what: &str, zero_ok: bool| -> Result<Option<f64>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(x) if x.get_ref().is_finite() && (*x.get_ref() > 0.0 || (zero_ok && *x.get_ref() == 0.0)) => {
+                    Ok(Some(*x.get_ref()))
+                }
+                Some(x) => Err(source.error_at(
+                    x.span().start,
+                    &format!("carbon.{key}"),
+                    format!("must be {what}, got {}", x.get_ref()),
+                )),
+            }
+        };
+        let user = positive(&s.intensity_g_per_kwh, "intensity_g_per_kwh", "a carbon intensity in gCO2e/kWh >= 0", true)?;
+        let pue = match &s.pue {
+            Some(p) if p.get_ref().is_finite() && *p.get_ref() >= 1.0 => Some(*p.get_ref()),
+            Some(p) => {
+                return Err(source.error_at(
+                    p.span().start,
+                    "carbon.pue",
+                    format!(
+                        "must be >= 1 (facility energy / IT energy; 1.0 = no overhead), got {}",
+                        p.get_ref()
+                    ),
+                ));
+            }
+            None => None,
+        };
+        let region = match &s.region {
+            None => None,
+            Some(r) => Some(
+                grid::lookup(r.get_ref()).map_err(|e| source.error_at(r.span().start, "carbon.region", e))?,
+            ),
+        };
+        if let (Some(a), Some(_)) = (&s.intensity_csv, &s.intensity_g_per_kwh) {
+            return Err(source.error_at(
+                a.span().start,
+                "carbon.intensity_csv",
+                "set either `intensity_csv` or `intensity_g_per_kwh`, not both",
+            ));
+        }
+        let intensity = if let Some(csv) = &s.intensity_csv {
+            let base = std::path::Path::new(&source.label)
+                .parent()
+                .filter(|p| p.is_dir())
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let path = base.join(csv.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                source.error_at(
+                    csv.span().start,
+                    "carbon.intensity_csv",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let series = Series::parse(&path.display().to_string(), &text)
+                .map_err(|e| source.error_at(csv.span().start, "carbon.intensity_csv", e))?;
+            Intensity::Series(series)
+        } else if let Some(v) = user {
+            Intensity::User(v)
+        } else if let Some(r) = region {
+            Intensity::Table(r)
+        } else {
+            Intensity::World
+        };
+        let host_vcpus = match &s.host_vcpus {
+            None => None,
+            Some(h) if (1..=100_000).contains(h.get_ref()) => Some(*h.get_ref() as u32),
+            Some(h) => {
+                return Err(source.error_at(
+                    h.span().start,
+                    "carbon.host_vcpus",
+                    format!("must be a whole number of vCPUs >= 1, got {}", h.get_ref()),
+                ));
+            }
+        };
+        Ok(CarbonConfig {
+            intensity,
+            pue: pue.unwrap_or(DEFAULT_PUE),
+            pue_default: pue.is_none(),
+            embodied: embodied::Overrides {
+                kg: positive(&s.embodied_kg, "embodied_kg", "a mass in kgCO2e > 0", false)?,
+                lifetime_years: positive(&s.lifetime_years, "lifetime_years", "a number of years > 0", false)?,
+                host_vcpus,
+            },
+        })
+    }
+
+    /// Intensity over a UTC window (Unix seconds): (gCO2e/kWh, source line, data year, note).
+    pub fn intensity_over(&self, from_unix: f64, to_unix: f64) -> (f64, String, Option<u32>, Option<String>) {
+        match &self.intensity {
+            Intensity::Table(r) => (
+                r.g_per_kwh,
+                format!("{} ({}), {}", r.code, r.name, grid::SOURCE),
+                Some(r.year),
+                None,
+            ),
+            Intensity::World => (
+                grid::WORLD_G_PER_KWH,
+                format!("world average (generation-weighted), {}", grid::SOURCE),
+                None,
+                Some("no [carbon] region set: world average used; set `region` for your grid".into()),
+            ),
+            Intensity::User(v) => (*v, "user value ([carbon] intensity_g_per_kwh)".into(), None, None),
+            Intensity::Series(s) => {
+                let (v, outside) = s.mean_over(from_unix, to_unix);
+                (
+                    v,
+                    format!("time-weighted mean of {} over the replay", s.file),
+                    None,
+                    outside.then(|| "the replay reaches outside the series; its nearest value was extended".into()),
+                )
+            }
+        }
+    }
+}
+
+/// gCO2e per request, split by where the energy went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// From dynamic energy (above idle); `None` without an idle baseline.
+    pub dynamic_g: Option<f64>,
+    /// From idle energy (idle share while busy + share of the gap bucket); `None` without a
+    /// baseline.
+    pub idle_g: Option<f64>,
+    /// Operational total (dynamic + idle), from the amortized energy.
+    pub operational_g: f64,
+    /// Embodied share.
+    pub embodied_g: f64,
+    /// Operational + embodied.
+    pub total_g: f64,
+}
+
+/// The carbon figures of one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarbonSummary {
+    /// Grid intensity used, gCO2e/kWh.
+    pub intensity_g_per_kwh: f64,
+    /// Where it comes from.
+    pub intensity_source: String,
+    /// Data year of a table value.
+    pub intensity_year: Option<u32>,
+    /// Anything the reader should know (world fallback, extrapolated series).
+    pub intensity_note: Option<String>,
+    /// Facility PUE.
+    pub pue_facility: f64,
+    /// Whether the PUE is oae's documented default.
+    pub pue_default: bool,
+    /// Mean per measured request, device level (PUE 1).
+    pub per_request_device: Breakdown,
+    /// Mean per measured request, facility level.
+    pub per_request_facility: Breakdown,
+    /// Facility-level total per 1,000 requests, g.
+    pub per_1k_requests_facility_g: f64,
+    /// Embodied carbon of the reserved hardware and how it was amortized.
+    pub embodied: Embodied,
+    /// Reserved wall time charged to this cell, s (replay window + idle skipped by compression).
+    pub reserved_s: f64,
+    /// Requests the figures are averaged over.
+    pub requests: usize,
+    /// Always true: embodied carbon is an estimate; operational carbon inherits the energy's flag.
+    pub estimated: bool,
+}
+
+/// Per-request energy of a cell's measured, served requests, J.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestEnergy {
+    /// Dynamic share, when an idle baseline exists.
+    pub dyn_j: Option<f64>,
+    /// Amortized energy (active + gap share).
+    pub amortized_j: f64,
+}
+
+/// J to kWh.
+pub fn kwh(j: f64) -> f64 {
+    j / 3.6e6
+}
+
+/// Carbon of a cell: `requests` are its measured served requests, `reserved_s` the reserved
+/// wall time charged to it (shared equally, like the gap bucket), `intensity` gCO2e/kWh.
+/// Returns the summary and, per request, its facility-level total gCO2e.
+pub fn cell_carbon(
+    config: &CarbonConfig,
+    intensity: (f64, String, Option<u32>, Option<String>),
+    embodied: &Embodied,
+    requests: &[RequestEnergy],
+    reserved_s: f64,
+) -> (CarbonSummary, Vec<f64>) {
+    let (ci, source, year, note) = intensity;
+    let n = requests.len();
+    let embodied_share = if n > 0 {
+        embodied.g_per_s() * reserved_s / n as f64
+    } else {
+        0.0
+    };
+    let per_request: Vec<f64> = requests
+        .iter()
+        .map(|r| kwh(r.amortized_j) * config.pue * ci + embodied_share)
+        .collect();
+    let mean = |f: &dyn Fn(&RequestEnergy) -> Option<f64>| -> Option<f64> {
+        if n == 0 {
+            return None;
+        }
+        requests.iter().map(f).sum::<Option<f64>>().map(|s| s / n as f64)
+    };
+    let dyn_j = mean(&|r| r.dyn_j);
+    let amort_j = mean(&|r| Some(r.amortized_j)).unwrap_or(0.0);
+    let breakdown = |pue: f64| {
+        let op = kwh(amort_j) * pue * ci;
+        let dynamic = dyn_j.map(|d| kwh(d) * pue * ci);
+        Breakdown {
+            dynamic_g: dynamic,
+            idle_g: dynamic.map(|d| op - d),
+            operational_g: op,
+            embodied_g: embodied_share,
+            total_g: op + embodied_share,
+        }
+    };
+    let facility = breakdown(config.pue);
+    (
+        CarbonSummary {
+            intensity_g_per_kwh: ci,
+            intensity_source: source,
+            intensity_year: year,
+            intensity_note: note,
+            pue_facility: config.pue,
+            pue_default: config.pue_default,
+            per_request_device: breakdown(1.0),
+            per_request_facility: facility,
+            per_1k_requests_facility_g: facility.total_g * 1000.0,
+            embodied: embodied.clone(),
+            reserved_s,
+            requests: n,
+            estimated: true,
+        },
+        per_request,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        carbon: CarbonSection,
+    }
+
+    fn config(label: &str, text: &str) -> Result<CarbonConfig, String> {
+        let src = SourceFile::new(label, text);
+        let f: File = toml::from_str(text).unwrap();
+        CarbonConfig::from_section(&src, f.carbon).map_err(|e| e.to_string())
+    }
+
+    /// The worked example of docs/carbon.md, checked by hand:
+    /// CI 400 g/kWh, PUE 1.5; two requests with 36 J dynamic of 180 J amortized and 72 J of
+    /// 360 J; embodied 625 kg over 6 years; 100 s reserved.
+    ///
+    /// - mean dynamic 54 J = 1.5e-5 kWh → 0.006 g at the device, 0.009 g at the facility;
+    /// - mean amortized 270 J = 7.5e-5 kWh → 0.030 g device, 0.045 g facility; idle = the rest
+    ///   (0.024 g device, 0.036 g facility);
+    /// - embodied 625,000 g / 189,345,600 s = 3.3008e-3 g/s × 100 s / 2 requests = 0.16504 g;
+    /// - facility total per request 0.045 + 0.16504 = 0.21004 g → 210.04 g per 1k requests;
+    /// - request 1: 180 J = 5e-5 kWh × 1.5 × 400 = 0.03 g + 0.16504 g = 0.19504 g.
+    #[test]
+    fn worked_example_checked_by_hand() {
+        let config = CarbonConfig {
+            intensity: Intensity::User(400.0),
+            pue: 1.5,
+            pue_default: false,
+            embodied: embodied::Overrides::default(),
+        };
+        let emb = Embodied {
+            kg: 625.0,
+            lifetime_years: 6.0,
+            parts: vec![],
+            source: String::new(),
+        };
+        let reqs = [
+            RequestEnergy {
+                dyn_j: Some(36.0),
+                amortized_j: 180.0,
+            },
+            RequestEnergy {
+                dyn_j: Some(72.0),
+                amortized_j: 360.0,
+            },
+        ];
+        let (s, per) = cell_carbon(&config, config.intensity_over(0.0, 100.0), &emb, &reqs, 100.0);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1e-3);
+        assert!(close(s.per_request_device.dynamic_g.unwrap(), 0.006));
+        assert!(close(s.per_request_facility.dynamic_g.unwrap(), 0.009));
+        assert!(close(s.per_request_device.operational_g, 0.030));
+        assert!(close(s.per_request_facility.idle_g.unwrap(), 0.036));
+        let emb_g = 625_000.0 / 189_345_600.0 * 100.0 / 2.0;
+        assert!(close(s.per_request_facility.embodied_g, emb_g));
+        assert!((emb_g - 0.16504).abs() < 1e-5);
+        assert!(close(s.per_1k_requests_facility_g, (0.045 + emb_g) * 1000.0));
+        assert!(close(per[0], 0.03 + emb_g));
+        assert!(s.estimated);
+    }
+
+    #[test]
+    fn bad_values_are_located_and_explained() {
+        let e = config("suite.toml", "[carbon]\nregion = \"Germny\"\n").unwrap_err();
+        assert!(e.contains("suite.toml:2") && e.contains("carbon.region") && e.contains("DEU (Germany)"), "{e}");
+        let e = config("suite.toml", "[carbon]\n\npue = 0.8\n").unwrap_err();
+        assert!(e.contains("suite.toml:3") && e.contains("carbon.pue") && e.contains(">= 1"), "{e}");
+        let e = config("suite.toml", "[carbon]\nintensity_g_per_kwh = -3\n").unwrap_err();
+        assert!(e.contains("carbon.intensity_g_per_kwh"), "{e}");
+        let e = config("suite.toml", "[carbon]\nembodied_kg = 0\n").unwrap_err();
+        assert!(e.contains("carbon.embodied_kg"), "{e}");
+        let ok = config("suite.toml", "[carbon]\nregion = \"fra\"\n").unwrap();
+        assert!(matches!(ok.intensity, Intensity::Table(r) if r.code == "FRA"));
+        assert!(ok.pue_default && ok.pue == DEFAULT_PUE);
+    }
+
+    #[test]
+    fn malformed_series_is_reported_with_its_own_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("grid.csv"), "timestamp_utc,g_co2e_per_kwh\n2025-01-01T00:00Z,abc\n").unwrap();
+        let suite = dir.path().join("s.toml");
+        let e = config(&suite.display().to_string(), "[carbon]\nintensity_csv = \"grid.csv\"\n").unwrap_err();
+        assert!(e.contains("grid.csv:2: field `g_co2e_per_kwh`"), "{e}");
+    }
+}
