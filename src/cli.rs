@@ -149,6 +149,10 @@ pub struct RunArgs {
     /// Override the number of requests per workload.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
+    /// Override `[energy] idle_baseline_s`: seconds of loaded idle measured before and after
+    /// each method's replays (0: none; energy_dyn_j is then null).
+    #[arg(long, value_name = "S", value_parser = parse_baseline)]
+    pub idle_baseline_s: Option<f64>,
     /// No progress output; only the final table (errors still go to stderr).
     #[arg(long, short)]
     pub quiet: bool,
@@ -162,4 +166,11 @@ pub enum ListWhat {
     Meters,
     /// Arrival processes for [[workloads]].
     Workloads,
+}
+
+fn parse_baseline(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds from 0 to 3600")),
+    }
 }

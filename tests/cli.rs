@@ -29,6 +29,8 @@ name = "mock-e2e"
 seed = 5
 requests = 30
 warmup_s = 0.05
+[energy]
+idle_baseline_s = 1.0
 [[workloads]]
 name = "burst"
 arrival = { process = "poisson", rate_qps = 200.0 }
@@ -43,11 +45,16 @@ fail_every = 5
 "#;
 
 /// `oae run SUITE --quiet --out OUT` with extra arguments.
+/// Suites that do not set `[energy] idle_baseline_s` run without a baseline (the 30 s default
+/// would only slow the tests down).
 fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let sets_baseline = std::fs::read_to_string(suite).unwrap_or_default().contains("idle_baseline_s")
+        || extra.contains(&"--idle-baseline-s");
     oae()
         .arg("run")
         .arg(suite)
         .arg("--quiet")
+        .args(if sets_baseline { &[][..] } else { &["--idle-baseline-s", "0"][..] })
         .args(extra)
         .arg("--out")
         .arg(out)
@@ -96,10 +103,23 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     let mut ids: Vec<u64> = recs.iter().map(|r| r["request_id"].as_u64().unwrap()).collect();
     ids.sort();
     assert_eq!(ids, (0..12).collect::<Vec<_>>());
+    // The quick suite measures a 5 s idle baseline before and after: dynamic energy exists,
+    // amortized ≥ active, phases add up to active, carbon is attached to every request.
+    let baseline = &run["methods"][0]["idle_baseline"];
+    assert!(baseline["before"]["duration_s"].as_f64().unwrap() >= 5.0, "{baseline}");
+    assert!(baseline["meters"][0]["idle_w"].as_f64().unwrap() > 0.0, "{baseline}");
+    assert_eq!(run["energy"]["validity"]["valid"], true, "{}", run["energy"]["validity"]);
+    assert!(run["energy"]["validity"]["idle_drift_pct"].is_number());
     for r in &recs {
         assert_eq!(r["outcome"], "ok");
         assert_eq!(r["energy_estimated"], !measured_here);
-        assert!(r["energy_active_j"].as_f64().unwrap() >= 0.0);
+        let active = r["energy_active_j"].as_f64().unwrap();
+        assert!(active >= 0.0);
+        assert!(r["energy_amortized_j"].as_f64().unwrap() >= active);
+        assert!(r["energy_dyn_j"].is_number(), "{r}");
+        let phases = r["energy_prefill_j"].as_f64().unwrap() + r["energy_decode_j"].as_f64().unwrap();
+        assert!((phases - active).abs() <= 1e-9 * active.max(1.0));
+        assert!(r["co2e_g"].as_f64().unwrap() > 0.0);
         assert!(r["e2e_ms"].as_f64().unwrap() >= r["ttft_ms"].as_f64().unwrap());
     }
 
@@ -114,6 +134,14 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     assert_eq!(ttft["n"], cell["ok"]);
     assert!(ttft["p50"]["value"].as_f64().unwrap() > 0.0);
     assert_eq!(cell["energy"]["estimated"].as_bool().unwrap(), !measured_here);
+    assert_eq!(cell["energy"]["valid"], true);
+    assert!(cell["energy"]["conservation_error_j"].as_f64().unwrap().abs() < 1e-6);
+    let carbon = &cell["carbon"];
+    assert_eq!(carbon["estimated"], true);
+    assert_eq!(carbon["pue_default"], true);
+    let f = &carbon["per_request_facility"];
+    let parts = f["operational_g"].as_f64().unwrap() + f["embodied_g"].as_f64().unwrap();
+    assert!((parts - f["total_g"].as_f64().unwrap()).abs() < 1e-12);
     assert!(out.join("timeline.csv").exists() && out.join("histograms.hlog").exists());
 }
 
@@ -188,12 +216,12 @@ fn bad_suites_exit_2_naming_file_line_and_key() {
     fails_with(
         &["run"],
         Some(&MOCK_SUITE.replace("id = \"mock\"", "id = \"turbo\"")),
-        &["suite.toml:13", "unknown method `turbo`", "dense", "mock"],
+        &["suite.toml:15", "unknown method `turbo`", "dense", "mock"],
     );
     fails_with(
         &["run"],
         Some(&MOCK_SUITE.replace("rate_qps = 200.0", "rate_qps = 0")),
-        &["suite.toml:9", "rate_qps", "greater than 0"],
+        &["suite.toml:11", "rate_qps", "greater than 0"],
     );
     fails_with(
         &["run"],
@@ -203,12 +231,28 @@ fn bad_suites_exit_2_naming_file_line_and_key() {
     fails_with(
         &["run"],
         Some(&MOCK_SUITE.replace("output_tokens = 3", "output_tokens = 0")),
-        &["suite.toml:11", "output_tokens"],
+        &["suite.toml:13", "output_tokens"],
     );
     fails_with(
         &["run"],
         Some(&MOCK_SUITE.replace("fail_every = 5", "fail_evry = 5")),
-        &["suite.toml:17", "methods[0].fail_evry"],
+        &["suite.toml:19", "methods[0].fail_evry"],
+    );
+    // [energy] and [carbon]: impossible values and unknown regions, located.
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("idle_baseline_s = 1.0", "idle_baseline_s = -1")),
+        &["suite.toml:8", "energy.idle_baseline_s"],
+    );
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("[energy]", "[carbon]\nregion = \"Frnace\"\n[energy]")),
+        &["suite.toml:8", "carbon.region", "FRA (France)"],
+    );
+    fails_with(
+        &["run"],
+        Some(&MOCK_SUITE.replace("[energy]", "[carbon]\npue = -1.2\n[energy]")),
+        &["suite.toml:8", "carbon.pue"],
     );
     fails_with(&["run"], Some("[run\nseed = 1"), &["suite.toml:1"]);
     fails_with(&["run", "no/such/suite.toml"], None, &["no/such/suite.toml"]);

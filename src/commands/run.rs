@@ -39,6 +39,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         suite.run.limit = Limit::Count(n);
         overrides.insert("requests".to_string(), json!(n));
     }
+    if let Some(s) = args.idle_baseline_s {
+        suite.energy.idle_baseline = std::time::Duration::from_secs_f64(s);
+        overrides.insert("idle_baseline_s".to_string(), json!(s));
+    }
     let threads = compute_threads(suite.run.threads);
     // SAFETY: no other thread exists yet (the Ctrl-C handler and the runner start later),
     // so nothing can read the environment concurrently.
