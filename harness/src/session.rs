@@ -604,7 +604,8 @@ fn finish_method(
             f.suite.run.confidence,
         );
         let mut summary = summarize(&info, &records);
-        if energy.is_some() {
+        // Carbon only from energy that can be trusted; an invalid window gets none.
+        if energy.as_ref().is_some_and(|e| e.valid) {
             let gpus: Vec<String> = timeline
                 .meters
                 .iter()
@@ -781,7 +782,33 @@ fn attribute_cell(
         used.push(m);
     }
     if used.is_empty() {
-        return None;
+        // No domain could be measured over the window: say so rather than report nothing.
+        return Some(EnergySummary {
+            source: "none".into(),
+            domain: "none".into(),
+            kind: EnergyKind::Estimated,
+            estimated: true,
+            valid: false,
+            invalid_reasons,
+            fallbacks,
+            window_j: 0.0,
+            mean_power_w: 0.0,
+            busy_j: 0.0,
+            gap_j: 0.0,
+            idle_w: None,
+            dyn_j: None,
+            negative_dyn_j: None,
+            compressed_idle_j: None,
+            compressed_s: w.compressed_s,
+            dyn_j_per_request: None,
+            active_j_per_request: None,
+            amortized_j_per_request: None,
+            sensitivity: Sensitivity::default(),
+            phases_j: BTreeMap::new(),
+            band: None,
+            conservation_error_j: 0.0,
+            setup_j,
+        });
     }
     let kind = used.iter().map(|&m| t.meters[m].kind).max().unwrap_or(EnergyKind::Estimated);
     let source = used.iter().map(|&m| t.meters[m].name.as_str()).collect::<Vec<_>>().join("+");
