@@ -109,7 +109,11 @@ pub fn cells(cells: &[CellSummary]) -> String {
                     num(e.gap_j),
                     e.compressed_idle_j
                         .filter(|_| e.compressed_s > 0.0)
-                        .map(|j| format!(" + {} J idle of {} s skipped by compression (analytic)", num(j), num(e.compressed_s)))
+                        .map(|j| format!(
+                            " + {} J idle of {} s skipped by compression (analytic)",
+                            num(j),
+                            num(e.compressed_s)
+                        ))
                         .unwrap_or_default(),
                     o(s.token_work_j),
                     o(s.time_share_j),
@@ -139,10 +143,7 @@ pub fn cells(cells: &[CellSummary]) -> String {
                 f.embodied_g * 1000.0,
                 k.per_1k_requests_facility_g,
                 num(k.intensity_g_per_kwh),
-                k.intensity_note
-                    .as_ref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
+                k.intensity_note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
             );
         }
         let g = &c.goodput;

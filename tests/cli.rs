@@ -48,13 +48,19 @@ fail_every = 5
 /// Suites that do not set `[energy] idle_baseline_s` run without a baseline (the 30 s default
 /// would only slow the tests down).
 fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let sets_baseline = std::fs::read_to_string(suite).unwrap_or_default().contains("idle_baseline_s")
+    let sets_baseline = std::fs::read_to_string(suite)
+        .unwrap_or_default()
+        .contains("idle_baseline_s")
         || extra.contains(&"--idle-baseline-s");
     oae()
         .arg("run")
         .arg(suite)
         .arg("--quiet")
-        .args(if sets_baseline { &[][..] } else { &["--idle-baseline-s", "0"][..] })
+        .args(if sets_baseline {
+            &[][..]
+        } else {
+            &["--idle-baseline-s", "0"][..]
+        })
         .args(extra)
         .arg("--out")
         .arg(out)
@@ -108,7 +114,11 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     let baseline = &run["methods"][0]["idle_baseline"];
     assert!(baseline["before"]["duration_s"].as_f64().unwrap() >= 5.0, "{baseline}");
     assert!(baseline["meters"][0]["idle_w"].as_f64().unwrap() > 0.0, "{baseline}");
-    assert_eq!(run["energy"]["validity"]["valid"], true, "{}", run["energy"]["validity"]);
+    assert_eq!(
+        run["energy"]["validity"]["valid"], true,
+        "{}",
+        run["energy"]["validity"]
+    );
     assert!(run["energy"]["validity"]["idle_drift_pct"].is_number());
     for r in &recs {
         assert_eq!(r["outcome"], "ok");

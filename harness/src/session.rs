@@ -18,10 +18,10 @@ use oae_workloads::{Limit, Schedule};
 
 use crate::clock::{secs_since, utc_now_rfc3339};
 use crate::energy::{Attribution, IdlePower, Work, attribute};
-use crate::stats::Stat;
 use crate::meters::{self, Sampler, Timeline};
 use crate::rundir::RunDir;
 use crate::runner::{CellPlan, Histograms, run_cell};
+use crate::stats::Stat;
 use crate::suite::{MethodEntry, Suite};
 use crate::summary::{CellInfo, CellSummary, EnergySummary, Sensitivity, summarize};
 use crate::{BuildContext, EnergyKind, HarnessError, Method, MethodSpec, RequestRecord, host};
@@ -469,7 +469,11 @@ fn idle_window(
 /// Bin length for idle power: 1 s, shorter for baselines under 3 s (flagged by the caller).
 fn idle_bin_s(windows: &[(f64, f64)]) -> f64 {
     let shortest = windows.iter().map(|w| w.1 - w.0).fold(f64::INFINITY, f64::min);
-    if shortest.is_finite() { (shortest / 3.0).min(1.0) } else { 1.0 }
+    if shortest.is_finite() {
+        (shortest / 3.0).min(1.0)
+    } else {
+        1.0
+    }
 }
 
 /// Per meter: idle power from both baseline windows, and the before/after medians.
@@ -618,7 +622,9 @@ fn finish_method(
                     v
                 });
             let emb = crate::carbon::Embodied::for_hardware(f.n_vcpu, &gpus, &f.suite.carbon.embodied);
-            let served: Vec<usize> = (0..records.len()).filter(|&i| records[i].energy_amortized_j.is_some()).collect();
+            let served: Vec<usize> = (0..records.len())
+                .filter(|&i| records[i].energy_amortized_j.is_some())
+                .collect();
             let energies: Vec<crate::carbon::RequestEnergy> = served
                 .iter()
                 .map(|&i| crate::carbon::RequestEnergy {
@@ -630,13 +636,8 @@ fn finish_method(
                 .suite
                 .carbon
                 .intensity_over(f.start_unix + p.t0_s, f.start_unix + p.end_s);
-            let (mut c, per) = crate::carbon::cell_carbon(
-                &f.suite.carbon,
-                ci,
-                &emb,
-                &energies,
-                p.replay_s + compressed_s,
-            );
+            let (mut c, per) =
+                crate::carbon::cell_carbon(&f.suite.carbon, ci, &emb, &energies, p.replay_s + compressed_s);
             c.estimated = true;
             for (&i, g) in served.iter().zip(per) {
                 records[i].co2e_g = Some(g);
@@ -647,8 +648,13 @@ fn finish_method(
         summary.replay_start_s = p.t0_s;
         summary.host_steal_s = p.steal_s;
         progress.cell_finished(&summary);
-        f.hists
-            .push((done.label.clone(), schedule.workload.clone(), p.t0_s, p.replay_s, p.hists));
+        f.hists.push((
+            done.label.clone(),
+            schedule.workload.clone(),
+            p.t0_s,
+            p.replay_s,
+            p.hists,
+        ));
         f.summaries.push(summary);
         f.all_records.extend(records);
     }
@@ -718,7 +724,12 @@ fn attribute_cell(
                 .failures
                 .iter()
                 .find(|x| t.meters[x.meter].domain == domain && t.meters[x.meter].primary)
-                .map(|x| format!("primary {} failed at {:.1} s: {}", t.meters[x.meter].name, x.t_s, x.reason))
+                .map(|x| {
+                    format!(
+                        "primary {} failed at {:.1} s: {}",
+                        t.meters[x.meter].name, x.t_s, x.reason
+                    )
+                })
                 .unwrap_or_else(|| "the primary meter does not cover the window".into());
             fallbacks.push(format!("{domain}: {} ({why})", info.name));
         }
@@ -739,7 +750,11 @@ fn attribute_cell(
             let i = pts.partition_point(|s| s.t_s <= x);
             let (p, q) = (pts.get(i.checked_sub(1)?)?, pts.get(i).unwrap_or(&pts[i - 1]));
             let (bp, bq) = (p.band_j?, q.band_j?);
-            let f = if q.t_s > p.t_s { (x - p.t_s) / (q.t_s - p.t_s) } else { 0.0 };
+            let f = if q.t_s > p.t_s {
+                (x - p.t_s) / (q.t_s - p.t_s)
+            } else {
+                0.0
+            };
             Some((bp.0 + (bq.0 - bp.0) * f, bp.1 + (bq.1 - bp.1) * f))
         };
         match band_at(t0_s).zip(band_at(end_s)) {
@@ -810,9 +825,21 @@ fn attribute_cell(
             setup_j,
         });
     }
-    let kind = used.iter().map(|&m| t.meters[m].kind).max().unwrap_or(EnergyKind::Estimated);
-    let source = used.iter().map(|&m| t.meters[m].name.as_str()).collect::<Vec<_>>().join("+");
-    let domain = used.iter().map(|&m| t.meters[m].domain.as_str()).collect::<Vec<_>>().join("+");
+    let kind = used
+        .iter()
+        .map(|&m| t.meters[m].kind)
+        .max()
+        .unwrap_or(EnergyKind::Estimated);
+    let source = used
+        .iter()
+        .map(|&m| t.meters[m].name.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    let domain = used
+        .iter()
+        .map(|&m| t.meters[m].domain.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
     let estimated = kind != EnergyKind::Measured;
     for (i, r) in records.iter_mut().enumerate() {
         r.energy_active_j = sum.active_j[i];
@@ -851,7 +878,11 @@ fn attribute_cell(
         negative_dyn_j: (!dyn_missing).then_some(sum.negative_dyn_j),
         compressed_idle_j: if dyn_missing { None } else { compressed_j },
         compressed_s: w.compressed_s,
-        dyn_j_per_request: if dyn_missing { None } else { stat(&|i| records[i].energy_dyn_j) },
+        dyn_j_per_request: if dyn_missing {
+            None
+        } else {
+            stat(&|i| records[i].energy_dyn_j)
+        },
         active_j_per_request: stat(&|i| records[i].energy_active_j),
         amortized_j_per_request: stat(&|i| records[i].energy_amortized_j),
         sensitivity: Sensitivity {
@@ -903,7 +934,9 @@ fn validity(t: &Timeline, cells: &[CellSummary], drifts: &[(String, String, f64)
             "ratio": ratio, "span_s": hi - lo, "flagged": flagged,
         }));
     }
-    let drift = drifts.iter().map(|d| d.2).fold(None::<f64>, |acc, d| Some(acc.map_or(d, |a: f64| if d.abs() > a.abs() { d } else { a })));
+    let drift = drifts.iter().map(|d| d.2).fold(None::<f64>, |acc, d| {
+        Some(acc.map_or(d, |a: f64| if d.abs() > a.abs() { d } else { a }))
+    });
     let invalid_cells: Vec<Value> = cells
         .iter()
         .filter_map(|c| {

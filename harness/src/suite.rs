@@ -154,7 +154,10 @@ fn energy_config(source: &SourceFile, e: EnergySection) -> Result<EnergyConfig, 
                 return Err(source.error_at(
                     p.span().start,
                     "energy.replay_timeline",
-                    format!("no timeline file at {}; give the timeline.csv of an earlier run", path.display()),
+                    format!(
+                        "no timeline file at {}; give the timeline.csv of an earlier run",
+                        path.display()
+                    ),
                 ));
             }
             Some(path)

@@ -4,12 +4,12 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use oae_harness::EnergyKind;
 use oae_harness::meters::replay::ReplayMeter;
 use oae_harness::meters::{Meter, MeterReading};
+use oae_harness::session::RunStatus;
 use oae_harness::session::{self, Invocation, Silent};
 use oae_harness::suite::Suite;
-use oae_harness::EnergyKind;
-use oae_harness::session::RunStatus;
 use serde_json::Value;
 
 const SUITE: &str = r#"
@@ -51,7 +51,9 @@ fn constant(source: &str, kind: EnergyKind, watts: f64, secs: f64) -> Box<dyn Me
 
 fn run(meters: Vec<Box<dyn Meter>>) -> (tempfile::TempDir, Value, Value, RunStatus) {
     let suite = Suite::parse("energy.toml", SUITE, "energy").unwrap();
-    let plan = session::plan(suite, &oae_methods::registry()).unwrap().with_meters(meters);
+    let plan = session::plan(suite, &oae_methods::registry())
+        .unwrap()
+        .with_meters(meters);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let r = session::execute(plan, &out, &AtomicBool::new(false), &mut Silent, &Invocation::default()).unwrap();
@@ -73,8 +75,13 @@ fn replayed_constant_power_is_attributed_exactly() {
     // (up to the few µs between the sampler's timestamp and the replay clock's reading)
     assert!(e["dyn_j"].as_f64().unwrap().abs() < 1e-3, "{e}");
     assert!((e["mean_power_w"].as_f64().unwrap() - 10.0).abs() < 0.01, "{e}");
-    assert!(e["window_j"].as_f64().unwrap() > 9.0, "the window spans the ~1 s replay: {e}");
-    assert!((e["busy_j"].as_f64().unwrap() + e["gap_j"].as_f64().unwrap() - e["window_j"].as_f64().unwrap()).abs() < 1e-6);
+    assert!(
+        e["window_j"].as_f64().unwrap() > 9.0,
+        "the window spans the ~1 s replay: {e}"
+    );
+    assert!(
+        (e["busy_j"].as_f64().unwrap() + e["gap_j"].as_f64().unwrap() - e["window_j"].as_f64().unwrap()).abs() < 1e-6
+    );
     let v = &run["energy"]["validity"];
     assert_eq!(v["valid"], true);
     assert_eq!(v["counter_monotonic"], true);
@@ -84,7 +91,10 @@ fn replayed_constant_power_is_attributed_exactly() {
     let f = &c["per_request_facility"];
     let amort = e["amortized_j_per_request"]["mean"]["value"].as_f64().unwrap();
     // Means over measured (energy) and over served (carbon) coincide here: no warm-up.
-    assert!((f["operational_g"].as_f64().unwrap() - amort / 3.6e6 * 1.2 * 500.0).abs() < 1e-9, "{c}");
+    assert!(
+        (f["operational_g"].as_f64().unwrap() - amort / 3.6e6 * 1.2 * 500.0).abs() < 1e-9,
+        "{c}"
+    );
     assert_eq!(c["intensity_source"], "user value ([carbon] intensity_g_per_kwh)");
 }
 
@@ -106,7 +116,10 @@ fn a_meter_that_dies_mid_run_is_recorded_and_its_domain_falls_back() {
     assert_eq!(e["source"], "replay:model");
     assert_eq!(e["estimated"], true);
     let fb = e["fallbacks"][0].as_str().unwrap();
-    assert!(fb.contains("replay:model") && fb.contains("replay:counter failed"), "{fb}");
+    assert!(
+        fb.contains("replay:model") && fb.contains("replay:counter failed"),
+        "{fb}"
+    );
     assert_eq!(e["valid"], true);
 }
 
@@ -154,7 +167,13 @@ fn a_counter_reset_inside_the_replay_invalidates_its_energy() {
     assert_eq!(v["valid"], false, "{v}");
     let e = &summary["cells"][0]["energy"];
     assert_eq!(e["valid"], false);
-    assert!(e["invalid_reasons"][0].as_str().unwrap().contains("counter reset"), "{e}");
+    assert!(
+        e["invalid_reasons"][0].as_str().unwrap().contains("counter reset"),
+        "{e}"
+    );
     let recs = std::fs::read_to_string(_t.path().join("run/requests.jsonl")).unwrap();
-    assert!(recs.lines().all(|l| l.contains("\"energy_active_j\":null")), "no figure from an invalid window");
+    assert!(
+        recs.lines().all(|l| l.contains("\"energy_active_j\":null")),
+        "no figure from an invalid window"
+    );
 }

@@ -97,7 +97,10 @@ mod tests {
     fn table_is_complete_and_plausible() {
         let t = table();
         assert!(t.len() > 200, "{}", t.len());
-        assert!(t.iter().all(|r| r.g_per_kwh >= 0.0 && r.g_per_kwh < 1500.0 && r.code.len() == 3));
+        assert!(
+            t.iter()
+                .all(|r| r.g_per_kwh >= 0.0 && r.g_per_kwh < 1500.0 && r.code.len() == 3)
+        );
         let fr = lookup("fra").unwrap();
         assert!(fr.g_per_kwh < 100.0 && fr.year >= 2022);
         assert_eq!(lookup("Germany").unwrap().code, "DEU");

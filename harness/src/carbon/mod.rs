@@ -91,20 +91,26 @@ impl Default for CarbonConfig {
 impl CarbonConfig {
     /// Validates the section; relative paths are relative to the suite file.
     pub fn from_section(source: &SourceFile, s: CarbonSection) -> Result<CarbonConfig, ConfigError> {
-        let positive = |v: &Option<Spanned<f64>>, key: &str, what: &str, zero_ok: bool| -> Result<Option<f64>, ConfigError> {
-            match v {
-                None => Ok(None),
-                Some(x) if x.get_ref().is_finite() && (*x.get_ref() > 0.0 || (zero_ok && *x.get_ref() == 0.0)) => {
-                    Ok(Some(*x.get_ref()))
+        let positive =
+            |v: &Option<Spanned<f64>>, key: &str, what: &str, zero_ok: bool| -> Result<Option<f64>, ConfigError> {
+                match v {
+                    None => Ok(None),
+                    Some(x) if x.get_ref().is_finite() && (*x.get_ref() > 0.0 || (zero_ok && *x.get_ref() == 0.0)) => {
+                        Ok(Some(*x.get_ref()))
+                    }
+                    Some(x) => Err(source.error_at(
+                        x.span().start,
+                        &format!("carbon.{key}"),
+                        format!("must be {what}, got {}", x.get_ref()),
+                    )),
                 }
-                Some(x) => Err(source.error_at(
-                    x.span().start,
-                    &format!("carbon.{key}"),
-                    format!("must be {what}, got {}", x.get_ref()),
-                )),
-            }
-        };
-        let user = positive(&s.intensity_g_per_kwh, "intensity_g_per_kwh", "a carbon intensity in gCO2e/kWh >= 0", true)?;
+            };
+        let user = positive(
+            &s.intensity_g_per_kwh,
+            "intensity_g_per_kwh",
+            "a carbon intensity in gCO2e/kWh >= 0",
+            true,
+        )?;
         let pue = match &s.pue {
             Some(p) if p.get_ref().is_finite() && *p.get_ref() >= 1.0 => Some(*p.get_ref()),
             Some(p) => {
@@ -121,9 +127,9 @@ impl CarbonConfig {
         };
         let region = match &s.region {
             None => None,
-            Some(r) => Some(
-                grid::lookup(r.get_ref()).map_err(|e| source.error_at(r.span().start, "carbon.region", e))?,
-            ),
+            Some(r) => {
+                Some(grid::lookup(r.get_ref()).map_err(|e| source.error_at(r.span().start, "carbon.region", e))?)
+            }
         };
         if let (Some(a), Some(_)) = (&s.intensity_csv, &s.intensity_g_per_kwh) {
             return Err(source.error_at(
@@ -396,9 +402,15 @@ mod tests {
     #[test]
     fn bad_values_are_located_and_explained() {
         let e = config("suite.toml", "[carbon]\nregion = \"Germny\"\n").unwrap_err();
-        assert!(e.contains("suite.toml:2") && e.contains("carbon.region") && e.contains("DEU (Germany)"), "{e}");
+        assert!(
+            e.contains("suite.toml:2") && e.contains("carbon.region") && e.contains("DEU (Germany)"),
+            "{e}"
+        );
         let e = config("suite.toml", "[carbon]\n\npue = 0.8\n").unwrap_err();
-        assert!(e.contains("suite.toml:3") && e.contains("carbon.pue") && e.contains(">= 1"), "{e}");
+        assert!(
+            e.contains("suite.toml:3") && e.contains("carbon.pue") && e.contains(">= 1"),
+            "{e}"
+        );
         let e = config("suite.toml", "[carbon]\nintensity_g_per_kwh = -3\n").unwrap_err();
         assert!(e.contains("carbon.intensity_g_per_kwh"), "{e}");
         let e = config("suite.toml", "[carbon]\nembodied_kg = 0\n").unwrap_err();
@@ -411,7 +423,11 @@ mod tests {
     #[test]
     fn malformed_series_is_reported_with_its_own_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("grid.csv"), "timestamp_utc,g_co2e_per_kwh\n2025-01-01T00:00Z,abc\n").unwrap();
+        std::fs::write(
+            dir.path().join("grid.csv"),
+            "timestamp_utc,g_co2e_per_kwh\n2025-01-01T00:00Z,abc\n",
+        )
+        .unwrap();
         let suite = dir.path().join("s.toml");
         let e = config(&suite.display().to_string(), "[carbon]\nintensity_csv = \"grid.csv\"\n").unwrap_err();
         assert!(e.contains("grid.csv:2: field `g_co2e_per_kwh`"), "{e}");

@@ -59,7 +59,10 @@ const TDP_CURVE: [(f64, f64); 4] = [(0.0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.
 /// Fraction of TDP drawn at utilization `u` ∈ [0, 1].
 pub fn tdp_fraction(u: f64) -> f64 {
     let u = u.clamp(0.0, 1.0);
-    let i = TDP_CURVE.windows(2).position(|w| u <= w[1].0).unwrap_or(TDP_CURVE.len() - 2);
+    let i = TDP_CURVE
+        .windows(2)
+        .position(|w| u <= w[1].0)
+        .unwrap_or(TDP_CURVE.len() - 2);
     let ((u0, f0), (u1, f1)) = (TDP_CURVE[i], TDP_CURVE[i + 1]);
     f0 + (f1 - f0) * (u - u0) / (u1 - u0)
 }
@@ -447,7 +450,15 @@ mod tests {
         // 30% busy for 2 s at TDP 100 W: 100 * 0.535 * 2 = 107 J.
         let r = fixture_meter("anything", Some(100.0), 30, 70);
         assert!((r.energy_j - 107.0).abs() < 1e-9, "{r:?}");
-        assert!(CpuModelMeter::with_source("x", Some(-5.0), Box::new(|| Ok("cpu 0 0 0 0\n".into())), Box::new(|| Duration::ZERO)).is_err());
+        assert!(
+            CpuModelMeter::with_source(
+                "x",
+                Some(-5.0),
+                Box::new(|| Ok("cpu 0 0 0 0\n".into())),
+                Box::new(|| Duration::ZERO)
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -455,7 +466,10 @@ mod tests {
         // Idle for 2 s on one vCPU: band = lowest and highest w_min in the table.
         let r = fixture_meter("Mystery CPU", None, 0, 100);
         let (lo, hi) = r.band_j.unwrap();
-        assert!((lo - 2.0 * 0.45).abs() < 1e-9 && (hi - 2.0 * 1.90).abs() < 1e-9, "{lo} {hi}");
+        assert!(
+            (lo - 2.0 * 0.45).abs() < 1e-9 && (hi - 2.0 * 1.90).abs() < 1e-9,
+            "{lo} {hi}"
+        );
         assert!(lo < r.energy_j && r.energy_j < hi);
     }
 }

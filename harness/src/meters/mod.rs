@@ -263,7 +263,9 @@ impl Timeline {
         first.t_s <= from_s
             && last.t_s >= to_s
             && !failed
-            && !pts.windows(2).any(|w| w[1].invalid && w[1].t_s > from_s && w[0].t_s < to_s)
+            && !pts
+                .windows(2)
+                .any(|w| w[1].invalid && w[1].t_s > from_s && w[0].t_s < to_s)
     }
 
     /// For each domain, the meter that serves `[from_s, to_s]`: the primary one when it covers
@@ -448,7 +450,7 @@ fn thread_cpu_s() -> Option<f64> {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+        (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
     }
     #[cfg(not(unix))]
     {

@@ -110,8 +110,12 @@ fn devices() -> Result<Vec<Shared>, String> {
             }
             (0..n)
                 .map(|i| {
-                    let device = nvml.device_by_index(i).map_err(|e| format!("gpu:{i}: cannot open: {e}"))?;
-                    Ok(Arc::new(Mutex::new(Box::new(NvmlGpu { index: i, device }) as Box<dyn GpuDevice>)))
+                    let device = nvml
+                        .device_by_index(i)
+                        .map_err(|e| format!("gpu:{i}: cannot open: {e}"))?;
+                    Ok(Arc::new(Mutex::new(
+                        Box::new(NvmlGpu { index: i, device }) as Box<dyn GpuDevice>
+                    )))
                 })
                 .collect()
         })
@@ -386,7 +390,9 @@ impl Meter for PowerMeter {
         let now_s = self.epoch.elapsed().as_secs_f64();
         let latest = match self.source {
             PowerSource::Buffer => {
-                let samples = d.power_samples(self.last_us).map_err(|e| format!("{}: power samples: {e}", self.domain))?;
+                let samples = d
+                    .power_samples(self.last_us)
+                    .map_err(|e| format!("{}: power samples: {e}", self.domain))?;
                 drop(d);
                 for &(us, w) in &samples {
                     self.add(us as f64 / 1e6, w);
@@ -411,7 +417,9 @@ impl Meter for PowerMeter {
     fn provenance(&self) -> Value {
         let source = match self.source {
             PowerSource::Buffer => "driver power sample buffer (nvmlDeviceGetSamples), trapezoid rule",
-            PowerSource::Instant => "instant power field (NVML_FI_DEV_POWER_INSTANT) polled at each reading, trapezoid rule",
+            PowerSource::Instant => {
+                "instant power field (NVML_FI_DEV_POWER_INSTANT) polled at each reading, trapezoid rule"
+            }
             PowerSource::Average => {
                 "1-second average power (nvmlDeviceGetPowerUsage), last resort: lags and smooths short requests"
             }
@@ -498,7 +506,10 @@ mod tests {
         let mut p = power_for(vec![g.clone()]).unwrap().remove(0);
         assert_eq!(p.kind(), EnergyKind::Integrated);
         // Opened at the last sample (1.5 s, 200 W); new samples arrive.
-        samples.lock().unwrap().extend([(2_000_000, 200.0), (2_000_000, 200.0), (3_000_000, 100.0)]);
+        samples
+            .lock()
+            .unwrap()
+            .extend([(2_000_000, 200.0), (2_000_000, 200.0), (3_000_000, 100.0)]);
         // Trapezoid over 1.5–2.0 s at 200 W (100 J) and 2.0–3.0 s from 200 to 100 W (150 J);
         // the duplicate timestamp adds nothing.
         let r = p.read().unwrap();

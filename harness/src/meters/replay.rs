@@ -76,7 +76,11 @@ impl Meter for ReplayMeter {
     }
     fn resolution(&self) -> Duration {
         let p = &self.points;
-        let min_gap = p.windows(2).map(|w| w[1].0 - w[0].0).filter(|d| *d > 0.0).fold(f64::INFINITY, f64::min);
+        let min_gap = p
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .filter(|d| *d > 0.0)
+            .fold(f64::INFINITY, f64::min);
         Duration::from_secs_f64(if min_gap.is_finite() { min_gap } else { 0.0 })
     }
     fn read(&mut self) -> Result<MeterReading, String> {
@@ -138,9 +142,16 @@ pub fn parse(label: &str, text: &str) -> Result<Series, String> {
     };
     let col = |name: &str| header.iter().position(|h| *h == name);
     let need = |name: &str| {
-        col(name).ok_or_else(|| format!("{label}:1: missing column `{name}`; expected a timeline.csv written by `oae run`"))
+        col(name)
+            .ok_or_else(|| format!("{label}:1: missing column `{name}`; expected a timeline.csv written by `oae run`"))
     };
-    let (ct, cd, cs, ck, ce) = (need("t_s")?, need("domain")?, need("source")?, need("kind")?, need("energy_j")?);
+    let (ct, cd, cs, ck, ce) = (
+        need("t_s")?,
+        need("domain")?,
+        need("source")?,
+        need("kind")?,
+        need("energy_j")?,
+    );
     let (clo, chi) = (col("energy_lo_j"), col("energy_hi_j"));
     let mut out: Series = Vec::new();
     for (i, line) in lines {
@@ -246,7 +257,11 @@ mod tests {
         assert!(e.contains("field `kind`"), "{e}");
         let e = parse("t.csv", "t_s,domain,kind,energy_j\n").unwrap_err();
         assert!(e.contains("missing column `source`"), "{e}");
-        let e = parse("t.csv", "t_s,domain,source,kind,energy_j\n1,cpu,x,measured,5\n0.5,cpu,x,measured,6\n").unwrap_err();
+        let e = parse(
+            "t.csv",
+            "t_s,domain,source,kind,energy_j\n1,cpu,x,measured,5\n0.5,cpu,x,measured,6\n",
+        )
+        .unwrap_err();
         assert!(e.starts_with("t.csv:3: field `t_s`: goes backwards"), "{e}");
         assert!(parse("t.csv", "t_s,domain,source,kind,energy_j\n1,cpu,x,measured,5\n").is_err());
     }
