@@ -144,12 +144,7 @@ fn energy_config(source: &SourceFile, e: EnergySection) -> Result<EnergyConfig, 
     let replay_timeline = match &e.replay_timeline {
         None => None,
         Some(p) => {
-            let base = Path::new(&source.label)
-                .parent()
-                .filter(|d| d.is_dir())
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            let path = base.join(p.get_ref());
+            let path = source.resolve(p.get_ref());
             if !path.is_file() {
                 return Err(source.error_at(
                     p.span().start,

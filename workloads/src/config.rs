@@ -34,6 +34,20 @@ impl SourceFile {
         })
     }
 
+    /// `path` as written in this file: absolute, or relative to the file's directory (or to
+    /// the working directory for in-memory sources).
+    pub fn resolve(&self, path: &str) -> std::path::PathBuf {
+        let p = std::path::Path::new(path);
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        std::path::Path::new(&self.label)
+            .parent()
+            .filter(|d| d.is_dir())
+            .map(|d| d.join(p))
+            .unwrap_or_else(|| p.to_path_buf())
+    }
+
     /// 1-based line containing byte `offset`.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());

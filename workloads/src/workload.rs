@@ -1,7 +1,7 @@
 //! A workload: where requests come from (an arrival process with length distributions, or a
 //! trace file) and the schedule it generates.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -263,16 +263,7 @@ fn trace_spec(table: ConfigTable) -> Result<TraceSpec, ConfigError> {
         ));
     }
     // Relative paths are relative to the suite file.
-    let base = Path::new(&table.source().label)
-        .parent()
-        .filter(|p| p.is_dir())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let path = if Path::new(&c.path).is_absolute() {
-        PathBuf::from(&c.path)
-    } else {
-        base.join(&c.path)
-    };
+    let path = table.source().resolve(&c.path);
     if !path.is_file() {
         return Err(table.error("path", format!("no trace file at {}", path.display())));
     }

@@ -139,12 +139,7 @@ impl CarbonConfig {
             ));
         }
         let intensity = if let Some(csv) = &s.intensity_csv {
-            let base = std::path::Path::new(&source.label)
-                .parent()
-                .filter(|p| p.is_dir())
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default();
-            let path = base.join(csv.get_ref());
+            let path = source.resolve(csv.get_ref());
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 source.error_at(
                     csv.span().start,

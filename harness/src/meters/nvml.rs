@@ -201,27 +201,22 @@ fn open_power(_: &MeterConfig) -> Opened {
 
 /// Counter meters for the GPUs whose counter works; an error when none does.
 pub fn counters_for(devices: Vec<Shared>) -> Opened {
-    let mut meters: Vec<Box<dyn Meter>> = Vec::new();
-    let mut why = Vec::new();
-    for d in devices {
-        match CounterMeter::open(d) {
-            Ok(m) => meters.push(Box::new(m)),
-            Err(e) => why.push(e),
-        }
-    }
-    if meters.is_empty() {
-        return Err(why.join("; "));
-    }
-    Ok(meters)
+    open_each(devices, |d| {
+        CounterMeter::open(d).map(|m| Box::new(m) as Box<dyn Meter>)
+    })
 }
 
 /// Power-integration meters for the GPUs that report power in any way.
 pub fn power_for(devices: Vec<Shared>) -> Opened {
-    let mut meters: Vec<Box<dyn Meter>> = Vec::new();
-    let mut why = Vec::new();
+    open_each(devices, |d| PowerMeter::open(d).map(|m| Box::new(m) as Box<dyn Meter>))
+}
+
+/// One meter per device that opens; every device's reason when none does.
+fn open_each(devices: Vec<Shared>, open: impl Fn(Shared) -> Result<Box<dyn Meter>, String>) -> Opened {
+    let (mut meters, mut why) = (Vec::new(), Vec::new());
     for d in devices {
-        match PowerMeter::open(d) {
-            Ok(m) => meters.push(Box::new(m)),
+        match open(d) {
+            Ok(m) => meters.push(m),
             Err(e) => why.push(e),
         }
     }
