@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
         cooldown: Duration::ZERO,
         trial: 0,
         controls: Default::default(),
+        boundary: None,
     };
     let mut hists = Histograms::default();
     let t0 = Instant::now();

@@ -40,6 +40,9 @@ pub struct CellPlan<'a> {
     pub trial: u32,
     /// Timeout and queue bound.
     pub controls: LoadControls,
+    /// Called by a worker as a request starts and as it finishes (the session uses it to
+    /// ask the energy sampler for a reading at request boundaries; it must not block).
+    pub boundary: Option<&'a (dyn Fn() + Sync)>,
 }
 
 /// The result of one replay.
@@ -327,6 +330,7 @@ pub fn run_cell(
     let arrivals = &plan.schedule.arrivals;
     let queue = Queue::new();
     let controls = plan.controls;
+    let boundary = plan.boundary;
     let (tx, rx) = mpsc::channel::<RequestRecord>();
     let t0 = Instant::now() + LEAD;
     let mut records = Vec::with_capacity(arrivals.len());
@@ -384,7 +388,15 @@ pub fn run_cell(
                                 format!("timed out after {t} s (timeout_s) while queued"),
                             )
                         } else {
-                            serve_one(method.as_mut(), w as u32, arrival, &mut stamps, deadline, stop)
+                            serve_one(
+                                method.as_mut(),
+                                w as u32,
+                                arrival,
+                                &mut stamps,
+                                deadline,
+                                stop,
+                                boundary,
+                            )
                         };
                         if tx.send(build_record(plan, arrival, t0, &stamps, served)).is_err() {
                             break;
@@ -439,9 +451,13 @@ fn serve_one(
     stamps: &mut Stamps,
     deadline: Option<Instant>,
     stop: &AtomicBool,
+    boundary: Option<&(dyn Fn() + Sync)>,
 ) -> Served {
     let mut probe = Probe::default();
     stamps.started = Some(Instant::now());
+    if let Some(b) = boundary {
+        b();
+    }
     let result = {
         let mut sink = TimingSink {
             tokens: &mut stamps.tokens,
@@ -454,6 +470,9 @@ fn serve_one(
         }))
     };
     stamps.finished = Some(Instant::now());
+    if let Some(b) = boundary {
+        b();
+    }
     let (phases_ms, counters) = probe.finish();
     let mut served = Served {
         instance: Some(instance),

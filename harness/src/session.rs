@@ -202,6 +202,8 @@ pub fn execute(
     };
     dir.write_json("run.json", &ctx.render("running", None, None, &sampler.snapshot(), 0))?;
 
+    let nudge = sampler.nudger();
+    let nudge_boundary = move || nudge.nudge();
     let host_facts = host::facts();
     let mut finish = Finisher {
         sampler: &sampler,
@@ -265,6 +267,7 @@ pub fn execute(
                 cooldown: suite.run.cooldown,
                 trial: 0,
                 controls: suite.run.controls,
+                boundary: Some(&nudge_boundary),
             };
             let mut h = Histograms::default();
             let steal_before = host::cpu_steal_s();

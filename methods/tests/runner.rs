@@ -33,6 +33,7 @@ fn run(s: &Schedule, cfg: MockConfig, stop: &AtomicBool) -> (Vec<RequestRecord>,
         cooldown: Duration::ZERO,
         trial: 0,
         controls: Default::default(),
+        boundary: None,
     };
     let instances: Vec<Box<dyn Method>> = vec![Box::new(Mock::new(cfg))];
     let mut seen = 0;
@@ -154,6 +155,7 @@ fn warmup_and_cooldown_are_by_intended_time() {
         cooldown: Duration::from_millis(15),
         trial: 0,
         controls: Default::default(),
+        boundary: None,
     };
     let out = run_cell(
         &plan,
@@ -192,6 +194,7 @@ fn run_with(s: &Schedule, cfg: MockConfig, controls: oae_harness::runner::LoadCo
         cooldown: Duration::ZERO,
         trial: 0,
         controls,
+        boundary: None,
     };
     let out = run_cell(
         &plan,
@@ -279,6 +282,7 @@ fn a_failing_record_sink_stops_the_replay_but_loses_no_record() {
         cooldown: Duration::ZERO,
         trial: 0,
         controls: Default::default(),
+        boundary: None,
     };
     let cfg = MockConfig {
         prefill_ms: 20.0,

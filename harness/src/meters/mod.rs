@@ -51,6 +51,9 @@ pub struct MeterReading {
     /// Cumulative energy at the low and high ends of the source's uncertainty band, J
     /// (estimated sources only).
     pub band_j: Option<(f64, f64)>,
+    /// How long before the read the value was current, s, when the source timestamps its
+    /// values (NVML field reads); the sample is placed at that earlier time.
+    pub age_s: Option<f64>,
 }
 
 impl MeterReading {
@@ -295,18 +298,38 @@ struct Shared {
     timeline: Timeline,
     last_grid: Vec<Option<f64>>,
     consecutive_errors: Vec<usize>,
+    last_t: Vec<f64>,
 }
 
 /// Reads every meter on a fixed grid on its own thread.
 ///
 /// **Overhead model:** one `/proc/stat` read and parse per meter per tick (tens of µs) and a
-/// sleep between ticks (no spinning); measured by `cargo bench -p oae-harness --bench
-/// sampler_overhead`.
+/// park between ticks (no spinning); measured by `cargo bench -p oae-harness --bench
+/// sampler_overhead`. Request boundaries add one reading each (two per request), taken on
+/// this thread, never on the worker's.
 pub struct Sampler {
     shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
+    nudged: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     epoch: Instant,
+}
+
+/// Asks the sampler thread for an extra reading without waiting for it (request boundaries).
+#[derive(Clone)]
+pub struct Nudge {
+    nudged: Arc<AtomicBool>,
+    thread: Option<std::thread::Thread>,
+}
+
+impl Nudge {
+    /// Requests a reading as soon as the sampler thread wakes (microseconds); never blocks.
+    pub fn nudge(&self) {
+        if let Some(t) = &self.thread {
+            self.nudged.store(true, Ordering::Release);
+            t.unpark();
+        }
+    }
 }
 
 impl Sampler {
@@ -335,31 +358,44 @@ impl Sampler {
             },
             last_grid: vec![None; n],
             consecutive_errors: vec![0; n],
+            last_t: vec![f64::NEG_INFINITY; n],
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = Sampler {
             shared: shared.clone(),
             stop: stop.clone(),
+            nudged: Arc::new(AtomicBool::new(false)),
             handle: None,
             epoch,
         };
         sampler.read_now();
+        let nudged = sampler.nudged.clone();
         let handle = (n > 0).then(|| {
             std::thread::Builder::new()
                 .name("oae-sampler".into())
                 .spawn(move || {
                     let cpu_start = thread_cpu_s();
                     let mut next = Instant::now() + interval;
-                    // Sleep, never spin: each reading carries its own timestamp, so timer
+                    // Park, never spin: each reading carries its own timestamp, so timer
                     // slack moves a sample, it does not falsify it (spinning the last 1.5 ms
-                    // of every 50 ms tick cost 3% of a core).
-                    while crate::clock::sleep_until(next, &stop) {
-                        read_into(&shared, epoch, true);
-                        next += interval;
-                        let now = Instant::now();
-                        if next < now {
-                            next = now + interval; // fell behind: skip, the gap is recorded
+                    // of every 50 ms tick cost 3% of a core). A nudge (request boundary)
+                    // wakes the thread for an extra, off-grid reading.
+                    while !stop.load(Ordering::Relaxed) {
+                        if nudged.swap(false, Ordering::AcqRel) {
+                            read_into(&shared, epoch, false);
+                            continue;
                         }
+                        let now = Instant::now();
+                        if now >= next {
+                            read_into(&shared, epoch, true);
+                            next += interval;
+                            let now = Instant::now();
+                            if next < now {
+                                next = now + interval; // fell behind: skip, the gap is recorded
+                            }
+                            continue;
+                        }
+                        std::thread::park_timeout(next - now);
                     }
                     if let (Some(a), Some(b), Ok(mut s)) = (cpu_start, thread_cpu_s(), shared.lock()) {
                         s.timeline.sampler_cpu_s = Some(b - a);
@@ -368,6 +404,14 @@ impl Sampler {
                 .expect("spawning the sampler thread")
         });
         Sampler { handle, ..sampler }
+    }
+
+    /// A handle that asks the sampler thread for an off-grid reading (see [`Nudge`]).
+    pub fn nudger(&self) -> Nudge {
+        Nudge {
+            nudged: self.nudged.clone(),
+            thread: self.handle.as_ref().map(|h| h.thread().clone()),
+        }
     }
 
     /// Reads every meter now (span boundaries); returns the time of the reading.
@@ -389,6 +433,7 @@ impl Sampler {
     pub fn stop(mut self) -> Timeline {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
         self.read_now();
@@ -404,6 +449,7 @@ fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
         timeline,
         last_grid,
         consecutive_errors,
+        last_t,
     } = &mut *s;
     for (i, m) in meters.iter_mut().enumerate() {
         if consecutive_errors[i] >= FAILED_AFTER {
@@ -412,8 +458,12 @@ fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
         match m.read() {
             Ok(r) => {
                 consecutive_errors[i] = 0;
+                // A timestamped value is placed when it was current (never before the
+                // meter's previous sample, so each meter's samples stay time-ordered).
+                let at = (t_s - r.age_s.unwrap_or(0.0).max(0.0)).max(last_t[i]);
+                last_t[i] = at;
                 timeline.samples.push(Sample {
-                    t_s,
+                    t_s: at,
                     meter: i,
                     energy_j: r.energy_j,
                     power_w: r.power_w,
@@ -489,6 +539,76 @@ mod tests {
         assert_eq!(t.energy_at(0, -0.1), None);
         assert_eq!(t.energy_at(0, 2.1), None);
         assert_eq!(t.energy_between(0, 0.5, 1.5), Some(15.0));
+    }
+}
+
+#[cfg(test)]
+mod nudge_tests {
+    use super::*;
+
+    #[test]
+    fn a_nudge_takes_an_off_grid_reading_and_stop_wakes_the_thread() {
+        let start = Instant::now();
+        let meter = replay::ReplayMeter::new(
+            "x",
+            "cpu",
+            EnergyKind::Measured,
+            vec![(0.0, 0.0), (1000.0, 1000.0)],
+            Box::new(move || start.elapsed()),
+        );
+        // A 1-hour grid: only the initial reading, nudges and the final reading can appear.
+        let s = Sampler::start(vec![Box::new(meter)], Duration::from_secs(3600), Instant::now());
+        let n = s.nudger();
+        for _ in 0..3 {
+            n.nudge();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let t0 = Instant::now();
+        let t = s.stop();
+        assert!(t0.elapsed() < Duration::from_secs(1), "stop must not wait for the grid");
+        assert_eq!(t.samples.len(), 5, "initial + 3 nudges + final: {:?}", t.samples);
+        assert!(t.samples.windows(2).all(|w| w[1].t_s >= w[0].t_s));
+    }
+}
+
+#[cfg(test)]
+mod age_tests {
+    use super::*;
+
+    struct Aged;
+    impl Meter for Aged {
+        fn name(&self) -> &str {
+            "aged"
+        }
+        fn domain(&self) -> &str {
+            "gpu:0"
+        }
+        fn kind(&self) -> EnergyKind {
+            EnergyKind::Measured
+        }
+        fn resolution(&self) -> Duration {
+            Duration::from_millis(1)
+        }
+        fn read(&mut self) -> Result<MeterReading, String> {
+            Ok(MeterReading {
+                age_s: Some(0.25),
+                ..MeterReading::new(1.0, None)
+            })
+        }
+        fn provenance(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+    }
+
+    #[test]
+    fn timestamped_values_are_placed_when_current_and_stay_ordered() {
+        let epoch = Instant::now();
+        let s = Sampler::start(vec![Box::new(Aged)], Duration::from_secs(3600), epoch);
+        let t = s.stop();
+        // The first reading (at ~0 s) was current 0.25 s earlier; the final one, taken
+        // moments later, cannot be placed before it.
+        assert!(t.samples[0].t_s < -0.2, "{:?}", t.samples);
+        assert!(t.samples[1].t_s >= t.samples[0].t_s);
     }
 }
 

@@ -74,6 +74,11 @@ pub trait GpuDevice: Send {
     fn index(&self) -> u32;
     /// Total energy since driver load, mJ.
     fn energy_mj(&mut self) -> Result<u64, GpuError>;
+    /// Total energy since driver load, mJ, with the CPU time (Unix µs) at which the driver
+    /// sampled it, where the driver supports timestamped field reads.
+    fn energy_timestamped(&mut self) -> Result<(u64, Option<i64>), GpuError> {
+        self.energy_mj().map(|e| (e, None))
+    }
     /// Power samples from the driver's buffer newer than `since_us` (CPU µs), as (µs, W).
     fn power_samples(&mut self, since_us: u64) -> Result<Vec<(u64, f64)>, GpuError>;
     /// Instant power, W.
@@ -151,6 +156,22 @@ impl GpuDevice for NvmlGpu {
     }
     fn energy_mj(&mut self) -> Result<u64, GpuError> {
         Ok(self.device.total_energy_consumption()?)
+    }
+    fn energy_timestamped(&mut self) -> Result<(u64, Option<i64>), GpuError> {
+        let id = FieldId(nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION);
+        let field = self
+            .device
+            .field_values_for(&[id])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .and_then(Result::ok);
+        match field {
+            Some(f) => match f.value {
+                Ok(SampleValue::U64(mj)) => Ok((mj, Some(f.timestamp))),
+                _ => self.energy_mj().map(|e| (e, None)),
+            },
+            None => self.energy_mj().map(|e| (e, None)),
+        }
     }
     fn power_samples(&mut self, since_us: u64) -> Result<Vec<(u64, f64)>, GpuError> {
         let samples = self.device.samples(Sampling::Power, since_us)?;
@@ -276,12 +297,20 @@ impl Meter for CounterMeter {
         Duration::from_millis(100)
     }
     fn read(&mut self) -> Result<MeterReading, String> {
-        let raw = self
+        let (raw, stamp_us) = self
             .device
             .lock()
             .map_err(|_| "GPU handle poisoned".to_string())?
-            .energy_mj()
+            .energy_timestamped()
             .map_err(|e| format!("{}: energy counter: {e}", self.domain))?;
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        // Age of the driver's value; ignored when implausible (clock steps).
+        let age_s = stamp_us
+            .map(|ts| (now_us - ts) as f64 / 1e6)
+            .filter(|a| (0.0..1.0).contains(a));
         let invalid = raw < self.last_mj;
         if invalid {
             self.resets += 1; // the interval is unknown; keep the total
@@ -291,11 +320,15 @@ impl Meter for CounterMeter {
         self.last_mj = raw;
         Ok(MeterReading {
             invalid,
+            age_s,
             ..MeterReading::new(self.total_mj as f64 / 1e3, None)
         })
     }
     fn provenance(&self) -> Value {
-        json!({ "interface": "NVML nvmlDeviceGetTotalEnergyConsumption (mJ)", "device": self.facts })
+        json!({
+            "interface": "NVML field NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION with its driver timestamp (sample placed when current), else nvmlDeviceGetTotalEnergyConsumption (mJ)",
+            "device": self.facts,
+        })
     }
 }
 
