@@ -639,9 +639,7 @@ fn finish_method(
                 .suite
                 .carbon
                 .intensity_over(f.start_unix + p.t0_s, f.start_unix + p.end_s);
-            let (mut c, per) =
-                crate::carbon::cell_carbon(&f.suite.carbon, ci, &emb, &energies, p.replay_s + compressed_s);
-            c.estimated = true;
+            let (c, per) = crate::carbon::cell_carbon(&f.suite.carbon, ci, &emb, &energies, p.replay_s + compressed_s);
             for (&i, g) in served.iter().zip(per) {
                 records[i].co2e_g = Some(g);
             }

@@ -155,6 +155,17 @@ fn energy_config(source: &SourceFile, e: EnergySection) -> Result<EnergyConfig, 
                     ),
                 ));
             }
+            // Parse it now: a malformed recording must stop the suite before anything runs,
+            // not leave the run without an energy source.
+            let text = std::fs::read_to_string(&path).map_err(|err| {
+                source.error_at(
+                    p.span().start,
+                    "energy.replay_timeline",
+                    format!("cannot read {}: {err}", path.display()),
+                )
+            })?;
+            crate::meters::replay::parse(&path.display().to_string(), &text)
+                .map_err(|err| source.error_at(p.span().start, "energy.replay_timeline", err))?;
             Some(path)
         }
     };
@@ -596,6 +607,26 @@ service_ms = 3
         assert!(err(&twice).message.contains("unique `label`"));
         let e = err("[run]\nrequests = 1\n[[methods]]\nid = \"x\"\n");
         assert!(e.message.contains("workloads"), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_replay_timeline_is_rejected_with_its_own_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.csv"),
+            "t_s,domain,source,kind,energy_j,power_w\n0,cpu,x,measured,0,\n1,cpu,x,measured,oops,\n",
+        )
+        .unwrap();
+        let label = dir.path().join("s.toml").display().to_string();
+        let text = OK.replace("[run]", "[energy]\nreplay_timeline = \"t.csv\"\n[run]");
+        let e = Suite::parse(&label, &text, "s").unwrap_err().to_string();
+        assert!(
+            e.contains("energy.replay_timeline") && e.contains("t.csv:3: field `energy_j`"),
+            "{e}"
+        );
+        let missing = OK.replace("[run]", "[energy]\nreplay_timeline = \"nope.csv\"\n[run]");
+        let e = Suite::parse(&label, &missing, "s").unwrap_err().to_string();
+        assert!(e.contains("no timeline file"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
                 };
                 println!("{:<10} {}\n    {here}", spec.name, spec.about);
             }
+            println!(
+                "{:<10} {}\n    used instead of all of the above when a suite sets [energy] replay_timeline",
+                "replay",
+                oae_harness::meters::replay::ABOUT
+            );
         }
         ListWhat::Workloads => {
             println!("arrival processes for [[workloads]] arrival = {{ process = \"NAME\", ... }}:");

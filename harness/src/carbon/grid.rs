@@ -58,7 +58,8 @@ pub fn lookup(region: &str) -> Result<&'static GridRow, String> {
     let mut scored: Vec<(usize, &GridRow)> = table()
         .iter()
         .map(|r| {
-            let d = edit_distance(&q, &r.code.to_lowercase()).min(edit_distance(&q, &r.name.to_lowercase()));
+            let d =
+                strsim::levenshtein(&q, &r.code.to_lowercase()).min(strsim::levenshtein(&q, &r.name.to_lowercase()));
             let prefix = r.name.to_lowercase().starts_with(&q) && !q.is_empty();
             (if prefix { 0 } else { d }, r)
         })
@@ -73,20 +74,6 @@ pub fn lookup(region: &str) -> Result<&'static GridRow, String> {
         "unknown region `{region}`; nearest: {}. Use an ISO 3166-1 alpha-3 code or a country name, or set `intensity_g_per_kwh`",
         near.join(", ")
     ))
-}
-
-/// Levenshtein distance.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ use serde_json::json;
 
 use super::{EnergyKind, Meter, MeterReading, Opened};
 
+/// One line for `oae list meters`.
+pub const ABOUT: &str = "a recorded timeline.csv fed back through the meter socket (kind as recorded)";
+
 /// One recorded point: (t_s, energy_j, band).
 type Point = (f64, f64, Option<(f64, f64)>);
 
