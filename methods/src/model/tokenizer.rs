@@ -1,15 +1,25 @@
-//! Tokenizers: the byte-level one of the embedded model.
+//! Tokenizers: the byte-level one of the embedded model, and Hugging Face `tokenizers`
+//! pipelines read from `tokenizer.json` or rebuilt from GGUF metadata.
+
+use crate::error::{Error, Result};
 
 /// Text ↔ token ids.
 pub trait Tokenizer: Send + Sync {
-    /// Encodes a prompt, including any begin marker.
-    fn encode(&self, text: &str) -> Vec<u32>;
+    /// Encodes a prompt, including any begin marker; special-token text such as
+    /// `<|im_start|>` is recognised as the special token.
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
     /// Decodes generated ids (markers and ids outside the text range are skipped).
     fn decode(&self, ids: &[u32]) -> String;
     /// End-of-sequence id, if the tokenizer has one.
     fn eos(&self) -> Option<u32>;
     /// Short name for run.json.
     fn name(&self) -> &str;
+    /// Vocabulary size, special tokens included.
+    fn vocab_size(&self) -> usize;
+    /// The id of a token given by its text (special tokens such as `<|im_end|>`).
+    fn token_id(&self, _token: &str) -> Option<u32> {
+        None
+    }
 }
 
 /// Bytes 0–255 are tokens 0–255; 256 begins a sequence, 257 ends it.
@@ -26,8 +36,8 @@ impl ByteTokenizer {
 }
 
 impl Tokenizer for ByteTokenizer {
-    fn encode(&self, text: &str) -> Vec<u32> {
-        std::iter::once(Self::BOS).chain(text.bytes().map(u32::from)).collect()
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(std::iter::once(Self::BOS).chain(text.bytes().map(u32::from)).collect())
     }
     fn decode(&self, ids: &[u32]) -> String {
         let bytes: Vec<u8> = ids.iter().filter(|&&i| i < 256).map(|&i| i as u8).collect();
@@ -39,6 +49,91 @@ impl Tokenizer for ByteTokenizer {
     fn name(&self) -> &str {
         "byte"
     }
+    fn vocab_size(&self) -> usize {
+        Self::VOCAB
+    }
+}
+
+/// A Hugging Face `tokenizers` pipeline.
+pub struct HfTokenizer {
+    inner: tokenizers::Tokenizer,
+    eos: Option<u32>,
+    name: String,
+}
+
+impl HfTokenizer {
+    /// Wraps a pipeline; `eos` ends generation.
+    pub fn new(inner: tokenizers::Tokenizer, eos: Option<u32>, name: impl Into<String>) -> Self {
+        Self {
+            inner,
+            eos,
+            name: name.into(),
+        }
+    }
+
+    /// Reads `tokenizer.json`.
+    pub fn from_file(path: &std::path::Path) -> Result<tokenizers::Tokenizer> {
+        tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| Error::Model(format!("{}: not a usable tokenizer.json: {e}", path.display())))
+    }
+
+    /// Rebuilds the tokenizer a GGUF file describes. candle's builder covers the GPT-2,
+    /// Llama-3 and Qwen2 pre-tokenizers; SmolLM's (`tokenizer.ggml.pre = "smollm"`: every
+    /// digit on its own, then GPT-2 byte-level splitting) is set here.
+    pub fn from_gguf(content: &candle_core::quantized::gguf_file::Content, path: &std::path::Path) -> Result<Self> {
+        use candle_core::quantized::tokenizer::TokenizerFromGguf;
+        use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence::Sequence};
+        let mut inner = tokenizers::Tokenizer::from_gguf(content).map_err(|e| {
+            Error::Model(format!(
+                "{}: cannot build the tokenizer from its metadata: {e}",
+                path.display()
+            ))
+        })?;
+        let pre = content
+            .metadata
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if pre == "smollm" {
+            let seq = Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]);
+            inner.with_pre_tokenizer(Some(seq));
+        }
+        let eos = content
+            .metadata
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok());
+        Ok(Self::new(
+            inner,
+            eos,
+            format!("gguf:{}", if pre.is_empty() { "gpt2" } else { &pre }),
+        ))
+    }
+}
+
+impl Tokenizer for HfTokenizer {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Request(format!("tokenization failed: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+    fn decode(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, true).unwrap_or_default()
+    }
+    fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+    fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
 }
 
 #[cfg(test)]
@@ -48,7 +143,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let t = ByteTokenizer;
-        let ids = t.encode("héllo 42");
+        let ids = t.encode("héllo 42").unwrap();
         assert_eq!(ids[0], ByteTokenizer::BOS);
         assert_eq!(ids.len(), 1 + "héllo 42".len());
         assert_eq!(t.decode(&ids), "héllo 42");

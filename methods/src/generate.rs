@@ -1,0 +1,292 @@
+//! What every model-driving adapter shares: the model and sampling keys of its config, the
+//! prompt (chat template, context check), the emission of tokens with stop handling, and
+//! the autoregressive prefill + decode loop that `dense` and `moe` serve with.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use oae_harness::{BuildContext, Completion, Flow, MethodError, Probe, StopReason, TokenSink};
+use oae_workloads::Request;
+use oae_workloads::config::ConfigTable;
+use oae_workloads::rng::{SeededRng, seeded};
+
+use crate::model::{self, ChatMode, KvCache, LoadedModel, Logits, ModelSpec, Sampling, last_row, sample};
+
+/// The config keys [`GenConfig`] reads; an adapter decodes the others itself.
+pub const KEYS: &[&str] = &[
+    "model",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "ignore_eos",
+    "chat",
+    "system",
+];
+
+/// `oae list methods` documentation of [`KEYS`], followed by an adapter's own keys.
+#[macro_export]
+macro_rules! generation_keys {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            oae_harness::ConfigKey {
+                name: "model",
+                default: "{ kind = \"synthetic\" }",
+                help: "model to run: { kind = \"synthetic\", … } (keys: seed, layers, hidden, heads, kv_heads, ffn, vocab, max_seq, residual_scale, logit_scale, experts, top_k), { kind = \"gguf\", path | name, max_seq } or { kind = \"hf\", path | name, max_seq }",
+            },
+            oae_harness::ConfigKey {
+                name: "temperature",
+                default: "0.0",
+                help: "0 = greedy; > 0 samples from softmax(logits / temperature)",
+            },
+            oae_harness::ConfigKey {
+                name: "top_k",
+                default: "0",
+                help: "sample only among the k most likely tokens (0 = off)",
+            },
+            oae_harness::ConfigKey {
+                name: "top_p",
+                default: "1.0",
+                help: "nucleus sampling mass (1 = off)",
+            },
+            oae_harness::ConfigKey {
+                name: "seed",
+                default: "0",
+                help: "sampling seed; each request draws from (seed, request id)",
+            },
+            oae_harness::ConfigKey {
+                name: "ignore_eos",
+                default: "false",
+                help: "keep generating past end-of-sequence (fixed output lengths)",
+            },
+            oae_harness::ConfigKey {
+                name: "chat",
+                default: "\"auto\"",
+                help: "wrap prompts in the model's chat template: auto (when it has one), on, off",
+            },
+            oae_harness::ConfigKey {
+                name: "system",
+                default: "(template default)",
+                help: "system message for chat-templated prompts",
+            },
+            $($extra),*
+        ]
+    };
+}
+
+/// Model and sampling settings shared by the adapters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenConfig {
+    /// The model.
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    temperature: f64,
+    #[serde(default)]
+    top_k: usize,
+    #[serde(default = "one")]
+    top_p: f64,
+    /// Sampling seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Generate past end-of-sequence.
+    #[serde(default)]
+    pub ignore_eos: bool,
+    #[serde(default)]
+    chat: ChatMode,
+    #[serde(default)]
+    system: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A model-driving adapter's shared half: settings, device and (after `load`) the model.
+pub struct Generator {
+    /// Settings.
+    pub cfg: GenConfig,
+    /// Next-token rule.
+    pub sampling: Sampling,
+    /// Where the model runs.
+    pub device: candle_core::Device,
+}
+
+impl Generator {
+    /// Decodes the shared keys of `config` (checking sampling values and the model) and
+    /// returns the table of the remaining, adapter-specific keys.
+    pub fn from_config(config: &ConfigTable, ctx: &BuildContext) -> Result<(Self, ConfigTable), MethodError> {
+        let (shared, rest) = config.split(KEYS);
+        let mut cfg: GenConfig = shared.decode()?;
+        let sampling = Sampling {
+            temperature: cfg.temperature,
+            top_k: cfg.top_k,
+            top_p: cfg.top_p,
+        };
+        if let Err(msg) = sampling.validate() {
+            let key = if msg.starts_with("temperature") {
+                "temperature"
+            } else {
+                "top_p"
+            };
+            return Err(config.error(key, msg).into());
+        }
+        cfg.model.resolve_paths(config.source());
+        // Shape and path errors are configuration errors: report them before the run.
+        cfg.model.check().map_err(|e| config.error("model", e.to_string()))?;
+        let device = model::device(ctx.device).map_err(|e| config.error("", e.to_string()))?;
+        Ok((Self { cfg, sampling, device }, rest))
+    }
+
+    /// Loads (or builds) the model.
+    pub fn load(&self) -> Result<LoadedModel, MethodError> {
+        Ok(self.cfg.model.load(&self.device)?)
+    }
+
+    /// The prompt's token ids, checked to fit the context with the request's output.
+    pub fn prompt(&self, m: &LoadedModel, request: &Request) -> Result<Vec<u32>, MethodError> {
+        let ids = m.prompt_ids(&request.prompt, self.cfg.chat, self.cfg.system.as_deref())?;
+        let max_seq = m.decoder.config().max_seq;
+        let need = ids.len() + request.max_new_tokens as usize;
+        if need > max_seq {
+            return Err(MethodError::failed(format!(
+                "prompt ({} tokens) + max_new_tokens ({}) exceeds the model's context of {max_seq} tokens; shorten the workload's input_tokens/output_tokens or raise the model's max_seq",
+                ids.len(),
+                request.max_new_tokens
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// The request's own sampling stream (independent of which requests came before).
+    pub fn rng(&self, label: &str, request: &Request) -> SeededRng {
+        seeded(self.cfg.seed, &[label, &request.id.to_string()])
+    }
+
+    /// A token emitter for one request.
+    pub fn emitter(&self, m: &LoadedModel, request: &Request) -> Emitter {
+        Emitter {
+            produced: 0,
+            max: request.max_new_tokens,
+            stops: if self.cfg.ignore_eos {
+                Vec::new()
+            } else {
+                m.stops.clone()
+            },
+        }
+    }
+
+    /// Facts for run.json: the model's shape and the sampling settings.
+    pub fn facts(&self, m: Option<&LoadedModel>) -> BTreeMap<String, serde_json::Value> {
+        let mut f = BTreeMap::new();
+        if let Some(m) = m {
+            let c = m.decoder.config();
+            f.insert("model".into(), json!(m.name));
+            f.insert("tokenizer".into(), json!(m.tokenizer.name()));
+            f.insert(
+                "shape".into(),
+                json!({"layers": c.layers, "hidden": c.hidden, "heads": c.heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim, "ffn": c.ffn, "experts": c.experts, "top_k": c.top_k, "vocab": c.vocab_size, "max_seq": c.max_seq, "tied_embeddings": c.tied_embeddings}),
+            );
+            f.insert("params".into(), json!(c.params()));
+            f.insert("active_params".into(), json!(c.active_params()));
+            f.insert("weight_bytes".into(), json!(m.decoder.weight_bytes()));
+            f.insert("dtype".into(), json!("f32"));
+            f.insert("weight_bytes_per_token".into(), json!(c.weight_bytes_per_token()));
+            let chat = match (self.cfg.chat, &m.chat) {
+                (ChatMode::Off, _) | (_, None) => "off".to_string(),
+                (_, Some(t)) => t.name().to_string(),
+            };
+            f.insert("chat_template".into(), json!(chat));
+            f.insert("stop_tokens".into(), json!(m.stops));
+        }
+        f.insert(
+            "sampling".into(),
+            json!({"temperature": self.sampling.temperature, "top_k": self.sampling.top_k, "top_p": self.sampling.top_p, "seed": self.cfg.seed}),
+        );
+        f.insert("ignore_eos".into(), json!(self.cfg.ignore_eos));
+        f.insert("device".into(), json!(format!("{:?}", self.device)));
+        f
+    }
+}
+
+/// Hands generated tokens to the harness and decides when generation ends.
+pub struct Emitter {
+    produced: u32,
+    max: u32,
+    stops: Vec<u32>,
+}
+
+impl Emitter {
+    /// Emits `token`; `Some(reason)` when generation must end (the stop token itself is not
+    /// emitted).
+    pub fn push(&mut self, token: u32, sink: &mut dyn TokenSink) -> Option<StopReason> {
+        if self.stops.contains(&token) {
+            return Some(StopReason::Eos);
+        }
+        let flow = sink.token(token);
+        self.produced += 1;
+        if self.produced >= self.max {
+            return Some(StopReason::Length);
+        }
+        (flow == Flow::Stop).then_some(StopReason::Stopped)
+    }
+
+    /// Tokens emitted so far.
+    pub fn produced(&self) -> u32 {
+        self.produced
+    }
+
+    /// Tokens still allowed.
+    pub fn remaining(&self) -> u32 {
+        self.max.saturating_sub(self.produced)
+    }
+}
+
+/// Runs `tokens` after the cache and chooses the next token from the last position.
+pub fn next_token(
+    m: &LoadedModel,
+    tokens: &[u32],
+    cache: &mut KvCache,
+    sampling: &Sampling,
+    rng: &mut SeededRng,
+) -> Result<u32, MethodError> {
+    let logits = m.decoder.forward(tokens, cache, Logits::Last)?;
+    let row = last_row(&logits)?;
+    Ok(sample(&row, sampling, rng))
+}
+
+/// Batch-1 autoregressive serving: prefill the prompt, then one forward per token.
+/// Phases `prefill` (tokenization, prompt forward, first choice) and `decode`; counters
+/// `kv_tokens` and `kv_bytes_peak`.
+pub fn serve_autoregressive(
+    generator: &Generator,
+    m: &LoadedModel,
+    label: &str,
+    request: &Request,
+    sink: &mut dyn TokenSink,
+    probe: &mut Probe,
+) -> Result<Completion, MethodError> {
+    probe.phase("prefill");
+    let ids = generator.prompt(m, request)?;
+    let mut rng = generator.rng(label, request);
+    let mut cache = KvCache::new(m.decoder.config().layers);
+    let mut next = next_token(m, &ids, &mut cache, &generator.sampling, &mut rng)?;
+    probe.phase("decode");
+    let mut out = generator.emitter(m, request);
+    let stop = loop {
+        if let Some(stop) = out.push(next, sink) {
+            break stop;
+        }
+        next = next_token(m, &[next], &mut cache, &generator.sampling, &mut rng)?;
+    };
+    probe.end();
+    probe.set("kv_tokens", cache.len() as f64);
+    probe.set("kv_bytes_peak", cache.bytes() as f64);
+    Ok(Completion {
+        input_tokens: ids.len() as u32,
+        stop,
+    })
+}
