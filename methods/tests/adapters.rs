@@ -1,0 +1,302 @@
+//! moe and speculative against dense: the invariants that make the comparison fair.
+
+use std::collections::BTreeMap;
+
+use candle_core::Device;
+use oae_harness::{BuildContext, DeviceSpec, Flow, Method, MethodError, Probe, TokenSink};
+use oae_methods::model::{KvCache, Logits, ModelSpec, SyntheticSpec, all_rows};
+use oae_methods::moe::{RouterInit, Upcycle};
+use oae_methods::speculative::verify;
+use oae_workloads::Request;
+use oae_workloads::config::ConfigTable;
+use oae_workloads::rng::seeded;
+
+struct Collect(Vec<u32>);
+impl TokenSink for Collect {
+    fn token(&mut self, id: u32) -> Flow {
+        self.0.push(id);
+        Flow::Continue
+    }
+}
+
+fn build(id: &str, toml: &str) -> Result<Box<dyn Method>, MethodError> {
+    let spec = oae_methods::registry().into_iter().find(|s| s.id() == id).unwrap();
+    let table = ConfigTable::parse("m.toml", toml).unwrap();
+    spec.build(
+        &table,
+        &BuildContext {
+            device: DeviceSpec::Cpu,
+            seed: 0,
+            label: id.into(),
+            instance: 0,
+        },
+    )
+}
+
+fn ready(id: &str, toml: &str) -> Box<dyn Method> {
+    let mut m = build(id, toml).unwrap();
+    m.prepare().unwrap();
+    m
+}
+
+fn request(id: u64, prompt: &str, n: u32) -> Request {
+    Request {
+        id,
+        prompt: prompt.into(),
+        max_new_tokens: n,
+        target_input_tokens: prompt.len() as u32,
+        source_failed: false,
+    }
+}
+
+fn generate(m: &mut dyn Method, r: &Request) -> (Vec<u32>, BTreeMap<String, f64>) {
+    let mut sink = Collect(Vec::new());
+    let mut probe = Probe::default();
+    m.serve(r, &mut sink, &mut probe).unwrap();
+    let (_, counters) = probe.finish();
+    (sink.0, counters)
+}
+
+const MODEL: &str = "model = { kind = \"synthetic\", max_seq = 256 }\n";
+
+#[test]
+fn upcycled_moe_with_identical_experts_equals_dense() {
+    let dense = ModelSpec::Synthetic(SyntheticSpec {
+        max_seq: 128,
+        ..SyntheticSpec::default()
+    })
+    .load(&Device::Cpu)
+    .unwrap();
+    let moe = Upcycle {
+        experts: 4,
+        top_k: 2,
+        noise: 0.0,
+        router: RouterInit::Random,
+        seed: 3,
+    }
+    .apply(&dense.decoder)
+    .unwrap();
+    assert_eq!(moe.config().params() - dense.decoder.config().params(), {
+        let c = dense.decoder.config();
+        c.layers * (3 * 3 * c.hidden * c.ffn + c.hidden * 4)
+    });
+    let tokens = dense
+        .tokenizer
+        .encode("Identical experts, mixed with weights summing to one.")
+        .unwrap();
+    let mut c1 = KvCache::new(4);
+    let mut c2 = KvCache::new(4);
+    let a = all_rows(&dense.decoder.forward(&tokens, &mut c1, Logits::All).unwrap()).unwrap();
+    let b = all_rows(&moe.forward(&tokens, &mut c2, Logits::All).unwrap()).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        let d = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(d < 1e-4, "logits differ by {d}");
+    }
+    // Through the adapters too: same greedy tokens, and routing counters add up.
+    let mut d = ready("dense", &format!("ignore_eos = true\n{MODEL}"));
+    let mut m = ready(
+        "moe",
+        &format!("ignore_eos = true\n{MODEL}upcycle = {{ experts = 4, top_k = 2, noise = 0.0 }}\n"),
+    );
+    let r = request(1, "Upcycling check.", 20);
+    let (td, _) = generate(d.as_mut(), &r);
+    let (tm, counters) = generate(m.as_mut(), &r);
+    assert_eq!(td, tm);
+    let routed: f64 = (0..4).map(|i| counters[&format!("expert_{i}_tokens")]).sum();
+    // Prompt (BOS + 16 bytes) and 19 decode steps, 4 layers, 2 experts per token.
+    assert_eq!(routed, ((17 + 19) * 4 * 2) as f64);
+    assert!(counters["router_ms"] > 0.0);
+    assert!(counters["load_cv"] >= 0.0);
+}
+
+#[test]
+fn noisy_experts_change_the_output_and_synthetic_moe_runs() {
+    let mut m = ready(
+        "moe",
+        "ignore_eos = true\nmodel = { kind = \"synthetic\", max_seq = 256, experts = 8, top_k = 2, ffn = 96 }\n",
+    );
+    let (t, c) = generate(m.as_mut(), &request(2, "Eight experts.", 10));
+    assert_eq!(t.len(), 10);
+    assert!(c.contains_key("expert_7_tokens"));
+    let facts = m.facts();
+    assert_eq!(facts["moe_source"], "synthetic");
+    // Perturbed experts are no longer the dense FFN.
+    let mut d = ready("dense", &format!("ignore_eos = true\n{MODEL}"));
+    let mut noisy = ready(
+        "moe",
+        &format!("ignore_eos = true\n{MODEL}upcycle = {{ experts = 4, top_k = 2, noise = 0.5 }}\n"),
+    );
+    let r = request(5, "Noise check.", 24);
+    assert_ne!(generate(d.as_mut(), &r).0, generate(noisy.as_mut(), &r).0);
+    assert!(facts["weight_bytes"].as_u64().unwrap() > 4 * facts["active_params"].as_u64().unwrap());
+}
+
+#[test]
+fn greedy_speculative_equals_greedy_dense_token_for_token() {
+    let mut dense = ready("dense", &format!("ignore_eos = true\n{MODEL}"));
+    for (draft, extra) in [
+        ("draft = { layers = 2 }", ""),
+        ("draft = { layers = 1 }", "adaptive = true\ngamma_max = 6\n"),
+        (
+            "draft = { model = { kind = \"synthetic\", seed = 9, layers = 1, max_seq = 256 } }",
+            "gamma = 3\n",
+        ),
+    ] {
+        let mut spec = ready("speculative", &format!("ignore_eos = true\n{MODEL}{draft}\n{extra}"));
+        for (i, prompt) in [
+            "A short prompt.",
+            "Another, longer prompt about speculative decoding 123.",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let r = request(i as u64, prompt, 40);
+            let (want, _) = generate(dense.as_mut(), &r);
+            let (got, c) = generate(spec.as_mut(), &r);
+            assert_eq!(got, want, "{draft} {extra}");
+            assert!(c["verify_steps"] >= 1.0);
+            assert!(c["accepted"] <= c["drafted"]);
+            let rate = c["accepted"] / c["drafted"];
+            assert!((c["acceptance_rate"] - rate).abs() < 1e-12);
+            assert!((c["mean_acceptance_length"] - (1.0 + c["accepted"] / c["verify_steps"])).abs() < 1e-12);
+            assert!(c["accepted_pos_1"] <= c["drafted_pos_1"]);
+        }
+    }
+}
+
+#[test]
+fn a_faithful_draft_is_always_accepted() {
+    // Residual scale 0: every block is the identity, so the 1-layer draft is the target.
+    let cfg = "ignore_eos = true\nmodel = { kind = \"synthetic\", max_seq = 256, residual_scale = 0.0 }\ndraft = { layers = 1 }\ngamma = 4\n";
+    let mut spec = ready("speculative", cfg);
+    let (t, c) = generate(spec.as_mut(), &request(0, "Agreement.", 21));
+    assert_eq!(t.len(), 21);
+    assert_eq!(c["acceptance_rate"], 1.0);
+    // 1 token from prefill, then blocks of 4 accepted + 1 bonus.
+    assert_eq!(c["verify_steps"], 4.0);
+    assert_eq!(c["mean_acceptance_length"], 5.0);
+}
+
+/// Pearson chi-square statistic of counts against expected probabilities.
+fn chi_square(counts: &[u64], p: &[f64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .zip(p)
+        .filter(|&(_, &q)| q > 0.0)
+        .map(|(&c, &q)| {
+            let e = q * n as f64;
+            (c as f64 - e).powi(2) / e
+        })
+        .sum()
+}
+
+#[test]
+fn rejection_sampling_reproduces_the_target_distribution() {
+    // A 5-token vocabulary; target p and a deliberately different draft q at each of
+    // two positions. The first emitted token must follow p[0] exactly; with the first
+    // draft accepted, the second must follow p[1].
+    let p = vec![
+        vec![0.40, 0.25, 0.20, 0.10, 0.05],
+        vec![0.05, 0.10, 0.50, 0.30, 0.05],
+        vec![0.20, 0.20, 0.20, 0.20, 0.20],
+    ];
+    let q = vec![vec![0.10, 0.10, 0.30, 0.30, 0.20], vec![0.30, 0.30, 0.20, 0.10, 0.10]];
+    let mut rng = seeded(7, &["chi-square"]);
+    let mut first = [0u64; 5];
+    let mut second = [0u64; 5];
+    let draws = 40_000;
+    for _ in 0..draws {
+        let d0 = oae_methods::model::sample_from(&q[0], &mut rng);
+        let d1 = oae_methods::model::sample_from(&q[1], &mut rng);
+        let v = verify(&[d0, d1], &q, &p, false, &mut rng);
+        let tokens: Vec<u32> = [d0, d1][..v.accepted].iter().copied().chain([v.next]).collect();
+        first[tokens[0] as usize] += 1;
+        if tokens.len() > 1 {
+            second[tokens[1] as usize] += 1;
+        }
+    }
+    // 4 degrees of freedom: the 0.1% critical value is 18.47.
+    let c1 = chi_square(&first, &p[0]);
+    let c2 = chi_square(&second, &p[1]);
+    assert!(c1 < 18.47, "first token: chi-square {c1}, counts {first:?}");
+    assert!(c2 < 18.47, "second token: chi-square {c2}, counts {second:?}");
+    // And the test has power: the draft's own distribution is rejected.
+    assert!(chi_square(&first, &q[0]) > 100.0);
+}
+
+#[test]
+fn sampled_speculative_output_is_distributed_like_dense() {
+    // A 3-token nucleus of the synthetic model's next-token distribution, sampled over many
+    // request seeds by dense and by speculative: the first three generated tokens'
+    // distributions must agree (two-sample chi-square on each position).
+    let base = "ignore_eos = true\ntemperature = 1.0\ntop_k = 3\nmodel = { kind = \"synthetic\", max_seq = 128, layers = 2, hidden = 64, heads = 2, kv_heads = 1, ffn = 128, logit_scale = 1.0 }\n";
+    let mut dense = ready("dense", base);
+    let mut spec = ready("speculative", &format!("{base}draft = {{ layers = 1 }}\ngamma = 2\n"));
+    let n = 1500u64;
+    let mut counts: [BTreeMap<u32, [u64; 2]>; 3] = Default::default();
+    for id in 0..n {
+        for (k, m) in [dense.as_mut(), spec.as_mut()].into_iter().enumerate() {
+            // Different request ids draw from different streams in both methods.
+            let (t, _) = generate(m, &request(id + k as u64 * n, "Sampling check:", 3));
+            for (pos, tok) in t.iter().enumerate() {
+                counts[pos].entry(*tok).or_default()[k] += 1;
+            }
+        }
+    }
+    for (pos, table) in counts.iter().enumerate() {
+        // Two-sample chi-square over tokens seen at least 5 times in total.
+        let cells: Vec<[u64; 2]> = table.values().copied().filter(|c| c[0] + c[1] >= 5).collect();
+        let (na, nb) = (
+            cells.iter().map(|c| c[0]).sum::<u64>() as f64,
+            cells.iter().map(|c| c[1]).sum::<u64>() as f64,
+        );
+        let stat: f64 = cells
+            .iter()
+            .map(|c| {
+                let t = (c[0] + c[1]) as f64;
+                let (ea, eb) = (t * na / (na + nb), t * nb / (na + nb));
+                (c[0] as f64 - ea).powi(2) / ea + (c[1] as f64 - eb).powi(2) / eb
+            })
+            .sum();
+        let df = cells.len().saturating_sub(1).max(1) as f64;
+        // Wilson–Hilferty 0.1% critical value of chi-square with df degrees of freedom.
+        let z = 3.09;
+        let crit = df * (1.0 - 2.0 / (9.0 * df) + z * (2.0 / (9.0 * df)).sqrt()).powi(3);
+        assert!(
+            stat < crit,
+            "position {pos}: chi-square {stat:.1} >= {crit:.1} with {df} df: {table:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_speculative_and_moe_configs_name_the_key() {
+    let err = |id: &str, toml: &str| build(id, toml).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = err("speculative", &format!("{MODEL}draft = {{ layers = 2 }}\ngamma = 0\n"));
+    assert!(e.contains("gamma") && e.contains("m.toml"), "{e}");
+    let e = err("speculative", &format!("{MODEL}draft = {{ layers = 4 }}\n"));
+    assert!(e.contains("draft") && e.contains("less than"), "{e}");
+    let e = err("speculative", MODEL);
+    assert!(e.contains("draft"), "{e}");
+    let e = err(
+        "speculative",
+        &format!("{MODEL}draft = {{ layers = 1, model = {{ kind = \"synthetic\" }} }}\n"),
+    );
+    assert!(e.contains("exactly one"), "{e}");
+    let e = err("moe", MODEL);
+    assert!(e.contains("experts"), "{e}");
+    let e = err("moe", &format!("{MODEL}upcycle = {{ experts = 2, top_k = 3 }}\n"));
+    assert!(e.contains("upcycle.top_k"), "{e}");
+    let e = err("dense", &format!("{MODEL}gamma = 3\n"));
+    assert!(e.contains("unknown field") && e.contains("gamma"), "{e}");
+
+    // Mismatched vocabularies surface at prepare, naming the draft.
+    let mut m = build(
+        "speculative",
+        &format!("{MODEL}draft = {{ model = {{ kind = \"synthetic\", vocab = 600, layers = 1 }} }}\n"),
+    )
+    .unwrap();
+    let e = m.prepare().err().unwrap().to_string();
+    assert!(e.contains("vocabulary") && e.contains("draft.model"), "{e}");
+}
