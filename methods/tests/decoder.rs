@@ -120,3 +120,70 @@ fn bad_shapes_are_rejected() {
     };
     assert!(ModelSpec::Synthetic(bad).check().is_err());
 }
+
+#[test]
+fn selecting_cache_rows_equals_a_fresh_prefill_of_those_tokens() {
+    let m = model();
+    let layers = m.decoder.config().layers;
+    let a = m.tokenizer.encode("select the first rows").unwrap();
+    let mut cache = KvCache::new(layers);
+    m.decoder.forward(&a, &mut cache, Logits::Last).unwrap();
+    let keep: Vec<usize> = (0..7).collect();
+    cache.select(&keep).unwrap();
+    assert_eq!(cache.len(), 7);
+    let after = rows(&m.decoder.forward(&[99], &mut cache, Logits::Last).unwrap());
+    let mut fresh = KvCache::new(layers);
+    let mut seq = a[..7].to_vec();
+    seq.push(99);
+    let want = rows(&m.decoder.forward(&seq, &mut fresh, Logits::Last).unwrap());
+    assert!(max_rel_diff(&after[0], &want[0]) < 1e-4);
+    assert!(cache.select(&[100]).is_err());
+}
+
+#[test]
+fn early_exit_equals_a_model_of_the_first_k_layers() {
+    let m = model();
+    let dir = tempfile::tempdir().unwrap();
+    oae_methods::model::save_hf(&m.decoder, dir.path()).unwrap();
+    let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        cfg.replace("\"num_hidden_layers\": 4", "\"num_hidden_layers\": 2"),
+    )
+    .unwrap();
+    // The 2-layer directory needs a tokenizer only to load; reuse a minimal one.
+    let vocab: tokenizers::models::bpe::Vocab = [("a".to_string(), 0u32)].into_iter().collect();
+    let bpe = tokenizers::models::bpe::BPE::builder()
+        .vocab_and_merges(vocab, vec![])
+        .build()
+        .unwrap();
+    tokenizers::Tokenizer::new(bpe)
+        .save(dir.path().join("tokenizer.json"), false)
+        .unwrap();
+    let shallow = oae_methods::model::load_hf(dir.path(), Some(256), &Device::Cpu).unwrap();
+    let tokens = m.tokenizer.encode("early exit").unwrap();
+    let mut c2 = KvCache::new(2);
+    let exit = rows(&m.decoder.forward_depth(&tokens, &mut c2, Logits::All, 2).unwrap());
+    let mut cs = KvCache::new(2);
+    let want = rows(&shallow.decoder.forward(&tokens, &mut cs, Logits::All).unwrap());
+    for (a, b) in exit.iter().zip(&want) {
+        assert!(max_rel_diff(a, b) < 1e-4);
+    }
+    // Full depth is the ordinary forward; a cache with too few layers is an error.
+    let mut full = KvCache::new(4);
+    let mut again = KvCache::new(4);
+    assert_eq!(
+        rows(&m.decoder.forward_depth(&tokens, &mut full, Logits::Last, 4).unwrap()),
+        rows(&m.decoder.forward(&tokens, &mut again, Logits::Last).unwrap())
+    );
+    assert!(
+        m.decoder
+            .forward_depth(&tokens, &mut KvCache::new(1), Logits::Last, 2)
+            .is_err()
+    );
+    assert!(
+        m.decoder
+            .forward_depth(&tokens, &mut KvCache::new(4), Logits::Last, 5)
+            .is_err()
+    );
+}

@@ -77,9 +77,10 @@ impl HfTokenizer {
             .map_err(|e| Error::Model(format!("{}: not a usable tokenizer.json: {e}", path.display())))
     }
 
-    /// Rebuilds the tokenizer a GGUF file describes. candle's builder covers the GPT-2,
-    /// Llama-3 and Qwen2 pre-tokenizers; SmolLM's (`tokenizer.ggml.pre = "smollm"`: every
-    /// digit on its own, then GPT-2 byte-level splitting) is set here.
+    /// Rebuilds the tokenizer a GGUF file describes. candle's builder covers the Llama-3
+    /// and Qwen2 pre-tokenizers; SmolLM's (`tokenizer.ggml.pre = "smollm"`: every digit on
+    /// its own, then GPT-2 byte-level splitting) is set here, and plain GPT-2 splitting
+    /// without the prefix space candle's default adds (llama.cpp adds none).
     pub fn from_gguf(content: &candle_core::quantized::gguf_file::Content, path: &std::path::Path) -> Result<Self> {
         use candle_core::quantized::tokenizer::TokenizerFromGguf;
         use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence::Sequence};
@@ -95,9 +96,17 @@ impl HfTokenizer {
             .and_then(|v| v.to_string().ok())
             .cloned()
             .unwrap_or_default();
-        if pre == "smollm" {
-            let seq = Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]);
-            inner.with_pre_tokenizer(Some(seq));
+        match pre.as_str() {
+            "smollm" => {
+                let seq = Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]);
+                inner.with_pre_tokenizer(Some(seq));
+            }
+            // candle's own pipelines match these tokenizer.json files.
+            "qwen2" | "llama3" | "smaug-bpe" | "lfm2" => {}
+            // GPT-2 byte level as llama.cpp applies it: no space prepended to the text.
+            _ => {
+                inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+            }
         }
         let eos = content
             .metadata
