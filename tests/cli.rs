@@ -594,3 +594,90 @@ fn trace_fit_and_gen_round_trip() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write"));
     assert!(!nowhere.exists());
 }
+
+#[test]
+fn model_problems_in_a_suite_exit_2_naming_the_key_and_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty_cache = tmp.path().join("models");
+    let dense = "[[methods]]\nid = \"dense\"\n";
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "model = { kind = \"gguf\", name = \"smollm2-135m-instruct\" }",
+            &[
+                "suite.toml:",
+                "methods[0].model",
+                "oae models fetch smollm2-135m-instruct",
+            ],
+        ),
+        (
+            "model = { kind = \"gguf\", path = \"nowhere/model.gguf\" }",
+            &["methods[0].model", "nowhere/model.gguf"],
+        ),
+        (
+            "model = { kind = \"hf\", name = \"smollm3\" }",
+            &["methods[0].model", "unknown model name `smollm3`"],
+        ),
+        ("model = { kind = \"onnx\" }", &["methods[0].model", "onnx"]),
+    ];
+    for (line, needles) in cases {
+        let suite = MOCK_SUITE.split("[[methods]]").next().unwrap().to_string() + dense + line + "\n";
+        let path = write_suite(tmp.path(), &suite);
+        let out = tmp.path().join("never");
+        let o = oae()
+            .env("OAE_MODELS_DIR", &empty_cache)
+            .arg("run")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{line}: {stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "{line}: expected `{n}` in: {stderr}");
+        }
+        assert!(!out.exists());
+    }
+    fails_with(
+        &["run"],
+        Some(
+            &(MOCK_SUITE.split("[[methods]]").next().unwrap().to_string()
+                + "[[methods]]\nid = \"speculative\"\ndraft = { layers = 2 }\ngamma = 0\n"),
+        ),
+        &["suite.toml:", "methods[0].gamma", "at least 1"],
+    );
+}
+
+#[test]
+fn models_list_and_unknown_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = oae()
+        .env("OAE_MODELS_DIR", tmp.path())
+        .args(["models", "list"])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && s.contains("smollm2-135m-instruct") && s.contains("absent"),
+        "{s}"
+    );
+    let o = oae()
+        .env("OAE_MODELS_DIR", tmp.path())
+        .args(["models", "fetch", "gpt-5"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown model `gpt-5`"));
+    let o = oae().env("OAE_MODELS_DIR", tmp.path()).arg("doctor").output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("models") && s.contains("absent (oae models fetch smollm2-135m-instruct)"),
+        "{s}"
+    );
+    let o = oae().args(["list", "methods"]).output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("moe") && s.contains("speculative") && s.contains("upcycle") && s.contains("gamma"),
+        "{s}"
+    );
+}

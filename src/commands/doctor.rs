@@ -47,7 +47,11 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     for (name, reason) in &opened.unavailable {
         println!("    {name}: unavailable: {reason}");
     }
-    println!("  devices   cpu (CUDA support is not compiled into this build)");
+    if cfg!(feature = "cuda") {
+        println!("  devices   cpu, cuda:N (built with --features cuda)");
+    } else {
+        println!("  devices   cpu (CUDA support is not compiled into this build; `--features cuda` adds it)");
+    }
     let root = oae_methods::model::catalog::cache_dir();
     println!("  models    cache {}", root.display());
     for e in oae_methods::model::catalog::CATALOG {

@@ -235,8 +235,7 @@ pub fn load_gguf(path: &Path, max_seq: Option<usize>, device: &Device) -> Result
         },
         head_dim: match ct.metadata.get(&key("attention.key_length")) {
             Some(_) => meta_usize(&ct, &src, &key("attention.key_length"))?,
-            None if heads > 0 => hidden / heads,
-            None => 0,
+            None => hidden.checked_div(heads).unwrap_or(0),
         },
         ffn: meta_usize(&ct, &src, &key("feed_forward_length"))?,
         experts: 0,
@@ -441,11 +440,9 @@ pub fn load_hf(dir: &Path, max_seq: Option<usize>, device: &Device) -> Result<Lo
         layers: hc.num_hidden_layers,
         heads: hc.num_attention_heads,
         kv_heads: hc.num_key_value_heads.unwrap_or(hc.num_attention_heads),
-        head_dim: hc.head_dim.unwrap_or(if hc.num_attention_heads > 0 {
-            hc.hidden_size / hc.num_attention_heads
-        } else {
-            0
-        }),
+        head_dim: hc
+            .head_dim
+            .unwrap_or(hc.hidden_size.checked_div(hc.num_attention_heads).unwrap_or(0)),
         ffn: hc.intermediate_size,
         experts,
         top_k,

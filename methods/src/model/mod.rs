@@ -175,8 +175,11 @@ impl ModelSpec {
 pub fn device(spec: DeviceSpec) -> Result<Device> {
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(i) => Device::new_cuda(i).map_err(|e| Error::Model(format!("device cuda:{i}: {e}"))),
+        #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(i) => Err(Error::Model(format!(
-            "device cuda:{i} requested, but CUDA support is not available in this build; set `device = \"cpu\"` in [run]"
+            "device cuda:{i} requested, but this build has no CUDA support; rebuild with `--features cuda` or set `device = \"cpu\"` in [run]"
         ))),
     }
 }

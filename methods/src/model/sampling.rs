@@ -103,7 +103,7 @@ pub fn probabilities(logits: &[f32], s: &Sampling) -> Vec<f64> {
 /// Draws an index from a distribution (need not be normalised; all-zero → index 0).
 pub fn sample_from(p: &[f64], rng: &mut SeededRng) -> u32 {
     let total: f64 = p.iter().sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return 0;
     }
     let u = open01(rng) * total;

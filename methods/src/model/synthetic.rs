@@ -76,7 +76,7 @@ impl SyntheticSpec {
             layers: self.layers,
             heads: self.heads,
             kv_heads: self.kv_heads,
-            head_dim: if self.heads == 0 { 0 } else { self.hidden / self.heads },
+            head_dim: self.hidden.checked_div(self.heads).unwrap_or(0),
             ffn: self.ffn,
             experts: self.experts,
             top_k: if self.experts > 0 { self.top_k } else { 0 },
