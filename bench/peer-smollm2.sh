@@ -13,8 +13,8 @@ VENV="${OAE_PEER_VENV:-$HOME/.cache/oae/peer-venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -c "import torch, transformers, gguf" 2>/dev/null ||
-  "$VENV/bin/pip" install -q torch transformers gguf numpy
+"$VENV/bin/python" -c "import torch, transformers, gguf, accelerate" 2>/dev/null ||
+  "$VENV/bin/pip" install -q torch transformers accelerate gguf numpy
 "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null ||
   CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$VENV/bin/pip" install -q llama-cpp-python

@@ -43,7 +43,7 @@ if "torch" not in skip:
     torch.set_num_threads(args.threads)
     d, f = os.path.split(os.path.abspath(args.gguf))
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
     ids = tok(TEXT * (1 + args.prompt_tokens // 8), return_tensors="pt").input_ids[:, : args.prompt_tokens]
     pre, dec = [], []
     with torch.inference_mode():
