@@ -14,9 +14,11 @@
 
 use std::time::Instant;
 
-use oae_harness::{BuildContext, DeviceSpec, Flow, Method, Probe, TokenSink};
+use oae_harness::{Flow, Method, Probe, TokenSink};
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 struct Count(u64);
 impl TokenSink for Count {
@@ -27,21 +29,7 @@ impl TokenSink for Count {
 }
 
 fn build(id: &str, toml: &str) -> Box<dyn Method> {
-    let spec = oae_methods::registry().into_iter().find(|s| s.id() == id).unwrap();
-    let table = ConfigTable::parse("bench.toml", toml).unwrap();
-    let mut m = spec
-        .build(
-            &table,
-            &BuildContext {
-                device: DeviceSpec::Cpu,
-                seed: 0,
-                label: id.into(),
-                instance: 0,
-            },
-        )
-        .unwrap();
-    m.prepare().unwrap();
-    m
+    common::ready(id, toml)
 }
 
 /// Tokens/s over `n` requests, and the summed counters.

@@ -212,6 +212,13 @@ impl Generator {
     }
 }
 
+/// The model an adapter loaded in `prepare`, or the error for serving before it.
+pub fn prepared<'a>(model: &'a Option<LoadedModel>, method: &str) -> Result<&'a LoadedModel, MethodError> {
+    model
+        .as_ref()
+        .ok_or_else(|| MethodError::failed(format!("{method}: serve() called before prepare()")))
+}
+
 /// Hands generated tokens to the harness and decides when generation ends.
 pub struct Emitter {
     produced: u32,

@@ -3,58 +3,19 @@
 use std::collections::BTreeMap;
 
 use candle_core::Device;
-use oae_harness::{BuildContext, DeviceSpec, Flow, Method, MethodError, Probe, TokenSink};
+use oae_harness::Method;
 use oae_methods::model::{KvCache, Logits, ModelSpec, SyntheticSpec, all_rows};
 use oae_methods::moe::{RouterInit, Upcycle};
 use oae_methods::speculative::verify;
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
 use oae_workloads::rng::seeded;
 
-struct Collect(Vec<u32>);
-impl TokenSink for Collect {
-    fn token(&mut self, id: u32) -> Flow {
-        self.0.push(id);
-        Flow::Continue
-    }
-}
-
-fn build(id: &str, toml: &str) -> Result<Box<dyn Method>, MethodError> {
-    let spec = oae_methods::registry().into_iter().find(|s| s.id() == id).unwrap();
-    let table = ConfigTable::parse("m.toml", toml).unwrap();
-    spec.build(
-        &table,
-        &BuildContext {
-            device: DeviceSpec::Cpu,
-            seed: 0,
-            label: id.into(),
-            instance: 0,
-        },
-    )
-}
-
-fn ready(id: &str, toml: &str) -> Box<dyn Method> {
-    let mut m = build(id, toml).unwrap();
-    m.prepare().unwrap();
-    m
-}
-
-fn request(id: u64, prompt: &str, n: u32) -> Request {
-    Request {
-        id,
-        prompt: prompt.into(),
-        max_new_tokens: n,
-        target_input_tokens: prompt.len() as u32,
-        source_failed: false,
-    }
-}
+mod common;
+use common::{build, ready, request};
 
 fn generate(m: &mut dyn Method, r: &Request) -> (Vec<u32>, BTreeMap<String, f64>) {
-    let mut sink = Collect(Vec::new());
-    let mut probe = Probe::default();
-    m.serve(r, &mut sink, &mut probe).unwrap();
-    let (_, counters) = probe.finish();
-    (sink.0, counters)
+    let (t, _, c) = common::serve(m, r);
+    (t, c)
 }
 
 const MODEL: &str = "model = { kind = \"synthetic\", max_seq = 256 }\n";

@@ -1,6 +1,8 @@
 //! The decoder's incremental path must equal full recomputation, and dense greedy decoding
 //! must be deterministic.
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use oae_methods::model::{KvCache, Logits, ModelSpec, SyntheticSpec};
 

@@ -1,47 +1,14 @@
 //! The dense and mock methods through the harness's Method socket.
 
-use oae_harness::{BuildContext, DeviceSpec, Flow, Method, Probe, TokenSink};
+use oae_harness::{Method, Probe};
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
 
-struct Collect(Vec<u32>);
-impl TokenSink for Collect {
-    fn token(&mut self, id: u32) -> Flow {
-        self.0.push(id);
-        Flow::Continue
-    }
-}
-
-fn build(id: &str, toml: &str) -> Result<Box<dyn Method>, oae_harness::MethodError> {
-    let spec = oae_methods::registry().into_iter().find(|s| s.id() == id).unwrap();
-    let table = ConfigTable::parse("m.toml", toml).unwrap();
-    spec.build(
-        &table,
-        &BuildContext {
-            device: DeviceSpec::Cpu,
-            seed: 0,
-            label: id.into(),
-            instance: 0,
-        },
-    )
-}
-
-fn request(id: u64, prompt: &str, n: u32) -> Request {
-    Request {
-        id,
-        prompt: prompt.into(),
-        max_new_tokens: n,
-        target_input_tokens: prompt.len() as u32,
-        source_failed: false,
-    }
-}
+mod common;
+use common::{Collect, build, request};
 
 fn generate(m: &mut dyn Method, r: &Request) -> (Vec<u32>, std::collections::BTreeMap<String, f64>) {
-    let mut sink = Collect(Vec::new());
-    let mut probe = Probe::default();
-    m.serve(r, &mut sink, &mut probe).unwrap();
-    let (phases, _) = probe.finish();
-    (sink.0, phases)
+    let (t, phases, _) = common::serve(m, r);
+    (t, phases)
 }
 
 #[test]

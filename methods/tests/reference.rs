@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, mixtral};

@@ -65,10 +65,7 @@ impl Method for Dense {
         sink: &mut dyn TokenSink,
         probe: &mut Probe,
     ) -> Result<Completion, MethodError> {
-        let m = self
-            .model
-            .as_ref()
-            .ok_or_else(|| MethodError::failed("dense: serve() called before prepare()"))?;
+        let m = crate::generate::prepared(&self.model, "dense")?;
         serve_autoregressive(&self.generator, m, "dense-sampling", request, sink, probe)
     }
 

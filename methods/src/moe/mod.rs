@@ -220,10 +220,7 @@ impl Method for MoeMethod {
         sink: &mut dyn TokenSink,
         probe: &mut Probe,
     ) -> Result<Completion, MethodError> {
-        let m = self
-            .model
-            .as_ref()
-            .ok_or_else(|| MethodError::failed("moe: serve() called before prepare()"))?;
+        let m = crate::generate::prepared(&self.model, "moe")?;
         m.decoder.take_moe_counters();
         let result = serve_autoregressive(&self.generator, m, "dense-sampling", request, sink, probe);
         let c = m.decoder.take_moe_counters();

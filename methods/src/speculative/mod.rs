@@ -333,10 +333,7 @@ impl Method for Speculative {
         sink: &mut dyn TokenSink,
         probe: &mut Probe,
     ) -> Result<Completion, MethodError> {
-        let t = self
-            .target
-            .as_ref()
-            .ok_or_else(|| MethodError::failed("speculative: serve() called before prepare()"))?;
+        let t = crate::generate::prepared(&self.target, "speculative")?;
         let sampling: Sampling = self.generator.sampling;
         let greedy = sampling.is_greedy();
         probe.phase("prefill");
