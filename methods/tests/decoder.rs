@@ -153,15 +153,7 @@ fn early_exit_equals_a_model_of_the_first_k_layers() {
         cfg.replace("\"num_hidden_layers\": 4", "\"num_hidden_layers\": 2"),
     )
     .unwrap();
-    // The 2-layer directory needs a tokenizer only to load; reuse a minimal one.
-    let vocab: tokenizers::models::bpe::Vocab = [("a".to_string(), 0u32)].into_iter().collect();
-    let bpe = tokenizers::models::bpe::BPE::builder()
-        .vocab_and_merges(vocab, vec![])
-        .build()
-        .unwrap();
-    tokenizers::Tokenizer::new(bpe)
-        .save(dir.path().join("tokenizer.json"), false)
-        .unwrap();
+    common::write_min_tokenizer(dir.path());
     let shallow = oae_methods::model::load_hf(dir.path(), Some(256), &Device::Cpu).unwrap();
     let tokens = m.tokenizer.encode("early exit").unwrap();
     let mut c2 = KvCache::new(2);

@@ -16,6 +16,16 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
+/// A (1, tokens) input batch.
+fn batch(tokens: &[u32]) -> Tensor {
+    Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
+}
+
+/// A reference model's logits as one vector.
+fn flat(t: candle_core::Result<Tensor>) -> Vec<f32> {
+    t.unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
 fn var_builder(d: &Decoder) -> VarBuilder<'static> {
     let map: HashMap<String, Tensor> = d.hf_tensors().unwrap().into_iter().collect();
     VarBuilder::from_tensors(map, DType::F32, &Device::Cpu)
@@ -86,9 +96,9 @@ fn synthetic_dense_matches_candle_transformers_llama() {
     compare_with_llama(&m.decoder, &prompt, 77);
 }
 
-#[test]
-fn synthetic_moe_matches_candle_transformers_mixtral() {
-    let m = ModelSpec::Synthetic(SyntheticSpec {
+/// The synthetic model with 4 experts of width 96, top-2.
+fn synthetic_moe() -> oae_methods::model::LoadedModel {
+    ModelSpec::Synthetic(SyntheticSpec {
         max_seq: 128,
         experts: 4,
         top_k: 2,
@@ -96,7 +106,12 @@ fn synthetic_moe_matches_candle_transformers_mixtral() {
         ..SyntheticSpec::default()
     })
     .load(&Device::Cpu)
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn synthetic_moe_matches_candle_transformers_mixtral() {
+    let m = synthetic_moe();
     let c = *m.decoder.config();
     let cfg: mixtral::Config = serde_json::from_value(serde_json::json!({
         "vocab_size": c.vocab_size, "hidden_size": c.hidden, "intermediate_size": c.ffn,
@@ -112,17 +127,7 @@ fn synthetic_moe_matches_candle_transformers_mixtral() {
         .tokenizer
         .encode("Routing check: every token picks two of four experts.")
         .unwrap();
-    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let r: Vec<f32> = reference
-        .forward(&input, 0)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let r = flat(reference.forward(&batch(&prompt), 0));
     let mut cache = KvCache::new(c.layers);
     let o = last_row(&m.decoder.forward(&prompt, &mut cache, Logits::Last).unwrap()).unwrap();
     let e = max_rel_diff(&o, &r);
@@ -181,14 +186,7 @@ fn qwen2_directory_with_biases_matches_candle_transformers_qwen2() {
         .unwrap()
         .replace("\"llama\"", "\"qwen2\"");
     std::fs::write(&cfg_path, &cfg_text).unwrap();
-    let vocab: tokenizers::models::bpe::Vocab = [("a".to_string(), 0u32)].into_iter().collect();
-    let bpe = tokenizers::models::bpe::BPE::builder()
-        .vocab_and_merges(vocab, vec![])
-        .build()
-        .unwrap();
-    tokenizers::Tokenizer::new(bpe)
-        .save(dir.path().join("tokenizer.json"), false)
-        .unwrap();
+    common::write_min_tokenizer(dir.path());
 
     let ours = oae_methods::model::load_hf(dir.path(), Some(128), &Device::Cpu).unwrap();
     assert!(ours.decoder.config().qkv_bias);
@@ -204,17 +202,7 @@ fn qwen2_directory_with_biases_matches_candle_transformers_qwen2() {
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     let mut reference = qwen2::ModelForCausalLM::new(&rcfg, vb).unwrap();
     let prompt: Vec<u32> = vec![256, 81, 119, 101, 110, 50, 32, 98, 105, 97, 115];
-    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let r: Vec<f32> = reference
-        .forward(&input, 0)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let r = flat(reference.forward(&batch(&prompt), 0));
     let mut cache = KvCache::new(c.layers);
     let o = last_row(&ours.decoder.forward(&prompt, &mut cache, Logits::Last).unwrap()).unwrap();
     let e = max_rel_diff(&o, &r);
@@ -227,25 +215,10 @@ fn qwen2_directory_with_biases_matches_candle_transformers_qwen2() {
 
 #[test]
 fn mixtral_directory_round_trip_reproduces_the_moe() {
-    let m = ModelSpec::Synthetic(SyntheticSpec {
-        max_seq: 128,
-        experts: 4,
-        top_k: 2,
-        ffn: 96,
-        ..SyntheticSpec::default()
-    })
-    .load(&Device::Cpu)
-    .unwrap();
+    let m = synthetic_moe();
     let dir = tempfile::tempdir().unwrap();
     oae_methods::model::save_hf(&m.decoder, dir.path()).unwrap();
-    let vocab: tokenizers::models::bpe::Vocab = [("a".to_string(), 0u32)].into_iter().collect();
-    let bpe = tokenizers::models::bpe::BPE::builder()
-        .vocab_and_merges(vocab, vec![])
-        .build()
-        .unwrap();
-    tokenizers::Tokenizer::new(bpe)
-        .save(dir.path().join("tokenizer.json"), false)
-        .unwrap();
+    common::write_min_tokenizer(dir.path());
     let loaded = oae_methods::model::load_hf(dir.path(), Some(128), &Device::Cpu).unwrap();
     assert_eq!((loaded.decoder.config().experts, loaded.decoder.config().top_k), (4, 2));
     let prompt = [256u32, 77, 105, 120, 116, 114, 97, 108];
