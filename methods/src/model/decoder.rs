@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 
+use super::matvec::matmul as mm;
 use crate::error::{Error, Result};
 
 /// Shape of a Llama-family model.
@@ -165,9 +166,9 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = x.matmul(&self.gate)?.silu()?;
-        let up = x.matmul(&self.up)?;
-        Ok((gate * up)?.matmul(&self.down)?)
+        let gate = mm(x, &self.gate)?.silu()?;
+        let up = mm(x, &self.up)?;
+        Ok(mm(&(gate * up)?, &self.down)?)
     }
 }
 
@@ -575,7 +576,7 @@ impl Decoder {
         let mut x = self.embed.index_select(&ids, 0)?;
         for (li, layer) in self.layers.iter().take(depth).enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let (mut q, mut k, mut v) = (hn.matmul(&layer.wq)?, hn.matmul(&layer.wk)?, hn.matmul(&layer.wv)?);
+            let (mut q, mut k, mut v) = (mm(&hn, &layer.wq)?, mm(&hn, &layer.wk)?, mm(&hn, &layer.wv)?);
             if let Some((bq, bk, bv)) = &layer.bias {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
@@ -615,7 +616,7 @@ impl Decoder {
                 .reshape((h, t, hd))?
                 .transpose(0, 1)?
                 .reshape((t, h * hd))?;
-            x = (x + y.matmul(&layer.wo)?)?;
+            x = (x + mm(&y, &layer.wo)?)?;
             cache.kv[li] = Some((k, v));
 
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
@@ -632,8 +633,8 @@ impl Decoder {
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         Ok(match &self.head {
-            Head::Tied => x.matmul(&self.embed.t()?)?,
-            Head::Matrix(w) => x.matmul(w)?,
+            Head::Tied => super::matvec::matmul_t(&x, &self.embed)?,
+            Head::Matrix(w) => mm(&x, w)?,
         })
     }
 
@@ -642,7 +643,7 @@ impl Decoder {
         let started = Instant::now();
         let t = x.dim(0)?;
         let e = moe.experts.len();
-        let probs = candle_nn::ops::softmax_last_dim(&x.matmul(&moe.router)?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&mm(x, &moe.router)?)?;
         let probs: Vec<Vec<f32>> = probs.to_vec2()?;
         // For every expert: the token rows sent to it and their mixing weights.
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); e];

@@ -7,6 +7,7 @@ pub mod catalog;
 mod chat;
 mod decoder;
 mod load;
+mod matvec;
 mod sampling;
 mod synthetic;
 mod tokenizer;
