@@ -14,6 +14,31 @@ use rayon::prelude::*;
 
 struct MatVec;
 
+/// The contiguous F32 data of both operands and the matrix's two dimensions.
+fn operands<'a>(
+    op: &str,
+    s1: &'a CpuStorage,
+    l1: &Layout,
+    s2: &'a CpuStorage,
+    l2: &Layout,
+) -> candle_core::Result<(&'a [f32], &'a [f32], (usize, usize))> {
+    let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        candle_core::bail!("{op} needs contiguous operands");
+    };
+    Ok((
+        &s1.as_slice::<f32>()?[x0..x1],
+        &s2.as_slice::<f32>()?[w0..w1],
+        l2.shape().dims2()?,
+    ))
+}
+
+/// Whether this CPU has AVX2 and FMA (checked once).
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+}
+
 /// `y += Σ_i x[i] · w[i*out .. (i+1)*out]` over the rows given (the portable loop).
 #[inline(always)]
 fn accumulate_generic(y: &mut [f32], x: &[f32], w: &[f32], out: usize) {
@@ -40,7 +65,7 @@ fn accumulate_avx2(y: &mut [f32], x: &[f32], w: &[f32], out: usize) {
 /// `y += Σ_i x[i] · W[i, :]`, with the widest vector unit this CPU has.
 fn accumulate(y: &mut [f32], x: &[f32], w: &[f32], out: usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { accumulate_avx2(y, x, w, out) };
         return;
@@ -60,12 +85,7 @@ impl CustomOp2 for MatVec {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("oae-matvec needs contiguous operands");
-        };
-        let x = &s1.as_slice::<f32>()?[x0..x1];
-        let w = &s2.as_slice::<f32>()?[w0..w1];
-        let (inp, out) = l2.shape().dims2()?;
+        let (x, w, (inp, out)) = operands(self.name(), s1, l1, s2, l2)?;
         if x.len() != inp {
             candle_core::bail!("oae-matvec: x has {} values, W has {inp} rows", x.len());
         }
@@ -120,7 +140,7 @@ fn dots_avx2(y: &mut [f32], x: &[f32], w: &[f32]) {
 
 fn dots(y: &mut [f32], x: &[f32], w: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { dots_avx2(y, x, w) };
         return;
@@ -144,12 +164,7 @@ impl CustomOp2 for MatVecT {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("oae-matvec-t needs contiguous operands");
-        };
-        let x = &s1.as_slice::<f32>()?[x0..x1];
-        let w = &s2.as_slice::<f32>()?[w0..w1];
-        let (out, inp) = l2.shape().dims2()?;
+        let (x, w, (out, inp)) = operands(self.name(), s1, l1, s2, l2)?;
         if x.len() != inp {
             candle_core::bail!("oae-matvec-t: x has {} values, W has {inp} columns", x.len());
         }
