@@ -14,6 +14,9 @@ use rayon::prelude::*;
 
 struct MatVec;
 
+/// The vector's data, the matrix's data and the matrix's two dimensions.
+type Operands<'a> = (&'a [f32], &'a [f32], (usize, usize));
+
 /// The contiguous F32 data of both operands and the matrix's two dimensions.
 fn operands<'a>(
     op: &str,
@@ -21,7 +24,7 @@ fn operands<'a>(
     l1: &Layout,
     s2: &'a CpuStorage,
     l2: &Layout,
-) -> candle_core::Result<(&'a [f32], &'a [f32], (usize, usize))> {
+) -> candle_core::Result<Operands<'a>> {
     let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
         candle_core::bail!("{op} needs contiguous operands");
     };
