@@ -85,6 +85,11 @@ pub trait MethodSpec: Sync {
     fn keys(&self) -> &'static [ConfigKey];
     /// Builds an instance from the method's config table (cheap; heavy work goes in `prepare`).
     fn build(&self, config: &ConfigTable, ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError>;
+    /// The method's declared adoption cost: the text of the `manifest.toml` in its folder
+    /// (schema in oae-scorecards), or `None` when it declares none.
+    fn manifest(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Why generation stopped.

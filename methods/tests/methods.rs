@@ -93,3 +93,15 @@ fn mock_fails_by_script() {
     let mut bad = build("mock", "fail_setup = true\n").unwrap();
     assert!(bad.prepare().is_err());
 }
+
+#[test]
+fn every_method_ships_a_valid_manifest() {
+    for spec in oae_methods::registry() {
+        let text = spec
+            .manifest()
+            .unwrap_or_else(|| panic!("{} has no manifest.toml", spec.id()));
+        let m = oae_scorecards::Manifest::parse(&format!("methods/src/{}/manifest.toml", spec.id()), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.method, spec.id());
+    }
+}

@@ -28,6 +28,9 @@ impl MethodSpec for Spec {
     fn id(&self) -> &'static str {
         "dense"
     }
+    fn manifest(&self) -> Option<&'static str> {
+        Some(include_str!("manifest.toml"))
+    }
     fn about(&self) -> &'static str {
         "baseline: prefill + KV-cache decode, batch 1, greedy or seeded top-k/top-p, any loaded model"
     }

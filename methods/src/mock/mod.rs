@@ -56,6 +56,9 @@ impl MethodSpec for Spec {
     fn id(&self) -> &'static str {
         "mock"
     }
+    fn manifest(&self) -> Option<&'static str> {
+        Some(include_str!("manifest.toml"))
+    }
     fn about(&self) -> &'static str {
         "test double: fixed service time and scripted failures, no model"
     }

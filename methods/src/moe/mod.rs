@@ -156,6 +156,9 @@ impl MethodSpec for Spec {
     fn id(&self) -> &'static str {
         "moe"
     }
+    fn manifest(&self) -> Option<&'static str> {
+        Some(include_str!("manifest.toml"))
+    }
     fn about(&self) -> &'static str {
         "sparse mixture of experts (synthetic, Mixtral directory, or upcycled from a dense model); all experts resident"
     }

@@ -143,6 +143,9 @@ impl MethodSpec for Spec {
     fn id(&self) -> &'static str {
         "speculative"
     }
+    fn manifest(&self) -> Option<&'static str> {
+        Some(include_str!("manifest.toml"))
+    }
     fn about(&self) -> &'static str {
         "speculative decoding: draft (separate model or the target's first k layers) proposes γ tokens, target verifies in one pass"
     }
