@@ -261,3 +261,38 @@ fn bad_speculative_and_moe_configs_name_the_key() {
     let e = m.prepare().err().unwrap().to_string();
     assert!(e.contains("vocabulary") && e.contains("draft.model"), "{e}");
 }
+
+#[test]
+fn depth_and_expert_errors_on_loaded_models_surface_at_prepare() {
+    // A 4-layer dense model on disk: its shape is known only once loaded.
+    let m = ModelSpec::Synthetic(SyntheticSpec {
+        max_seq: 128,
+        ..SyntheticSpec::default()
+    })
+    .load(&Device::Cpu)
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    oae_methods::model::save_hf(&m.decoder, dir.path()).unwrap();
+    common::write_min_tokenizer(dir.path());
+    let model = format!(
+        "model = {{ kind = \"hf\", path = {:?} }}\n",
+        dir.path().display().to_string()
+    );
+
+    let mut spec = build("speculative", &format!("{model}draft = {{ layers = 4 }}\n")).unwrap();
+    let e = spec.prepare().err().unwrap().to_string();
+    assert!(e.contains("draft.layers (4)") && e.contains("4 layers"), "{e}");
+
+    let mut moe = build("moe", &model).unwrap();
+    let e = moe.prepare().err().unwrap().to_string();
+    assert!(e.contains("dense model") && e.contains("upcycle"), "{e}");
+
+    // The same directory serves as a self-speculative target when the depth fits.
+    let mut ok = ready(
+        "speculative",
+        &format!("ignore_eos = true\nchat = \"off\"\n{model}draft = {{ layers = 2 }}\n"),
+    );
+    let (t, c) = generate(ok.as_mut(), &request(0, "a", 6));
+    assert_eq!(t.len(), 6);
+    assert!(c["verify_steps"] >= 1.0);
+}

@@ -276,3 +276,23 @@ fn broken_gguf_files_name_the_file_and_the_problem() {
     let e = err(&other);
     assert!(e.contains("general.architecture") && e.contains("gptjx"), "{e}");
 }
+
+#[test]
+fn a_tokenizer_larger_than_the_embedding_is_rejected() {
+    let m = ModelSpec::Synthetic(SyntheticSpec {
+        max_seq: 64,
+        vocab: 258,
+        ..SyntheticSpec::default()
+    })
+    .load(&Device::Cpu)
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    save_hf(&m.decoder, dir.path()).unwrap();
+    write_tokenizer_json(dir.path());
+    let mut t = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+    t.add_special_tokens(vec![tokenizers::AddedToken::from("<extra>", true)])
+        .unwrap();
+    t.save(dir.path().join("tokenizer.json"), false).unwrap();
+    let e = load_hf(dir.path(), Some(64), &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("259 tokens") && e.contains("only 258"), "{e}");
+}

@@ -154,14 +154,13 @@ impl Site {
         let table = ConfigTable::parse(label, text)?;
         let site: Site = table.decode()?;
         let positive = [
-            ("horizon_years", site.horizon_years),
-            ("energy_usd_per_kwh", site.energy_usd_per_kwh + f64::MIN_POSITIVE),
-            ("device", site.device.memory_gb),
-            ("device", site.device.lifetime_years),
+            ("horizon_years", "horizon_years", site.horizon_years),
+            ("device", "device.memory_gb", site.device.memory_gb),
+            ("device", "device.lifetime_years", site.device.lifetime_years),
         ];
-        for (key, v) in positive {
+        for (key, name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(table.error(key, format!("{key} values must be positive")));
+                return Err(table.error(key, format!("{name} must be positive, got {v}")));
             }
         }
         if !(site.rho_max > 0.0 && site.rho_max <= 1.0) {
@@ -170,19 +169,37 @@ impl Site {
         if !(site.pue >= 1.0 && site.pue.is_finite()) {
             return Err(table.error("pue", format!("pue must be >= 1, got {}", site.pue)));
         }
+        let l = &site.labor_usd_per_week;
         let nonneg = [
-            ("grid_g_per_kwh", site.grid_g_per_kwh),
-            ("carbon_usd_per_tonne", site.carbon_usd_per_tonne),
-            ("device", site.device.usd_per_hour),
-            ("device", site.device.embodied_kg),
-            ("labor_usd_per_week", site.labor_usd_per_week.it_generalist),
-            ("labor_usd_per_week", site.labor_usd_per_week.software_engineer),
-            ("labor_usd_per_week", site.labor_usd_per_week.ml_engineer),
-            ("labor_usd_per_week", site.labor_usd_per_week.ml_specialist),
+            ("energy_usd_per_kwh", "energy_usd_per_kwh", site.energy_usd_per_kwh),
+            ("grid_g_per_kwh", "grid_g_per_kwh", site.grid_g_per_kwh),
+            (
+                "carbon_usd_per_tonne",
+                "carbon_usd_per_tonne",
+                site.carbon_usd_per_tonne,
+            ),
+            ("device", "device.usd_per_hour", site.device.usd_per_hour),
+            ("device", "device.embodied_kg", site.device.embodied_kg),
+            (
+                "labor_usd_per_week",
+                "labor_usd_per_week.it-generalist",
+                l.it_generalist,
+            ),
+            (
+                "labor_usd_per_week",
+                "labor_usd_per_week.software-engineer",
+                l.software_engineer,
+            ),
+            ("labor_usd_per_week", "labor_usd_per_week.ml-engineer", l.ml_engineer),
+            (
+                "labor_usd_per_week",
+                "labor_usd_per_week.ml-specialist",
+                l.ml_specialist,
+            ),
         ];
-        for (key, v) in nonneg {
+        for (key, name, v) in nonneg {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(table.error(key, format!("{key} values must be >= 0, got {v}")));
+                return Err(table.error(key, format!("{name} must be >= 0, got {v}")));
             }
         }
         Ok(site)
@@ -215,5 +232,12 @@ mod tests {
         let e = err("\n[labor_usd_per_week]\nwizard = 3\n");
         assert!(e.contains("site.toml:") && e.contains("wizard"), "{e}");
         assert!(err("horizon_years = \"long\"\n").contains("horizon_years"));
+        let e = err("pue = 1.1\n[device]\nmemory_gb = 0\n");
+        assert!(
+            e.contains("site.toml:2") && e.contains("device.memory_gb must be positive"),
+            "{e}"
+        );
+        let e = err("energy_usd_per_kwh = -0.1\n");
+        assert!(e.contains("energy_usd_per_kwh must be >= 0"), "{e}");
     }
 }

@@ -97,8 +97,10 @@ fn default_chatml_system(jinja: &str) -> Option<String> {
         let after = &rest[i + OPEN.len()..];
         let end = after.find("<|im_end|>")?;
         let body = &after[..end];
-        // A literal (not `{{ message['content'] }}`) is the default message.
-        if !body.contains("{{") && !body.contains('\'') && !body.is_empty() {
+        // A literal (not `' + message['content'] + '`) is the default message; apostrophes
+        // inside the literal itself are fine.
+        let templated = body.contains("{{") || body.contains("['") || body.contains("' +") || body.contains("+ '");
+        if !templated && !body.is_empty() {
             return Some(body.to_string());
         }
         rest = &after[end..];
@@ -125,6 +127,22 @@ mod tests {
                 .starts_with("<|im_start|>system\nBe brief.<|im_end|>")
         );
         assert_eq!(t.end_of_turn(), Some("<|im_end|>"));
+    }
+
+    #[test]
+    fn a_templated_system_turn_is_not_a_default_message() {
+        let t = "{{ '<|im_start|>system\n' + message['content'] + '<|im_end|>' }}";
+        assert_eq!(
+            ChatTemplate::detect(t),
+            Some(ChatTemplate::ChatMl { default_system: None })
+        );
+        let t = "{{ '<|im_start|>system\nYou're a careful assistant.<|im_end|>\n' }}";
+        assert_eq!(
+            ChatTemplate::detect(t),
+            Some(ChatTemplate::ChatMl {
+                default_system: Some("You're a careful assistant.".into())
+            })
+        );
     }
 
     #[test]

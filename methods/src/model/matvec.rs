@@ -218,3 +218,50 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         x.matmul(w)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn random(rows: usize, cols: usize, seed: u64) -> Tensor {
+        let mut rng = oae_workloads::rng::seeded(seed, &["matvec-test"]);
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|_| oae_workloads::rng::standard_normal(&mut rng) as f32)
+            .collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            a.flatten_all().unwrap().to_vec1().unwrap(),
+            b.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    /// Both kernels equal candle's matmul, on one thread and split over several, for sizes
+    /// that are not multiples of the vector width or of the thread count.
+    #[test]
+    fn kernels_equal_candle_matmul() {
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                for (inp, out) in [(7, 5), (576, 1536), (257, 1001)] {
+                    let x = random(1, inp, 1);
+                    let w = random(inp, out, 2);
+                    let d = max_diff(&matmul(&x, &w).unwrap(), &x.matmul(&w).unwrap());
+                    assert!(d < 1e-3, "matvec {inp}x{out} on {threads} threads: {d}");
+                    let wt = random(out, inp, 3);
+                    let d = max_diff(&matmul_t(&x, &wt).unwrap(), &x.matmul(&wt.t().unwrap()).unwrap());
+                    assert!(d < 1e-3, "matvec-t {out}x{inp} on {threads} threads: {d}");
+                }
+                // More than one row goes to candle's matmul unchanged.
+                let x = random(3, 64, 4);
+                let w = random(64, 32, 5);
+                assert_eq!(max_diff(&matmul(&x, &w).unwrap(), &x.matmul(&w).unwrap()), 0.0);
+            });
+        }
+    }
+}
