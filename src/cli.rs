@@ -38,6 +38,74 @@ pub enum Command {
     /// Real models: list the catalog, fetch into the model cache, verify, measure throughput.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Score a run: cost per 1k good requests, OAE ratio vs the baseline, break-even rate,
+    /// energy and carbon per request, with CIs — writes RUN_DIR/scorecards.json.
+    Score(ScoreArgs),
+    /// Score a run and write its leaderboards (CSV, Parquet, JSON, Markdown, HTML).
+    Report(ReportArgs),
+    /// Compare a run with a baseline run; exit 1 when a metric regressed beyond noise.
+    Gate(GateArgs),
+}
+
+/// What scoring needs besides the run directory.
+#[derive(Debug, clap::Args)]
+pub struct ScoringArgs {
+    /// Site assumptions (TOML; every key optional, defaults documented in oae-scorecards).
+    #[arg(long, value_name = "FILE")]
+    pub site: Option<PathBuf>,
+    /// Score a run that did not complete (aborted or killed); every output says it is partial.
+    #[arg(long)]
+    pub allow_partial: bool,
+    /// Baseline method label (default: the suite's [score] baseline, else the first dense).
+    #[arg(long = "against", value_name = "LABEL")]
+    pub against: Option<String>,
+    /// Bootstrap resamples per cell (default 1000, fewer for very large runs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(50..=100000))]
+    pub draws: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// A run directory written by `oae run`.
+    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A run directory written by `oae run`.
+    pub run_dir: PathBuf,
+    /// Where to write the reports (default: the run directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
+    /// The reference run directory (e.g. main's last run).
+    #[arg(long, value_name = "DIR")]
+    pub baseline: PathBuf,
+    /// The run under test.
+    #[arg(long, value_name = "DIR")]
+    pub current: PathBuf,
+    /// Per-metric allowed worsening, percent (points for shares): METRIC=PCT, repeatable.
+    /// Overrides the current suite's [gate] thresholds.
+    #[arg(long = "threshold", value_name = "METRIC=PCT")]
+    pub thresholds: Vec<String>,
+    /// Allowed worsening for every metric without its own threshold, percent.
+    #[arg(long, value_name = "PCT")]
+    pub threshold_pct: Option<f64>,
+    /// Gate only these metrics (comma-separated; default: the suite's [gate] metrics, else all).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub metrics: Vec<String>,
+    /// Where to write gate.json and gate.md (default: the current run directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +276,28 @@ pub struct RunArgs {
     /// No progress output; only the final table (errors still go to stderr).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Skip scoring and reports at the end of the run.
+    #[arg(long)]
+    pub no_report: bool,
+    /// Site assumptions for the end-of-run scorecards (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub site: Option<PathBuf>,
+    /// Keep this run as a named baseline (oae-results/baselines/NAME, or $OAE_BASELINES_DIR/NAME).
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub save_baseline: Option<String>,
+    /// Gate this run against a named baseline at the end; exit 1 on a regression.
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub baseline: Option<String>,
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.starts_with('.') || s.contains(['/', '\\']) || s.chars().any(char::is_control) {
+        Err(format!(
+            "`{s}` is not a usable baseline name (no slashes, no leading dot)"
+        ))
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -55,6 +55,9 @@ pub struct Invocation {
     pub overrides: BTreeMap<String, Value>,
     /// Runtime settings decided by the binary (compute threads and why), for run.json.
     pub runtime: BTreeMap<String, Value>,
+    /// What scoring needs from the suite and the binary (baseline, gate thresholds, each
+    /// method's declared manifest), for run.json; `null` when nothing provided it.
+    pub scoring: Value,
 }
 
 /// Final status of a run.
@@ -1032,6 +1035,7 @@ impl RunJson<'_> {
             "slo": self.suite.slo,
             "overrides": self.invocation.overrides,
             "runtime": self.invocation.runtime,
+            "scoring": self.invocation.scoring,
             "dispatcher_priority": self.dispatcher_priority,
             "run": {
                 "limit": limit,

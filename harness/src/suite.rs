@@ -66,6 +66,8 @@ struct SuiteFile {
     carbon: crate::carbon::CarbonSection,
     workloads: Vec<WorkloadEntry>,
     methods: Vec<Spanned<SpannedEntries>>,
+    score: Option<Spanned<SpannedEntries>>,
+    gate: Option<Spanned<SpannedEntries>>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +260,10 @@ pub struct Suite {
     pub workloads: Vec<WorkloadSpec>,
     /// `[[methods]]`.
     pub methods: Vec<MethodEntry>,
+    /// `[score]` (the baseline method), checked by the scorecards, not here.
+    pub score: Option<ConfigTable>,
+    /// `[gate]` (regression thresholds), checked by the scorecards, not here.
+    pub gate: Option<ConfigTable>,
 }
 
 impl Suite {
@@ -312,6 +318,33 @@ impl Suite {
                 ));
             }
             workloads.push(spec);
+        }
+        for (i, w) in workloads.iter().enumerate() {
+            let Some((nominal, at)) = &w.perturbs else { continue };
+            let key = format!("workloads[{i}].perturbs");
+            match workloads.iter().find(|n| &n.name == nominal) {
+                None => {
+                    let names: Vec<_> = workloads.iter().map(|n| n.name.as_str()).collect();
+                    return Err(source.error_at(
+                        *at,
+                        &key,
+                        format!(
+                            "no workload named `{nominal}`; name the nominal workload this one perturbs (one of: {})",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                Some(n) if n.name == w.name || n.perturbs.is_some() => {
+                    return Err(source.error_at(
+                        *at,
+                        &key,
+                        format!(
+                            "`{nominal}` is not a nominal workload; a perturbation must name an unperturbed workload"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
 
         if file.methods.is_empty() {
@@ -370,6 +403,12 @@ impl Suite {
                 id_offset: id.1,
             });
         }
+        let score = file
+            .score
+            .map(|t| ConfigTable::new(source.clone(), "score", t.span(), t.into_inner()));
+        let gate = file
+            .gate
+            .map(|t| ConfigTable::new(source.clone(), "gate", t.span(), t.into_inner()));
         Ok(Suite {
             name,
             description: file.description,
@@ -381,6 +420,8 @@ impl Suite {
             carbon,
             workloads,
             methods,
+            score,
+            gate,
         })
     }
 

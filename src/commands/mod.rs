@@ -6,6 +6,7 @@ mod merge;
 mod models;
 mod plan;
 mod run;
+mod score;
 mod trace;
 
 use std::process::ExitCode;
@@ -22,5 +23,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Merge(args) => merge::merge(args),
         Command::Trace(cmd) => trace::trace(cmd),
         Command::Models(cmd) => models::models(cmd),
+        Command::Score(args) => score::score(args),
+        Command::Report(args) => score::report(args),
+        Command::Gate(args) => score::gate(args),
     }
 }

@@ -43,6 +43,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         suite.energy.idle_baseline = std::time::Duration::from_secs_f64(s);
         overrides.insert("idle_baseline_s".to_string(), json!(s));
     }
+    let scoring = super::score::scoring_for_run(&suite)?;
+    if let Some(site) = &args.site {
+        // Fail before the replay, not after it.
+        super::score::options(Some(site), None, None)?;
+    }
     let threads = compute_threads(suite.run.threads);
     // SAFETY: no other thread exists yet (the Ctrl-C handler and the runner start later),
     // so nothing can read the environment concurrently.
@@ -77,6 +82,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             json!({ "threads": threads.0, "source": threads.1 }),
         )]
         .into(),
+        scoring,
     };
     let mut progress = TerminalProgress::new(args.quiet);
     let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
@@ -85,12 +91,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     print!("{}", render::cells(&result.summaries));
     println!("run directory: {}", result.dir.display());
     match result.status {
-        RunStatus::Complete => Ok(ExitCode::SUCCESS),
+        RunStatus::Complete => super::score::after_run(
+            &result.dir,
+            &super::score::AfterRun {
+                site: args.site.as_deref(),
+                report: !args.no_report,
+                save_baseline: args.save_baseline.as_deref(),
+                baseline: args.baseline.as_deref(),
+            },
+        ),
         RunStatus::Aborted => {
             let reason = result.abort_reason.unwrap_or_else(|| "unknown".into());
             eprintln!(
                 "run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written",
                 result.records
+            );
+            eprintln!(
+                "no reports written for an incomplete run; to score what was recorded: oae report {} --allow-partial",
+                result.dir.display()
             );
             Ok(if stop.load(Ordering::SeqCst) && reason == "interrupted" {
                 ExitCode::from(130)

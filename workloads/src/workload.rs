@@ -31,6 +31,11 @@ pub struct WorkloadEntry {
     pub output_tokens: Option<LengthDist>,
     /// `{ path = "...", format = "burstgpt", ... }`: arrivals and lengths from a trace file.
     pub trace: Option<Spanned<SpannedEntries>>,
+    /// Name of the nominal workload this one perturbs (bursty arrivals, noisy prompts, long
+    /// tails, constrained resources, faults): scorecards compare the two for robustness.
+    pub perturbs: Option<Spanned<String>>,
+    /// What the perturbation is, in words (defaults to the workload's name).
+    pub perturbation: Option<String>,
 }
 
 /// Where a workload's requests come from.
@@ -98,6 +103,10 @@ pub struct WorkloadSpec {
     pub name: String,
     /// Where its requests come from.
     pub source: Source,
+    /// The nominal workload this one perturbs, and where the name was written.
+    pub perturbs: Option<(String, usize)>,
+    /// What the perturbation is, in words.
+    pub perturbation: Option<String>,
 }
 
 impl WorkloadSpec {
@@ -155,7 +164,24 @@ impl WorkloadSpec {
                 ));
             }
         };
-        Ok(Self { name, source: src })
+        let perturbs = entry.perturbs.map(|p| (p.get_ref().trim().to_string(), p.span().start));
+        let perturbation = match (&perturbs, entry.perturbation) {
+            (None, Some(_)) => {
+                return Err(source.error_at(
+                    at,
+                    &format!("{path}.perturbation"),
+                    "`perturbation` describes a perturbed workload; add `perturbs = \"<nominal workload>\"` or remove it",
+                ));
+            }
+            (Some(_), d) => Some(d.unwrap_or_else(|| name.clone())),
+            (None, None) => None,
+        };
+        Ok(Self {
+            name,
+            source: src,
+            perturbs,
+            perturbation,
+        })
     }
 
     /// Long-run mean arrival rate as configured (before compression), when known up front.
@@ -168,6 +194,15 @@ impl WorkloadSpec {
 
     /// How the workload is configured, for run.json.
     pub fn describe(&self) -> serde_json::Value {
+        let mut d = self.describe_source();
+        if let Some((nominal, _)) = &self.perturbs {
+            d["perturbs"] = json!(nominal);
+            d["perturbation"] = json!(self.perturbation);
+        }
+        d
+    }
+
+    fn describe_source(&self) -> serde_json::Value {
         match &self.source {
             Source::Synthetic {
                 arrival,

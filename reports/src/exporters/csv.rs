@@ -1,0 +1,32 @@
+//! `leaderboard.csv`: every column of the leaderboard, one row per scorecard.
+
+use super::Exporter;
+use crate::Report;
+use crate::table::Values;
+
+pub struct Csv;
+
+impl Exporter for Csv {
+    fn name(&self) -> &'static str {
+        "csv"
+    }
+
+    fn file_name(&self) -> &'static str {
+        "leaderboard.csv"
+    }
+
+    fn render(&self, report: &Report) -> Result<Vec<u8>, String> {
+        let mut w = ::csv::Writer::from_writer(Vec::new());
+        let cols = &report.columns;
+        w.write_record(cols.iter().map(|c| c.name)).map_err(|e| e.to_string())?;
+        for i in 0..report.cards.rows.len() {
+            w.write_record(cols.iter().map(|c| match &c.values {
+                Values::Num(v) => v[i].map(|x| format!("{x}")).unwrap_or_default(),
+                Values::Text(v) => v[i].clone(),
+                Values::Flag(v) => v[i].to_string(),
+            }))
+            .map_err(|e| e.to_string())?;
+        }
+        w.into_inner().map_err(|e| e.to_string())
+    }
+}

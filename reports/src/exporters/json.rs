@@ -1,0 +1,53 @@
+//! `leaderboard.json`: the columns with their provenance, for tools that want a table.
+
+use serde_json::{Map, Value, json};
+
+use super::Exporter;
+use crate::Report;
+use crate::table::Values;
+
+pub struct Json;
+
+impl Exporter for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn file_name(&self) -> &'static str {
+        "leaderboard.json"
+    }
+
+    fn render(&self, report: &Report) -> Result<Vec<u8>, String> {
+        let cols = &report.columns;
+        let rows: Vec<Value> = (0..report.cards.rows.len())
+            .map(|i| {
+                let mut m = Map::new();
+                for c in cols {
+                    let v = match &c.values {
+                        Values::Num(v) => json!(v[i]),
+                        Values::Text(v) => json!(v[i]),
+                        Values::Flag(v) => json!(v[i]),
+                    };
+                    m.insert(c.name.to_string(), v);
+                }
+                Value::Object(m)
+            })
+            .collect();
+        let provenance: Map<String, Value> = cols
+            .iter()
+            .filter(|c| !c.provenance.is_empty())
+            .map(|c| (c.name.to_string(), json!(c.provenance)))
+            .collect();
+        let doc = json!({
+            "schema": "oae-leaderboard/1",
+            "run": report.cards.run,
+            "baseline": report.cards.baseline,
+            "site_source": report.cards.site_source,
+            "partial": report.cards.run.partial,
+            "warnings": report.cards.warnings,
+            "provenance": provenance,
+            "rows": rows,
+        });
+        serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,203 @@
+//! What a suite says about scoring — `[score]` (the baseline) and `[gate]` (regression
+//! thresholds) — and each method's declared manifest, as recorded in run.json:
+//!
+//! ```toml
+//! [score]
+//! baseline = "dense-greedy"            # label of the baseline method (default: the first dense)
+//! [gate]
+//! threshold_pct = 5.0                  # allowed worsening of every metric, percent
+//! thresholds = { e2e_p95_ms = 10.0, attainment = 2.0 }   # per metric (shares: points)
+//! metrics = ["e2e_p95_ms", "ttft_p95_ms", "attainment"]  # gate only these (default: all)
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use oae_workloads::ConfigError;
+use oae_workloads::config::ConfigTable;
+
+use crate::ScoreError;
+use crate::gate::Metric;
+use crate::manifest::Manifest;
+use crate::rundir::RunData;
+
+/// Default allowed worsening of a metric before the gate fails, percent (or points).
+pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreSection {
+    baseline: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GateSection {
+    threshold_pct: Option<f64>,
+    #[serde(default)]
+    thresholds: BTreeMap<String, f64>,
+    metrics: Option<Vec<String>>,
+}
+
+/// Gate thresholds: a default and per-metric overrides, percent (points for shares).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// For every metric not listed.
+    pub default_pct: f64,
+    /// Per metric.
+    pub per_metric: BTreeMap<Metric, f64>,
+    /// Metrics gated (default: all).
+    pub metrics: Vec<Metric>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            default_pct: DEFAULT_THRESHOLD_PCT,
+            per_metric: BTreeMap::new(),
+            metrics: Metric::ALL.to_vec(),
+        }
+    }
+}
+
+impl Thresholds {
+    /// The threshold for `metric`.
+    pub fn of(&self, metric: Metric) -> f64 {
+        self.per_metric.get(&metric).copied().unwrap_or(self.default_pct)
+    }
+
+    /// Parses `name=pct` pairs from the command line (`--threshold e2e_p95_ms=10`).
+    pub fn apply_flags(&mut self, flags: &[String]) -> Result<(), ScoreError> {
+        for f in flags {
+            let (name, v) = f.split_once('=').ok_or_else(|| {
+                ScoreError::Usage(format!("--threshold `{f}`: write METRIC=PERCENT, e.g. e2e_p95_ms=10"))
+            })?;
+            let metric = Metric::parse(name.trim()).map_err(|m| ScoreError::Usage(format!("--threshold: {m}")))?;
+            let pct: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p: &f64| p.is_finite() && *p >= 0.0)
+                .ok_or_else(|| ScoreError::Usage(format!("--threshold `{f}`: the percentage must be a number >= 0")))?;
+            self.per_metric.insert(metric, pct);
+        }
+        Ok(())
+    }
+}
+
+/// Scoring settings of a suite, plus the manifests recorded with a run.
+#[derive(Debug, Clone, Default)]
+pub struct Scoring {
+    /// Baseline label.
+    pub baseline: Option<String>,
+    /// Gate thresholds.
+    pub thresholds: Thresholds,
+    /// Declared manifests by method id.
+    pub manifests: BTreeMap<String, Manifest>,
+}
+
+fn thresholds_from(section: GateSection, err: impl Fn(&str, String) -> ConfigError) -> Result<Thresholds, ConfigError> {
+    let mut t = Thresholds::default();
+    if let Some(d) = section.threshold_pct {
+        if !(d.is_finite() && d >= 0.0) {
+            return Err(err("threshold_pct", format!("must be a percentage >= 0, got {d}")));
+        }
+        t.default_pct = d;
+    }
+    for (name, v) in section.thresholds {
+        let metric = Metric::parse(&name).map_err(|m| err("thresholds", m))?;
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(err(
+                "thresholds",
+                format!("`{name}` must be a percentage >= 0, got {v}"),
+            ));
+        }
+        t.per_metric.insert(metric, v);
+    }
+    if let Some(names) = section.metrics {
+        if names.is_empty() {
+            return Err(err("metrics", "lists no metric; remove it to gate every metric".into()));
+        }
+        t.metrics = names
+            .iter()
+            .map(|n| Metric::parse(n).map_err(|m| err("metrics", m)))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(t)
+}
+
+impl Scoring {
+    /// Checks a suite's `[score]` and `[gate]` tables (errors name the file, line and key).
+    pub fn from_suite(score: Option<&ConfigTable>, gate: Option<&ConfigTable>) -> Result<Scoring, ConfigError> {
+        let baseline = match score {
+            Some(t) => t.decode::<ScoreSection>()?.baseline,
+            None => None,
+        };
+        let thresholds = match gate {
+            Some(t) => thresholds_from(t.decode()?, |k, m| t.error(k, m))?,
+            None => Thresholds::default(),
+        };
+        Ok(Scoring {
+            baseline,
+            thresholds,
+            manifests: BTreeMap::new(),
+        })
+    }
+
+    /// The run.json `scoring` value: these settings and each method's manifest text.
+    pub fn to_json(&self, manifests: &BTreeMap<String, String>) -> Value {
+        json!({
+            "baseline": self.baseline,
+            "gate": {
+                "threshold_pct": self.thresholds.default_pct,
+                "thresholds": self.thresholds.per_metric.iter().map(|(m, v)| (m.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "metrics": self.thresholds.metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            },
+            "manifests": manifests,
+        })
+    }
+
+    /// Reads what a run recorded (nothing, for runs from before scoring existed).
+    pub fn from_run(data: &RunData) -> Result<Scoring, ScoreError> {
+        let v = &data.run["scoring"];
+        let file = data.dir.join("run.json").display().to_string();
+        let bad = |field: &str, message: String| ScoreError::Data {
+            file: file.clone(),
+            line: 0,
+            field: format!("scoring.{field}"),
+            message,
+        };
+        if v.is_null() {
+            return Ok(Scoring::default());
+        }
+        let baseline = v["baseline"].as_str().map(str::to_string);
+        let gate: GateSection = if v["gate"].is_null() {
+            GateSection::default()
+        } else {
+            serde_json::from_value(v["gate"].clone()).map_err(|e| bad("gate", e.to_string()))?
+        };
+        let thresholds = thresholds_from(gate, |k, m| ConfigError {
+            file: file.clone(),
+            line: 0,
+            key: format!("scoring.gate.{k}"),
+            message: m,
+        })?;
+        let mut manifests = BTreeMap::new();
+        if let Some(map) = v["manifests"].as_object() {
+            for (id, text) in map {
+                let text = text
+                    .as_str()
+                    .ok_or_else(|| bad(&format!("manifests.{id}"), "must be the manifest's TOML text".into()))?;
+                let label = format!("{file} (scoring.manifests.{id})");
+                manifests.insert(id.clone(), Manifest::parse(&label, text)?);
+            }
+        }
+        Ok(Scoring {
+            baseline,
+            thresholds,
+            manifests,
+        })
+    }
+}
