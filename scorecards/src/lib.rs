@@ -16,6 +16,7 @@ pub mod rundir;
 pub mod score;
 pub mod scoring;
 pub mod site;
+pub mod synthetic;
 
 pub use cost::{BreakEven, Breakdown, Measured, break_even, cost_at, oae_ratio};
 pub use gate::{GateReport, Metric};
