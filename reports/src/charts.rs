@@ -2,6 +2,7 @@
 //! plotters' SVG backend escapes text, so method names cannot inject markup.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use oae_scorecards::BreakEven;
 use oae_scorecards::score::{Row, Scorecards};
@@ -118,9 +119,13 @@ pub fn cost_vs_rate(cards: &Scorecards, workload: &str) -> Res<String> {
                         .map_err(err)?;
                     chart
                         .draw_series(std::iter::once(Text::new(
-                            format!("break-even {} req/s", crate::fmt_num(q)),
+                            format!("break-even {} req/s ", crate::fmt_num(q)),
                             (q, y),
-                            ("sans-serif", 12).into_font().color(&c),
+                            // Right of the mark in the left half, left of it in the right half.
+                            ("sans-serif", 12)
+                                .into_font()
+                                .color(&c)
+                                .pos(Pos::new(if q > 1.0 { HPos::Right } else { HPos::Left }, VPos::Bottom)),
                         )))
                         .map_err(err)?;
                 }

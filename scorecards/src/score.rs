@@ -383,7 +383,7 @@ pub const DEFAULT_DRAWS: usize = 1000;
 /// Fewest resamples, however large the run.
 pub const MIN_DRAWS: usize = 200;
 /// Budget of resampled requests in total (draws × requests), to keep scoring fast.
-pub const DRAW_BUDGET: f64 = 2.5e8;
+pub const DRAW_BUDGET: f64 = 5e8;
 
 /// Grid of rates for cost curves: 1e-3 .. 1e3 req/s, 7 points per decade.
 pub fn curve_rates() -> Vec<f64> {

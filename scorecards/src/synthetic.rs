@@ -129,6 +129,10 @@ impl SynthRun {
         let file = std::fs::File::create(dir.join("requests.jsonl"))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut summaries = Vec::new();
+        // 32 inter-token latencies per record, like a real 33-token answer: records are as
+        // long to parse as real ones.
+        let itl: Vec<String> = (0..32).map(|i| format!("{:.6}", 0.9 + 0.013 * i as f64)).collect();
+        let itl = format!("[{}]", itl.join(","));
         for (k, c) in self.cells.iter().enumerate() {
             let mut rng = SplitMix::new(self.seed, k as u64, 0);
             let mut e2e = Vec::with_capacity(c.requests);
@@ -150,7 +154,7 @@ impl SynthRun {
                 let active = dyn_j + c.idle_w * service;
                 writeln!(
                     out,
-                    "{{\"method\":{},\"workload\":{},\"request_id\":{i},\"warmup\":false,\"cooldown\":false,\"outcome\":\"{}\",\"ttft_ms\":{},\"e2e_ms\":{},\"tpot_ms\":{},\"service_ms\":{},\"itl_ms\":[1.0,1.1,0.9],\"energy_dyn_j\":{dyn_j},\"energy_active_j\":{active},\"energy_amortized_j\":{},\"co2e_g\":{},\"energy_estimated\":true,\"counters\":{{\"kv_bytes_peak\":1000.0}}}}",
+                    "{{\"method\":{},\"workload\":{},\"request_id\":{i},\"warmup\":false,\"cooldown\":false,\"outcome\":\"{}\",\"ttft_ms\":{},\"e2e_ms\":{},\"tpot_ms\":{},\"service_ms\":{},\"itl_ms\":{itl},\"energy_dyn_j\":{dyn_j},\"energy_active_j\":{active},\"energy_amortized_j\":{},\"co2e_g\":{},\"energy_estimated\":true,\"counters\":{{\"kv_bytes_peak\":1000.0}}}}",
                     json!(c.method),
                     json!(c.workload),
                     if ok { "ok" } else { "error" },
