@@ -59,6 +59,10 @@ pub struct ScoringArgs {
     /// Baseline method label (default: the suite's [score] baseline, else the first dense).
     #[arg(long = "against", value_name = "LABEL")]
     pub against: Option<String>,
+    /// A site's own declared cost for a method (manifest TOML; its `method` names the method).
+    /// Repeatable; wins over the manifest the run recorded.
+    #[arg(long = "manifest", value_name = "FILE")]
+    pub manifests: Vec<PathBuf>,
     /// Bootstrap resamples per cell (default 1000, fewer for very large runs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(50..=100000))]
     pub draws: Option<u64>,
@@ -282,6 +286,9 @@ pub struct RunArgs {
     /// Site assumptions for the end-of-run scorecards (TOML).
     #[arg(long, value_name = "FILE")]
     pub site: Option<PathBuf>,
+    /// A site's own declared cost for a method (manifest TOML), repeatable.
+    #[arg(long = "manifest", value_name = "FILE")]
+    pub manifests: Vec<PathBuf>,
     /// Keep this run as a named baseline (oae-results/baselines/NAME, or $OAE_BASELINES_DIR/NAME).
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub save_baseline: Option<String>,

@@ -94,7 +94,9 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
 
     let run = read_json(&out.join("run.json"));
     assert_eq!(run["status"], "complete");
-    assert_eq!(run["records"], 12);
+    // Two methods (dense baseline, self-speculative) × 12 requests.
+    assert_eq!(run["methods"].as_array().unwrap().len(), 2);
+    assert_eq!(run["records"], 24);
     assert_eq!(run["overrides"]["requests"], 12);
     assert_eq!(run["workloads"][0]["requests"], 12);
     assert_eq!(run["workloads"][0]["schedule_hash"].as_str().unwrap().len(), 64);
@@ -104,11 +106,27 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     assert_eq!(run["energy"]["validity"]["estimated"], !measured_here);
     assert!(run["host"]["logical_cpus"].as_u64().unwrap() >= 1);
 
-    let recs = records(&out);
-    assert_eq!(recs.len(), 12, "record count = requests");
-    let mut ids: Vec<u64> = recs.iter().map(|r| r["request_id"].as_u64().unwrap()).collect();
-    ids.sort();
-    assert_eq!(ids, (0..12).collect::<Vec<_>>());
+    let all = records(&out);
+    assert_eq!(all.len(), 24, "record count = requests × methods");
+    for method in ["dense-greedy", "self-speculative"] {
+        let mut ids: Vec<u64> = all
+            .iter()
+            .filter(|r| r["method"] == method)
+            .map(|r| r["request_id"].as_u64().unwrap())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, (0..12).collect::<Vec<_>>(), "{method}");
+    }
+    let recs: Vec<&Value> = all.iter().filter(|r| r["method"] == "dense-greedy").collect();
+    // Scored and reported at the end of the run.
+    let cards = read_json(&out.join("scorecards.json"));
+    assert_eq!(cards["baseline"], "dense-greedy");
+    assert_eq!(cards["rows"].as_array().unwrap().len(), 2);
+    assert!(out.join("leaderboard.html").is_file() && out.join("summary.md").is_file());
+    assert!(
+        stdout.contains("self-speculative") && stdout.contains("once overhead is counted"),
+        "{stdout}"
+    );
     // The quick suite measures a 5 s idle baseline before and after: dynamic energy exists,
     // amortized ≥ active, phases add up to active, carbon is attached to every request.
     let baseline = &run["methods"][0]["idle_baseline"];

@@ -296,6 +296,33 @@ fn bad_input_exits_2_with_a_located_message() {
         text(&o)
     );
 
+    // A site's own manifest replaces the declared cost; a bad one is located.
+    let m = tmp.path().join("mock-site.toml");
+    std::fs::write(
+        &m,
+        "method = \"mock\"\nexpertise = \"ml-specialist\"\ncomponents = []\ntuning_knobs = []\nevidence = \"site estimate\"\n[engineer_weeks]\ndeploy = 7\nmaintain_per_year = 0\n",
+    )
+    .unwrap();
+    let o = oae().arg("score").arg(&dir).arg("--manifest").arg(&m).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let cards = read_json(&dir.join("scorecards.json"));
+    assert_eq!(cards["rows"][0]["declared"]["level"], 4);
+    assert_eq!(cards["rows"][0]["declared"]["engineer_weeks"][1], 7.0);
+    std::fs::write(
+        &m,
+        std::fs::read_to_string(&m)
+            .unwrap()
+            .replace("deploy = 7", "deploy = -7"),
+    )
+    .unwrap();
+    let o = oae().arg("score").arg(&dir).arg("--manifest").arg(&m).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("mock-site.toml:7") && text(&o).contains("engineer_weeks.deploy"),
+        "{}",
+        text(&o)
+    );
+
     // An aborted run: refused without --allow-partial; with it, every report says so.
     let run_json = dir.join("run.json");
     let mut run: Value = read_json(&run_json);

@@ -357,6 +357,8 @@ pub struct Options {
     pub site_source: String,
     /// Manifests by method id, for runs that did not record them: (label, TOML text).
     pub manifests: BTreeMap<String, (String, String)>,
+    /// Site overrides of declared manifests, by method id: win over what the run recorded.
+    pub manifest_overrides: BTreeMap<String, Manifest>,
     /// Baseline label (overrides the suite's `[score] baseline`).
     pub baseline: Option<String>,
     /// Bootstrap resamples (default: 1,000, fewer for very large runs).
@@ -371,6 +373,7 @@ impl Default for Options {
             site: Site::default(),
             site_source: "defaults".into(),
             manifests: BTreeMap::new(),
+            manifest_overrides: BTreeMap::new(),
             baseline: None,
             draws: None,
             seed: 0x0AE,
@@ -523,7 +526,11 @@ fn prepare<'a>(
 ) -> Result<Prepared<'a>, ScoreError> {
     let entry = data.method_entry(&cell.method);
     let method_id = entry.and_then(|m| m["id"].as_str()).unwrap_or(&cell.method).to_string();
-    let manifest = match scoring.manifests.get(&method_id) {
+    let manifest = match opts
+        .manifest_overrides
+        .get(&method_id)
+        .or(scoring.manifests.get(&method_id))
+    {
         Some(m) => m.clone(),
         None => match opts.manifests.get(&method_id) {
             Some((label, text)) => Manifest::parse(label, text)?,

@@ -44,10 +44,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         overrides.insert("idle_baseline_s".to_string(), json!(s));
     }
     let scoring = super::score::scoring_for_run(&suite)?;
-    if let Some(site) = &args.site {
-        // Fail before the replay, not after it.
-        super::score::options(Some(site), None, None)?;
-    }
+    // Bad site or manifest files fail before the replay, not after it.
+    super::score::options(args.site.as_deref(), &args.manifests, None, None)?;
     let threads = compute_threads(suite.run.threads);
     // SAFETY: no other thread exists yet (the Ctrl-C handler and the runner start later),
     // so nothing can read the environment concurrently.
@@ -95,6 +93,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             &result.dir,
             &super::score::AfterRun {
                 site: args.site.as_deref(),
+                manifests: &args.manifests,
                 report: !args.no_report,
                 save_baseline: args.save_baseline.as_deref(),
                 baseline: args.baseline.as_deref(),

@@ -9,7 +9,7 @@ use anyhow::Context;
 use oae_reports::fmt_figure;
 use oae_scorecards::gate::{self, Metric};
 use oae_scorecards::score::{self, Options, Scorecards};
-use oae_scorecards::{RunData, ScoreError, Scoring, Site};
+use oae_scorecards::{Manifest, RunData, ScoreError, Scoring, Site};
 
 use crate::cli::{GateArgs, ReportArgs, ScoreArgs, ScoringArgs};
 
@@ -27,8 +27,14 @@ pub fn manifests() -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// Scoring options from the flags: the site file (or defaults) and the baseline.
-pub fn options(site: Option<&Path>, against: Option<String>, draws: Option<u64>) -> Result<Options, ScoreError> {
+/// Scoring options from the flags: the site file (or defaults), manifest overrides and the
+/// baseline.
+pub fn options(
+    site: Option<&Path>,
+    overrides: &[PathBuf],
+    against: Option<String>,
+    draws: Option<u64>,
+) -> Result<Options, ScoreError> {
     let (site, site_source) = match site {
         None => (Site::default(), "defaults".to_string()),
         Some(path) => {
@@ -39,10 +45,17 @@ pub fn options(site: Option<&Path>, against: Option<String>, draws: Option<u64>)
             )
         }
     };
+    let mut manifest_overrides = BTreeMap::new();
+    for path in overrides {
+        let text = std::fs::read_to_string(path).map_err(|e| ScoreError::io(path, e))?;
+        let m = Manifest::parse(&path.display().to_string(), &text)?;
+        manifest_overrides.insert(m.method.clone(), m);
+    }
     Ok(Options {
         site,
         site_source,
         manifests: manifests(),
+        manifest_overrides,
         baseline: against,
         draws: draws.map(|d| d as usize),
         ..Options::default()
@@ -50,7 +63,7 @@ pub fn options(site: Option<&Path>, against: Option<String>, draws: Option<u64>)
 }
 
 fn load(dir: &Path, args: &ScoringArgs) -> Result<(RunData, Scorecards), ScoreError> {
-    let opts = options(args.site.as_deref(), args.against.clone(), args.draws)?;
+    let opts = options(args.site.as_deref(), &args.manifests, args.against.clone(), args.draws)?;
     let data = RunData::load(dir, args.allow_partial)?;
     let cards = score::score(&data, &opts)?;
     Ok((data, cards))
@@ -228,6 +241,7 @@ fn save_baseline(run_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 /// What `oae run` does after a complete run: reports, baseline saving, gating.
 pub struct AfterRun<'a> {
     pub site: Option<&'a Path>,
+    pub manifests: &'a [PathBuf],
     pub report: bool,
     pub save_baseline: Option<&'a str>,
     pub baseline: Option<&'a str>,
@@ -237,6 +251,7 @@ pub struct AfterRun<'a> {
 pub fn after_run(dir: &Path, after: &AfterRun) -> anyhow::Result<ExitCode> {
     let scoring = ScoringArgs {
         site: after.site.map(Path::to_path_buf),
+        manifests: after.manifests.to_vec(),
         allow_partial: false,
         against: None,
         draws: None,
