@@ -33,9 +33,9 @@ impl Acc {
     #[inline]
     fn add(&mut self, s: &Sample) {
         let v = [s.service_s, s.good, s.dyn_j, s.active_j, s.amortized_j, s.failed];
-        for k in 0..6 {
-            if !v[k].is_nan() {
-                self.sum[k] += v[k];
+        for (k, x) in v.into_iter().enumerate() {
+            if !x.is_nan() {
+                self.sum[k] += x;
                 self.n[k] += 1;
             }
         }
@@ -77,13 +77,13 @@ impl SplitMix {
     /// A stream for `(seed, a, b)`.
     pub fn new(seed: u64, a: u64, b: u64) -> Self {
         let mut s = SplitMix(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        s.next();
+        s.next_u64();
         s
     }
 
     /// Next 64 random bits.
     #[inline]
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -94,7 +94,7 @@ impl SplitMix {
     /// Uniform index in `0..n` (Lemire's multiply-shift; bias below 2^-32 for n < 2^32).
     #[inline]
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next() as u128 * n as u128) >> 64) as usize
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
 }
 

@@ -608,7 +608,7 @@ fn break_even_value(b: BreakEven) -> f64 {
 
 fn break_even_of(v: Option<f64>) -> BreakEven {
     match v {
-        Some(q) if q == 0.0 => BreakEven::Always,
+        Some(0.0) => BreakEven::Always,
         Some(q) if q.is_finite() => BreakEven::At(q),
         _ => BreakEven::Never,
     }

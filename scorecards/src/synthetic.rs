@@ -139,10 +139,10 @@ impl SynthRun {
             let mut good = 0usize;
             for i in 0..c.requests {
                 // Exponential noise with mean 1 mixed in by `spread`.
-                let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
                 let noise = 1.0 + c.spread * (-(1.0 - u).ln() - 1.0);
                 let service = c.service_s * noise.max(0.05);
-                let failed = ((rng.next() >> 11) as f64 / (1u64 << 53) as f64) < c.fail_share;
+                let failed = ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < c.fail_share;
                 let e2e_ms = service * 1e3 * 1.02;
                 let ok = !failed;
                 let is_good = ok && self.slo_e2e_ms.is_none_or(|l| e2e_ms <= l);

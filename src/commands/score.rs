@@ -297,16 +297,16 @@ pub fn after_run(dir: &Path, after: &AfterRun) -> anyhow::Result<ExitCode> {
 /// Checks the suite's [score] and [gate] and builds run.json's `scoring` value.
 pub fn scoring_for_run(suite: &oae_harness::suite::Suite) -> anyhow::Result<serde_json::Value> {
     let scoring = Scoring::from_suite(suite.score.as_ref(), suite.gate.as_ref())?;
-    if let (Some(b), Some(table)) = (&scoring.baseline, &suite.score) {
-        if !suite.methods.iter().any(|m| &m.label == b) {
-            let labels: Vec<&str> = suite.methods.iter().map(|m| m.label.as_str()).collect();
-            return Err(table
-                .error(
-                    "baseline",
-                    format!("no method labelled `{b}`; labels: {}", labels.join(", ")),
-                )
-                .into());
-        }
+    if let (Some(b), Some(table)) = (&scoring.baseline, &suite.score)
+        && !suite.methods.iter().any(|m| &m.label == b)
+    {
+        let labels: Vec<&str> = suite.methods.iter().map(|m| m.label.as_str()).collect();
+        return Err(table
+            .error(
+                "baseline",
+                format!("no method labelled `{b}`; labels: {}", labels.join(", ")),
+            )
+            .into());
     }
     let all = manifests();
     let used: BTreeMap<String, String> = suite

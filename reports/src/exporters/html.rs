@@ -324,7 +324,7 @@ fn assumptions(c: &Scorecards, out: &mut String) {
         let d = &r.declared;
         let _ = write!(
             out,
-            "<details><summary>{} — L{} {}, {} engineer-weeks over the horizon (range {} – {})<sup class=\"m\">D</sup></summary><p>components: {}<br>tuning knobs: {}<br>evidence: {}</p></details>\n",
+            "<details><summary>{} — L{} {}, {} engineer-weeks over the horizon (range {} – {})<sup class=\"m\">D</sup></summary><p>components: {}<br>tuning knobs: {}<br>evidence: {}</p></details>",
             esc(&r.method_id),
             d.level,
             esc(d.expertise),
@@ -358,7 +358,7 @@ impl Exporter for Html {
         );
         let _ = write!(
             o,
-            "<header><h1>OAE leaderboard — suite “{}”</h1><p class=\"meta\">run <code>{}</code> · status {} · started {} · oae {}{} · baseline <strong>{}</strong> · device class {}</p></header>\n",
+            "<header><h1>OAE leaderboard — suite “{}”</h1><p class=\"meta\">run <code>{}</code> · status {} · started {} · oae {}{} · baseline <strong>{}</strong> · device class {}</p></header>",
             esc(&c.run.suite),
             esc(&c.run.dir),
             esc(&c.run.status),
