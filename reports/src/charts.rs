@@ -36,6 +36,23 @@ fn color(i: usize) -> RGBColor {
     }
 }
 
+/// Draws the series legend in a translucent box.
+fn legend<'a, DB: 'a, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>, pos: SeriesLabelPosition) -> Res<()>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)
+}
+
 /// Method labels in first-seen order, each with its colour index.
 pub fn methods(cards: &Scorecards) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -143,13 +160,7 @@ pub fn cost_vs_rate(cards: &Scorecards, workload: &str) -> Res<String> {
                 .label(format!("this workload: {} req/s", crate::fmt_num(rate)))
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -207,13 +218,7 @@ pub fn latency_cdf(cards: &Scorecards, workload: &str) -> Res<String> {
                 .label(format!("{} (n={})", r.method, r.requests))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -290,13 +295,7 @@ pub fn energy_breakdown(cards: &Scorecards) -> Res<String> {
                 .label(names[k])
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], s.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -347,13 +346,7 @@ pub fn quality_vs_cost(cards: &Scorecards) -> Res<String> {
                 .label(m.clone())
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
