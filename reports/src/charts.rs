@@ -37,9 +37,9 @@ fn color(i: usize) -> RGBColor {
 }
 
 /// Draws the series legend in a translucent box.
-fn legend<'a, DB: 'a, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>, pos: SeriesLabelPosition) -> Res<()>
+fn legend<'a, DB, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>, pos: SeriesLabelPosition) -> Res<()>
 where
-    DB: DrawingBackend,
+    DB: DrawingBackend + 'a,
     DB::ErrorType: 'static,
     X: Ranged,
     Y: Ranged,
