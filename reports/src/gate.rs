@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use oae_scorecards::ScoreError;
-use oae_scorecards::gate::{Comparison, GateReport, Status};
+use oae_scorecards::gate::{Comparison, GateReport, Metric, Status};
 
 use crate::{fmt_num, write_atomic};
 
@@ -49,7 +49,7 @@ pub fn text(g: &GateReport) -> String {
             "{:<w_m$}  {:<w_w$}  {:<22}  {:>11}  {:>11}  {:<28}  {:>9}  {}",
             c.method,
             c.workload,
-            c.metric.name(),
+            c.metric.map_or("(whole cell)", Metric::name),
             c.baseline.map(fmt_num).unwrap_or_else(|| "—".into()),
             c.current.map(fmt_num).unwrap_or_else(|| "—".into()),
             change(c),
@@ -110,7 +110,7 @@ pub fn markdown(g: &GateReport) -> String {
             "| {} | {} | {} | {} | {} | {} | {}{} | {} |",
             md_escape(&c.method),
             md_escape(&c.workload),
-            c.metric.name(),
+            c.metric.map_or("(whole cell)", Metric::name),
             c.baseline.map(fmt_num).unwrap_or_else(|| "—".into()),
             c.current.map(fmt_num).unwrap_or_else(|| "—".into()),
             change(c),

@@ -159,8 +159,8 @@ pub struct Comparison {
     pub method: String,
     /// Workload.
     pub workload: String,
-    /// Metric.
-    pub metric: Metric,
+    /// Metric (`None`: the whole cell, when it is missing from the current run).
+    pub metric: Option<Metric>,
     /// Baseline run's value.
     pub baseline: Option<f64>,
     /// Current run's value.
@@ -286,7 +286,7 @@ pub fn compare(
             comparisons.push(Comparison {
                 method: key.0,
                 workload: key.1,
-                metric: Metric::ServiceMean,
+                metric: None,
                 baseline: None,
                 current: None,
                 change: None,
@@ -390,7 +390,7 @@ pub fn compare(
             comparisons.push(Comparison {
                 method: brow.method.clone(),
                 workload: brow.workload.clone(),
-                metric,
+                metric: Some(metric),
                 baseline: Some(bp),
                 current: Some(cp),
                 change: Some(change),
@@ -451,7 +451,7 @@ fn skipped(row: &Row, metric: Metric, threshold: f64, note: String) -> Compariso
     Comparison {
         method: row.method.clone(),
         workload: row.workload.clone(),
-        metric,
+        metric: Some(metric),
         baseline: None,
         current: None,
         change: None,
