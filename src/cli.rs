@@ -289,7 +289,8 @@ pub struct RunArgs {
     /// A site's own declared cost for a method (manifest TOML), repeatable.
     #[arg(long = "manifest", value_name = "FILE")]
     pub manifests: Vec<PathBuf>,
-    /// Keep this run as a named baseline (oae-results/baselines/NAME, or $OAE_BASELINES_DIR/NAME).
+    /// Keep this run as a named baseline (oae-results/baselines/NAME, or $OAE_BASELINES_DIR/NAME);
+    /// with --baseline, only when the gate passes.
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub save_baseline: Option<String>,
     /// Gate this run against a named baseline at the end; exit 1 on a regression.

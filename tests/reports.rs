@@ -195,14 +195,18 @@ fn named_baselines_are_saved_and_gated_against() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(tmp.path().join("baselines/main/run.json").is_file(), "{}", text(&o));
+    // A regressed run is gated, and is not saved over the reference it failed against.
     let (cur, o) = run(
         tmp.path(),
         "second",
         &suite("m", 1.4, &gate_section),
-        &["--baseline", "main"],
+        &["--baseline", "main", "--save-baseline", "main"],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(read_json(&cur.join("gate.json"))["passed"] == false);
+    assert!(text(&o).contains("baseline `main` NOT saved"), "{}", text(&o));
+    let kept = read_json(&tmp.path().join("baselines/main/run.json"));
+    assert!(kept["command"].to_string().contains("first.toml"), "{kept}");
     let (_, o) = run(
         tmp.path(),
         "third",
@@ -215,6 +219,32 @@ fn named_baselines_are_saved_and_gated_against() {
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn perturbation_workloads_are_scored_for_robustness() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let s = suite("m", 1.0, "").replace("requests = 120", "requests = 60").replace(
+        "[[methods]]",
+        "[[workloads]]\nname = \"burst\"\nperturbs = \"steady\"\nperturbation = \"bursty arrivals\"\narrival = { process = \"poisson\", rate_qps = 120.0 }\ninput_tokens = 16\noutput_tokens = 8\n\n[[methods]]",
+    );
+    let (dir, o) = run(tmp.path(), "robust", &s, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cards = read_json(&dir.join("scorecards.json"));
+    let nominal = cards["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["workload"] == "steady")
+        .unwrap();
+    let rob = &nominal["robustness"];
+    assert_eq!(rob["perturbations"][0]["workload"], "burst", "{rob}");
+    assert_eq!(rob["worst_p95_e2e"][1], "bursty arrivals", "{rob}");
+    // 120 req/s against ~10 ms of service (utilisation > 1) queues up: the tail grows.
+    assert!(rob["worst_p95_e2e"][0].as_f64().unwrap() > 1.5, "{rob}");
+    let html = std::fs::read_to_string(dir.join("leaderboard.html")).unwrap();
+    assert!(html.contains("<td class=\"t\">bursty arrivals</td>"));
 }
 
 #[test]

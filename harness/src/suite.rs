@@ -583,6 +583,44 @@ service_ms = 3
     }
 
     #[test]
+    fn perturbation_workloads_must_name_a_nominal_one() {
+        let two = OK.replace(
+            "[[methods]]",
+            "[[workloads]]\nname = \"bursty\"\narrival = { process = \"constant\", rate_qps = 9 }\ninput_tokens = 8\noutput_tokens = 4\nperturbs = \"w\"\nperturbation = \"bursty arrivals\"\n\n[[methods]]",
+        );
+        let s = Suite::parse("s.toml", &two, "s").unwrap();
+        assert_eq!(s.workloads[1].perturbs.as_ref().map(|p| p.0.as_str()), Some("w"));
+        assert_eq!(s.workloads[1].describe()["perturbation"], "bursty arrivals");
+        assert!(s.workloads[0].describe().get("perturbs").is_none());
+        let e = err(&two.replace("perturbs = \"w\"", "perturbs = \"nominal\""));
+        assert_eq!((e.line, e.key.as_str()), (18, "workloads[1].perturbs"), "{e}");
+        assert!(
+            e.message.contains("no workload named `nominal`") && e.message.contains("w, bursty"),
+            "{e}"
+        );
+        let e = err(&two.replace("perturbs = \"w\"", "perturbs = \"bursty\""));
+        assert!(e.message.contains("not a nominal workload"), "{e}");
+        let e = err(&OK.replace("output_tokens = 4", "output_tokens = 4\nperturbation = \"noise\""));
+        assert!(
+            e.key == "workloads[0].perturbation" && e.message.contains("add `perturbs"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn score_and_gate_sections_are_kept_for_the_scorecards() {
+        let s = Suite::parse(
+            "s.toml",
+            &format!("{OK}\n[score]\nbaseline = \"mock\"\n[gate]\nthreshold_pct = 3\n"),
+            "s",
+        )
+        .unwrap();
+        assert!(s.score.as_ref().unwrap().contains("baseline"));
+        assert!(s.gate.as_ref().unwrap().contains("threshold_pct"));
+        assert_eq!(s.gate.as_ref().unwrap().key_path("thresholds"), "gate.thresholds");
+    }
+
+    #[test]
     fn unknown_run_key_is_located() {
         let e = err(&OK.replace("seed = 7", "seed = 7\nsede = 8"));
         assert_eq!(e.line, 4, "{e}");

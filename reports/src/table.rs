@@ -32,12 +32,20 @@ pub struct Column {
     pub estimated: Vec<bool>,
 }
 
-/// Text of a break-even rate: a number, `always` or `never`.
+/// A break-even rate for data files: the number at full precision, `always` or `never`.
 pub fn break_even_text(b: BreakEven) -> String {
     match b {
-        BreakEven::At(q) => format!("{q:.4}"),
+        BreakEven::At(q) => format!("{q}"),
         BreakEven::Always => "always".into(),
         BreakEven::Never => "never".into(),
+    }
+}
+
+/// A break-even rate for people: three significant digits.
+pub fn break_even_display(b: BreakEven) -> String {
+    match b {
+        BreakEven::At(q) => crate::fmt_num(q),
+        other => break_even_text(other),
     }
 }
 

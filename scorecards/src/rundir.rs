@@ -70,6 +70,8 @@ pub struct RunData {
     pub status: String,
     /// Why an aborted run stopped.
     pub abort_reason: Option<String>,
+    /// What reading left out, and why (a record cut short by a crash).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -165,7 +167,8 @@ impl RunData {
             None
         };
         let slo: Slo = serde_json::from_value(run["slo"].clone()).unwrap_or_default();
-        let cells = read_records(&dir.join("requests.jsonl"), &slo)?;
+        let mut warnings = Vec::new();
+        let cells = read_records(&dir.join("requests.jsonl"), &slo, status != "complete", &mut warnings)?;
         if cells.is_empty() {
             return Err(ScoreError::Usage(format!(
                 "{} holds no request records; nothing to score",
@@ -179,6 +182,7 @@ impl RunData {
             cells,
             status,
             abort_reason,
+            warnings,
         })
     }
 
@@ -206,7 +210,9 @@ impl RunData {
     }
 }
 
-fn read_records(path: &Path, slo: &Slo) -> Result<Vec<Cell>, ScoreError> {
+/// Reads every record. In a run that did not complete, a last line cut short by the crash is
+/// left out with a warning; anywhere else a malformed line is an error naming it.
+fn read_records(path: &Path, slo: &Slo, partial: bool, warnings: &mut Vec<String>) -> Result<Vec<Cell>, ScoreError> {
     let file = std::fs::File::open(path).map_err(|e| ScoreError::io(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut cells: Vec<Cell> = Vec::new();
@@ -224,17 +230,23 @@ fn read_records(path: &Path, slo: &Slo) -> Result<Vec<Cell>, ScoreError> {
         if text.is_empty() {
             continue;
         }
-        if !line.ends_with('\n') {
-            // A crash can cut the last line short; it is not a record.
-            let complete_json = serde_json::from_str::<Record>(text).is_ok();
-            if !complete_json {
-                return Err(ScoreError::Data {
-                    file: path.display().to_string(),
-                    line: n,
-                    field: String::new(),
-                    message: "the last line is cut short (the run was killed while writing); remove it to score the rest, with --allow-partial".into(),
-                });
+        if !line.ends_with('\n') && serde_json::from_str::<Record>(text).is_err() {
+            // A crash can cut the last line short: it is not a record.
+            if partial {
+                warnings.push(format!(
+                    "{}:{n}: the last record is cut short (the run was killed while writing it) and is left out",
+                    path.display()
+                ));
+                break;
             }
+            return Err(ScoreError::Data {
+                file: path.display().to_string(),
+                line: n,
+                field: String::new(),
+                message:
+                    "the last line is cut short although run.json says the run completed; the directory is damaged"
+                        .into(),
+            });
         }
         let r: Record = serde_json::from_str(text).map_err(|e| {
             let msg = e.to_string();

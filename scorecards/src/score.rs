@@ -431,6 +431,7 @@ pub fn score(data: &RunData, opts: &Options) -> Result<Scorecards, ScoreError> {
                 .unwrap_or_default()
         ));
     }
+    warnings.extend(data.warnings.iter().cloned());
 
     let total: usize = data.cells.iter().map(|c| c.samples.len()).sum();
     let draws = opts.draws.unwrap_or_else(|| {
@@ -745,7 +746,7 @@ fn score_row(
                 };
                 talent_dependent = ratio(&p.point, &l4, &b.point, &blab, site) < 1.0;
             }
-            sensitivity = sensitivities(p, b, w_mid, bw_mid, site);
+            sensitivity = sensitivities(p, b, w_mid, site);
         }
     }
 
@@ -913,7 +914,9 @@ struct Knob {
     unit: &'static str,
     value: f64,
     range: [f64; 2],
-    set: fn(&mut Site, &mut [f64; 2], f64, Level),
+    /// Sets the assumption to a value: in the site, or as the method's engineer-weeks (the
+    /// `Option`; otherwise both methods' weeks follow the site's horizon).
+    set: fn(&mut Site, &mut Option<f64>, f64, Level),
 }
 
 fn knobs(site: &Site, weeks: f64, level: Level) -> Vec<Knob> {
@@ -939,7 +942,7 @@ fn knobs(site: &Site, weeks: f64, level: Level) -> Vec<Knob> {
             unit: "weeks",
             value: weeks,
             range: [weeks.max(0.01) / 100.0, weeks.max(0.01) * 100.0],
-            set: |_, w, v, _| w[0] = v,
+            set: |_, w, v, _| *w = Some(v),
         },
         Knob {
             name: "energy price",
@@ -986,21 +989,18 @@ fn knobs(site: &Site, weeks: f64, level: Level) -> Vec<Knob> {
     ]
 }
 
-fn sensitivities(p: &Prepared, b: &Prepared, w_mid: f64, bw_mid: f64, site: &Site) -> Vec<Sensitivity> {
+fn sensitivities(p: &Prepared, b: &Prepared, w_mid: f64, site: &Site) -> Vec<Sensitivity> {
     let level = p.manifest.expertise;
     knobs(site, w_mid, level)
         .into_iter()
         .map(|k| {
             let ratio_at = |v: f64| {
                 let mut s = site.clone();
-                let mut weeks = [w_mid, bw_mid];
+                let mut weeks = None;
                 (k.set)(&mut s, &mut weeks, v, level);
-                // The horizon changes the weeks too (maintenance per year).
-                let (mw, bw) = if k.name == "horizon" {
-                    (p.manifest.weeks_over(v).1, b.manifest.weeks_over(v).1)
-                } else {
-                    (weeks[0], weeks[1])
-                };
+                // Weeks over the (possibly changed) horizon: maintenance is per year.
+                let mw = weeks.unwrap_or_else(|| p.manifest.weeks_over(s.horizon_years).1);
+                let bw = b.manifest.weeks_over(s.horizon_years).1;
                 cost::oae_ratio(
                     p.rate_qps,
                     (&p.point, &labor(&p.manifest, mw)),

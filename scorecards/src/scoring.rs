@@ -201,3 +201,61 @@ impl Scoring {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oae_workloads::config::{SourceFile, SpannedEntries};
+
+    /// Parses the `[score]` / `[gate]` tables of a suite text as the harness does.
+    fn suite(text: &str) -> Result<Scoring, ConfigError> {
+        #[derive(Deserialize)]
+        struct Doc {
+            score: Option<toml::Spanned<SpannedEntries>>,
+            gate: Option<toml::Spanned<SpannedEntries>>,
+        }
+        let source = SourceFile::new("suite.toml", text);
+        let doc: Doc = toml::from_str(text).unwrap();
+        let table = |key: &str, t: toml::Spanned<SpannedEntries>| {
+            ConfigTable::new(source.clone(), key, t.span(), t.into_inner())
+        };
+        let score = doc.score.map(|t| table("score", t));
+        let gate = doc.gate.map(|t| table("gate", t));
+        Scoring::from_suite(score.as_ref(), gate.as_ref())
+    }
+
+    #[test]
+    fn gate_sections_are_checked_with_file_line_and_key() {
+        let s = suite("[score]\nbaseline = \"dense\"\n[gate]\nthreshold_pct = 3\nthresholds = { e2e_p95_ms = 10 }\nmetrics = [\"e2e_p95_ms\", \"attainment\"]\n").unwrap();
+        assert_eq!(s.baseline.as_deref(), Some("dense"));
+        assert_eq!(s.thresholds.of(Metric::E2eP95), 10.0);
+        assert_eq!(s.thresholds.of(Metric::TtftP95), 3.0);
+        assert_eq!(s.thresholds.metrics, vec![Metric::E2eP95, Metric::Attainment]);
+        let e = suite("[gate]\nthresholds = { latency = 10 }\n").unwrap_err();
+        assert!(
+            e.to_string().contains("suite.toml:2")
+                && e.key == "gate.thresholds"
+                && e.message.contains("unknown metric `latency`"),
+            "{e}"
+        );
+        let e = suite("[gate]\nthreshold_pct = -1\n").unwrap_err();
+        assert!(e.key == "gate.threshold_pct" && e.message.contains(">= 0"), "{e}");
+        let e = suite("[gate]\nmetrics = []\n").unwrap_err();
+        assert!(e.key == "gate.metrics" && e.message.contains("lists no metric"), "{e}");
+        let e = suite("[score]\nbaselin = \"dense\"\n").unwrap_err();
+        assert!(
+            e.message.contains("unknown field") && e.message.contains("baselin"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn threshold_flags_parse_and_reject_nonsense() {
+        let mut t = Thresholds::default();
+        t.apply_flags(&["e2e_p95_ms=12.5".into()]).unwrap();
+        assert_eq!(t.of(Metric::E2eP95), 12.5);
+        for bad in ["e2e_p95_ms", "e2e_p95_ms=-3", "nope=3"] {
+            assert!(t.apply_flags(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

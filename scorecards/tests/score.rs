@@ -256,6 +256,31 @@ fn partial_runs_are_refused_unless_allowed_and_then_flagged() {
     let data = RunData::load(dir.path(), true).unwrap();
     let cards = score(&data, &options(&[("dense", "software-engineer", "2")])).unwrap();
     assert!(cards.run.partial && cards.warnings[0].starts_with("PARTIAL RUN"));
+    assert_eq!(cards.rows[0].requests, 20);
+
+    // Killed while writing its last record: the other records are scored, the cut one is
+    // named in a warning — and in a run that says it completed, that is damage, not a skip.
+    let path = dir.path().join("requests.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() - 40]).unwrap();
+    let data = RunData::load(dir.path(), true).unwrap();
+    let cards = score(&data, &options(&[("dense", "software-engineer", "2")])).unwrap();
+    assert_eq!(cards.rows[0].requests, 19);
+    assert!(
+        cards
+            .warnings
+            .iter()
+            .any(|w| w.contains("requests.jsonl:20") && w.contains("cut short")),
+        "{:?}",
+        cards.warnings
+    );
+    let mut complete = run.clone();
+    complete.status = "complete".into();
+    let dir2 = tempfile::tempdir().unwrap();
+    complete.write(dir2.path()).unwrap();
+    std::fs::write(dir2.path().join("requests.jsonl"), &text[..text.len() - 40]).unwrap();
+    let err = RunData::load(dir2.path(), false).unwrap_err().to_string();
+    assert!(err.contains("requests.jsonl:20") && err.contains("damaged"), "{err}");
 }
 
 #[test]

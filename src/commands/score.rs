@@ -99,7 +99,7 @@ fn print_cards(cards: &Scorecards) {
             fmt_figure(&r.cost_per_1k_good_usd),
             r.break_even
                 .as_ref()
-                .map(|b| oae_reports::table::break_even_text(b.point))
+                .map(|b| oae_reports::table::break_even_display(b.point))
                 .unwrap_or_else(|| "—".into()),
         );
     }
@@ -288,8 +288,13 @@ pub fn after_run(dir: &Path, after: &AfterRun) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(name) = after.save_baseline {
-        let dest = save_baseline(dir, name)?;
-        println!("baseline `{name}` saved: {}", dest.display());
+        if code == ExitCode::SUCCESS {
+            let dest = save_baseline(dir, name)?;
+            println!("baseline `{name}` saved: {}", dest.display());
+        } else {
+            // A run that regressed must not become the reference the next run is held to.
+            eprintln!("baseline `{name}` NOT saved: this run failed its gate");
+        }
     }
     Ok(code)
 }

@@ -174,7 +174,12 @@ fn cell(col: &Column, all: &[Column], i: usize) -> String {
                 "<td class=\"{}\" data-v=\"{}\">{}{marks}</td>",
                 class.join(" "),
                 esc(&sort),
-                if v[i].is_empty() { "—".to_string() } else { esc(&v[i]) }
+                match v[i].parse::<f64>() {
+                    // Break-even rates are stored at full precision; shown rounded.
+                    Ok(q) if col.name == "break_even_qps" => fmt_num(q),
+                    _ if v[i].is_empty() => "—".to_string(),
+                    _ => esc(&v[i]),
+                }
             )
         }
         Values::Flag(v) => format!("<td data-v=\"{}\">{}</td>", v[i], if v[i] { "yes" } else { "no" }),

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use oae_scorecards::score::Verdict;
 
 use super::Exporter;
-use crate::table::break_even_text;
+use crate::table::break_even_display;
 use crate::{Report, fmt_figure, headline_sentences};
 
 pub struct Markdown;
@@ -81,7 +81,7 @@ impl Exporter for Markdown {
                 est(r.cost_per_1k_good_usd.estimated),
                 r.break_even
                     .as_ref()
-                    .map(|b| break_even_text(b.point))
+                    .map(|b| break_even_display(b.point))
                     .unwrap_or_else(|| "—".into()),
                 fmt_figure(&r.energy_per_request.amortized_j),
                 est(r.energy_per_request.amortized_j.estimated),
