@@ -173,12 +173,23 @@ pub enum TraceCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        order: OrderArgs,
     },
     /// Fit inter-arrival models (exponential, gamma, Weibull, lognormal, hyperexponential) by
     /// maximum likelihood; rank by AIC, check by Kolmogorov–Smirnov; find on/off structure.
     Fit(TraceFitArgs),
     /// Synthesize a trace statistically like FILE at a target mean rate (oae CSV or JSONL).
     Gen(TraceGenArgs),
+}
+
+/// How out-of-order timestamps in a trace are treated.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OrderArgs {
+    /// Accept timestamps that step back by at most this many seconds (such rows keep their
+    /// place with the previous timestamp and are counted); default: refuse any step back.
+    #[arg(long = "reorder-tolerance-s", value_name = "S", default_value_t = 0.0)]
+    pub reorder_tolerance_s: f64,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +202,8 @@ pub struct TraceFitArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub order: OrderArgs,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +234,8 @@ pub struct TraceGenArgs {
     /// (oae CSV).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub order: OrderArgs,
 }
 
 #[derive(Debug, Args)]

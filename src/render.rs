@@ -2,22 +2,10 @@
 
 use std::fmt::Write;
 
-use oae_harness::stats::{Estimate, Stat};
-use oae_harness::summary::CellSummary;
+use oae_core::rundir::CellSummary;
+use oae_core::stats::{Estimate, Stat};
 
-/// Compact number: 3 significant figures for typical latencies.
-pub fn num(v: f64) -> String {
-    let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
-}
+pub use oae_core::fmt::num;
 
 fn est(e: &Estimate) -> String {
     let b = |x: Option<f64>| x.map(num).unwrap_or_else(|| "—".into());
@@ -77,134 +65,10 @@ pub fn cells(cells: &[CellSummary]) -> String {
             .map(|t| format!("{} tok/s while serving", num(t)))
             .unwrap_or_else(|| "n/a".into());
         let _ = writeln!(out, "  output    {tok} ({} tokens)", c.output_tokens);
-        match &c.energy {
-            Some(e) => {
-                let flag = if e.estimated {
-                    format!("ESTIMATED by {}", e.source)
-                } else {
-                    format!("measured by {}", e.source)
-                };
-                let band = e
-                    .band
-                    .map(|(lo, hi)| format!(", band ×{:.2}–×{:.2}", lo, hi))
-                    .unwrap_or_default();
-                let per = |s: &Option<Stat>| s.as_ref().map(|s| est(&s.mean)).unwrap_or_else(|| "n/a".into());
-                let _ = writeln!(
-                    out,
-                    "  energy    {} J/request dynamic, {} active, {} amortized (mean [CI]); {} W mean — {flag}{band}",
-                    per(&e.dyn_j_per_request),
-                    per(&e.active_j_per_request),
-                    per(&e.amortized_j_per_request),
-                    num(e.mean_power_w)
-                );
-                let idle = e
-                    .idle_w
-                    .map(|w| format!("idle {} W", num(w)))
-                    .unwrap_or_else(|| "no idle baseline".into());
-                let s = &e.sensitivity;
-                let o = |x: Option<f64>| x.map(num).unwrap_or_else(|| "—".into());
-                let _ = writeln!(
-                    out,
-                    "            {idle}; gap bucket {} J{}; active J/request by token work {} · time share {} · equal share {}",
-                    num(e.gap_j),
-                    e.compressed_idle_j
-                        .filter(|_| e.compressed_s > 0.0)
-                        .map(|j| format!(
-                            " + {} J idle of {} s skipped by compression (analytic)",
-                            num(j),
-                            num(e.compressed_s)
-                        ))
-                        .unwrap_or_default(),
-                    o(s.token_work_j),
-                    o(s.time_share_j),
-                    o(s.equal_share_j)
-                );
-                for f in &e.fallbacks {
-                    let _ = writeln!(out, "  FALLBACK  {f}");
-                }
-                if !e.valid {
-                    let _ = writeln!(out, "  INVALID   energy: {}", e.invalid_reasons.join("; "));
-                }
-            }
-            None => {
-                let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
-            }
-        }
-        if let Some(k) = &c.carbon {
-            let f = &k.per_request_facility;
-            let o = |x: Option<f64>| x.map(|v| format!("{:.3}", v * 1000.0)).unwrap_or_else(|| "—".into());
-            let _ = writeln!(
-                out,
-                "  carbon    {:.3} mg CO2e/request at PUE {} (dynamic {} · idle {} · embodied {:.3} mg); {:.2} g per 1k requests; {} g/kWh{} — ESTIMATED",
-                f.total_g * 1000.0,
-                k.pue_facility,
-                o(f.dynamic_g),
-                o(f.idle_g),
-                f.embodied_g * 1000.0,
-                k.per_1k_requests_facility_g,
-                num(k.intensity_g_per_kwh),
-                k.intensity_note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
-            );
-        }
-        let g = &c.goodput;
-        let mut slo = Vec::new();
-        for (name, v) in [("TTFT", g.slo.ttft_ms), ("TPOT", g.slo.tpot_ms), ("E2E", g.slo.e2e_ms)] {
-            if let Some(v) = v {
-                slo.push(format!("{name} ≤ {} ms", num(v.get())));
-            }
-        }
-        let against = if slo.is_empty() {
-            "no [slo] set: good = ok".to_string()
-        } else {
-            slo.join(", ")
-        };
-        let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", v * 100.0)).unwrap_or_else(|| "—".into());
-        let _ = writeln!(
-            out,
-            "  goodput   {}/{} good ({}% [{}, {}]) = {} req/s; {against}",
-            g.good,
-            g.measured,
-            pct(Some(g.fraction.value).filter(|v| v.is_finite())),
-            pct(g.fraction.ci_lo),
-            pct(g.fraction.ci_hi),
-            num(g.goodput_qps)
-        );
-        if !c.validity.valid {
-            let _ = writeln!(out, "  INVALID   {}", c.validity.reasons.join("; "));
-        }
-        let wake: Vec<String> = c
-            .wakeup
-            .iter()
-            .map(|b| match &b.ttft_ms {
-                Some(s) => format!("{} {} ms (n={})", b.bucket, num(s.p50.value), b.n),
-                None => format!("{} —", b.bucket),
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "  wake-up   TTFT p50 by idle time before arrival: {}",
-            wake.join(" · ")
-        );
-        let lag = c
-            .latency
-            .get("dispatch_lag_ms")
-            .map(|s| format!("{} ms", num(s.p99.value)))
-            .unwrap_or_else(|| "n/a".into());
-        let busy = c
-            .latency
-            .get("dispatch_lag_busy_ms")
-            .map(|s| format!("{} ms over {} releases while busy", num(s.p99.value), s.n))
-            .unwrap_or_else(|| "no releases while busy".into());
-        let idle = c
-            .latency
-            .get("dispatch_lag_idle_ms")
-            .map(|s| format!("{} ms over {} while idle", num(s.p99.value), s.n))
-            .unwrap_or_else(|| "none while idle".into());
-        let _ = writeln!(
-            out,
-            "  harness   dispatch lag p99 {lag} ({busy}; {idle}); setup {:.2} s",
-            c.setup_s
-        );
+        energy(&mut out, c.energy.as_ref());
+        carbon(&mut out, c.carbon.as_ref());
+        goodput(&mut out, c);
+        harness(&mut out, c);
     }
     if insufficient {
         let _ = writeln!(
@@ -216,6 +80,150 @@ pub fn cells(cells: &[CellSummary]) -> String {
     out
 }
 
+/// The energy lines of a cell.
+fn energy(out: &mut String, e: Option<&oae_core::rundir::EnergySummary>) {
+    match e {
+        Some(e) => {
+            let flag = if e.estimated {
+                format!("ESTIMATED by {}", e.source)
+            } else {
+                format!("measured by {}", e.source)
+            };
+            let band = e
+                .band
+                .map(|(lo, hi)| format!(", band ×{:.2}–×{:.2}", lo, hi))
+                .unwrap_or_default();
+            let per = |s: &Option<Stat>| s.as_ref().map(|s| est(&s.mean)).unwrap_or_else(|| "n/a".into());
+            let _ = writeln!(
+                out,
+                "  energy    {} J/request dynamic, {} active, {} amortized (mean [CI]); {} W mean — {flag}{band}",
+                per(&e.dyn_j_per_request),
+                per(&e.active_j_per_request),
+                per(&e.amortized_j_per_request),
+                num(e.mean_power_w)
+            );
+            let idle = e
+                .idle_w
+                .map(|w| format!("idle {} W", num(w)))
+                .unwrap_or_else(|| "no idle baseline".into());
+            let s = &e.sensitivity;
+            let o = |x: Option<f64>| x.map(num).unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                out,
+                "            {idle}; gap bucket {} J{}; active J/request by token work {} · time share {} · equal share {}",
+                num(e.gap_j),
+                e.compressed_idle_j
+                    .filter(|_| e.compressed_s > 0.0)
+                    .map(|j| format!(
+                        " + {} J idle of {} s skipped by compression (analytic)",
+                        num(j),
+                        num(e.compressed_s)
+                    ))
+                    .unwrap_or_default(),
+                o(s.token_work_j),
+                o(s.time_share_j),
+                o(s.equal_share_j)
+            );
+            for f in &e.fallbacks {
+                let _ = writeln!(out, "  FALLBACK  {f}");
+            }
+            if !e.valid {
+                let _ = writeln!(out, "  INVALID   energy: {}", e.invalid_reasons.join("; "));
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
+        }
+    }
+}
+
+/// The carbon line of a cell.
+fn carbon(out: &mut String, k: Option<&oae_core::rundir::CarbonSummary>) {
+    if let Some(k) = k {
+        let f = &k.per_request_facility;
+        let o = |x: Option<f64>| x.map(|v| format!("{:.3}", v * 1000.0)).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            out,
+            "  carbon    {:.3} mg CO2e/request at PUE {} (dynamic {} · idle {} · embodied {:.3} mg); {:.2} g per 1k requests; {} g/kWh{} — ESTIMATED",
+            f.total_g * 1000.0,
+            k.pue_facility,
+            o(f.dynamic_g),
+            o(f.idle_g),
+            f.embodied_g * 1000.0,
+            k.per_1k_requests_facility_g,
+            num(k.intensity_g_per_kwh),
+            k.intensity_note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+        );
+    }
+}
+
+/// The goodput line (and validity) of a cell.
+fn goodput(out: &mut String, c: &CellSummary) {
+    let g = &c.goodput;
+    let mut slo = Vec::new();
+    for (name, v) in [("TTFT", g.slo.ttft_ms), ("TPOT", g.slo.tpot_ms), ("E2E", g.slo.e2e_ms)] {
+        if let Some(v) = v {
+            slo.push(format!("{name} ≤ {} ms", num(v.get())));
+        }
+    }
+    let against = if slo.is_empty() {
+        "no [slo] set: good = ok".to_string()
+    } else {
+        slo.join(", ")
+    };
+    let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", v * 100.0)).unwrap_or_else(|| "—".into());
+    let _ = writeln!(
+        out,
+        "  goodput   {}/{} good ({}% [{}, {}]) = {} req/s; {against}",
+        g.good,
+        g.measured,
+        pct(Some(g.fraction.value).filter(|v| v.is_finite())),
+        pct(g.fraction.ci_lo),
+        pct(g.fraction.ci_hi),
+        num(g.goodput_qps)
+    );
+    if !c.validity.valid {
+        let _ = writeln!(out, "  INVALID   {}", c.validity.reasons.join("; "));
+    }
+}
+
+/// The wake-up and harness lines of a cell.
+fn harness(out: &mut String, c: &CellSummary) {
+    let wake: Vec<String> = c
+        .wakeup
+        .iter()
+        .map(|b| match &b.ttft_ms {
+            Some(s) => format!("{} {} ms (n={})", b.bucket, num(s.p50.value), b.n),
+            None => format!("{} —", b.bucket),
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  wake-up   TTFT p50 by idle time before arrival: {}",
+        wake.join(" · ")
+    );
+    let lag = c
+        .latency
+        .get("dispatch_lag_ms")
+        .map(|s| format!("{} ms", num(s.p99.value)))
+        .unwrap_or_else(|| "n/a".into());
+    let busy = c
+        .latency
+        .get("dispatch_lag_busy_ms")
+        .map(|s| format!("{} ms over {} releases while busy", num(s.p99.value), s.n))
+        .unwrap_or_else(|| "no releases while busy".into());
+    let idle = c
+        .latency
+        .get("dispatch_lag_idle_ms")
+        .map(|s| format!("{} ms over {} while idle", num(s.p99.value), s.n))
+        .unwrap_or_else(|| "none while idle".into());
+    let _ = writeln!(
+        out,
+        "  harness   dispatch lag p99 {lag} ({busy}; {idle}); setup {:.2} s",
+        c.setup_s
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,7 +233,8 @@ mod tests {
         assert_eq!(num(1234.4), "1234");
         assert_eq!(num(12.345), "12.3");
         assert_eq!(num(1.2345), "1.23");
-        assert_eq!(num(0.01234), "0.012");
+        // The one formatter of oae_core::fmt: three significant digits below 1 too.
+        assert_eq!(num(0.01234), "0.0123");
     }
 
     #[test]

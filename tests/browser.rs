@@ -143,8 +143,8 @@ fn leaderboard_renders_sorts_and_draws_in_headless_chromium() {
         }
     }
     let mut run = SynthRun::new(cells, 1.0);
-    run.workloads[0].1 = 0.5;
-    run.workloads[1].1 = 20.0;
+    run.workloads[0].rate_qps = 0.5;
+    run.workloads[1].rate_qps = 20.0;
     run.write(&run_dir).unwrap();
     let o = Command::cargo_bin("oae")
         .unwrap()

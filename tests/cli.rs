@@ -7,6 +7,8 @@ use std::process::Command;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
+mod common;
+
 fn oae() -> Command {
     Command::cargo_bin("oae").unwrap()
 }
@@ -171,6 +173,8 @@ fn default_suite_run_produces_files_that_parse_and_agree() {
     let parts = f["operational_g"].as_f64().unwrap() + f["embodied_g"].as_f64().unwrap();
     assert!((parts - f["total_g"].as_f64().unwrap()).abs() < 1e-12);
     assert!(out.join("timeline.csv").exists() && out.join("histograms.hlog").exists());
+    // Everything CI checks of its own quick run, through the typed schema.
+    common::check_quick_run(&out, 12, 2, false);
 }
 
 #[test]
@@ -496,11 +500,48 @@ fn trace_inspect_detects_the_format_and_reports_bad_rows_with_their_line() {
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("b.csv:3") && e.contains("Request tokens"), "{e}");
+
+    // A later BurstGPT release: two more columns, another order — detected all the same.
+    std::fs::write(
+        &p,
+        "Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens,Total tokens,Log Type
+0,s1,1.5,A,10,5,15,x
+2,s2,0.7,A,20,0,20,x
+",
+    )
+    .unwrap();
+    let o = oae().args(["trace", "inspect"]).arg(&p).arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["format"].as_str(), v["requests"].as_u64()),
+        (Some("burstgpt"), Some(2))
+    );
+
+    // Merged front-end logs step back by under a microsecond: refused with the fix named,
+    // accepted and counted when the tolerance is given.
+    std::fs::write(
+        &p,
+        "t_s,input_tokens,output_tokens\n5.0000004,3,3\n5.0000001,3,3\n6,3,3\n",
+    )
+    .unwrap();
+    let o = oae().args(["trace", "inspect"]).arg(&p).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("b.csv:3") && e.contains("--reorder-tolerance-s"), "{e}");
+    let o = oae()
+        .args(["trace", "inspect", "--json", "--reorder-tolerance-s", "1e-6"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["requests"].as_u64(), v["reordered"].as_u64()), (Some(3), Some(1)));
 }
 
 #[test]
 fn trace_fit_and_gen_round_trip() {
-    use oae_workloads::rng::{exponential, seeded};
+    use oae_core::rng::{exponential, seeded};
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src.csv");
     let mut rng = seeded(1, &["cli-fit"]);

@@ -12,8 +12,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use oae_core::rng::{exponential, open01, seeded};
 use oae_harness::energy::{Work, attribute};
-use oae_workloads::rng::{exponential, open01, seeded};
 
 fn bench(c: &mut Criterion) {
     let mut rng = seeded(1, &["attribution-bench"]);

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use oae_harness::Outcome;
+use oae_core::rundir::Outcome;
 use oae_harness::rundir::RunDir;
 use oae_harness::runner::{CellPlan, Histograms, Served, Stamps, build_record};
 use oae_workloads::{Arrival, Request, Schedule};

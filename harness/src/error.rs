@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use oae_workloads::ConfigError;
+use oae_core::ConfigError;
 
 /// Everything that can stop a run or a command before it produces results.
 #[derive(Debug, thiserror::Error)]

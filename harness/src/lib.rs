@@ -2,8 +2,8 @@
 //!
 //! The harness owns the plug sockets — [`Method`]/[`MethodSpec`] for inference methods and
 //! [`Meter`] for energy sources — and never depends on an implementation of either. It owns
-//! the runner (dispatcher thread + FIFO queue + workers), the per-request
-//! [`RequestRecord`], the statistics with confidence intervals, and the run directory.
+//! the runner (dispatcher thread + FIFO queue + workers), energy attribution and carbon, and
+//! writes the run directory whose types `oae-core` owns (`oae_core::rundir`).
 //!
 //! Timing model: every latency is measured from the request's *intended* arrival on a
 //! monotonic clock, so a late dispatcher or a busy worker shows up as latency (no
@@ -18,20 +18,22 @@ pub mod host;
 pub mod merge;
 pub mod meters;
 mod method;
-mod record;
+pub mod mock;
 pub mod rundir;
 pub mod runner;
 pub mod session;
-pub mod stats;
 pub mod suite;
 pub mod summary;
 
 pub use error::{HarnessError, MethodError};
-pub use meters::{EnergyKind, Meter, MeterReading, MeterSpec};
+pub use meters::{Meter, MeterReading, MeterSpec};
 pub use method::{
     BuildContext, Completion, ConfigKey, DeviceSpec, Flow, Method, MethodSpec, Probe, StopReason, TokenSink,
 };
-pub use record::{Outcome, RequestRecord};
+
+// This crate's own paths to the run-directory types and statistics it writes (owned by core).
+pub(crate) use oae_core::rundir::{EnergyKind, Outcome, RequestRecord};
+pub(crate) use oae_core::stats;
 
 /// The harness version, recorded in run.json.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

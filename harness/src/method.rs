@@ -13,8 +13,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use oae_core::config::ConfigTable;
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
 
 use crate::MethodError;
 
@@ -235,9 +235,15 @@ pub trait Method: Send {
         Ok(())
     }
 
-    /// Facts for run.json (model shape, parameter count, weight bytes, ...).
+    /// Facts for run.json (model shape, parameter count, sampling, ...).
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         BTreeMap::new()
+    }
+
+    /// Bytes of weights resident while serving (all models the method keeps loaded), for
+    /// the scorecards' memory term; `None` when unknown.
+    fn weight_bytes(&self) -> Option<u64> {
+        None
     }
 }
 

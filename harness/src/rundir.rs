@@ -14,8 +14,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use oae_core::rundir::{CellSummary, RunStatus, SCHEMA_VERSION, SummaryJson};
+
 use crate::meters::Timeline;
-use crate::runner::Histograms;
+use crate::session::CellHistograms;
 use crate::{HarnessError, RequestRecord};
 
 /// An open run directory.
@@ -96,6 +98,16 @@ impl RunDir {
         self.write_atomic(name, &bytes)
     }
 
+    /// Writes summary.json.
+    pub fn write_summary(&self, status: RunStatus, cells: &[CellSummary]) -> Result<(), HarnessError> {
+        let summary = SummaryJson {
+            schema_version: SCHEMA_VERSION,
+            status,
+            cells: cells.to_vec(),
+        };
+        self.write_json("summary.json", &summary)
+    }
+
     /// Replaces requests.jsonl with `records` (same records, energy filled in), atomically.
     pub fn rewrite_records(&mut self, records: &[RequestRecord]) -> Result<(), HarnessError> {
         let mut out = Vec::with_capacity(records.len() * 512);
@@ -118,10 +130,7 @@ impl RunDir {
         let mut out = String::from("t_s,domain,source,kind,energy_j,power_w,invalid,energy_lo_j,energy_hi_j\n");
         for s in &timeline.samples {
             let m = &timeline.meters[s.meter];
-            let kind = serde_json::to_value(m.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let kind = m.kind.as_str();
             let power = s.power_w.map(|p| format!("{p:.6}")).unwrap_or_default();
             let (lo, hi) = s
                 .band_j
@@ -145,14 +154,14 @@ impl RunDir {
 
     /// Writes histograms.hlog: one interval per (method, workload, metric), tagged
     /// `method|workload|metric` (see [`crate::histograms`]).
-    pub fn write_histograms(&self, cells: &[(String, String, f64, f64, &Histograms)]) -> Result<(), HarnessError> {
+    pub fn write_histograms(&self, cells: &[CellHistograms]) -> Result<(), HarnessError> {
         let mut entries = Vec::new();
-        for (method, workload, start_s, dur_s, hists) in cells {
-            for (metric, h) in &hists.by_metric {
+        for c in cells {
+            for (metric, h) in &c.hists.by_metric {
                 entries.push((
-                    crate::histograms::tag(method, workload, metric),
-                    *start_s,
-                    *dur_s,
+                    crate::histograms::tag(&c.method, &c.workload, metric),
+                    c.start_s,
+                    c.duration_s,
                     h.clone(),
                 ));
             }

@@ -9,7 +9,7 @@
 //!
 //! **Overhead model:** per request the harness takes four `Instant::now()` stamps plus one
 //! per token, builds a [`RequestRecord`], records it into five HDR histograms and appends
-//! one JSON line (one `write` syscall); `benches/bookkeeping.rs` measures this. The
+//! one JSON line (one `write` syscall); `harness/benches/bookkeeping.rs` measures this. The
 //! dispatcher busy-waits at most [`crate::clock::SPIN_MARGIN`] per release.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -310,6 +310,80 @@ fn unserved(outcome: Outcome, error: String) -> Served {
 /// Lead time between starting the threads and the replay's time zero.
 const LEAD: Duration = Duration::from_millis(50);
 
+/// The dispatcher thread's body: releases each arrival into the queue at its intended time
+/// (a full queue rejects it, recorded); returns what was done to its scheduling priority.
+fn dispatch(
+    plan: &CellPlan<'_>,
+    queue: &Queue,
+    t0: Instant,
+    stop: &AtomicBool,
+    rejected: mpsc::Sender<RequestRecord>,
+) -> String {
+    let priority = crate::clock::raise_thread_priority();
+    let controls = plan.controls;
+    for (i, a) in plan.schedule.arrivals.iter().enumerate() {
+        if !wait_until(t0 + a.at, stop) {
+            break;
+        }
+        let now = Instant::now();
+        if !queue.push((i, now), controls.queue_bound) {
+            let bound = controls.queue_bound.unwrap_or_default();
+            let served = unserved(
+                Outcome::Rejected,
+                format!("rejected: {bound} request(s) already waiting (queue_bound)"),
+            );
+            let stamps = Stamps {
+                dispatched: now,
+                started: None,
+                tokens: Vec::new(),
+                finished: None,
+            };
+            let _ = rejected.send(build_record(plan, a, t0, &stamps, served));
+        }
+    }
+    queue.close();
+    priority
+}
+
+/// A worker thread's body: serves queued requests FIFO until the queue closes (a request
+/// whose deadline passed while queued times out; after a stop, the rest are cancelled), and
+/// hands its method instance back.
+fn work(
+    plan: &CellPlan<'_>,
+    queue: &Queue,
+    t0: Instant,
+    stop: &AtomicBool,
+    (w, mut method): (u32, Box<dyn Method>),
+    tx: mpsc::Sender<RequestRecord>,
+) -> Box<dyn Method> {
+    let controls = plan.controls;
+    while let Some((i, dispatched)) = queue.pop() {
+        let arrival = &plan.schedule.arrivals[i];
+        let mut stamps = Stamps {
+            dispatched,
+            started: None,
+            tokens: Vec::new(),
+            finished: None,
+        };
+        let deadline = controls.timeout.map(|t| t0 + arrival.at + t);
+        let served = if stop.load(Ordering::Relaxed) {
+            unserved(Outcome::Cancelled, "run aborted before this request was served".into())
+        } else if deadline.is_some_and(|d| Instant::now() >= d) {
+            let t = controls.timeout.unwrap_or_default().as_secs_f64();
+            unserved(
+                Outcome::Timeout,
+                format!("timed out after {t} s (timeout_s) while queued"),
+            )
+        } else {
+            serve_one(method.as_mut(), w, arrival, &mut stamps, deadline, stop, plan.boundary)
+        };
+        if tx.send(build_record(plan, arrival, t0, &stamps, served)).is_err() {
+            break;
+        }
+    }
+    method
+}
+
 /// Replays `plan.schedule` against `instances`, calling `on_record` for each completed
 /// request on the calling thread. Setting `stop` ends the replay early: requests not yet
 /// released are not sent, released ones still queued are recorded as `cancelled`. A failing
@@ -329,8 +403,6 @@ pub fn run_cell(
     }
     let arrivals = &plan.schedule.arrivals;
     let queue = Queue::new();
-    let controls = plan.controls;
-    let boundary = plan.boundary;
     let (tx, rx) = mpsc::channel::<RequestRecord>();
     let t0 = Instant::now() + LEAD;
     let mut records = Vec::with_capacity(arrivals.len());
@@ -339,71 +411,13 @@ pub fn run_cell(
     let returned = std::thread::scope(|scope| {
         let queue = &queue;
         let rejected_tx = tx.clone();
-        let dispatcher = scope.spawn(move || {
-            let priority = crate::clock::raise_thread_priority();
-            for (i, a) in arrivals.iter().enumerate() {
-                if !wait_until(t0 + a.at, stop) {
-                    break;
-                }
-                let now = Instant::now();
-                if !queue.push((i, now), controls.queue_bound) {
-                    let bound = controls.queue_bound.unwrap_or_default();
-                    let served = unserved(
-                        Outcome::Rejected,
-                        format!("rejected: {bound} request(s) already waiting (queue_bound)"),
-                    );
-                    let stamps = Stamps {
-                        dispatched: now,
-                        started: None,
-                        tokens: Vec::new(),
-                        finished: None,
-                    };
-                    let _ = rejected_tx.send(build_record(plan, a, t0, &stamps, served));
-                }
-            }
-            queue.close();
-            priority
-        });
+        let dispatcher = scope.spawn(move || dispatch(plan, queue, t0, stop, rejected_tx));
         let workers: Vec<_> = instances
             .into_iter()
             .enumerate()
-            .map(|(w, mut method)| {
+            .map(|(w, method)| {
                 let tx = tx.clone();
-                scope.spawn(move || {
-                    while let Some((i, dispatched)) = queue.pop() {
-                        let arrival = &arrivals[i];
-                        let mut stamps = Stamps {
-                            dispatched,
-                            started: None,
-                            tokens: Vec::new(),
-                            finished: None,
-                        };
-                        let deadline = controls.timeout.map(|t| t0 + arrival.at + t);
-                        let served = if stop.load(Ordering::Relaxed) {
-                            unserved(Outcome::Cancelled, "run aborted before this request was served".into())
-                        } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                            let t = controls.timeout.unwrap_or_default().as_secs_f64();
-                            unserved(
-                                Outcome::Timeout,
-                                format!("timed out after {t} s (timeout_s) while queued"),
-                            )
-                        } else {
-                            serve_one(
-                                method.as_mut(),
-                                w as u32,
-                                arrival,
-                                &mut stamps,
-                                deadline,
-                                stop,
-                                boundary,
-                            )
-                        };
-                        if tx.send(build_record(plan, arrival, t0, &stamps, served)).is_err() {
-                            break;
-                        }
-                    }
-                    method
-                })
+                scope.spawn(move || work(plan, queue, t0, stop, (w as u32, method), tx))
             })
             .collect();
         drop(tx);

@@ -44,10 +44,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-pub use oae_workloads::config::PositiveF64;
-use oae_workloads::config::{ConfigTable, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error};
+use oae_core::ConfigError;
+pub use oae_core::config::PositiveF64;
+use oae_core::config::{ConfigTable, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error};
+pub use oae_core::rundir::Slo;
 use oae_workloads::workload::WorkloadEntry;
-use oae_workloads::{ConfigError, Limit, WorkloadSpec};
+use oae_workloads::{Limit, WorkloadSpec};
 
 use crate::runner::LoadControls;
 use crate::{DeviceSpec, HarnessError, MethodSpec};
@@ -181,18 +183,6 @@ fn energy_config(source: &SourceFile, e: EnergySection) -> Result<EnergyConfig, 
     })
 }
 
-/// Service-level objectives: a request is *good* when it succeeded and meets every one set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Slo {
-    /// Time to first token, ms.
-    pub ttft_ms: Option<PositiveF64>,
-    /// Mean time per output token after the first, ms.
-    pub tpot_ms: Option<PositiveF64>,
-    /// End to end, ms.
-    pub e2e_ms: Option<PositiveF64>,
-}
-
 /// Run-wide settings from `[run]`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -298,111 +288,8 @@ impl Suite {
         let energy = energy_config(&source, file.energy)?;
         let carbon = crate::carbon::CarbonConfig::from_section(&source, file.carbon)?;
 
-        if file.workloads.is_empty() {
-            return Err(source.error_at(
-                text.len(),
-                "workloads",
-                "the suite has no [[workloads]]; add at least one",
-            ));
-        }
-        let mut workloads = Vec::new();
-        let mut seen = BTreeMap::new();
-        for (i, w) in file.workloads.into_iter().enumerate() {
-            let offset = w.name.span().start;
-            let spec = WorkloadSpec::from_entry(w, &source, i)?;
-            if seen.insert(spec.name.clone(), i).is_some() {
-                return Err(source.error_at(
-                    offset,
-                    &format!("workloads[{i}].name"),
-                    format!("duplicate workload name `{}`", spec.name),
-                ));
-            }
-            workloads.push(spec);
-        }
-        for (i, w) in workloads.iter().enumerate() {
-            let Some((nominal, at)) = &w.perturbs else { continue };
-            let key = format!("workloads[{i}].perturbs");
-            match workloads.iter().find(|n| &n.name == nominal) {
-                None => {
-                    let names: Vec<_> = workloads.iter().map(|n| n.name.as_str()).collect();
-                    return Err(source.error_at(
-                        *at,
-                        &key,
-                        format!(
-                            "no workload named `{nominal}`; name the nominal workload this one perturbs (one of: {})",
-                            names.join(", ")
-                        ),
-                    ));
-                }
-                Some(n) if n.name == w.name || n.perturbs.is_some() => {
-                    return Err(source.error_at(
-                        *at,
-                        &key,
-                        format!(
-                            "`{nominal}` is not a nominal workload; a perturbation must name an unperturbed workload"
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-
-        if file.methods.is_empty() {
-            return Err(source.error_at(
-                text.len(),
-                "methods",
-                "the suite has no [[methods]]; add at least one (see `oae list methods`)",
-            ));
-        }
-        let mut methods = Vec::new();
-        let mut labels = BTreeMap::new();
-        for (i, m) in file.methods.into_iter().enumerate() {
-            let span = m.span();
-            let mut table = ConfigTable::new(source.clone(), format!("methods[{i}]"), span, m.into_inner());
-            let id = take_string(&mut table, "id")?
-                .ok_or_else(|| table.error("id", "missing key `id`; see `oae list methods`"))?;
-            let label = take_string(&mut table, "label")?;
-            let instances = match table.take("instances") {
-                None => 1,
-                Some(v) => match v.get_ref().as_integer() {
-                    Some(n) if (1..=1024).contains(&n) => n as u32,
-                    _ => {
-                        return Err(source.error_at(
-                            v.span().start,
-                            &table.key_path("instances"),
-                            "must be a whole number from 1 to 1024",
-                        ));
-                    }
-                },
-            };
-            let label_text = label.as_ref().map(|l| l.0.clone()).unwrap_or_else(|| id.0.clone());
-            if label_text.trim().is_empty()
-                || label_text.contains(['/', '\\'])
-                || label_text.chars().any(char::is_control)
-            {
-                let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
-                return Err(source.error_at(
-                    at,
-                    &table.key_path("label"),
-                    "must be a non-empty label without slashes or control characters",
-                ));
-            }
-            if labels.insert(label_text.clone(), i).is_some() {
-                let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
-                return Err(source.error_at(
-                    at,
-                    &table.key_path("label"),
-                    format!("two methods are labelled `{label_text}`; give each a unique `label`"),
-                ));
-            }
-            methods.push(MethodEntry {
-                id: id.0,
-                label: label_text,
-                instances,
-                config: table,
-                id_offset: id.1,
-            });
-        }
+        let workloads = workloads(&source, file.workloads)?;
+        let methods = methods(&source, file.methods)?;
         let score = file
             .score
             .map(|t| ConfigTable::new(source.clone(), "score", t.span(), t.into_inner()));
@@ -547,6 +434,117 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
     })
 }
 
+/// The `[[workloads]]`: each built, names unique, every `perturbs` naming a nominal one.
+fn workloads(source: &Arc<SourceFile>, entries: Vec<WorkloadEntry>) -> Result<Vec<WorkloadSpec>, ConfigError> {
+    if entries.is_empty() {
+        return Err(source.error_at(
+            source.text.len(),
+            "workloads",
+            "the suite has no [[workloads]]; add at least one",
+        ));
+    }
+    let mut workloads = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, w) in entries.into_iter().enumerate() {
+        let offset = w.name.span().start;
+        let spec = WorkloadSpec::from_entry(w, source, i)?;
+        if seen.insert(spec.name.clone(), i).is_some() {
+            return Err(source.error_at(
+                offset,
+                &format!("workloads[{i}].name"),
+                format!("duplicate workload name `{}`", spec.name),
+            ));
+        }
+        workloads.push(spec);
+    }
+    for (i, w) in workloads.iter().enumerate() {
+        let Some((nominal, at)) = &w.perturbs else { continue };
+        let key = format!("workloads[{i}].perturbs");
+        match workloads.iter().find(|n| &n.name == nominal) {
+            None => {
+                let names: Vec<_> = workloads.iter().map(|n| n.name.as_str()).collect();
+                return Err(source.error_at(
+                    *at,
+                    &key,
+                    format!(
+                        "no workload named `{nominal}`; name the nominal workload this one perturbs (one of: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Some(n) if n.name == w.name || n.perturbs.is_some() => {
+                return Err(source.error_at(
+                    *at,
+                    &key,
+                    format!("`{nominal}` is not a nominal workload; a perturbation must name an unperturbed workload"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(workloads)
+}
+
+/// The `[[methods]]`: id, unique label and instances taken out, the rest kept for the
+/// method to decode.
+fn methods(source: &Arc<SourceFile>, entries: Vec<Spanned<SpannedEntries>>) -> Result<Vec<MethodEntry>, ConfigError> {
+    if entries.is_empty() {
+        return Err(source.error_at(
+            source.text.len(),
+            "methods",
+            "the suite has no [[methods]]; add at least one (see `oae list methods`)",
+        ));
+    }
+    let mut methods = Vec::new();
+    let mut labels = BTreeMap::new();
+    for (i, m) in entries.into_iter().enumerate() {
+        let span = m.span();
+        let mut table = ConfigTable::new(source.clone(), format!("methods[{i}]"), span, m.into_inner());
+        let id = take_string(&mut table, "id")?
+            .ok_or_else(|| table.error("id", "missing key `id`; see `oae list methods`"))?;
+        let label = take_string(&mut table, "label")?;
+        let instances = match table.take("instances") {
+            None => 1,
+            Some(v) => match v.get_ref().as_integer() {
+                Some(n) if (1..=1024).contains(&n) => n as u32,
+                _ => {
+                    return Err(source.error_at(
+                        v.span().start,
+                        &table.key_path("instances"),
+                        "must be a whole number from 1 to 1024",
+                    ));
+                }
+            },
+        };
+        let label_text = label.as_ref().map(|l| l.0.clone()).unwrap_or_else(|| id.0.clone());
+        if label_text.trim().is_empty() || label_text.contains(['/', '\\']) || label_text.chars().any(char::is_control)
+        {
+            let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
+            return Err(source.error_at(
+                at,
+                &table.key_path("label"),
+                "must be a non-empty label without slashes or control characters",
+            ));
+        }
+        if labels.insert(label_text.clone(), i).is_some() {
+            let at = label.as_ref().map(|l| l.1).unwrap_or(id.1);
+            return Err(source.error_at(
+                at,
+                &table.key_path("label"),
+                format!("two methods are labelled `{label_text}`; give each a unique `label`"),
+            ));
+        }
+        methods.push(MethodEntry {
+            id: id.0,
+            label: label_text,
+            instances,
+            config: table,
+            id_offset: id.1,
+        });
+    }
+    Ok(methods)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,8 +588,10 @@ service_ms = 3
         );
         let s = Suite::parse("s.toml", &two, "s").unwrap();
         assert_eq!(s.workloads[1].perturbs.as_ref().map(|p| p.0.as_str()), Some("w"));
-        assert_eq!(s.workloads[1].describe()["perturbation"], "bursty arrivals");
-        assert!(s.workloads[0].describe().get("perturbs").is_none());
+        // Recorded typed in run.json (`perturbs`, `perturbation`), not inside the free-form config.
+        assert_eq!(s.workloads[1].perturbation.as_deref(), Some("bursty arrivals"));
+        assert!(s.workloads[0].perturbs.is_none() && s.workloads[0].perturbation.is_none());
+        assert!(s.workloads[1].describe().get("perturbs").is_none());
         let e = err(&two.replace("perturbs = \"w\"", "perturbs = \"nominal\""));
         assert_eq!((e.line, e.key.as_str()), (18, "workloads[1].perturbs"), "{e}");
         assert!(

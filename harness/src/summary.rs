@@ -1,192 +1,12 @@
-//! Per (method, workload) summaries: what summary.json and the terminal table show.
+//! Computing the per (method, workload) summaries of summary.json (the types are
+//! `oae_core::rundir`'s) from a cell's records.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use oae_core::rundir::{CellSummary, Goodput, Slo, Validity, WakeupBucket};
 
 use crate::stats::{Estimate, Stat};
-use crate::suite::Slo;
-use crate::{EnergyKind, Outcome, RequestRecord};
-
-/// Energy figures of one cell. Every field inherits `kind`; `estimated` repeats it plainly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EnergySummary {
-    /// Meters the figures come from, `+`-joined (one per domain).
-    pub source: String,
-    /// Domains metered (`cpu`, `gpu:0`), `+`-joined.
-    pub domain: String,
-    /// Weakest kind among the meters used.
-    pub kind: EnergyKind,
-    /// True unless hardware counters measured every domain.
-    pub estimated: bool,
-    /// Whether the figures can be trusted: energy conserved, no counter reset or meter
-    /// failure inside the window, every domain covered. See `invalid_reasons`.
-    pub valid: bool,
-    /// Why `valid` is false.
-    pub invalid_reasons: Vec<String>,
-    /// Domains served by a fallback meter (the primary failed or reset), and why.
-    pub fallbacks: Vec<String>,
-    /// Energy over the whole replay window, J.
-    pub window_j: f64,
-    /// Mean power over the replay window, W.
-    pub mean_power_w: f64,
-    /// Energy of pieces with at least one request in service, J.
-    pub busy_j: f64,
-    /// Energy of the window's pieces with no request in service, J.
-    pub gap_j: f64,
-    /// Loaded-idle power used (sum over domains), W; `None` without a baseline.
-    pub idle_w: Option<f64>,
-    /// Dynamic energy attributed to requests (Σ energy_dyn_j over all served), J.
-    pub dyn_j: Option<f64>,
-    /// Pieces below the idle baseline, J (≤ 0; noise or drift, kept in the totals).
-    pub negative_dyn_j: Option<f64>,
-    /// Idle energy of the time skipped by compression (`P_idle × skipped`), added to the gap
-    /// bucket analytically — never measured.
-    pub compressed_idle_j: Option<f64>,
-    /// Time skipped by compression, s.
-    pub compressed_s: f64,
-    /// Per measured request: dynamic energy, J.
-    pub dyn_j_per_request: Option<Stat>,
-    /// Per measured request: its token-work share while in service, J.
-    pub active_j_per_request: Option<Stat>,
-    /// Per measured request: active plus equal share of gap energy, J.
-    pub amortized_j_per_request: Option<Stat>,
-    /// Attribution sensitivities of the mean active energy per measured request, J.
-    pub sensitivity: Sensitivity,
-    /// Active energy of the cell by phase, J.
-    pub phases_j: BTreeMap<String, f64>,
-    /// Relative uncertainty band of every energy figure (low, high factors), for estimated
-    /// sources.
-    pub band: Option<(f64, f64)>,
-    /// Σ active + gap − window: should be ~0.
-    pub conservation_error_j: f64,
-    /// Energy of the method's setup (`prepare`), J.
-    pub setup_j: Option<f64>,
-}
-
-/// Mean active energy per measured request under each attribution rule, J.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Sensitivity {
-    /// Token work within each interval (the reported figure).
-    pub token_work_j: Option<f64>,
-    /// Each interval split equally among the requests in it.
-    pub time_share_j: Option<f64>,
-    /// All busy energy split equally among served requests.
-    pub equal_share_j: Option<f64>,
-}
-
-/// Everything reported about one (method, workload) cell.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CellSummary {
-    /// Method label.
-    pub method: String,
-    /// Registry id of the method.
-    pub method_id: String,
-    /// Workload name.
-    pub workload: String,
-    /// Records written (= arrivals released), warm-up included.
-    pub requests: usize,
-    /// Records outside warm-up and cool-down: the sample every statistic is over.
-    pub measured: usize,
-    /// Records inside warm-up (recorded, not counted).
-    pub warmup: usize,
-    /// Records inside cool-down (recorded, not counted).
-    pub cooldown: usize,
-    /// Outcome counts over measured records.
-    pub outcomes: BTreeMap<Outcome, usize>,
-    /// Measured records with outcome ok.
-    pub ok: usize,
-    /// Measured records with any other outcome.
-    pub failed: usize,
-    /// Measured records the trace marked as failed in the source (replayed with one token;
-    /// counted in `ok`/`failed` by how they fared here).
-    pub source_failed: usize,
-    /// When this replay's time zero fell, seconds from the run start — the epoch of
-    /// timeline.csv. Add it to a record's `*_s` times to place them on the timeline.
-    pub replay_start_s: f64,
-    /// Replay duration: time zero to the last completion, s.
-    pub replay_s: f64,
-    /// Offered rate of the schedule as replayed, req/s.
-    pub offered_rate_qps: f64,
-    /// Completed requests per second of replay.
-    pub achieved_rate_qps: f64,
-    /// Latency statistics of ok measured requests (dispatch lag and queue: all measured),
-    /// keyed by metric: `ttft_ms`, `e2e_ms`, `tpot_ms`, `itl_ms_pooled`,
-    /// `itl_ms_per_request_mean`, `service_ms`, `queue_ms`, `dispatch_lag_ms`,
-    /// `dispatch_lag_busy_ms` (releases while a worker was serving), `dispatch_lag_idle_ms`
-    /// (the others).
-    pub latency: BTreeMap<String, Stat>,
-    /// Output tokens per second of service time over ok requests: Σ tokens / Σ service.
-    pub output_tokens_per_s: Option<f64>,
-    /// Output tokens of ok measured requests.
-    pub output_tokens: u64,
-    /// Input tokens of ok measured requests.
-    pub input_tokens: u64,
-    /// Time per phase per ok measured request.
-    pub phases_ms: BTreeMap<String, Stat>,
-    /// Counters summed over measured requests.
-    pub counters: BTreeMap<String, f64>,
-    /// Setup time of the method (prepare), s.
-    pub setup_s: f64,
-    /// Energy, when a meter was available.
-    pub energy: Option<EnergySummary>,
-    /// Carbon per request (needs energy).
-    #[serde(default)]
-    pub carbon: Option<crate::carbon::CarbonSummary>,
-    /// TTFT and E2E of ok measured requests grouped by the idle time before them
-    /// (`idle_before_s`): the wake-up penalty of a deployment that sits idle.
-    pub wakeup: Vec<WakeupBucket>,
-    /// Goodput against the suite's `[slo]` (with no SLO set: the ok requests).
-    pub goodput: Goodput,
-    /// Minimum count and duration checks.
-    pub validity: Validity,
-    /// CPU time the hypervisor stole from this VM during the replay, s (summed over vCPUs).
-    /// Non-zero steal can explain latency or dispatch-lag outliers the method did not cause.
-    pub host_steal_s: Option<f64>,
-}
-
-/// Requests that met the suite's SLOs, per second and as a fraction of measured requests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Goodput {
-    /// The objectives (absent ones are not checked).
-    pub slo: Slo,
-    /// Ok measured requests meeting every objective.
-    pub good: usize,
-    /// Measured requests (failures count as not good).
-    pub measured: usize,
-    /// good / measured with a Wilson score interval.
-    pub fraction: Estimate,
-    /// Good requests per second of measured replay.
-    pub goodput_qps: f64,
-}
-
-/// Whether a cell ran long enough for its statistics to be trusted, by the suite's minimums.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Validity {
-    /// All minimums met.
-    pub valid: bool,
-    /// Measured replay after warm-up, s.
-    pub measured_duration_s: f64,
-    /// One line per unmet minimum.
-    pub reasons: Vec<String>,
-}
-
-/// Latency of requests that arrived after a given range of idle time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WakeupBucket {
-    /// Label, e.g. `1-10s`.
-    pub bucket: String,
-    /// Idle time at least this, s.
-    pub idle_from_s: f64,
-    /// Idle time below this, s (`None`: unbounded).
-    pub idle_to_s: Option<f64>,
-    /// Ok measured requests in the bucket.
-    pub n: usize,
-    /// Their TTFT.
-    pub ttft_ms: Option<Stat>,
-    /// Their E2E.
-    pub e2e_ms: Option<Stat>,
-}
+use crate::{Outcome, RequestRecord};
 
 /// The idle-gap buckets of the wake-up report: (label, from s, to s).
 pub const WAKEUP_BUCKETS: [(&str, f64, Option<f64>); 4] = [
@@ -255,19 +75,6 @@ pub struct CellInfo<'a> {
     pub min_duration_s: Option<f64>,
 }
 
-/// Whether an ok request meets every objective in `slo`.
-pub fn meets(slo: &Slo, r: &RequestRecord) -> bool {
-    let within = |limit: Option<crate::suite::PositiveF64>, v: Option<f64>| match limit {
-        None => true,
-        Some(l) => v.is_some_and(|v| v <= l.get()),
-    };
-    r.outcome == Outcome::Ok
-        && within(slo.ttft_ms, r.ttft_ms)
-        && within(slo.e2e_ms, r.e2e_ms)
-        // A single-token answer has no TPOT; it cannot violate a per-token objective.
-        && (r.tpot_ms.is_none() || within(slo.tpot_ms, r.tpot_ms))
-}
-
 /// Wilson score interval for k successes in n trials.
 pub fn wilson(k: usize, n: usize, confidence: f64) -> Estimate {
     if n == 0 {
@@ -292,26 +99,14 @@ pub fn wilson(k: usize, n: usize, confidence: f64) -> Estimate {
     }
 }
 
-/// Summarises `records` of one cell (energy is filled in by the caller).
-pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary {
-    let CellInfo {
-        method,
-        method_id,
-        workload,
-        replay_s,
-        offered_rate_qps,
-        setup_s,
-        confidence,
-        warmup_s,
-        cooldown_s,
-        ..
-    } = *info;
-    let measured: Vec<&RequestRecord> = records.iter().filter(|r| r.measured()).collect();
-    let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.outcome == Outcome::Ok).collect();
-    let mut outcomes = BTreeMap::new();
-    for r in &measured {
-        *outcomes.entry(r.outcome).or_insert(0) += 1;
-    }
+/// Latency statistics of a cell: TTFT, E2E, TPOT, ITL, service time of ok requests; queue
+/// and dispatch lag of all measured ones.
+fn latency(
+    records: &[RequestRecord],
+    measured: &[&RequestRecord],
+    ok: &[&RequestRecord],
+    confidence: f64,
+) -> BTreeMap<String, Stat> {
     let stat = |v: Vec<f64>| Stat::from_samples(v, confidence);
     let mut latency = BTreeMap::new();
     let mut put = |name: &str, s: Option<Stat>| {
@@ -341,9 +136,88 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         "dispatch_lag_ms",
         stat(measured.iter().map(|r| r.dispatch_lag_ms).collect()),
     );
-    let (busy_lag, idle_lag) = lags_by_worker_state(records, &measured);
+    let (busy_lag, idle_lag) = lags_by_worker_state(records, measured);
     put("dispatch_lag_busy_ms", stat(busy_lag));
     put("dispatch_lag_idle_ms", stat(idle_lag));
+    latency
+}
+
+/// TTFT and E2E of ok requests by the idle time before them.
+fn wakeup(ok: &[&RequestRecord], confidence: f64) -> Vec<WakeupBucket> {
+    let stat = |v: Vec<f64>| Stat::from_samples(v, confidence);
+    WAKEUP_BUCKETS
+        .iter()
+        .map(|&(label, from, to)| {
+            let inside: Vec<&&RequestRecord> = ok
+                .iter()
+                .filter(|r| r.idle_before_s.is_some_and(|g| g >= from && to.is_none_or(|t| g < t)))
+                .collect();
+            WakeupBucket {
+                bucket: label.to_string(),
+                idle_from_s: from,
+                idle_to_s: to,
+                n: inside.len(),
+                ttft_ms: stat(inside.iter().filter_map(|r| r.ttft_ms).collect()),
+                e2e_ms: stat(inside.iter().filter_map(|r| r.e2e_ms).collect()),
+            }
+        })
+        .collect()
+}
+
+/// Goodput against the suite's objectives.
+fn goodput(info: &CellInfo<'_>, measured: &[&RequestRecord], replay_s: f64) -> Goodput {
+    let (confidence, warmup_s, cooldown_s) = (info.confidence, info.warmup_s, info.cooldown_s);
+
+    let good = measured.iter().filter(|r| r.good(&info.slo)).count();
+    let span = (replay_s - warmup_s - cooldown_s).max(0.0);
+    Goodput {
+        slo: info.slo,
+        good,
+        measured: measured.len(),
+        fraction: wilson(good, measured.len(), confidence),
+        goodput_qps: if span > 0.0 { good as f64 / span } else { 0.0 },
+    }
+}
+
+/// Whether the cell meets the suite's minimum count and duration.
+fn validity(info: &CellInfo<'_>, measured: usize, replay_s: f64) -> Validity {
+    let (warmup_s, cooldown_s) = (info.warmup_s, info.cooldown_s);
+
+    let span = (replay_s - warmup_s - cooldown_s).max(0.0);
+    let mut reasons = Vec::new();
+    if let Some(m) = info.min_requests.filter(|&m| (measured as u64) < m) {
+        reasons.push(format!("{} measured requests < min_requests {m}", measured));
+    }
+    if let Some(m) = info.min_duration_s.filter(|&m| span < m) {
+        reasons.push(format!("{span:.1} s measured replay < min_duration_s {m}"));
+    }
+    Validity {
+        valid: reasons.is_empty(),
+        measured_duration_s: span,
+        reasons,
+    }
+}
+
+/// Summarises `records` of one cell (energy is filled in by the caller).
+pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary {
+    let CellInfo {
+        method,
+        method_id,
+        workload,
+        replay_s,
+        offered_rate_qps,
+        setup_s,
+        confidence,
+        ..
+    } = *info;
+    let measured: Vec<&RequestRecord> = records.iter().filter(|r| r.measured()).collect();
+    let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.outcome == Outcome::Ok).collect();
+    let mut outcomes = BTreeMap::new();
+    for r in &measured {
+        *outcomes.entry(r.outcome).or_insert(0) += 1;
+    }
+    let stat = |v: Vec<f64>| Stat::from_samples(v, confidence);
+    let latency = latency(records, &measured, &ok, confidence);
 
     let service_s: f64 = ok.iter().filter_map(|r| r.service_ms).sum::<f64>() / 1e3;
     let output_tokens: u64 = ok.iter().map(|r| u64::from(r.output_tokens)).sum();
@@ -360,23 +234,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         }
     }
     let completed = measured.iter().filter(|r| r.finished_s.is_some()).count();
-    let wakeup = WAKEUP_BUCKETS
-        .iter()
-        .map(|&(label, from, to)| {
-            let inside: Vec<&&RequestRecord> = ok
-                .iter()
-                .filter(|r| r.idle_before_s.is_some_and(|g| g >= from && to.is_none_or(|t| g < t)))
-                .collect();
-            WakeupBucket {
-                bucket: label.to_string(),
-                idle_from_s: from,
-                idle_to_s: to,
-                n: inside.len(),
-                ttft_ms: stat(inside.iter().filter_map(|r| r.ttft_ms).collect()),
-                e2e_ms: stat(inside.iter().filter_map(|r| r.e2e_ms).collect()),
-            }
-        })
-        .collect();
+    let wakeup = wakeup(&ok, confidence);
     CellSummary {
         method: method.to_string(),
         method_id: method_id.to_string(),
@@ -410,32 +268,8 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         energy: None,
         carbon: None,
         wakeup,
-        goodput: {
-            let good = measured.iter().filter(|r| meets(&info.slo, r)).count();
-            let span = (replay_s - warmup_s - cooldown_s).max(0.0);
-            Goodput {
-                slo: info.slo,
-                good,
-                measured: measured.len(),
-                fraction: wilson(good, measured.len(), confidence),
-                goodput_qps: if span > 0.0 { good as f64 / span } else { 0.0 },
-            }
-        },
-        validity: {
-            let span = (replay_s - warmup_s - cooldown_s).max(0.0);
-            let mut reasons = Vec::new();
-            if let Some(m) = info.min_requests.filter(|&m| (measured.len() as u64) < m) {
-                reasons.push(format!("{} measured requests < min_requests {m}", measured.len()));
-            }
-            if let Some(m) = info.min_duration_s.filter(|&m| span < m) {
-                reasons.push(format!("{span:.1} s measured replay < min_duration_s {m}"));
-            }
-            Validity {
-                valid: reasons.is_empty(),
-                measured_duration_s: span,
-                reasons,
-            }
-        },
+        goodput: goodput(info, &measured, replay_s),
+        validity: validity(info, measured.len(), replay_s),
         host_steal_s: None,
     }
 }

@@ -19,17 +19,7 @@ use candle_core::Device;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use oae_methods::model::{KvCache, Logits, ModelSpec, SyntheticSpec};
 
-fn bandwidth(bytes: usize) -> f64 {
-    let src = vec![1u8; bytes];
-    let mut dst = vec![0u8; bytes];
-    let reps = (1usize << 30) / bytes;
-    dst.copy_from_slice(&src);
-    let t = std::time::Instant::now();
-    for _ in 0..reps {
-        dst.copy_from_slice(black_box(&src));
-    }
-    (reps * bytes) as f64 / t.elapsed().as_secs_f64()
-}
+use oae_methods::model::throughput::copy_bandwidth as bandwidth;
 
 fn bench(c: &mut Criterion) {
     if std::env::var("RAYON_NUM_THREADS").is_err() {
@@ -89,7 +79,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..32 {
                 let logits = m.decoder.forward(&[next], &mut cache, Logits::Last).unwrap();
                 let v: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
-                next = oae_methods::model::sample(&v, &Default::default(), &mut oae_workloads::rng::seeded(0, &[]));
+                next = oae_methods::model::sample(&v, &Default::default(), &mut oae_core::rng::seeded(0, &[]));
             }
             next
         })

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::json;
 
+use oae_core::config::ConfigTable;
+use oae_core::rng::{SeededRng, seeded};
 use oae_harness::{BuildContext, Completion, Flow, MethodError, Probe, StopReason, TokenSink};
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
-use oae_workloads::rng::{SeededRng, seeded};
 
 use crate::model::{self, ChatMode, KvCache, LoadedModel, Logits, ModelSpec, Sampling, last_row, sample};
 

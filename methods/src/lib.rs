@@ -7,14 +7,14 @@
 //! - `dense` — the baseline: prefill + KV-cache decode, greedy or seeded top-k/top-p.
 //! - `moe` — sparse mixture of experts: synthetic, a Mixtral directory, or upcycled.
 //! - `speculative` — draft-and-verify decoding (separate draft model or early exit).
-//! - `mock` — the harness's test double: fixed service time and failure pattern, no model.
+//! - `mock` — the harness's test double (`oae_harness::mock`, listed here so suites can name
+//!   it): fixed service time and failure pattern, no model.
 //!
 //! This is the only crate that depends on candle.
 
 pub mod dense;
 mod error;
 pub mod generate;
-pub mod mock;
 pub mod model;
 pub mod moe;
 pub mod speculative;
@@ -25,5 +25,5 @@ use oae_harness::MethodSpec;
 
 /// Every method oae can run, one line each.
 pub fn registry() -> Vec<&'static dyn MethodSpec> {
-    vec![&dense::SPEC, &moe::SPEC, &speculative::SPEC, &mock::SPEC]
+    vec![&dense::SPEC, &moe::SPEC, &speculative::SPEC, &oae_harness::mock::SPEC]
 }

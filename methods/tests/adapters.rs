@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use candle_core::Device;
+use oae_core::rng::seeded;
 use oae_harness::Method;
 use oae_methods::model::{KvCache, Logits, ModelSpec, SyntheticSpec, all_rows};
 use oae_methods::moe::{RouterInit, Upcycle};
 use oae_methods::speculative::verify;
 use oae_workloads::Request;
-use oae_workloads::rng::seeded;
 
 mod common;
 use common::{build, ready, request};

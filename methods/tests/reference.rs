@@ -166,10 +166,10 @@ fn qwen2_directory_with_biases_matches_candle_transformers_qwen2() {
     let dir = tempfile::tempdir().unwrap();
     oae_methods::model::save_hf(&m.decoder, dir.path()).unwrap();
     let mut tensors: HashMap<String, Tensor> = m.decoder.hf_tensors().unwrap().into_iter().collect();
-    let mut rng = oae_workloads::rng::seeded(1, &["bias"]);
+    let mut rng = oae_core::rng::seeded(1, &["bias"]);
     let mut bias = |n: usize| {
         let v: Vec<f32> = (0..n)
-            .map(|_| (oae_workloads::rng::standard_normal(&mut rng) * 0.5) as f32)
+            .map(|_| (oae_core::rng::standard_normal(&mut rng) * 0.5) as f32)
             .collect();
         Tensor::from_vec(v, n, &Device::Cpu).unwrap()
     };

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use oae_scorecards::RunData;
 use oae_scorecards::score::{Options, score};
-use oae_scorecards::synthetic::{SynthCell, SynthRun, manifest};
+use oae_scorecards::synthetic::{SynthCell, SynthRun, manifest, scoring};
 
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -46,19 +46,20 @@ fn main() {
     }
     let mut run = SynthRun::new(cells, 1.0);
     for (i, w) in run.workloads.iter_mut().enumerate() {
-        w.1 = 0.1 * 10f64.powi(i as i32 - 1);
+        w.rate_qps = 0.1 * 10f64.powi(i as i32 - 1);
     }
     run.slo_e2e_ms = Some(150.0);
-    let manifests: serde_json::Map<String, serde_json::Value> = (0..methods)
+    let ids: Vec<String> = (0..methods).map(|m| format!("m{m}")).collect();
+    let manifests: Vec<(&str, String)> = (0..methods)
         .map(|m| {
             let level = ["software-engineer", "ml-engineer", "ml-specialist"][m % 3];
             (
-                format!("m{m}"),
-                manifest(&format!("m{m}"), level, &format!("[{}, {}]", m, 2 * m + 1)).into(),
+                ids[m].as_str(),
+                manifest(&ids[m], level, &format!("[{}, {}]", m, 2 * m + 1)),
             )
         })
         .collect();
-    run.scoring = serde_json::json!({ "baseline": "method-0", "manifests": manifests });
+    run.scoring = Some(scoring(Some("method-0"), &manifests, &[]));
     let dir = tempfile::tempdir().expect("temp dir");
     let t = Instant::now();
     run.write(dir.path()).expect("writing the synthetic run");

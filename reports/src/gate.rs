@@ -3,8 +3,9 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use oae_scorecards::Metric;
 use oae_scorecards::ScoreError;
-use oae_scorecards::gate::{Comparison, GateReport, Metric, Status};
+use oae_scorecards::gate::{Comparison, GateReport, Status};
 
 use crate::{fmt_num, write_atomic};
 

@@ -1,12 +1,15 @@
 //! oae-reports: leaderboards from scorecards — `leaderboard.csv`, `.parquet`, `.json`,
 //! `summary.md` and a self-contained `leaderboard.html` with SVG charts drawn by plotters —
-//! and the gate's `gate.json` / `gate.md`.
+//! and the gate's `gate.json` / `gate.md` — and the workflows that produce them ([`flow`]:
+//! score, report, gate, what follows a run; [`baselines`]: named baselines on disk).
 //!
 //! Every file is written to a temporary name and renamed into place, so a report directory
 //! never holds a half-written file under a final name.
 
+pub mod baselines;
 pub mod charts;
 pub mod exporters;
+pub mod flow;
 pub mod gate;
 pub mod table;
 
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use oae_scorecards::score::{Figure, Scorecards, Verdict};
 use oae_scorecards::{BreakEven, ScoreError};
 
-pub use exporters::{EXPORTERS, Exporter};
+pub use exporters::{EXPORTERS, ExportError, Exporter};
 
 /// What every exporter reads.
 pub struct Report<'a> {
@@ -53,7 +56,7 @@ pub fn write_all(cards: &Scorecards, dir: &Path) -> Result<Vec<PathBuf>, ScoreEr
     for e in EXPORTERS {
         let bytes = e
             .render(&report)
-            .map_err(|m| ScoreError::Usage(format!("writing {}: {m}", e.file_name())))?;
+            .map_err(|m| ScoreError::Usage(format!("writing {}: {m}", dir.join(e.file_name()).display())))?;
         let path = dir.join(e.file_name());
         write_atomic(&path, &bytes)?;
         written.push(path);
@@ -61,27 +64,7 @@ pub fn write_all(cards: &Scorecards, dir: &Path) -> Result<Vec<PathBuf>, ScoreEr
     Ok(written)
 }
 
-/// A number with three significant digits, plain notation where readable.
-pub fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return if v.is_nan() { "—".into() } else { "∞".into() };
-    }
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e6).contains(&a) {
-        format!("{v:.2e}")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        let digits = (-(a.log10().floor()) as usize + 2).min(8);
-        format!("{v:.digits$}")
-    }
-}
+pub use oae_core::fmt::num as fmt_num;
 
 /// `value [ci_lo, ci_hi]` (or the value alone).
 pub fn fmt_figure(f: &Figure) -> String {

@@ -1,8 +1,10 @@
 //! The leaderboard as columns: one row per (method, workload, device class), every column
-//! tagged with its provenance. CSV, Parquet and the HTML table are all written from this.
+//! declared once in [`COLUMNS`] — its name, heading, unit, provenance, how it is displayed
+//! and how its value is read from a scorecard — so a new column is one entry. CSV, Parquet,
+//! JSON and the HTML table are all written from the materialised [`Column`]s.
 
 use oae_scorecards::BreakEven;
-use oae_scorecards::score::{Figure, Row, Scorecards};
+use oae_scorecards::score::{BreakEvenFigure, Figure, Row, Scorecards};
 
 /// A column's values.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,21 +17,72 @@ pub enum Values {
     Flag(Vec<bool>),
 }
 
-/// One leaderboard column.
+/// How a column's values are shown to people (the data files keep full precision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    /// Three significant digits, with the `_ci_lo`/`_ci_hi` columns in brackets when they
+    /// exist.
+    Number,
+    /// A rate, `always` or `never`; sorts by rate.
+    BreakEven,
+    /// `better` / `worse` / `inconclusive` / `baseline`, coloured.
+    Verdict,
+    /// Plain text.
+    Text,
+    /// yes / no.
+    Flag,
+}
+
+/// One leaderboard column, materialised for a set of scorecards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     /// Machine name (CSV header, Parquet field).
     pub name: &'static str,
     /// Human heading.
     pub heading: &'static str,
+    /// Unit of the values (empty for identifiers, shares and counts).
+    pub unit: &'static str,
     /// measured / declared / site, joined with `+`; empty for identifiers.
-    pub provenance: String,
+    pub provenance: &'static str,
     /// Whether it is shown in the HTML table (the rest are in the downloads).
     pub headline: bool,
+    /// How it is displayed.
+    pub display: Display,
     /// Values, one per row.
     pub values: Values,
     /// Per row: the value rests on an estimate (modelled energy). Empty: none do.
     pub estimated: Vec<bool>,
+}
+
+/// One cell's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// A number, or none.
+    Num(Option<f64>),
+    /// Text.
+    Text(String),
+    /// A flag.
+    Flag(bool),
+}
+
+/// A column, declared.
+pub struct ColumnDef {
+    /// Machine name.
+    pub name: &'static str,
+    /// Human heading.
+    pub heading: &'static str,
+    /// Unit.
+    pub unit: &'static str,
+    /// Provenance.
+    pub provenance: &'static str,
+    /// Shown in the HTML table.
+    pub headline: bool,
+    /// How it is displayed.
+    pub display: Display,
+    /// The value of a row.
+    pub value: fn(&Row, &Scorecards) -> Cell,
+    /// Whether a row's value rests on an estimate; `None`: never.
+    pub estimated: Option<fn(&Row) -> bool>,
 }
 
 /// A break-even rate for data files: the number at full precision, `always` or `never`.
@@ -49,316 +102,474 @@ pub fn break_even_display(b: BreakEven) -> String {
     }
 }
 
-fn prov(f: &Figure) -> String {
-    f.sources.join("+")
+fn finite(v: f64) -> Cell {
+    Cell::Num(v.is_finite().then_some(v))
 }
 
-fn finite(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
+fn opt(v: Option<f64>) -> Cell {
+    Cell::Num(v.filter(|x| x.is_finite()))
 }
 
-/// Builds the columns of `cards`.
-pub fn columns(cards: &Scorecards) -> Vec<Column> {
-    let rows = &cards.rows;
-    let mut cols = Vec::new();
-    let text = |name, heading, headline, f: &dyn Fn(&Row) -> String| Column {
-        name,
-        heading,
-        provenance: String::new(),
-        headline,
-        values: Values::Text(rows.iter().map(f).collect()),
-        estimated: Vec::new(),
-    };
-    let flag = |name, heading, headline, f: &dyn Fn(&Row) -> bool| Column {
-        name,
-        heading,
-        provenance: String::new(),
-        headline,
-        values: Values::Flag(rows.iter().map(f).collect()),
-        estimated: Vec::new(),
-    };
-    // A figure and, optionally, its CI and range columns.
-    let figure = |cols: &mut Vec<Column>,
-                  name: &'static str,
-                  heading: &'static str,
-                  headline: bool,
-                  ci: [&'static str; 2],
-                  f: &dyn Fn(&Row) -> Option<&Figure>| {
-        let provenance = rows.iter().find_map(|r| f(r).map(prov)).unwrap_or_default();
-        let get = |g: &dyn Fn(&Figure) -> Option<f64>| {
-            Values::Num(rows.iter().map(|r| f(r).and_then(g).and_then(finite)).collect())
-        };
-        cols.push(Column {
-            name,
-            heading,
-            provenance: provenance.clone(),
-            headline,
-            values: get(&|x| Some(x.value)),
-            estimated: rows.iter().map(|r| f(r).is_some_and(|x| x.estimated)).collect(),
-        });
-        if !ci[0].is_empty() {
-            for (n, g) in [
-                (ci[0], (|x: &Figure| x.ci_lo) as fn(&Figure) -> Option<f64>),
-                (ci[1], |x| x.ci_hi),
-            ] {
-                cols.push(Column {
-                    name: n,
-                    heading: n,
-                    provenance: provenance.clone(),
-                    headline: false,
-                    values: get(&g),
-                    estimated: Vec::new(),
-                });
-            }
-        }
-    };
+fn break_even(r: &Row, f: fn(&BreakEvenFigure) -> BreakEven) -> Cell {
+    Cell::Text(r.break_even.as_ref().map(|b| break_even_text(f(b))).unwrap_or_default())
+}
 
-    cols.push(text("method", "method", true, &|r| r.method.clone()));
-    cols.push(text("method_id", "id", false, &|r| r.method_id.clone()));
-    cols.push(text("workload", "workload", true, &|r| r.workload.clone()));
-    cols.push(text("device_class", "device class", false, &|r| r.device_class.clone()));
-    cols.push(flag("baseline", "baseline", false, &|r| r.baseline));
-    cols.push(flag("partial_run", "partial run", false, &|_| cards.run.partial));
-    cols.push(Column {
-        name: "rate_qps",
-        heading: "rate (req/s)",
-        provenance: "measured".into(),
-        headline: true,
-        values: Values::Num(rows.iter().map(|r| finite(r.rate_qps)).collect()),
-        estimated: Vec::new(),
-    });
-    cols.push(Column {
-        name: "requests",
-        heading: "n",
-        provenance: "measured".into(),
-        headline: true,
-        values: Values::Num(rows.iter().map(|r| Some(r.requests as f64)).collect()),
-        estimated: Vec::new(),
-    });
-    cols.push(Column {
-        name: "failed",
-        heading: "failed",
-        provenance: "measured".into(),
-        headline: false,
-        values: Values::Num(rows.iter().map(|r| Some(r.failed as f64)).collect()),
-        estimated: Vec::new(),
-    });
-    cols.push(text("verdict", "verdict", true, &|r| r.verdict.name().to_string()));
-    figure(
-        &mut cols,
+const MEASURED: &str = "measured";
+const DECLARED: &str = "declared";
+const ALL: &str = "measured+declared+site";
+
+/// A plain column.
+const fn col(
+    name: &'static str,
+    heading: &'static str,
+    unit: &'static str,
+    provenance: &'static str,
+    headline: bool,
+    display: Display,
+    value: fn(&Row, &Scorecards) -> Cell,
+) -> ColumnDef {
+    ColumnDef {
+        name,
+        heading,
+        unit,
+        provenance,
+        headline,
+        display,
+        value,
+        estimated: None,
+    }
+}
+
+/// A figure's point value, flagged where it rests on estimated energy.
+const fn fig(
+    name: &'static str,
+    heading: &'static str,
+    unit: &'static str,
+    provenance: &'static str,
+    headline: bool,
+    value: fn(&Row, &Scorecards) -> Cell,
+    estimated: fn(&Row) -> bool,
+) -> ColumnDef {
+    ColumnDef {
+        name,
+        heading,
+        unit,
+        provenance,
+        headline,
+        display: Display::Number,
+        value,
+        estimated: Some(estimated),
+    }
+}
+
+/// A bound of a figure's interval or range (named as its heading, not a headline).
+const fn bound(
+    name: &'static str,
+    unit: &'static str,
+    provenance: &'static str,
+    value: fn(&Row, &Scorecards) -> Cell,
+) -> ColumnDef {
+    col(name, name, unit, provenance, false, Display::Number, value)
+}
+
+fn est(f: Option<&Figure>) -> bool {
+    f.is_some_and(|x| x.estimated)
+}
+
+use Display::{Flag, Number, Text};
+
+/// Every leaderboard column, in file order.
+pub const COLUMNS: &[ColumnDef] = &[
+    col("method", "method", "", "", true, Text, |r, _| {
+        Cell::Text(r.method.clone())
+    }),
+    col("method_id", "id", "", "", false, Text, |r, _| {
+        Cell::Text(r.method_id.clone())
+    }),
+    col("workload", "workload", "", "", true, Text, |r, _| {
+        Cell::Text(r.workload.clone())
+    }),
+    col("device_class", "device class", "", "", false, Text, |r, _| {
+        Cell::Text(r.device_class.clone())
+    }),
+    col("baseline", "baseline", "", "", false, Flag, |r, _| {
+        Cell::Flag(r.baseline)
+    }),
+    col("partial_run", "partial run", "", "", false, Flag, |_, c| {
+        Cell::Flag(c.run.partial)
+    }),
+    col("rate_qps", "rate (req/s)", "req/s", MEASURED, true, Number, |r, _| {
+        finite(r.rate_qps)
+    }),
+    col("requests", "n", "", MEASURED, true, Number, |r, _| {
+        Cell::Num(Some(r.requests as f64))
+    }),
+    col("failed", "failed", "", MEASURED, false, Number, |r, _| {
+        Cell::Num(Some(r.failed as f64))
+    }),
+    col("verdict", "verdict", "", "", true, Display::Verdict, |r, _| {
+        Cell::Text(r.verdict.name().into())
+    }),
+    fig(
         "oae_ratio",
         "OAE ratio",
+        "",
+        ALL,
         true,
-        ["oae_ratio_ci_lo", "oae_ratio_ci_hi"],
-        &|r| r.oae_ratio.as_ref(),
-    );
-    cols.push(Column {
-        name: "oae_ratio_range_lo",
-        heading: "oae_ratio_range_lo",
-        provenance: "declared".into(),
-        headline: false,
-        values: Values::Num(
-            rows.iter()
-                .map(|r| r.oae_ratio.as_ref().and_then(|f| f.range_lo))
-                .collect(),
-        ),
-        estimated: Vec::new(),
-    });
-    cols.push(Column {
-        name: "oae_ratio_range_hi",
-        heading: "oae_ratio_range_hi",
-        provenance: "declared".into(),
-        headline: false,
-        values: Values::Num(
-            rows.iter()
-                .map(|r| r.oae_ratio.as_ref().and_then(|f| f.range_hi))
-                .collect(),
-        ),
-        estimated: Vec::new(),
-    });
-    figure(
-        &mut cols,
+        |r, _| opt(r.oae_ratio.as_ref().map(|f| f.value)),
+        |r| est(r.oae_ratio.as_ref()),
+    ),
+    bound("oae_ratio_ci_lo", "", ALL, |r, _| {
+        opt(r.oae_ratio.as_ref().and_then(|f| f.ci_lo))
+    }),
+    bound("oae_ratio_ci_hi", "", ALL, |r, _| {
+        opt(r.oae_ratio.as_ref().and_then(|f| f.ci_hi))
+    }),
+    bound("oae_ratio_range_lo", "", DECLARED, |r, _| {
+        opt(r.oae_ratio.as_ref().and_then(|f| f.range_lo))
+    }),
+    bound("oae_ratio_range_hi", "", DECLARED, |r, _| {
+        opt(r.oae_ratio.as_ref().and_then(|f| f.range_hi))
+    }),
+    fig(
         "cost_per_1k_good_usd",
         "USD / 1k good",
+        "USD",
+        ALL,
         true,
-        ["cost_per_1k_good_usd_ci_lo", "cost_per_1k_good_usd_ci_hi"],
-        &|r| Some(&r.cost_per_1k_good_usd),
-    );
-    for (name, f) in [
-        ("hardware_usd", (|r: &Row| r.breakdown.hardware_usd) as fn(&Row) -> f64),
-        ("energy_usd", |r| r.breakdown.energy_usd),
-        ("carbon_usd", |r| r.breakdown.carbon_usd),
-        ("labor_usd", |r| r.breakdown.labor_usd),
-        ("total_usd", |r| r.breakdown.total_usd),
-        ("devices", |r| r.breakdown.devices),
-    ] {
-        cols.push(Column {
-            name,
-            heading: name,
-            provenance: if name == "labor_usd" {
-                "declared+site"
-            } else {
-                "measured+site"
-            }
-            .into(),
-            headline: false,
-            values: Values::Num(rows.iter().map(|r| finite(f(r))).collect()),
-            estimated: Vec::new(),
-        });
-    }
-    figure(
-        &mut cols,
+        |r, _| finite(r.cost_per_1k_good_usd.value),
+        |r| r.cost_per_1k_good_usd.estimated,
+    ),
+    bound("cost_per_1k_good_usd_ci_lo", "USD", ALL, |r, _| {
+        opt(r.cost_per_1k_good_usd.ci_lo)
+    }),
+    bound("cost_per_1k_good_usd_ci_hi", "USD", ALL, |r, _| {
+        opt(r.cost_per_1k_good_usd.ci_hi)
+    }),
+    bound("hardware_usd", "USD", "measured+site", |r, _| {
+        finite(r.breakdown.hardware_usd)
+    }),
+    bound("energy_usd", "USD", "measured+site", |r, _| {
+        finite(r.breakdown.energy_usd)
+    }),
+    bound("carbon_usd", "USD", "measured+site", |r, _| {
+        finite(r.breakdown.carbon_usd)
+    }),
+    bound("labor_usd", "USD", "declared+site", |r, _| {
+        finite(r.breakdown.labor_usd)
+    }),
+    bound("total_usd", "USD", "measured+site", |r, _| {
+        finite(r.breakdown.total_usd)
+    }),
+    bound("devices", "", "measured+site", |r, _| finite(r.breakdown.devices)),
+    fig(
         "tor",
         "good req / USD",
+        "1/USD",
+        ALL,
         false,
-        ["tor_ci_lo", "tor_ci_hi"],
-        &|r| Some(&r.tor),
-    );
-    cols.push(Column {
-        name: "break_even_qps",
-        heading: "break-even (req/s)",
-        provenance: "measured+declared+site".into(),
-        headline: true,
-        values: Values::Text(
-            rows.iter()
-                .map(|r| {
-                    r.break_even
-                        .as_ref()
-                        .map(|b| break_even_text(b.point))
-                        .unwrap_or_default()
-                })
-                .collect(),
-        ),
-        estimated: Vec::new(),
-    });
-    for (name, f) in [
-        (
-            "break_even_ci_lo",
-            (|b: &oae_scorecards::score::BreakEvenFigure| b.ci_lo) as fn(&_) -> BreakEven,
-        ),
-        ("break_even_ci_hi", |b| b.ci_hi),
-    ] {
-        cols.push(Column {
-            name,
-            heading: name,
-            provenance: "measured+declared+site".into(),
-            headline: false,
-            values: Values::Text(
-                rows.iter()
-                    .map(|r| r.break_even.as_ref().map(|b| break_even_text(f(b))).unwrap_or_default())
-                    .collect(),
-            ),
-            estimated: Vec::new(),
-        });
-    }
-    figure(
-        &mut cols,
+        |r, _| finite(r.tor.value),
+        |r| r.tor.estimated,
+    ),
+    bound("tor_ci_lo", "1/USD", ALL, |r, _| opt(r.tor.ci_lo)),
+    bound("tor_ci_hi", "1/USD", ALL, |r, _| opt(r.tor.ci_hi)),
+    col(
+        "break_even_qps",
+        "break-even (req/s)",
+        "req/s",
+        ALL,
+        true,
+        Display::BreakEven,
+        |r, _| break_even(r, |b| b.point),
+    ),
+    col(
+        "break_even_ci_lo",
+        "break_even_ci_lo",
+        "req/s",
+        ALL,
+        false,
+        Text,
+        |r, _| break_even(r, |b| b.ci_lo),
+    ),
+    col(
+        "break_even_ci_hi",
+        "break_even_ci_hi",
+        "req/s",
+        ALL,
+        false,
+        Text,
+        |r, _| break_even(r, |b| b.ci_hi),
+    ),
+    fig(
         "talent_premium_usd",
         "talent premium (USD)",
+        "USD",
+        "declared+site",
         true,
-        ["", ""],
-        &|r| Some(&r.talent_premium_usd),
-    );
-    cols.push(flag("talent_dependent", "talent-dependent", false, &|r| {
-        r.talent_dependent
-    }));
-    cols.push(Column {
-        name: "expertise",
-        heading: "expertise",
-        provenance: "declared".into(),
-        headline: true,
-        values: Values::Text(
-            rows.iter()
-                .map(|r| format!("L{} {}", r.declared.level, r.declared.expertise))
-                .collect(),
-        ),
-        estimated: Vec::new(),
-    });
-    cols.push(Column {
-        name: "engineer_weeks",
-        heading: "engineer-weeks",
-        provenance: "declared".into(),
-        headline: false,
-        values: Values::Num(rows.iter().map(|r| Some(r.declared.engineer_weeks[1])).collect()),
-        estimated: Vec::new(),
-    });
-    figure(&mut cols, "energy_dyn_j", "dyn J/req", false, ["", ""], &|r| {
-        Some(&r.energy_per_request.dynamic_j)
-    });
-    figure(&mut cols, "energy_active_j", "active J/req", false, ["", ""], &|r| {
-        Some(&r.energy_per_request.active_j)
-    });
-    figure(
-        &mut cols,
+        |r, _| finite(r.talent_premium_usd.value),
+        |r| r.talent_premium_usd.estimated,
+    ),
+    col("talent_dependent", "talent-dependent", "", "", false, Flag, |r, _| {
+        Cell::Flag(r.talent_dependent)
+    }),
+    col("expertise", "expertise", "", DECLARED, true, Text, |r, _| {
+        Cell::Text(format!("L{} {}", r.declared.level, r.declared.expertise))
+    }),
+    col(
+        "engineer_weeks",
+        "engineer-weeks",
+        "weeks",
+        DECLARED,
+        false,
+        Number,
+        |r, _| Cell::Num(Some(r.declared.engineer_weeks[1])),
+    ),
+    fig(
+        "energy_dyn_j",
+        "dyn J/req",
+        "J",
+        MEASURED,
+        false,
+        |r, _| finite(r.energy_per_request.dynamic_j.value),
+        |r| r.energy_per_request.dynamic_j.estimated,
+    ),
+    fig(
+        "energy_active_j",
+        "active J/req",
+        "J",
+        MEASURED,
+        false,
+        |r, _| finite(r.energy_per_request.active_j.value),
+        |r| r.energy_per_request.active_j.estimated,
+    ),
+    fig(
         "energy_amortized_j",
         "amortized J/req",
+        "J",
+        MEASURED,
         true,
-        ["energy_amortized_j_ci_lo", "energy_amortized_j_ci_hi"],
-        &|r| Some(&r.energy_per_request.amortized_j),
-    );
-    cols.push(text("energy_source", "energy source", false, &|r| {
-        r.energy_per_request.source.clone()
-    }));
-    cols.push(flag("energy_estimated", "energy estimated", false, &|r| {
-        r.energy_per_request.amortized_j.estimated
-    }));
-    figure(&mut cols, "gco2e_per_request", "gCO2e/req", true, ["", ""], &|r| {
-        Some(&r.gco2e_per_request.total_g)
-    });
-    figure(&mut cols, "gco2e_operational", "operational g", false, ["", ""], &|r| {
-        Some(&r.gco2e_per_request.operational_g)
-    });
-    figure(&mut cols, "gco2e_embodied", "embodied g", false, ["", ""], &|r| {
-        Some(&r.gco2e_per_request.embodied_g)
-    });
-    for (name, key, headline) in [
-        ("e2e_p50_ms", "e2e_p50", false),
-        ("e2e_p95_ms", "e2e_p95", true),
-        ("ttft_p50_ms", "ttft_p50", false),
-        ("ttft_p95_ms", "ttft_p95", false),
-        ("tpot_p50_ms", "tpot_p50", false),
-    ] {
-        figure(&mut cols, name, name, headline, ["", ""], &|r| r.latency_ms.get(key));
-    }
-    figure(
-        &mut cols,
+        |r, _| finite(r.energy_per_request.amortized_j.value),
+        |r| r.energy_per_request.amortized_j.estimated,
+    ),
+    bound("energy_amortized_j_ci_lo", "J", MEASURED, |r, _| {
+        opt(r.energy_per_request.amortized_j.ci_lo)
+    }),
+    bound("energy_amortized_j_ci_hi", "J", MEASURED, |r, _| {
+        opt(r.energy_per_request.amortized_j.ci_hi)
+    }),
+    col("energy_source", "energy source", "", "", false, Text, |r, _| {
+        Cell::Text(r.energy_per_request.source.clone())
+    }),
+    col("energy_estimated", "energy estimated", "", "", false, Flag, |r, _| {
+        Cell::Flag(r.energy_per_request.amortized_j.estimated)
+    }),
+    fig(
+        "gco2e_per_request",
+        "gCO2e/req",
+        "g",
+        "measured+site",
+        true,
+        |r, _| finite(r.gco2e_per_request.total_g.value),
+        |r| r.gco2e_per_request.total_g.estimated,
+    ),
+    fig(
+        "gco2e_operational",
+        "operational g",
+        "g",
+        "measured+site",
+        false,
+        |r, _| finite(r.gco2e_per_request.operational_g.value),
+        |r| r.gco2e_per_request.operational_g.estimated,
+    ),
+    fig(
+        "gco2e_embodied",
+        "embodied g",
+        "g",
+        "measured+site",
+        false,
+        |r, _| finite(r.gco2e_per_request.embodied_g.value),
+        |r| r.gco2e_per_request.embodied_g.estimated,
+    ),
+    fig(
+        "e2e_p50_ms",
+        "e2e_p50_ms",
+        "ms",
+        MEASURED,
+        false,
+        |r, _| latency(r, "e2e_p50"),
+        |r| est(r.latency_ms.get("e2e_p50")),
+    ),
+    fig(
+        "e2e_p95_ms",
+        "e2e_p95_ms",
+        "ms",
+        MEASURED,
+        true,
+        |r, _| latency(r, "e2e_p95"),
+        |r| est(r.latency_ms.get("e2e_p95")),
+    ),
+    fig(
+        "ttft_p50_ms",
+        "ttft_p50_ms",
+        "ms",
+        MEASURED,
+        false,
+        |r, _| latency(r, "ttft_p50"),
+        |r| est(r.latency_ms.get("ttft_p50")),
+    ),
+    fig(
+        "ttft_p95_ms",
+        "ttft_p95_ms",
+        "ms",
+        MEASURED,
+        false,
+        |r, _| latency(r, "ttft_p95"),
+        |r| est(r.latency_ms.get("ttft_p95")),
+    ),
+    fig(
+        "tpot_p50_ms",
+        "tpot_p50_ms",
+        "ms",
+        MEASURED,
+        false,
+        |r, _| latency(r, "tpot_p50"),
+        |r| est(r.latency_ms.get("tpot_p50")),
+    ),
+    fig(
         "attainment",
         "SLO attainment",
+        "",
+        MEASURED,
         true,
-        ["attainment_ci_lo", "attainment_ci_hi"],
-        &|r| Some(&r.inputs.attainment),
-    );
-    figure(&mut cols, "service_s", "service s", false, ["", ""], &|r| {
-        Some(&r.inputs.service_s)
-    });
-    figure(&mut cols, "idle_w", "idle W", false, ["", ""], &|r| {
-        Some(&r.inputs.idle_w)
-    });
-    figure(&mut cols, "memory_bytes", "memory bytes", false, ["", ""], &|r| {
-        Some(&r.inputs.memory_bytes)
-    });
-    cols.push(Column {
-        name: "worst_goodput_ratio",
-        heading: "worst goodput ratio",
-        provenance: "measured".into(),
-        headline: false,
-        values: Values::Num(
-            rows.iter()
-                .map(|r| {
-                    r.robustness
-                        .as_ref()
-                        .and_then(|x| x.worst_goodput.as_ref().map(|w| w.0))
-                })
+        |r, _| finite(r.inputs.attainment.value),
+        |r| r.inputs.attainment.estimated,
+    ),
+    bound("attainment_ci_lo", "", MEASURED, |r, _| opt(r.inputs.attainment.ci_lo)),
+    bound("attainment_ci_hi", "", MEASURED, |r, _| opt(r.inputs.attainment.ci_hi)),
+    fig(
+        "service_s",
+        "service s",
+        "s",
+        MEASURED,
+        false,
+        |r, _| finite(r.inputs.service_s.value),
+        |r| r.inputs.service_s.estimated,
+    ),
+    fig(
+        "idle_w",
+        "idle W",
+        "W",
+        MEASURED,
+        false,
+        |r, _| finite(r.inputs.idle_w.value),
+        |r| r.inputs.idle_w.estimated,
+    ),
+    fig(
+        "memory_bytes",
+        "memory bytes",
+        "bytes",
+        MEASURED,
+        false,
+        |r, _| finite(r.inputs.memory_bytes.value),
+        |r| r.inputs.memory_bytes.estimated,
+    ),
+    col(
+        "worst_goodput_ratio",
+        "worst goodput ratio",
+        "",
+        MEASURED,
+        false,
+        Number,
+        |r, _| {
+            opt(r
+                .robustness
+                .as_ref()
+                .and_then(|x| x.worst_goodput.as_ref().map(|w| w.0)))
+        },
+    ),
+    col(
+        "worst_perturbation",
+        "worst perturbation",
+        "",
+        "",
+        false,
+        Text,
+        |r, _| {
+            Cell::Text(
+                r.robustness
+                    .as_ref()
+                    .and_then(|x| x.worst_goodput.as_ref().map(|w| w.1.clone()))
+                    .unwrap_or_default(),
+            )
+        },
+    ),
+    col("valid", "valid", "", "", false, Flag, |r, _| Cell::Flag(r.valid)),
+];
+
+fn latency(r: &Row, key: &str) -> Cell {
+    opt(r.latency_ms.get(key).map(|f| f.value))
+}
+
+/// Builds the columns of `cards` from [`COLUMNS`].
+pub fn columns(cards: &Scorecards) -> Vec<Column> {
+    COLUMNS.iter().map(|d| materialise(d, cards)).collect()
+}
+
+fn materialise(d: &ColumnDef, cards: &Scorecards) -> Column {
+    let cells: Vec<Cell> = cards.rows.iter().map(|r| (d.value)(r, cards)).collect();
+    let values = match cells.first() {
+        Some(Cell::Text(_)) => Values::Text(
+            cells
+                .into_iter()
+                .map(|c| if let Cell::Text(t) = c { t } else { String::new() })
                 .collect(),
         ),
-        estimated: Vec::new(),
-    });
-    cols.push(text("worst_perturbation", "worst perturbation", false, &|r| {
-        r.robustness
-            .as_ref()
-            .and_then(|x| x.worst_goodput.as_ref().map(|w| w.1.clone()))
-            .unwrap_or_default()
-    }));
-    cols.push(flag("valid", "valid", false, &|r| r.valid));
-    cols
+        Some(Cell::Flag(_)) => Values::Flag(cells.into_iter().map(|c| matches!(c, Cell::Flag(true))).collect()),
+        _ => Values::Num(
+            cells
+                .into_iter()
+                .map(|c| if let Cell::Num(v) = c { v } else { None })
+                .collect(),
+        ),
+    };
+    // An empty set of rows still needs the column's type: take it from the display.
+    let values = match (&values, d.display, cards.rows.is_empty()) {
+        (_, Display::Text | Display::BreakEven | Display::Verdict, true) => Values::Text(Vec::new()),
+        (_, Display::Flag, true) => Values::Flag(Vec::new()),
+        _ => values,
+    };
+    Column {
+        name: d.name,
+        heading: d.heading,
+        unit: d.unit,
+        provenance: d.provenance,
+        headline: d.headline,
+        display: d.display,
+        values,
+        estimated: d
+            .estimated
+            .map(|f| cards.rows.iter().map(f).collect())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_is_declared_once_with_a_type_matching_its_display() {
+        let mut names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate column names");
+        for c in COLUMNS {
+            if c.display == Display::Number && (c.name.ends_with("_ci_lo") || c.name.ends_with("_ci_hi")) {
+                let base = c.name.trim_end_matches("_ci_lo").trim_end_matches("_ci_hi");
+                assert!(COLUMNS.iter().any(|b| b.name == base), "{} has no base column", c.name);
+            }
+            assert!(!c.headline || !c.heading.is_empty(), "{}", c.name);
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The cost of serving a request rate λ for the site's horizon (design/oae-model.md):
+//! The cost of serving a request rate λ for the site's horizon (docs/scoring.md):
 //!
 //! ```text
 //! T            = H × 8760 h

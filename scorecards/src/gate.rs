@@ -8,45 +8,12 @@
 //! *and* its interval lies above zero — a change at noise level, or a significant one smaller
 //! than the threshold, passes. A cell missing from the current run fails the gate.
 
-use std::collections::BTreeMap;
-
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::bootstrap::{SplitMix, interval};
+use crate::metric::{Metric, Thresholds};
 use crate::rundir::{RunData, Sample};
 use crate::score::{Row, Scorecards};
-use crate::scoring::Thresholds;
-
-/// A gated metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Metric {
-    /// E2E latency p50, ms.
-    E2eP50,
-    /// E2E latency p95, ms.
-    E2eP95,
-    /// E2E latency p99, ms.
-    E2eP99,
-    /// TTFT p50, ms.
-    TtftP50,
-    /// TTFT p95, ms.
-    TtftP95,
-    /// Mean time per output token, ms.
-    TpotMean,
-    /// Mean service time, ms.
-    ServiceMean,
-    /// Share of requests good within the SLOs (higher is better).
-    Attainment,
-    /// Share of failed requests.
-    FailedShare,
-    /// Dynamic energy per request, J.
-    EnergyDyn,
-    /// Amortized energy per request, J.
-    EnergyAmortized,
-    /// Cost per 1k good requests, USD.
-    CostPer1k,
-    /// OAE ratio against the suite's baseline (higher is better).
-    OaeRatio,
-}
 
 /// How a metric is computed from a cell.
 enum Stat {
@@ -56,83 +23,22 @@ enum Stat {
     Scorecard(&'static str),
 }
 
-impl Metric {
-    /// Every metric, in report order.
-    pub const ALL: [Metric; 13] = [
-        Metric::E2eP50,
-        Metric::E2eP95,
-        Metric::E2eP99,
-        Metric::TtftP50,
-        Metric::TtftP95,
-        Metric::TpotMean,
-        Metric::ServiceMean,
-        Metric::Attainment,
-        Metric::FailedShare,
-        Metric::EnergyDyn,
-        Metric::EnergyAmortized,
-        Metric::CostPer1k,
-        Metric::OaeRatio,
-    ];
-
-    /// Name in suites, flags and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::E2eP50 => "e2e_p50_ms",
-            Metric::E2eP95 => "e2e_p95_ms",
-            Metric::E2eP99 => "e2e_p99_ms",
-            Metric::TtftP50 => "ttft_p50_ms",
-            Metric::TtftP95 => "ttft_p95_ms",
-            Metric::TpotMean => "tpot_mean_ms",
-            Metric::ServiceMean => "service_mean_ms",
-            Metric::Attainment => "attainment",
-            Metric::FailedShare => "failed_share",
-            Metric::EnergyDyn => "energy_dyn_j",
-            Metric::EnergyAmortized => "energy_amortized_j",
-            Metric::CostPer1k => "cost_per_1k_good_usd",
-            Metric::OaeRatio => "oae_ratio",
-        }
-    }
-
-    /// Parses a metric name; the error lists the valid ones.
-    pub fn parse(name: &str) -> Result<Metric, String> {
-        Metric::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
-            let names: Vec<_> = Metric::ALL.iter().map(|m| m.name()).collect();
-            format!("unknown metric `{name}`; valid metrics: {}", names.join(", "))
-        })
-    }
-
-    /// Whether larger values are better.
-    pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::Attainment | Metric::OaeRatio)
-    }
-
-    /// Whether the change is in percentage points (shares) rather than percent.
-    pub fn in_points(self) -> bool {
-        matches!(self, Metric::Attainment | Metric::FailedShare)
-    }
-
-    fn stat(self) -> Stat {
-        match self {
-            Metric::E2eP50 => Stat::Quantile(|s| s.e2e_ms, 0.50),
-            Metric::E2eP95 => Stat::Quantile(|s| s.e2e_ms, 0.95),
-            Metric::E2eP99 => Stat::Quantile(|s| s.e2e_ms, 0.99),
-            Metric::TtftP50 => Stat::Quantile(|s| s.ttft_ms, 0.50),
-            Metric::TtftP95 => Stat::Quantile(|s| s.ttft_ms, 0.95),
-            Metric::TpotMean => Stat::Mean(|s| s.tpot_ms),
-            Metric::ServiceMean => Stat::Mean(|s| s.service_s * 1e3),
-            Metric::Attainment => Stat::Share(|s| s.good),
-            Metric::FailedShare => Stat::Share(|s| s.failed),
-            Metric::EnergyDyn => Stat::Scorecard("energy_dyn_j"),
-            Metric::EnergyAmortized => Stat::Scorecard("energy_amortized_j"),
-            Metric::CostPer1k => Stat::Scorecard("cost_per_1k_good_usd"),
-            Metric::OaeRatio => Stat::Scorecard("oae_ratio"),
-        }
-    }
-}
-
-impl Serialize for Metric {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
+/// How `metric` is computed from a cell's samples, or taken from the scorecard.
+fn stat_of(metric: Metric) -> Stat {
+    match metric {
+        Metric::E2eP50 => Stat::Quantile(|s| s.e2e_ms, 0.50),
+        Metric::E2eP95 => Stat::Quantile(|s| s.e2e_ms, 0.95),
+        Metric::E2eP99 => Stat::Quantile(|s| s.e2e_ms, 0.99),
+        Metric::TtftP50 => Stat::Quantile(|s| s.ttft_ms, 0.50),
+        Metric::TtftP95 => Stat::Quantile(|s| s.ttft_ms, 0.95),
+        Metric::TpotMean => Stat::Mean(|s| s.tpot_ms),
+        Metric::ServiceMean => Stat::Mean(|s| s.service_s * 1e3),
+        Metric::Attainment => Stat::Share(|s| s.good),
+        Metric::FailedShare => Stat::Share(|s| s.failed),
+        Metric::EnergyDyn => Stat::Scorecard("energy_dyn_j"),
+        Metric::EnergyAmortized => Stat::Scorecard("energy_amortized_j"),
+        Metric::CostPer1k => Stat::Scorecard("cost_per_1k_good_usd"),
+        Metric::OaeRatio => Stat::Scorecard("oae_ratio"),
     }
 }
 
@@ -249,8 +155,15 @@ fn min_samples(stat: &Stat) -> usize {
     }
 }
 
+/// The settings of one comparison of two runs.
+struct Settings<'a> {
+    thresholds: &'a Thresholds,
+    draws: usize,
+    seed: u64,
+    confidence: f64,
+}
+
 /// Compares `current` with `base`.
-#[allow(clippy::too_many_arguments)]
 pub fn compare(
     base: (&RunData, &Scorecards),
     current: (&RunData, &Scorecards),
@@ -259,7 +172,12 @@ pub fn compare(
     draws: usize,
     seed: u64,
 ) -> GateReport {
-    let confidence = current.1.bootstrap.confidence;
+    let settings = Settings {
+        thresholds,
+        draws,
+        seed,
+        confidence: current.1.bootstrap.confidence,
+    };
     let mut comparisons = Vec::new();
     let mut warnings = Vec::new();
     let partial = base.1.run.partial || current.1.run.partial;
@@ -272,20 +190,11 @@ pub fn compare(
             base.1.baseline, current.1.baseline
         ));
     }
-    let rows_of = |s: &Scorecards| -> BTreeMap<(String, String), usize> {
-        s.rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ((r.method.clone(), r.workload.clone()), i))
-            .collect()
-    };
-    let cur_rows = rows_of(current.1);
     for (stream, brow) in base.1.rows.iter().enumerate() {
-        let key = (brow.method.clone(), brow.workload.clone());
-        let Some(&ci) = cur_rows.get(&key) else {
+        let Some(crow) = find_row(current.1, &brow.method, &brow.workload) else {
             comparisons.push(Comparison {
-                method: key.0,
-                workload: key.1,
+                method: brow.method.clone(),
+                workload: brow.workload.clone(),
                 metric: None,
                 baseline: None,
                 current: None,
@@ -299,117 +208,25 @@ pub fn compare(
             });
             continue;
         };
-        let crow = &current.1.rows[ci];
-        let bcell = base
-            .0
-            .cells
-            .iter()
-            .find(|c| c.method == brow.method && c.workload == brow.workload);
-        let ccell = current
-            .0
-            .cells
-            .iter()
-            .find(|c| c.method == crow.method && c.workload == crow.workload);
-        let (Some(bcell), Some(ccell)) = (bcell, ccell) else {
+        let (Some(bs), Some(cs)) = (
+            samples_of(base.0, &brow.method, &brow.workload),
+            samples_of(current.0, &brow.method, &brow.workload),
+        ) else {
             continue;
         };
         for &metric in metrics {
-            let stat = metric.stat();
-            let threshold = thresholds.of(metric);
-            let ((bp, bd), (cp, cd)) = match &stat {
-                Stat::Scorecard(key) => (scorecard_draws(brow, key), scorecard_draws(crow, key)),
-                _ => {
-                    let n = min_samples(&stat);
-                    if bcell.samples.len() < n || ccell.samples.len() < n {
-                        comparisons.push(skipped(
-                            brow,
-                            metric,
-                            threshold,
-                            format!("fewer than {n} requests in a run"),
-                        ));
-                        continue;
-                    }
-                    (
-                        sample_draws(&bcell.samples, &stat, draws, seed, stream as u64),
-                        sample_draws(&ccell.samples, &stat, draws, seed ^ 0x5EED, stream as u64),
-                    )
-                }
+            let pair = Pair {
+                brow,
+                crow,
+                base: bs,
+                current: cs,
+                stream: stream as u64,
             };
-            let (Some(bp), Some(cp)) = (bp, cp) else {
-                comparisons.push(skipped(brow, metric, threshold, "no values in a run".into()));
-                continue;
-            };
-            let change_of = |b: f64, c: f64| -> f64 {
-                let sign = if metric.higher_is_better() { -1.0 } else { 1.0 };
-                if metric.in_points() {
-                    sign * (c - b) * 100.0
-                } else if b.abs() > 0.0 {
-                    sign * (c - b) / b.abs() * 100.0
-                } else if c == b {
-                    0.0
-                } else {
-                    f64::NAN
-                }
-            };
-            let change = change_of(bp, cp);
-            if !change.is_finite() {
-                comparisons.push(skipped(
-                    brow,
-                    metric,
-                    threshold,
-                    "baseline value is 0 or not finite".into(),
-                ));
-                continue;
-            }
-            let diffs: Vec<f64> = bd
-                .iter()
-                .zip(&cd)
-                .map(|(&b, &c)| change_of(b, c))
-                .filter(|d| d.is_finite())
-                .collect();
-            let (lo, hi) = if diffs.is_empty() {
-                (Some(change), Some(change))
-            } else {
-                interval(&diffs, confidence)
-            };
-            let (lo_v, hi_v) = (lo.unwrap_or(change), hi.unwrap_or(change));
-            let (status, note) = if change > threshold && lo_v > 0.0 {
-                (
-                    Status::Regression,
-                    format!("worse by more than {threshold} and beyond noise"),
-                )
-            } else if change < -threshold && hi_v < 0.0 {
-                (Status::Improvement, "better beyond the threshold and noise".to_string())
-            } else if change > threshold {
-                (Status::Pass, "worse than the threshold but within noise".to_string())
-            } else if lo_v > 0.0 {
-                (Status::Pass, "significant but within the threshold".to_string())
-            } else {
-                (Status::Pass, "within threshold".to_string())
-            };
-            comparisons.push(Comparison {
-                method: brow.method.clone(),
-                workload: brow.workload.clone(),
-                metric: Some(metric),
-                baseline: Some(bp),
-                current: Some(cp),
-                change: Some(change),
-                ci_lo: lo,
-                ci_hi: hi,
-                unit: if metric.in_points() { "pp" } else { "%" },
-                threshold,
-                status,
-                note,
-            });
+            comparisons.push(compare_metric(&settings, &pair, metric));
         }
     }
     for r in &current.1.rows {
-        if !base
-            .1
-            .rows
-            .iter()
-            .any(|b| b.method == r.method && b.workload == r.workload)
-        {
+        if find_row(base.1, &r.method, &r.workload).is_none() {
             warnings.push(format!(
                 "`{}` on `{}` is new in the current run: not gated",
                 r.method, r.workload
@@ -426,12 +243,118 @@ pub fn compare(
         current_dir: current.0.dir.display().to_string(),
         partial,
         thresholds: thresholds.clone(),
-        confidence,
+        confidence: settings.confidence,
         draws,
         passed: failures == 0,
         failures,
         comparisons,
         warnings,
+    }
+}
+
+fn find_row<'a>(s: &'a Scorecards, method: &str, workload: &str) -> Option<&'a Row> {
+    s.rows.iter().find(|r| r.method == method && r.workload == workload)
+}
+
+fn samples_of<'a>(d: &'a RunData, method: &str, workload: &str) -> Option<&'a [Sample]> {
+    d.cells
+        .iter()
+        .find(|c| c.method == method && c.workload == workload)
+        .map(|c| c.samples.as_slice())
+}
+
+/// One cell in both runs.
+struct Pair<'a> {
+    brow: &'a Row,
+    crow: &'a Row,
+    base: &'a [Sample],
+    current: &'a [Sample],
+    stream: u64,
+}
+
+/// The change of `metric`, positive = worse: percent of the baseline, points for shares.
+fn change_of(metric: Metric, b: f64, c: f64) -> f64 {
+    let sign = if metric.higher_is_better() { -1.0 } else { 1.0 };
+    if metric.in_points() {
+        sign * (c - b) * 100.0
+    } else if b.abs() > 0.0 {
+        sign * (c - b) / b.abs() * 100.0
+    } else if c == b {
+        0.0
+    } else {
+        f64::NAN
+    }
+}
+
+/// Regression = worse beyond the threshold *and* beyond noise; the mirror image is an
+/// improvement; everything else passes, with a note saying why.
+fn verdict(change: f64, lo: f64, hi: f64, threshold: f64) -> (Status, String) {
+    if change > threshold && lo > 0.0 {
+        (
+            Status::Regression,
+            format!("worse by more than {threshold} and beyond noise"),
+        )
+    } else if change < -threshold && hi < 0.0 {
+        (Status::Improvement, "better beyond the threshold and noise".to_string())
+    } else if change > threshold {
+        (Status::Pass, "worse than the threshold but within noise".to_string())
+    } else if lo > 0.0 {
+        (Status::Pass, "significant but within the threshold".to_string())
+    } else {
+        (Status::Pass, "within threshold".to_string())
+    }
+}
+
+fn compare_metric(settings: &Settings<'_>, pair: &Pair<'_>, metric: Metric) -> Comparison {
+    let (brow, crow) = (pair.brow, pair.crow);
+    let stat = stat_of(metric);
+    let threshold = settings.thresholds.of(metric);
+    let ((bp, bd), (cp, cd)) = match &stat {
+        Stat::Scorecard(key) => (scorecard_draws(brow, key), scorecard_draws(crow, key)),
+        _ => {
+            let n = min_samples(&stat);
+            if pair.base.len() < n || pair.current.len() < n {
+                return skipped(brow, metric, threshold, format!("fewer than {n} requests in a run"));
+            }
+            let (draws, seed) = (settings.draws, settings.seed);
+            (
+                sample_draws(pair.base, &stat, draws, seed, pair.stream),
+                sample_draws(pair.current, &stat, draws, seed ^ 0x5EED, pair.stream),
+            )
+        }
+    };
+    let (Some(bp), Some(cp)) = (bp, cp) else {
+        return skipped(brow, metric, threshold, "no values in a run".into());
+    };
+    let change = change_of(metric, bp, cp);
+    if !change.is_finite() {
+        return skipped(brow, metric, threshold, "baseline value is 0 or not finite".into());
+    }
+    let diffs: Vec<f64> = bd
+        .iter()
+        .zip(&cd)
+        .map(|(&b, &c)| change_of(metric, b, c))
+        .filter(|d| d.is_finite())
+        .collect();
+    let (lo, hi) = if diffs.is_empty() {
+        (Some(change), Some(change))
+    } else {
+        interval(&diffs, settings.confidence)
+    };
+    let (status, note) = verdict(change, lo.unwrap_or(change), hi.unwrap_or(change), threshold);
+    Comparison {
+        method: brow.method.clone(),
+        workload: brow.workload.clone(),
+        metric: Some(metric),
+        baseline: Some(bp),
+        current: Some(cp),
+        change: Some(change),
+        ci_lo: lo,
+        ci_hi: hi,
+        unit: if metric.in_points() { "pp" } else { "%" },
+        threshold,
+        status,
+        note,
     }
 }
 

@@ -1,17 +1,22 @@
 //! oae-scorecards: the Overhead-Aware Efficiency cost model, scoring and the regression gate.
 //!
-//! Three kinds of input meet here (design/oae-model.md): **measured** figures from a run
+//! Three kinds of input meet here (docs/scoring.md): **measured** figures from a run
 //! ([`rundir`]), **declared** adoption costs from each method's manifest ([`manifest`]), and
 //! **site** assumptions — prices, grid, hardware, labour — with documented defaults ([`site`]).
 //! [`cost`] turns them into the cost of serving a request rate for the site's horizon, the
 //! cost per 1,000 good requests, the OAE ratio against a baseline and the break-even rate;
 //! [`score`] does it for every (method, workload) of a run with bootstrap CIs over requests
-//! ([`bootstrap`]), declared ranges and a sensitivity table; [`gate`] compares two runs.
+//! ([`bootstrap`]), declared ranges and a sensitivity table; [`gate`] compares two runs on
+//! the [`metric`]s.
+//!
+//! Modules depend one way: `metric` ← `scoring` ← `score` ← `gate`, all reading the run
+//! directory through `oae_core::rundir` ([`rundir`] keeps only what scoring needs).
 
 pub mod bootstrap;
 pub mod cost;
 pub mod gate;
 pub mod manifest;
+pub mod metric;
 pub mod rundir;
 pub mod score;
 pub mod scoring;
@@ -19,14 +24,15 @@ pub mod site;
 pub mod synthetic;
 
 pub use cost::{BreakEven, Breakdown, Measured, break_even, cost_at, oae_ratio};
-pub use gate::{GateReport, Metric};
+pub use gate::GateReport;
 pub use manifest::{Level, Manifest, Weeks};
+pub use metric::{Metric, Thresholds};
 pub use rundir::RunData;
 pub use score::{Options, Scorecards, Verdict, score};
-pub use scoring::{Scoring, Thresholds};
+pub use scoring::Scoring;
 pub use site::Site;
 
-use oae_workloads::ConfigError;
+use oae_core::ConfigError;
 
 /// Why scoring, reporting or gating could not proceed. Every variant maps to exit code 2.
 #[derive(Debug, thiserror::Error)]

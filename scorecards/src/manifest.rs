@@ -15,8 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use oae_workloads::ConfigError;
-use oae_workloads::config::ConfigTable;
+use oae_core::ConfigError;
+use oae_core::config::ConfigTable;
 
 /// Expertise a method needs, L1..L4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

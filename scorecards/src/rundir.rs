@@ -1,15 +1,17 @@
-//! Reading a run directory for scoring: `run.json`, `summary.json` and `requests.jsonl`.
+//! Reading a run directory for scoring, through the typed schema of `oae_core::rundir`.
 //!
-//! Records are streamed line by line and kept only as the few numbers scoring needs (about
-//! 70 bytes per request), so a run of a million requests scores in little memory. Every
-//! malformed line is reported with its file, line and field; nothing is skipped silently.
+//! Records are streamed line by line and kept only as the few numbers scoring needs (a
+//! [`Sample`], about 70 bytes per request), so a run of a million requests scores in little
+//! memory. Every malformed line is reported with its file, line and field; nothing is skipped
+//! silently, except a last record cut short by a crash in a run that did not complete (left
+//! out with a warning).
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde_json::Value;
+use oae_core::rundir::{
+    CellSummary, Outcome, RecordReader, RequestRecord, RunDirError, RunJson, RunStatus, Slo, SummaryJson, read_run,
+    read_summary,
+};
 
 use crate::ScoreError;
 
@@ -34,6 +36,25 @@ pub struct Sample {
     pub tpot_ms: f64,
     /// 1 when the request failed (error, timeout, rejected, cancelled).
     pub failed: f64,
+}
+
+impl Sample {
+    /// The scoring view of a measured record under `slo`.
+    pub fn of(r: &RequestRecord, slo: &Slo) -> Sample {
+        let nan = f64::NAN;
+        let ok = r.outcome == Outcome::Ok;
+        Sample {
+            service_s: r.service_ms.map_or(nan, |v| v / 1e3),
+            good: if r.good(slo) { 1.0 } else { 0.0 },
+            dyn_j: r.energy_dyn_j.unwrap_or(nan),
+            active_j: r.energy_active_j.unwrap_or(nan),
+            amortized_j: r.energy_amortized_j.unwrap_or(nan),
+            e2e_ms: if ok { r.e2e_ms.unwrap_or(nan) } else { nan },
+            ttft_ms: r.ttft_ms.unwrap_or(nan),
+            tpot_ms: r.tpot_ms.unwrap_or(nan),
+            failed: if ok { 0.0 } else { 1.0 },
+        }
+    }
 }
 
 /// The measured requests of one (method, workload) cell.
@@ -61,114 +82,60 @@ pub struct RunData {
     /// The directory.
     pub dir: PathBuf,
     /// `run.json`.
-    pub run: Value,
+    pub run: RunJson,
     /// `summary.json` (absent for a run that stopped before writing it).
-    pub summary: Option<Value>,
+    pub summary: Option<SummaryJson>,
     /// Cells in first-seen order.
     pub cells: Vec<Cell>,
-    /// `complete`, `aborted` or `running` (a run that died without finishing its run.json).
-    pub status: String,
-    /// Why an aborted run stopped.
-    pub abort_reason: Option<String>,
     /// What reading left out, and why (a record cut short by a crash).
     pub warnings: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct Record {
-    method: String,
-    workload: String,
-    #[serde(default)]
-    warmup: bool,
-    #[serde(default)]
-    cooldown: bool,
-    outcome: String,
-    ttft_ms: Option<f64>,
-    e2e_ms: Option<f64>,
-    tpot_ms: Option<f64>,
-    service_ms: Option<f64>,
-    energy_dyn_j: Option<f64>,
-    energy_active_j: Option<f64>,
-    energy_amortized_j: Option<f64>,
-    co2e_g: Option<f64>,
-    #[serde(default)]
-    energy_estimated: bool,
-    #[serde(default)]
-    counters: Counters,
-}
-
-#[derive(Deserialize, Default)]
-struct Counters {
-    kv_bytes_peak: Option<f64>,
-}
-
-/// Service-level objectives as run.json records them.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub struct Slo {
-    /// Time to first token, ms.
-    pub ttft_ms: Option<f64>,
-    /// Mean time per output token, ms.
-    pub tpot_ms: Option<f64>,
-    /// End to end, ms.
-    pub e2e_ms: Option<f64>,
-}
-
-impl Slo {
-    /// The harness's rule (`oae_harness::summary::meets`): ok, and within every SLO set; a
-    /// one-token answer has no TPOT and cannot violate a per-token objective.
-    fn good(&self, r: &Record) -> bool {
-        let within = |limit: Option<f64>, v: Option<f64>| limit.is_none_or(|l| v.is_some_and(|v| v <= l));
-        r.outcome == "ok"
-            && within(self.ttft_ms, r.ttft_ms)
-            && within(self.e2e_ms, r.e2e_ms)
-            && (r.tpot_ms.is_none() || within(self.tpot_ms, r.tpot_ms))
+impl From<RunDirError> for ScoreError {
+    fn from(e: RunDirError) -> Self {
+        match e {
+            RunDirError::Data {
+                file,
+                line,
+                field,
+                message,
+            } => ScoreError::Data {
+                file,
+                line,
+                field,
+                message,
+            },
+            RunDirError::Io { path, source } => ScoreError::Io { path, source },
+            other => ScoreError::Usage(other.to_string()),
+        }
     }
-}
-
-fn read_json(path: &Path) -> Result<Value, ScoreError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScoreError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ScoreError::Data {
-        file: path.display().to_string(),
-        line: e.line(),
-        field: String::new(),
-        message: format!("not valid JSON ({e}); is this an oae run directory?"),
-    })
 }
 
 impl RunData {
     /// Reads `dir`. A run whose status is not `complete` is refused unless `allow_partial`.
     pub fn load(dir: &Path, allow_partial: bool) -> Result<RunData, ScoreError> {
-        let run_path = dir.join("run.json");
-        if !run_path.is_file() {
+        let run = read_run(dir)?;
+        let complete = run.status == RunStatus::Complete;
+        if !complete && !allow_partial {
             return Err(ScoreError::Usage(format!(
-                "{} has no run.json; pass a run directory written by `oae run`",
-                dir.display()
+                "{}: the run is `{}`{}; its figures cover only part of the suite. Score it anyway with --allow-partial (every report will say it is partial)",
+                dir.join("run.json").display(),
+                run.status.as_str(),
+                run.abort_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             )));
         }
-        let run = read_json(&run_path)?;
-        let status = run["status"].as_str().unwrap_or("unknown").to_string();
-        let abort_reason = run["abort_reason"].as_str().map(str::to_string);
-        if status != "complete" && !allow_partial {
-            return Err(ScoreError::Usage(format!(
-                "{}: the run is `{status}`{}; its figures cover only part of the suite. Score it anyway with --allow-partial (every report will say it is partial)",
-                run_path.display(),
-                abort_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-            )));
-        }
-        let summary_path = dir.join("summary.json");
-        let summary = if summary_path.is_file() {
-            Some(read_json(&summary_path)?)
-        } else if status == "complete" {
+        let summary = read_summary(dir, &run)?;
+        if summary.is_none() && complete {
             return Err(ScoreError::Usage(format!(
                 "{} is missing although run.json says complete; the directory is damaged",
-                summary_path.display()
+                dir.join("summary.json").display()
             )));
-        } else {
-            None
-        };
-        let slo: Slo = serde_json::from_value(run["slo"].clone()).unwrap_or_default();
+        }
         let mut warnings = Vec::new();
-        let cells = read_records(&dir.join("requests.jsonl"), &slo, status != "complete", &mut warnings)?;
+        let cells = read_records(dir, &run.slo, complete, &mut warnings)?;
         if cells.is_empty() {
             return Err(ScoreError::Usage(format!(
                 "{} holds no request records; nothing to score",
@@ -180,113 +147,69 @@ impl RunData {
             run,
             summary,
             cells,
-            status,
-            abort_reason,
             warnings,
         })
     }
 
     /// Whether the run is complete.
     pub fn complete(&self) -> bool {
-        self.status == "complete"
+        self.run.status == RunStatus::Complete
     }
 
     /// The summary cell of (method, workload), if summary.json has it.
-    pub fn summary_cell(&self, method: &str, workload: &str) -> Option<&Value> {
-        self.summary.as_ref()?["cells"]
-            .as_array()?
-            .iter()
-            .find(|c| c["method"] == method && c["workload"] == workload)
-    }
-
-    /// run.json's entry for a method label.
-    pub fn method_entry(&self, label: &str) -> Option<&Value> {
-        self.run["methods"].as_array()?.iter().find(|m| m["label"] == label)
-    }
-
-    /// run.json's entry for a workload.
-    pub fn workload_entry(&self, name: &str) -> Option<&Value> {
-        self.run["workloads"].as_array()?.iter().find(|w| w["name"] == name)
+    pub fn summary_cell(&self, method: &str, workload: &str) -> Option<&CellSummary> {
+        self.summary.as_ref()?.cell(method, workload)
     }
 }
 
 /// Reads every record. In a run that did not complete, a last line cut short by the crash is
 /// left out with a warning; anywhere else a malformed line is an error naming it.
-fn read_records(path: &Path, slo: &Slo, partial: bool, warnings: &mut Vec<String>) -> Result<Vec<Cell>, ScoreError> {
-    let file = std::fs::File::open(path).map_err(|e| ScoreError::io(path, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+fn read_records(dir: &Path, slo: &Slo, complete: bool, warnings: &mut Vec<String>) -> Result<Vec<Cell>, ScoreError> {
     let mut cells: Vec<Cell> = Vec::new();
-    let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let mut line = String::new();
-    let mut n = 0usize;
-    loop {
-        line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| ScoreError::io(path, e))?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        let text = line.trim_end();
-        if text.is_empty() {
-            continue;
-        }
-        if !line.ends_with('\n') && serde_json::from_str::<Record>(text).is_err() {
-            // A crash can cut the last line short: it is not a record.
-            if partial {
+    for item in RecordReader::open(dir)? {
+        let r = match item {
+            Ok((_, r)) => r,
+            Err(RunDirError::CutShort { file, line }) if !complete => {
                 warnings.push(format!(
-                    "{}:{n}: the last record is cut short (the run was killed while writing it) and is left out",
-                    path.display()
+                    "{file}:{line}: the last record is cut short (the run was killed while writing it) and is left out"
                 ));
                 break;
             }
-            return Err(ScoreError::Data {
-                file: path.display().to_string(),
-                line: n,
-                field: String::new(),
-                message:
-                    "the last line is cut short although run.json says the run completed; the directory is damaged"
-                        .into(),
-            });
-        }
-        let r: Record = serde_json::from_str(text).map_err(|e| {
-            let msg = e.to_string();
-            let field = msg.split('`').nth(1).unwrap_or("").to_string();
-            ScoreError::Data {
-                file: path.display().to_string(),
-                line: n,
-                field,
-                message: format!("not a request record: {msg}"),
+            Err(RunDirError::CutShort { file, line }) => {
+                return Err(ScoreError::Data {
+                    file,
+                    line,
+                    field: String::new(),
+                    message:
+                        "the last line is cut short although run.json says the run completed; the directory is damaged"
+                            .into(),
+                });
             }
-        })?;
-        let key = (r.method.clone(), r.workload.clone());
-        let i = *index.entry(key).or_insert_with(|| {
-            cells.push(Cell {
-                method: r.method.clone(),
-                workload: r.workload.clone(),
-                ..Cell::default()
-            });
-            cells.len() - 1
-        });
+            Err(e) => return Err(e.into()),
+        };
+        // Few cells, and records of one cell mostly in a row: a scan beats a keyed map here.
+        let i = match cells
+            .iter()
+            .rposition(|c| c.method == r.method && c.workload == r.workload)
+        {
+            Some(i) => i,
+            None => {
+                cells.push(Cell {
+                    method: r.method.clone(),
+                    workload: r.workload.clone(),
+                    ..Cell::default()
+                });
+                cells.len() - 1
+            }
+        };
         let cell = &mut cells[i];
         cell.recorded += 1;
-        if r.warmup || r.cooldown {
+        if !r.measured() {
             continue;
         }
-        let ok = r.outcome == "ok";
-        let nan = f64::NAN;
-        cell.samples.push(Sample {
-            service_s: r.service_ms.map_or(nan, |v| v / 1e3),
-            good: if slo.good(&r) { 1.0 } else { 0.0 },
-            dyn_j: r.energy_dyn_j.unwrap_or(nan),
-            active_j: r.energy_active_j.unwrap_or(nan),
-            amortized_j: r.energy_amortized_j.unwrap_or(nan),
-            e2e_ms: if ok { r.e2e_ms.unwrap_or(nan) } else { nan },
-            ttft_ms: r.ttft_ms.unwrap_or(nan),
-            tpot_ms: r.tpot_ms.unwrap_or(nan),
-            failed: if ok { 0.0 } else { 1.0 },
-        });
-        if let Some(kv) = r.counters.kv_bytes_peak {
-            cell.kv_bytes_peak = cell.kv_bytes_peak.max(kv);
+        cell.samples.push(Sample::of(&r, slo));
+        if let Some(kv) = r.counters.get("kv_bytes_peak") {
+            cell.kv_bytes_peak = cell.kv_bytes_peak.max(*kv);
         }
         cell.energy_estimated |= r.energy_estimated;
         cell.run_co2e_g += r.co2e_g.unwrap_or(0.0);

@@ -12,19 +12,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
 
-use oae_workloads::ConfigError;
-use oae_workloads::config::ConfigTable;
+use oae_core::ConfigError;
+use oae_core::config::ConfigTable;
+use oae_core::rundir::{GateSettings, ScoringSettings};
 
 use crate::ScoreError;
-use crate::gate::Metric;
 use crate::manifest::Manifest;
+use crate::metric::{Metric, Thresholds};
 use crate::rundir::RunData;
-
-/// Default allowed worsening of a metric before the gate fails, percent (or points).
-pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,52 +36,6 @@ struct GateSection {
     #[serde(default)]
     thresholds: BTreeMap<String, f64>,
     metrics: Option<Vec<String>>,
-}
-
-/// Gate thresholds: a default and per-metric overrides, percent (points for shares).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Thresholds {
-    /// For every metric not listed.
-    pub default_pct: f64,
-    /// Per metric.
-    pub per_metric: BTreeMap<Metric, f64>,
-    /// Metrics gated (default: all).
-    pub metrics: Vec<Metric>,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            default_pct: DEFAULT_THRESHOLD_PCT,
-            per_metric: BTreeMap::new(),
-            metrics: Metric::ALL.to_vec(),
-        }
-    }
-}
-
-impl Thresholds {
-    /// The threshold for `metric`.
-    pub fn of(&self, metric: Metric) -> f64 {
-        self.per_metric.get(&metric).copied().unwrap_or(self.default_pct)
-    }
-
-    /// Parses `name=pct` pairs from the command line (`--threshold e2e_p95_ms=10`).
-    pub fn apply_flags(&mut self, flags: &[String]) -> Result<(), ScoreError> {
-        for f in flags {
-            let (name, v) = f.split_once('=').ok_or_else(|| {
-                ScoreError::Usage(format!("--threshold `{f}`: write METRIC=PERCENT, e.g. e2e_p95_ms=10"))
-            })?;
-            let metric = Metric::parse(name.trim()).map_err(|m| ScoreError::Usage(format!("--threshold: {m}")))?;
-            let pct: f64 = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p: &f64| p.is_finite() && *p >= 0.0)
-                .ok_or_else(|| ScoreError::Usage(format!("--threshold `{f}`: the percentage must be a number >= 0")))?;
-            self.per_metric.insert(metric, pct);
-        }
-        Ok(())
-    }
 }
 
 /// Scoring settings of a suite, plus the manifests recorded with a run.
@@ -146,37 +97,34 @@ impl Scoring {
         })
     }
 
-    /// The run.json `scoring` value: these settings and each method's manifest text.
-    pub fn to_json(&self, manifests: &BTreeMap<String, String>) -> Value {
-        json!({
-            "baseline": self.baseline,
-            "gate": {
-                "threshold_pct": self.thresholds.default_pct,
-                "thresholds": self.thresholds.per_metric.iter().map(|(m, v)| (m.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "metrics": self.thresholds.metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
+    /// The run.json `scoring` record: these settings and each method's manifest text.
+    pub fn to_settings(&self, manifests: &BTreeMap<String, String>) -> ScoringSettings {
+        ScoringSettings {
+            baseline: self.baseline.clone(),
+            gate: GateSettings {
+                threshold_pct: self.thresholds.default_pct,
+                thresholds: self
+                    .thresholds
+                    .per_metric
+                    .iter()
+                    .map(|(m, v)| (m.name().to_string(), *v))
+                    .collect(),
+                metrics: self.thresholds.metrics.iter().map(|m| m.name().to_string()).collect(),
             },
-            "manifests": manifests,
-        })
+            manifests: manifests.clone(),
+        }
     }
 
-    /// Reads what a run recorded (nothing, for runs from before scoring existed).
+    /// Reads what a run recorded (nothing, for a run whose caller recorded no scoring).
     pub fn from_run(data: &RunData) -> Result<Scoring, ScoreError> {
-        let v = &data.run["scoring"];
-        let file = data.dir.join("run.json").display().to_string();
-        let bad = |field: &str, message: String| ScoreError::Data {
-            file: file.clone(),
-            line: 0,
-            field: format!("scoring.{field}"),
-            message,
-        };
-        if v.is_null() {
+        let Some(v) = &data.run.scoring else {
             return Ok(Scoring::default());
-        }
-        let baseline = v["baseline"].as_str().map(str::to_string);
-        let gate: GateSection = if v["gate"].is_null() {
-            GateSection::default()
-        } else {
-            serde_json::from_value(v["gate"].clone()).map_err(|e| bad("gate", e.to_string()))?
+        };
+        let file = data.dir.join("run.json").display().to_string();
+        let gate = GateSection {
+            threshold_pct: Some(v.gate.threshold_pct),
+            thresholds: v.gate.thresholds.clone(),
+            metrics: Some(v.gate.metrics.clone()),
         };
         let thresholds = thresholds_from(gate, |k, m| ConfigError {
             file: file.clone(),
@@ -185,17 +133,12 @@ impl Scoring {
             message: m,
         })?;
         let mut manifests = BTreeMap::new();
-        if let Some(map) = v["manifests"].as_object() {
-            for (id, text) in map {
-                let text = text
-                    .as_str()
-                    .ok_or_else(|| bad(&format!("manifests.{id}"), "must be the manifest's TOML text".into()))?;
-                let label = format!("{file} (scoring.manifests.{id})");
-                manifests.insert(id.clone(), Manifest::parse(&label, text)?);
-            }
+        for (id, text) in &v.manifests {
+            let label = format!("{file} (scoring.manifests.{id})");
+            manifests.insert(id.clone(), Manifest::parse(&label, text)?);
         }
         Ok(Scoring {
-            baseline,
+            baseline: v.baseline.clone(),
             thresholds,
             manifests,
         })
@@ -205,7 +148,7 @@ impl Scoring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oae_workloads::config::{SourceFile, SpannedEntries};
+    use oae_core::config::{SourceFile, SpannedEntries};
 
     /// Parses the `[score]` / `[gate]` tables of a suite text as the harness does.
     fn suite(text: &str) -> Result<Scoring, ConfigError> {

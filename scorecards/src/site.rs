@@ -1,7 +1,11 @@
 //! Site assumptions: what a deployment pays for hardware, energy, carbon and people.
 //!
 //! Every default below has its source; a site file (`oae score --site site.toml`) overrides
-//! any of them:
+//! any of them. The carbon keys — `pue`, `grid_g_per_kwh`, `[device] embodied_kg` and
+//! `lifetime_years` — are part of the run's one set of carbon assumptions
+//! (`oae_core::rundir::carbon`): scoring takes them from what the run recorded, and a site
+//! file replaces only those it sets ([`Site::carbon_keys`]); the defaults here are for
+//! computing with a site alone.
 //!
 //! ```toml
 //! horizon_years = 1.0
@@ -25,8 +29,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use oae_workloads::ConfigError;
-use oae_workloads::config::ConfigTable;
+use oae_core::ConfigError;
+use oae_core::config::ConfigTable;
+use oae_core::rundir::carbon::CarbonOverrides;
 
 use crate::manifest::Level;
 
@@ -129,7 +134,7 @@ pub struct Site {
 impl Default for Site {
     fn default() -> Self {
         Self {
-            // design/oae-model.md.
+            // docs/scoring.md.
             horizon_years: 1.0,
             rho_max: 0.7,
             // US commercial-sector average retail price 2023 ≈ 12.7 ¢/kWh (EIA Electric
@@ -205,6 +210,42 @@ impl Site {
         Ok(site)
     }
 
+    /// The carbon keys a site file sets explicitly (they replace the run's recorded
+    /// assumptions); `label` names the file.
+    pub fn carbon_keys(label: &str, text: &str) -> Result<CarbonOverrides, ConfigError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            pue: Option<f64>,
+            grid_g_per_kwh: Option<f64>,
+            device: Option<DeviceKeys>,
+        }
+        #[derive(Deserialize)]
+        struct DeviceKeys {
+            embodied_kg: Option<f64>,
+            lifetime_years: Option<f64>,
+        }
+        let keys: Keys = ConfigTable::parse(label, text)?.decode()?;
+        Ok(CarbonOverrides {
+            file: label.to_string(),
+            grid_g_per_kwh: keys.grid_g_per_kwh,
+            pue: keys.pue,
+            embodied_kg: keys.device.as_ref().and_then(|d| d.embodied_kg),
+            lifetime_years: keys.device.as_ref().and_then(|d| d.lifetime_years),
+        })
+    }
+
+    /// This site's carbon values as overrides of a run's assumptions — all four, as if a
+    /// site file set each (for a site built in code).
+    pub fn carbon_overrides(&self, label: &str) -> CarbonOverrides {
+        CarbonOverrides {
+            file: label.to_string(),
+            grid_g_per_kwh: Some(self.grid_g_per_kwh),
+            pue: Some(self.pue),
+            embodied_kg: Some(self.device.embodied_kg),
+            lifetime_years: Some(self.device.lifetime_years),
+        }
+    }
+
     /// The horizon in hours.
     pub fn hours(&self) -> f64 {
         self.horizon_years * 8760.0
@@ -239,5 +280,14 @@ mod tests {
         );
         let e = err("energy_usd_per_kwh = -0.1\n");
         assert!(e.contains("energy_usd_per_kwh must be >= 0"), "{e}");
+    }
+
+    #[test]
+    fn only_the_carbon_keys_a_file_sets_are_overrides() {
+        let k = Site::carbon_keys("site.toml", "pue = 1.2\n[device]\nlifetime_years = 4\n").unwrap();
+        assert_eq!((k.pue, k.lifetime_years), (Some(1.2), Some(4.0)));
+        assert_eq!((k.grid_g_per_kwh, k.embodied_kg), (None, None));
+        assert_eq!(k.file, "site.toml");
+        assert!(!Site::carbon_keys("s", "horizon_years = 2\n").unwrap().any());
     }
 }

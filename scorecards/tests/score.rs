@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use oae_core::rundir::RunStatus;
 use oae_scorecards::cost::{self, Labor, Measured};
 use oae_scorecards::score::{Options, Verdict, score};
 use oae_scorecards::site::{Device, Labor as Rates};
-use oae_scorecards::synthetic::{SynthCell, SynthRun, manifest};
+use oae_scorecards::synthetic::{SynthCell, SynthRun, manifest, scoring};
 use oae_scorecards::{BreakEven, Level, RunData, Site};
 
 fn site() -> Site {
@@ -38,6 +39,8 @@ fn options(manifests: &[(&str, &str, &str)]) -> Options {
     Options {
         site: site(),
         site_source: "test".into(),
+        // The test site's grid, PUE and embodied carbon replace what the run recorded.
+        carbon_overrides: site().carbon_overrides("test"),
         manifests: manifests
             .iter()
             .map(|(id, level, weeks)| (id.to_string(), (format!("{id}.toml"), manifest(id, level, weeks))))
@@ -231,9 +234,9 @@ fn robustness_names_the_worst_perturbation() {
         },
     ];
     let mut run = SynthRun::new(cells, 1.0);
-    run.workloads[1].2 = Some("nominal".into());
-    run.workloads[1].3 = Some("bursty arrivals".into());
-    run.workloads[2].2 = Some("nominal".into());
+    run.workloads[1].perturbs = Some("nominal".into());
+    run.workloads[1].perturbation = Some("bursty arrivals".into());
+    run.workloads[2].perturbs = Some("nominal".into());
     let (_d, data) = load(&run);
     let cards = score(&data, &options(&[("dense", "software-engineer", "2")])).unwrap();
     let r = cards.rows.iter().find(|r| r.workload == "nominal").unwrap();
@@ -248,7 +251,7 @@ fn robustness_names_the_worst_perturbation() {
 #[test]
 fn partial_runs_are_refused_unless_allowed_and_then_flagged() {
     let mut run = SynthRun::new(vec![SynthCell::new("dense", "dense", "w", 20)], 1.0);
-    run.status = "aborted".into();
+    run.status = RunStatus::Aborted;
     let dir = tempfile::tempdir().unwrap();
     run.write(dir.path()).unwrap();
     let err = RunData::load(dir.path(), false).unwrap_err().to_string();
@@ -275,7 +278,7 @@ fn partial_runs_are_refused_unless_allowed_and_then_flagged() {
         cards.warnings
     );
     let mut complete = run.clone();
-    complete.status = "complete".into();
+    complete.status = RunStatus::Complete;
     let dir2 = tempfile::tempdir().unwrap();
     complete.write(dir2.path()).unwrap();
     std::fs::write(dir2.path().join("requests.jsonl"), &text[..text.len() - 40]).unwrap();
@@ -317,10 +320,11 @@ fn recorded_manifests_and_baseline_win_over_defaults() {
         ],
         1.0,
     );
-    run.scoring = serde_json::json!({
-        "baseline": "b",
-        "manifests": { "dense": manifest("dense", "it-generalist", "[1, 3]") },
-    });
+    run.scoring = Some(scoring(
+        Some("b"),
+        &[("dense", manifest("dense", "it-generalist", "[1, 3]"))],
+        &[],
+    ));
     let (_d, data) = load(&run);
     // The registry's copy (here: L4, 50 weeks) is ignored for a run that recorded its own.
     let cards = score(&data, &options(&[("dense", "ml-specialist", "50")])).unwrap();
@@ -330,7 +334,7 @@ fn recorded_manifests_and_baseline_win_over_defaults() {
     assert_eq!(a.declared.engineer_weeks, [1.0, 2.0, 3.0]);
     assert_eq!(cards.rows[1].verdict, Verdict::Baseline);
 
-    run.scoring = serde_json::json!({ "gate": { "thresholds": { "latency": 3.0 } } });
+    run.scoring = Some(scoring(None, &[], &[("latency", 3.0)]));
     let (_d, data) = load(&run);
     let err = score(&data, &options(&[("dense", "ml-specialist", "50")]))
         .unwrap_err()

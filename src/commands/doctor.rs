@@ -21,15 +21,17 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
         f.os.as_deref().unwrap_or("unknown"),
         f.kernel.as_deref().unwrap_or("unknown")
     );
-    for s in [host::nvml_status(), host::rapl_status()] {
+    let config = oae_harness::meters::MeterConfig::default();
+    println!("  energy sources:");
+    for s in oae_harness::meters::check_all(&config) {
         let state = if s.available { "available" } else { "unavailable" };
-        println!("  {:<9} {state}: {}", s.source, s.detail);
+        println!("    {:<13} {state}: {}", s.source, s.detail);
         for item in &s.items {
-            println!("              {item}");
+            println!("                  {item}");
         }
     }
     println!("  meters oae will use:");
-    let opened = oae_harness::meters::open_all(&oae_harness::meters::MeterConfig::default());
+    let opened = oae_harness::meters::open_all(&config);
     for m in &opened.meters {
         println!(
             "    {} (domain {}, {})",

@@ -22,7 +22,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
     );
     let ms = |v: f64| num(v / 1e3);
     for (tag, s) in &m.stats {
-        let e = |x: &oae_harness::stats::Estimate| {
+        let e = |x: &oae_core::stats::Estimate| {
             let b = |v: Option<f64>| v.map(ms).unwrap_or_else(|| "—".into());
             format!(
                 "{} [{}, {}]{}",

@@ -1,14 +1,13 @@
-//! `oae models`: the catalog of real models, the local cache, and a throughput probe.
+//! `oae models`: the catalog of real models, the local cache, and the throughput probe
+//! (`oae_methods::model::throughput`).
 
-use std::hint::black_box;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::json;
 
 use oae_methods::model::catalog::{self, CATALOG};
-use oae_methods::model::{FileModel, KvCache, Logits, ModelSpec, SyntheticSpec, argmax, last_row};
+use oae_methods::model::throughput::{self, Plan};
+use oae_methods::model::{FileModel, ModelSpec, SyntheticSpec};
 
 use crate::cli::{ModelsBenchArgs, ModelsCommand};
 
@@ -106,28 +105,7 @@ fn spec_for(model: &str) -> anyhow::Result<ModelSpec> {
     }
 }
 
-/// Copy bandwidth over a buffer of `bytes` (read + write of each byte counted once).
-fn copy_bandwidth(bytes: usize) -> f64 {
-    let src = vec![1u8; bytes];
-    let mut dst = vec![0u8; bytes];
-    dst.copy_from_slice(&src);
-    let reps = ((1usize << 31) / bytes).max(3);
-    let t = Instant::now();
-    for _ in 0..reps {
-        dst.copy_from_slice(black_box(&src));
-    }
-    (reps * bytes) as f64 / t.elapsed().as_secs_f64()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
-    if args.reps == 0 || args.prompt_tokens == 0 || args.decode_tokens == 0 {
-        bail!("--reps, --prompt-tokens and --decode-tokens must be at least 1");
-    }
     let threads = args.threads.unwrap_or_else(|| {
         std::env::var("RAYON_NUM_THREADS")
             .ok()
@@ -140,98 +118,37 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
                     .max(1)
             })
     });
-    // SAFETY: set before candle starts its thread pool.
+    // SAFETY: set before candle starts its thread pool; no other thread reads the environment.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
-    let spec = spec_for(&args.model)?;
-    spec.check()?;
-    let t0 = Instant::now();
-    let m = spec.load(&candle_core_device())?;
-    let load_s = t0.elapsed().as_secs_f64();
-    let cfg = *m.decoder.config();
-    if args.prompt_tokens + args.decode_tokens > cfg.max_seq {
-        bail!(
-            "--prompt-tokens + --decode-tokens exceeds the model's context of {}",
-            cfg.max_seq
-        );
-    }
-    // A prompt of ordinary text, repeated to length (real token statistics).
-    let text = "The committee reviewed 42 proposals on energy use in small clinics and schools. ";
-    let mut prompt = m.tokenizer.encode(&text.repeat(1 + args.prompt_tokens / 8))?;
-    prompt.truncate(args.prompt_tokens);
-    let mut prefill = Vec::new();
-    let mut decode = Vec::new();
-    for _ in 0..args.reps + 1 {
-        let mut cache = KvCache::new(cfg.layers);
-        let t = Instant::now();
-        let logits = m.decoder.forward(&prompt, &mut cache, Logits::Last)?;
-        let mut next = argmax(&last_row(&logits)?);
-        prefill.push(prompt.len() as f64 / t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        for _ in 0..args.decode_tokens {
-            let logits = m.decoder.forward(&[next], &mut cache, Logits::Last)?;
-            next = argmax(&last_row(&logits)?);
-        }
-        decode.push(args.decode_tokens as f64 / t.elapsed().as_secs_f64());
-    }
-    // The first repetition warms caches and the thread pool.
-    prefill.remove(0);
-    decode.remove(0);
-    let bytes_per_token = cfg.weight_bytes_per_token();
-    let bw = copy_bandwidth(bytes_per_token.min(256 << 20));
-    let roofline = bw / bytes_per_token as f64;
-    let (pmin, pmax) = (
-        prefill.iter().cloned().fold(f64::MAX, f64::min),
-        prefill.iter().cloned().fold(0.0, f64::max),
-    );
-    let (dmin, dmax) = (
-        decode.iter().cloned().fold(f64::MAX, f64::min),
-        decode.iter().cloned().fold(0.0, f64::max),
-    );
-    let (p50, d50) = (median(&mut prefill), median(&mut decode));
-    let out = json!({
-        "model": m.name,
-        "params": cfg.params(),
-        "weight_bytes_per_token": bytes_per_token,
-        "threads": threads,
-        "load_s": load_s,
-        "prompt_tokens": prompt.len(),
-        "decode_tokens": args.decode_tokens,
-        "reps": args.reps,
-        "prefill_tok_s": {"median": p50, "min": pmin, "max": pmax},
-        "decode_tok_s": {"median": d50, "min": dmin, "max": dmax},
-        "copy_bandwidth_gb_s": bw / 1e9,
-        "decode_roofline_tok_s": roofline,
-        "decode_fraction_of_roofline": d50 / roofline,
-    });
+    let plan = Plan {
+        prompt_tokens: args.prompt_tokens,
+        decode_tokens: args.decode_tokens,
+        reps: args.reps,
+    };
+    let t = throughput::measure(&spec_for(&args.model)?, plan, threads)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "{} — {} params, {} threads, loaded in {load_s:.2} s",
-            m.name,
-            cfg.params(),
-            threads
-        );
-        println!(
-            "  prefill {p50:.1} tok/s (min {pmin:.1}, max {pmax:.1}; {} tokens, {} reps)",
-            prompt.len(),
-            args.reps
-        );
-        println!(
-            "  decode  {d50:.1} tok/s (min {dmin:.1}, max {dmax:.1}; {} tokens from context {})",
-            args.decode_tokens,
-            prompt.len()
-        );
-        println!(
-            "  roofline: {:.1} MiB streamed per token at {:.1} GB/s copy => ≤ {roofline:.1} tok/s; decode reaches {:.0}%",
-            bytes_per_token as f64 / (1u64 << 20) as f64,
-            bw / 1e9,
-            100.0 * d50 / roofline
-        );
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(ExitCode::SUCCESS);
     }
+    let (p, d) = (t.prefill_tok_s, t.decode_tok_s);
+    println!(
+        "{} — {} params, {} threads, loaded in {:.2} s",
+        t.model, t.params, t.threads, t.load_s
+    );
+    println!(
+        "  prefill {:.1} tok/s (min {:.1}, max {:.1}; {} tokens, {} reps)",
+        p.median, p.min, p.max, t.prompt_tokens, t.reps
+    );
+    println!(
+        "  decode  {:.1} tok/s (min {:.1}, max {:.1}; {} tokens from context {})",
+        d.median, d.min, d.max, t.decode_tokens, t.prompt_tokens
+    );
+    println!(
+        "  roofline: {:.1} MiB streamed per token at {:.1} GB/s copy => ≤ {:.1} tok/s; decode reaches {:.0}%",
+        t.weight_bytes_per_token as f64 / (1u64 << 20) as f64,
+        t.copy_bandwidth_gb_s,
+        t.decode_roofline_tok_s,
+        100.0 * t.decode_fraction_of_roofline
+    );
     Ok(ExitCode::SUCCESS)
-}
-
-fn candle_core_device() -> oae_methods::model::Device {
-    oae_methods::model::Device::Cpu
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use oae_harness::stats::plan_sample_size;
+use oae_core::stats::plan_sample_size;
 
 use crate::cli::PlanArgs;
 

@@ -11,12 +11,12 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use oae_core::rundir::{CellSummary, Outcome, RequestRecord};
 use oae_harness::clock::{utc_now_rfc3339, utc_stamp};
 use oae_harness::rundir::RunDir;
 use oae_harness::session::{self, Invocation, Progress, RunStatus};
 use oae_harness::suite::Suite;
-use oae_harness::summary::CellSummary;
-use oae_harness::{Outcome, RequestRecord};
+use oae_reports::flow::{self, AfterRun, ScoringInputs};
 use oae_workloads::Limit;
 
 use crate::cli::RunArgs;
@@ -43,9 +43,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         suite.energy.idle_baseline = std::time::Duration::from_secs_f64(s);
         overrides.insert("idle_baseline_s".to_string(), json!(s));
     }
-    let scoring = super::score::scoring_for_run(&suite)?;
+    let shipped = super::score::shipped_manifests();
+    let methods: Vec<(String, String)> = suite.methods.iter().map(|m| (m.label.clone(), m.id.clone())).collect();
+    let scoring = flow::scoring_for_run(suite.score.as_ref(), suite.gate.as_ref(), &methods, &shipped)?;
+    let inputs = ScoringInputs {
+        site: args.site.clone(),
+        manifests: args.manifests.clone(),
+        shipped,
+        ..ScoringInputs::default()
+    };
     // Bad site or manifest files fail before the replay, not after it.
-    super::score::options(args.site.as_deref(), &args.manifests, None, None)?;
+    let opts = flow::options(&inputs)?;
     let threads = compute_threads(suite.run.threads);
     // SAFETY: no other thread exists yet (the Ctrl-C handler and the runner start later),
     // so nothing can read the environment concurrently.
@@ -80,7 +88,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             json!({ "threads": threads.0, "source": threads.1 }),
         )]
         .into(),
-        scoring,
+        scoring: Some(scoring),
+        carbon_overrides: opts.carbon_overrides,
     };
     let mut progress = TerminalProgress::new(args.quiet);
     let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
@@ -91,15 +100,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match result.status {
         RunStatus::Complete => super::score::after_run(
             &result.dir,
-            &super::score::AfterRun {
-                site: args.site.as_deref(),
-                manifests: &args.manifests,
+            &inputs,
+            &AfterRun {
                 report: !args.no_report,
-                save_baseline: args.save_baseline.as_deref(),
-                baseline: args.baseline.as_deref(),
+                save_baseline: args.save_baseline.clone(),
+                baseline: args.baseline.clone(),
             },
         ),
-        RunStatus::Aborted => {
+        // Aborted (a finished run is never `running`).
+        RunStatus::Aborted | RunStatus::Running => {
             let reason = result.abort_reason.unwrap_or_else(|| "unknown".into());
             eprintln!(
                 "run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written",

@@ -6,28 +6,42 @@ use anyhow::anyhow;
 use std::io::Write;
 use std::path::Path;
 
+use oae_core::rng;
+use oae_workloads::Limit;
 use oae_workloads::fit::{self, GenModel};
-use oae_workloads::traces::{self, TraceFormat, inspect};
-use oae_workloads::{Limit, rng};
+use oae_workloads::traces::{self, Order, TraceFormat, inspect};
 
-use crate::cli::{TraceCommand, TraceFitArgs, TraceGenArgs};
+use crate::cli::{OrderArgs, TraceCommand, TraceFitArgs, TraceGenArgs};
 use crate::render::num;
 
 fn resolve(file: &Path, format: Option<&str>) -> anyhow::Result<&'static TraceFormat> {
     match format {
         Some(name) => traces::format(name).map_err(|e| anyhow!("--format: {e}")),
-        None => inspect::detect(file).map_err(|e| anyhow!(e)),
+        None => traces::detect(file).map_err(|e| anyhow!(e)),
     }
+}
+
+fn order(args: OrderArgs) -> anyhow::Result<Order> {
+    let t = args.reorder_tolerance_s;
+    if !(t.is_finite() && (0.0..=60.0).contains(&t)) {
+        anyhow::bail!("--reorder-tolerance-s {t}: give seconds from 0 to 60");
+    }
+    Ok(Order { tolerance_s: t })
 }
 
 pub fn trace(cmd: TraceCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TraceCommand::Fit(args) => fit(args),
         TraceCommand::Gen(args) => generate(args),
-        TraceCommand::Inspect { file, format, json } => {
+        TraceCommand::Inspect {
+            file,
+            format,
+            json,
+            order: o,
+        } => {
             let fmt = resolve(&file, format.as_deref())?;
             let label = file.display().to_string();
-            let s = inspect::inspect(fmt, &file, &label)?;
+            let s = inspect::inspect(fmt, &file, &label, order(o)?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
                 return Ok(ExitCode::SUCCESS);
@@ -37,6 +51,12 @@ pub fn trace(cmd: TraceCommand) -> anyhow::Result<ExitCode> {
                 "  requests        {} ({} failed in the source)",
                 s.requests, s.source_failed
             );
+            if s.reordered > 0 {
+                println!(
+                    "  out of order    {} rows stepped back within the tolerance (kept in file order)",
+                    s.reordered
+                );
+            }
             println!(
                 "  span            {} s, mean rate {} req/s",
                 num(s.span_s),
@@ -90,7 +110,7 @@ fn fit(args: TraceFitArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         eprintln!("reading {label} ({} format)…", fmt.name);
     }
-    let sample = fit::read_trace(fmt, &args.file, &label, 0)?;
+    let sample = fit::read_trace(fmt, &args.file, &label, order(args.order)?, 0)?;
     let r = fit::fit(sample.requests, &sample.gaps).map_err(|e| anyhow!("{label}: {e}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -109,7 +129,7 @@ fn fit(args: TraceFitArgs) -> anyhow::Result<ExitCode> {
         r.zero_gaps,
         num(r.mean_gap_s),
         num(r.gap_cv),
-        sig(r.resolution_s)
+        oae_core::fmt::sig(r.resolution_s, 4)
     );
     println!(
         "\n  {:<17} {:<52} {:>10} {:>8}  KS (5% critical {:.4})",
@@ -119,7 +139,7 @@ fn fit(args: TraceFitArgs) -> anyhow::Result<ExitCode> {
         let params: Vec<String> = m
             .params
             .iter()
-            .map(|(k, v)| format!("{k}={}", sig(v.as_f64().unwrap_or(f64::NAN))))
+            .map(|(k, v)| format!("{k}={}", oae_core::fmt::sig(v.as_f64().unwrap_or(f64::NAN), 4)))
             .collect();
         println!(
             "  {:<17} {:<52} {:>10.1} {:>8}  D={:.4}{}",
@@ -164,15 +184,6 @@ fn fit(args: TraceFitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Four significant figures.
-fn sig(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let digits = (3 - v.abs().log10().floor() as i32).max(0) as usize;
-    format!("{v:.digits$}")
-}
-
 fn generate(args: TraceGenArgs) -> anyhow::Result<ExitCode> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         anyhow::bail!("--rate must be a rate > 0 req/s, got {}", args.rate);
@@ -196,7 +207,7 @@ fn generate(args: TraceGenArgs) -> anyhow::Result<ExitCode> {
     let fmt = resolve(&args.like, args.format.as_deref())?;
     let label = args.like.display().to_string();
     eprintln!("reading {label} ({} format)…", fmt.name);
-    let sample = fit::read_trace(fmt, &args.like, &label, args.seed)?;
+    let sample = fit::read_trace(fmt, &args.like, &label, order(args.order)?, args.seed)?;
     let report = fit::fit(sample.requests, &sample.gaps).map_err(|e| anyhow!("{label}: {e}"))?;
     let limit = match limit_duration {
         Some(d) => Limit::Duration(std::time::Duration::from_secs_f64(d)),

@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use oae_workloads::config::SourceFile;
-use oae_workloads::rng::seeded;
+use oae_core::config::SourceFile;
+use oae_core::rng::seeded;
 use oae_workloads::workload::WorkloadEntry;
 use oae_workloads::{Limit, WorkloadSpec, arrivals};
 
@@ -61,7 +61,7 @@ output_tokens = { dist = "lognormal", median = 64, sigma = 0.8, max = 512 }
         ),
         ("diurnal", "process = \"diurnal\"\nrate_qps = 3.0\namplitude = 0.8\n"),
     ] {
-        let p = arrivals::build(oae_workloads::config::ConfigTable::parse("bench.toml", text).unwrap()).unwrap();
+        let p = arrivals::build(oae_core::config::ConfigTable::parse("bench.toml", text).unwrap()).unwrap();
         g.bench_function(format!("1M offsets only, {name}"), |b| {
             b.iter(|| black_box(p.offsets(&mut seeded(1, &["b"]), Limit::Count(N)).len()))
         });

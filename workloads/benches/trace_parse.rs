@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use oae_workloads::rng::{exponential, open01, seeded};
+use oae_core::rng::{exponential, open01, seeded};
 use oae_workloads::traces::{self, inspect};
 
 fn peak_rss_mb() -> Option<f64> {
@@ -77,7 +77,7 @@ fn main() {
     reset_peak();
     let t = Instant::now();
     let (mut n, mut failed) = (0u64, 0u64);
-    for row in traces::open(fmt, &path, &label).unwrap() {
+    for row in traces::open(fmt, &path, &label, traces::Order::default()).unwrap() {
         let row = row.unwrap();
         n += 1;
         failed += u64::from(row.source_failed);
@@ -88,13 +88,13 @@ fn main() {
 
     reset_peak();
     let t = Instant::now();
-    let stats = inspect::inspect(fmt, &path, &label).unwrap();
+    let stats = inspect::inspect(fmt, &path, &label, traces::Order::default()).unwrap();
     assert_eq!(stats.requests, rows);
     report("trace inspect", rows, t.elapsed().as_secs_f64(), stats.source_failed);
 
     reset_peak();
     let t = Instant::now();
-    let sample = oae_workloads::fit::read_trace(fmt, &path, &label, 0).unwrap();
+    let sample = oae_workloads::fit::read_trace(fmt, &path, &label, traces::Order::default(), 0).unwrap();
     let fit = oae_workloads::fit::fit(sample.requests, &sample.gaps).unwrap();
     report("trace fit", rows, t.elapsed().as_secs_f64(), 0);
     println!("  (fit: best {} of {} models)", fit.best().name, fit.models.len());

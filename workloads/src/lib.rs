@@ -5,25 +5,23 @@
 //! drawn from a bundled prompt set at lengths from a [`LengthDist`]. Schedules are hashed so
 //! run.json can prove two runs replayed the same traffic.
 //!
-//! This crate is the bottom of the dependency chain (workloads ← harness ← methods); it also
-//! owns [`config::ConfigTable`], the span-aware TOML table that plug-ins decode their own
-//! configuration from, so every plug-in error names the file, line and key.
+//! Dependencies flow one way: core ← workloads ← harness ← methods. Configuration tables,
+//! their errors and the seeded RNG come from `oae-core`.
 
 pub mod arrivals;
-pub mod config;
-mod error;
 pub mod fit;
 pub mod lengths;
 pub mod prompts;
 mod request;
-pub mod rng;
 mod schedule;
 pub mod traces;
 pub mod workload;
 
 pub use arrivals::{ArrivalProcess, ArrivalSpec, Limit};
-pub use error::ConfigError;
 pub use lengths::LengthDist;
 pub use request::{Arrival, Request};
 pub use schedule::{Compression, Schedule};
 pub use workload::WorkloadSpec;
+
+// This crate's own paths to what it uses from core.
+pub(crate) use oae_core::{ConfigError, config, rng};

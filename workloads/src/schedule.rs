@@ -2,27 +2,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::Arrival;
 
-/// What time compression did to a schedule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Compression {
-    /// The idle-gap cap, seconds; `None` when compression is off.
-    pub cap_s: Option<f64>,
-    /// Gaps that were shortened.
-    pub gaps_shortened: u64,
-    /// Total idle time removed, seconds.
-    pub skipped_s: f64,
-    /// Offset of the last arrival before compression, seconds.
-    pub original_span_s: f64,
-    /// Offset of the last arrival as replayed, seconds.
-    pub replay_span_s: f64,
-    /// `original_span_s / replay_span_s` (1 when nothing was removed).
-    pub factor: f64,
-}
+pub use oae_core::rundir::Compression;
 
 /// The whole list of arrivals one workload replays, in order.
 #[derive(Debug, Clone)]
@@ -37,6 +21,9 @@ pub struct Schedule {
     pub compression: Compression,
     /// SHA-256 (hex) of the replayed schedule: offsets, skipped time and every request.
     pub hash: String,
+    /// Trace rows whose timestamp stepped back within the accepted tolerance and were kept
+    /// in file order (0 for arrival processes).
+    pub reordered_rows: u64,
 }
 
 impl Schedule {
@@ -79,6 +66,7 @@ impl Schedule {
             arrivals,
             compression,
             hash,
+            reordered_rows: 0,
         }
     }
 

@@ -73,6 +73,8 @@ pub struct TraceSpec {
     pub max_input_tokens: Option<u32>,
     /// Generation lengths above this are cut to it.
     pub max_output_tokens: Option<u32>,
+    /// How far a timestamp may step back (kept in file order), s; 0: not at all.
+    pub order: traces::Order,
     table: ConfigTable,
 }
 
@@ -94,6 +96,7 @@ struct TraceConfig {
     time_scale: Option<PositiveF64>,
     max_input_tokens: Option<PositiveU32>,
     max_output_tokens: Option<PositiveU32>,
+    reorder_tolerance_s: Option<f64>,
 }
 
 /// A workload ready to generate schedules.
@@ -192,17 +195,9 @@ impl WorkloadSpec {
         }
     }
 
-    /// How the workload is configured, for run.json.
+    /// How the workload's arrivals are configured, for run.json (perturbations are recorded
+    /// beside it, typed).
     pub fn describe(&self) -> serde_json::Value {
-        let mut d = self.describe_source();
-        if let Some((nominal, _)) = &self.perturbs {
-            d["perturbs"] = json!(nominal);
-            d["perturbation"] = json!(self.perturbation);
-        }
-        d
-    }
-
-    fn describe_source(&self) -> serde_json::Value {
         match &self.source {
             Source::Synthetic {
                 arrival,
@@ -225,6 +220,7 @@ impl WorkloadSpec {
                 "time_scale": t.time_scale,
                 "max_input_tokens": t.max_input_tokens,
                 "max_output_tokens": t.max_output_tokens,
+                "reorder_tolerance_s": t.order.tolerance_s,
             }),
         }
     }
@@ -267,10 +263,11 @@ impl WorkloadSpec {
             }
             Source::Trace(t) => {
                 let mut thin_rng = seeded(seed, &["thinning", &self.name]);
-                (
-                    format!("trace({}, {})", t.format.name, t.path.display()),
-                    t.arrivals(limit, &mut thin_rng, &mut shape_rng)?,
-                )
+                let (arrivals, reordered) = t.arrivals(limit, &mut thin_rng, &mut shape_rng)?;
+                let process = format!("trace({}, {})", t.format.name, t.path.display());
+                let mut s = Schedule::new(self.name.clone(), process, arrivals, idle_gap_cap);
+                s.reordered_rows = reordered;
+                return Ok(s);
             }
         };
         Ok(Schedule::new(self.name.clone(), process, arrivals, idle_gap_cap))
@@ -297,6 +294,13 @@ fn trace_spec(table: ConfigTable) -> Result<TraceSpec, ConfigError> {
             format!("must be after start_s ({}), got {}", c.start_s, end.get()),
         ));
     }
+    let tolerance_s = c.reorder_tolerance_s.unwrap_or(0.0);
+    if !(tolerance_s.is_finite() && (0.0..=60.0).contains(&tolerance_s)) {
+        return Err(table.error(
+            "reorder_tolerance_s",
+            format!("must be seconds from 0 to 60 that a timestamp may step back, got {tolerance_s}"),
+        ));
+    }
     // Relative paths are relative to the suite file.
     let path = table.source().resolve(&c.path);
     if !path.is_file() {
@@ -311,6 +315,7 @@ fn trace_spec(table: ConfigTable) -> Result<TraceSpec, ConfigError> {
         time_scale: c.time_scale.map(|t| t.get()).unwrap_or(1.0),
         max_input_tokens: c.max_input_tokens.map(|m| m.get()),
         max_output_tokens: c.max_output_tokens.map(|m| m.get()),
+        order: traces::Order { tolerance_s },
         table,
     })
 }
@@ -327,7 +332,7 @@ impl TraceSpec {
     fn window_stats(&self) -> Result<(u64, f64, f64), ConfigError> {
         let label = self.label();
         let (mut first, mut last, mut n, mut last_rel) = (None, 0.0, 0u64, 0.0f64);
-        for row in traces::open(self.format, &self.path, &label)? {
+        for row in traces::open(self.format, &self.path, &label, self.order)? {
             let row = row?;
             let t0 = *first.get_or_insert(row.t_s);
             let rel = row.t_s - t0;
@@ -346,7 +351,7 @@ impl TraceSpec {
         limit: Limit,
         thin_rng: &mut crate::rng::SeededRng,
         shape_rng: &mut crate::rng::SeededRng,
-    ) -> Result<Vec<Arrival>, ConfigError> {
+    ) -> Result<(Vec<Arrival>, u64), ConfigError> {
         let (n, last_in_window, trace_span) = self.window_stats()?;
         if n == 0 {
             return Err(self.table.error(
@@ -375,7 +380,8 @@ impl TraceSpec {
         let label = self.label();
         let mut out = Vec::new();
         let mut first = None;
-        for row in traces::open(self.format, &self.path, &label)? {
+        let mut reordered = 0u64;
+        for row in traces::open(self.format, &self.path, &label, self.order)? {
             let row = row?;
             let t0 = *first.get_or_insert(row.t_s);
             let rel = row.t_s - t0;
@@ -411,8 +417,9 @@ impl TraceSpec {
                     source_failed: row.source_failed,
                 },
             });
+            reordered += u64::from(row.reordered);
         }
-        Ok(out)
+        Ok((out, reordered))
     }
 }
 

@@ -1,9 +1,9 @@
 //! Fitting recovers the parameters of the generator that made the gaps, and `gen` keeps a
 //! trace's shape at the target rate.
 
+use oae_core::rng::{exponential, gamma, open01, seeded, standard_normal};
 use oae_workloads::Limit;
 use oae_workloads::fit::{GenModel, fit, synthesize};
-use oae_workloads::rng::{exponential, gamma, open01, seeded, standard_normal};
 use proptest::prelude::*;
 
 const N: usize = 4000;
@@ -68,7 +68,7 @@ proptest! {
 }
 
 fn onoff_gaps(seed: u64, rate_on: f64, mean_on: f64, mean_off: f64) -> Vec<f64> {
-    let table = oae_workloads::config::ConfigTable::parse(
+    let table = oae_core::config::ConfigTable::parse(
         "t.toml",
         &format!("process = \"onoff\"\nrate_on_qps = {rate_on}\nmean_on_s = {mean_on}\nmean_off_s = {mean_off}\n"),
     )

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oae_workloads::config::SourceFile;
+use oae_core::config::SourceFile;
 use oae_workloads::workload::WorkloadEntry;
 use oae_workloads::{Limit, WorkloadSpec};
 
@@ -59,7 +59,7 @@ fn trace_workload(
     file: &str,
     body: &str,
     trace_keys: &str,
-) -> Result<WorkloadSpec, oae_workloads::ConfigError> {
+) -> Result<WorkloadSpec, oae_core::ConfigError> {
     std::fs::write(dir.join(file), body).unwrap();
     let suite_path = dir.join("suite.toml");
     let text = format!("name = \"t\"\ntrace = {{ path = \"{file}\", {trace_keys} }}\n");
@@ -172,4 +172,33 @@ fn mooncake_blocks_become_shared_prompt_prefixes() {
     assert_eq!(a[..512], b[..512], "shared first block, shared prefix");
     assert_ne!(a[512..700], b[512..700], "different second block");
     assert_eq!(s.arrivals[1].at, Duration::from_millis(10));
+}
+
+#[test]
+fn a_trace_that_steps_back_a_hair_replays_only_with_an_explicit_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "t_s,input_tokens,output_tokens\n0,8,2\n1.0000004,8,2\n1.0000001,8,2\n2,8,2\n";
+    let strict = trace_workload(dir.path(), "m.csv", body, "format = \"oae-csv\"").unwrap();
+    let e = strict.schedule(1, Limit::Count(10), None).unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (4, "timestamp"), "{e}");
+    assert!(e.message.contains("reorder_tolerance_s"), "{e}");
+    let w = trace_workload(
+        dir.path(),
+        "m.csv",
+        body,
+        "format = \"oae-csv\", reorder_tolerance_s = 1e-6",
+    )
+    .unwrap();
+    let s = w.schedule(1, Limit::Count(10), None).unwrap();
+    assert_eq!((s.len(), s.reordered_rows), (4, 1));
+    assert!(s.arrivals.windows(2).all(|p| p[0].at <= p[1].at), "kept in order");
+    assert_eq!(w.describe()["reorder_tolerance_s"], 1e-6);
+    let e = trace_workload(
+        dir.path(),
+        "m.csv",
+        body,
+        "format = \"oae-csv\", reorder_tolerance_s = -1",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "workloads[0].trace.reorder_tolerance_s", "{e}");
 }

@@ -9,6 +9,11 @@
 //!   over *reserved* wall time (an idle reserved machine still uses up its embodied carbon),
 //!   always flagged `estimated`.
 //!
+//! The suite's `[carbon]` and a site file's carbon keys resolve, once per run, to one set of
+//! assumptions ([`CarbonConfig::resolve`] → `oae_core::rundir::CarbonAssumptions`, recorded in
+//! run.json): a key the site file sets wins, then the suite's, then the default. The run's
+//! per-request carbon and the scorecards both use that set.
+//!
 //! ```toml
 //! [carbon]
 //! region = "DEU"                 # ISO 3166-1 alpha-3 or country name; default: world average
@@ -24,13 +29,15 @@ pub mod embodied;
 pub mod grid;
 pub mod series;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use toml::Spanned;
 
-use oae_workloads::ConfigError;
-use oae_workloads::config::SourceFile;
+use oae_core::ConfigError;
+use oae_core::config::SourceFile;
+use oae_core::rundir::carbon::{Breakdown, CarbonAssumptions, CarbonOverrides, Grid, PRECEDENCE, Pue};
+use oae_core::rundir::{CarbonSummary, Embodied};
 
-pub use embodied::Embodied;
+pub use embodied::Hardware;
 pub use grid::GridRow;
 pub use series::Series;
 
@@ -180,80 +187,127 @@ impl CarbonConfig {
         })
     }
 
-    /// Intensity over a UTC window (Unix seconds): (gCO2e/kWh, source line, data year, note).
-    pub fn intensity_over(&self, from_unix: f64, to_unix: f64) -> (f64, String, Option<u32>, Option<String>) {
-        match &self.intensity {
+    /// Resolves every carbon assumption of the run: a key `site` sets wins, then this
+    /// suite's `[carbon]`, then the documented default.
+    pub fn resolve(&self, site: &CarbonOverrides, hardware: &Hardware) -> CarbonModel {
+        let suite = CarbonAssumptions {
+            grid: self.grid(),
+            pue: Pue {
+                value: self.pue,
+                source: if self.pue_default {
+                    "default: Uptime Institute Global Data Center Survey 2024 average".into()
+                } else {
+                    "suite [carbon] pue".into()
+                },
+                default: self.pue_default,
+            },
+            embodied: embodied::for_hardware(hardware, &self.embodied),
+            precedence: PRECEDENCE.into(),
+        };
+        let assumptions = site.apply(&suite);
+        let series = match &self.intensity {
+            Intensity::Series(s) if site.grid_g_per_kwh.is_none() => Some(s.clone()),
+            _ => None,
+        };
+        CarbonModel { assumptions, series }
+    }
+
+    /// The grid intensity this section gives (a series: its mean over the whole series).
+    fn grid(&self) -> Grid {
+        let (g_per_kwh, source, year, series, note) = match &self.intensity {
             Intensity::Table(r) => (
                 r.g_per_kwh,
                 format!("{} ({}), {}", r.code, r.name, grid::SOURCE),
                 Some(r.year),
+                None,
                 None,
             ),
             Intensity::World => (
                 grid::WORLD_G_PER_KWH,
                 format!("world average (generation-weighted), {}", grid::SOURCE),
                 None,
-                Some("no [carbon] region set: world average used; set `region` for your grid".into()),
+                None,
+                Some("no [carbon] region set: world average used; set `region` for your grid".to_string()),
             ),
-            Intensity::User(v) => (*v, "user value ([carbon] intensity_g_per_kwh)".into(), None, None),
-            Intensity::Series(s) => {
-                let (v, outside) = s.mean_over(from_unix, to_unix);
-                (
-                    v,
-                    format!("time-weighted mean of {} over the replay", s.file),
-                    None,
-                    outside.then(|| "the replay reaches outside the series; its nearest value was extended".into()),
-                )
-            }
+            Intensity::User(v) => (
+                *v,
+                "user value ([carbon] intensity_g_per_kwh)".to_string(),
+                None,
+                None,
+                None,
+            ),
+            Intensity::Series(s) => (
+                s.mean(),
+                format!("time-weighted mean of {} over the whole series", s.file),
+                None,
+                Some(s.file.clone()),
+                None,
+            ),
+        };
+        Grid {
+            g_per_kwh,
+            source,
+            year,
+            series,
+            note,
         }
     }
 }
 
-/// gCO2e per request, split by where the energy went.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Breakdown {
-    /// From dynamic energy (above idle); `None` without an idle baseline.
-    pub dynamic_g: Option<f64>,
-    /// From idle energy (idle share while busy + share of the gap bucket); `None` without a
-    /// baseline.
-    pub idle_g: Option<f64>,
-    /// Operational total (dynamic + idle), from the amortized energy.
-    pub operational_g: f64,
-    /// Embodied share.
-    pub embodied_g: f64,
-    /// Operational + embodied.
-    pub total_g: f64,
+/// The run's carbon model: the resolved assumptions, and the hourly series behind the grid
+/// intensity when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarbonModel {
+    /// What run.json records and scoring uses.
+    pub assumptions: CarbonAssumptions,
+    series: Option<Series>,
 }
 
-/// The carbon figures of one cell.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CarbonSummary {
-    /// Grid intensity used, gCO2e/kWh.
-    pub intensity_g_per_kwh: f64,
+/// The grid intensity one cell used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellIntensity {
+    /// gCO2e/kWh.
+    pub g_per_kwh: f64,
     /// Where it comes from.
-    pub intensity_source: String,
+    pub source: String,
     /// Data year of a table value.
-    pub intensity_year: Option<u32>,
-    /// Anything the reader should know (world fallback, extrapolated series).
-    pub intensity_note: Option<String>,
-    /// Facility PUE.
-    pub pue_facility: f64,
-    /// Whether the PUE is oae's documented default.
-    pub pue_default: bool,
-    /// Mean per measured request, device level (PUE 1).
-    pub per_request_device: Breakdown,
-    /// Mean per measured request, facility level.
-    pub per_request_facility: Breakdown,
-    /// Facility-level total per 1,000 requests, g.
-    pub per_1k_requests_facility_g: f64,
-    /// Embodied carbon of the reserved hardware and how it was amortized.
-    pub embodied: Embodied,
-    /// Reserved wall time charged to this cell, s (replay window + idle skipped by compression).
-    pub reserved_s: f64,
-    /// Requests the figures are averaged over.
-    pub requests: usize,
-    /// Always true: embodied carbon is an estimate; operational carbon inherits the energy's flag.
-    pub estimated: bool,
+    pub year: Option<u32>,
+    /// Anything the reader should know.
+    pub note: Option<String>,
+}
+
+impl CarbonModel {
+    /// A model of fixed assumptions (no series).
+    pub fn fixed(assumptions: CarbonAssumptions) -> CarbonModel {
+        CarbonModel {
+            assumptions,
+            series: None,
+        }
+    }
+
+    /// Intensity over a UTC window (Unix seconds): an hourly series' time-weighted mean over
+    /// the window, otherwise the run's one value.
+    pub fn intensity_over(&self, from_unix: f64, to_unix: f64) -> CellIntensity {
+        let g = &self.assumptions.grid;
+        match &self.series {
+            Some(s) => {
+                let (v, outside) = s.mean_over(from_unix, to_unix);
+                CellIntensity {
+                    g_per_kwh: v,
+                    source: format!("time-weighted mean of {} over the replay", s.file),
+                    year: None,
+                    note: outside
+                        .then(|| "the replay reaches outside the series; its nearest value was extended".into()),
+                }
+            }
+            None => CellIntensity {
+                g_per_kwh: g.g_per_kwh,
+                source: g.source.clone(),
+                year: g.year,
+                note: g.note.clone(),
+            },
+        }
+    }
 }
 
 /// Per-request energy of a cell's measured, served requests, J.
@@ -265,6 +319,33 @@ pub struct RequestEnergy {
     pub amortized_j: f64,
 }
 
+/// Carbon of one replay: every served record (one with amortized energy) gets its
+/// facility-level `co2e_g`; the cell's summary is returned. `from_unix`/`to_unix` is the
+/// replay's wall-clock window (for an hourly grid series), `reserved_s` the reserved time
+/// charged to it.
+pub fn attach_to_cell(
+    model: &CarbonModel,
+    records: &mut [crate::RequestRecord],
+    (from_unix, to_unix): (f64, f64),
+    reserved_s: f64,
+) -> CarbonSummary {
+    let served: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].energy_amortized_j.is_some())
+        .collect();
+    let energies: Vec<RequestEnergy> = served
+        .iter()
+        .map(|&i| RequestEnergy {
+            dyn_j: records[i].energy_dyn_j,
+            amortized_j: records[i].energy_amortized_j.unwrap_or(0.0),
+        })
+        .collect();
+    let (summary, per) = cell_carbon(model, model.intensity_over(from_unix, to_unix), &energies, reserved_s);
+    for (&i, g) in served.iter().zip(per) {
+        records[i].co2e_g = Some(g);
+    }
+    summary
+}
+
 /// J to kWh.
 pub fn kwh(j: f64) -> f64 {
     j / 3.6e6
@@ -274,13 +355,19 @@ pub fn kwh(j: f64) -> f64 {
 /// wall time charged to it (shared equally, like the gap bucket), `intensity` gCO2e/kWh.
 /// Returns the summary and, per request, its facility-level total gCO2e.
 pub fn cell_carbon(
-    config: &CarbonConfig,
-    intensity: (f64, String, Option<u32>, Option<String>),
-    embodied: &Embodied,
+    model: &CarbonModel,
+    intensity: CellIntensity,
     requests: &[RequestEnergy],
     reserved_s: f64,
 ) -> (CarbonSummary, Vec<f64>) {
-    let (ci, source, year, note) = intensity;
+    let CellIntensity {
+        g_per_kwh: ci,
+        source,
+        year,
+        note,
+    } = intensity;
+    let pue = model.assumptions.pue.value;
+    let embodied: &Embodied = &model.assumptions.embodied;
     let n = requests.len();
     let embodied_share = if n > 0 {
         embodied.g_per_s() * reserved_s / n as f64
@@ -289,7 +376,7 @@ pub fn cell_carbon(
     };
     let per_request: Vec<f64> = requests
         .iter()
-        .map(|r| kwh(r.amortized_j) * config.pue * ci + embodied_share)
+        .map(|r| kwh(r.amortized_j) * pue * ci + embodied_share)
         .collect();
     let mean = |f: &dyn Fn(&RequestEnergy) -> Option<f64>| -> Option<f64> {
         if n == 0 {
@@ -310,15 +397,15 @@ pub fn cell_carbon(
             total_g: op + embodied_share,
         }
     };
-    let facility = breakdown(config.pue);
+    let facility = breakdown(pue);
     (
         CarbonSummary {
             intensity_g_per_kwh: ci,
             intensity_source: source,
             intensity_year: year,
             intensity_note: note,
-            pue_facility: config.pue,
-            pue_default: config.pue_default,
+            pue_facility: pue,
+            pue_default: model.assumptions.pue.default,
             per_request_device: breakdown(1.0),
             per_request_facility: facility,
             per_1k_requests_facility_g: facility.total_g * 1000.0,
@@ -358,18 +445,27 @@ mod tests {
     /// - request 1: 180 J = 5e-5 kWh × 1.5 × 400 = 0.03 g + 0.16504 g = 0.19504 g.
     #[test]
     fn worked_example_checked_by_hand() {
-        let config = CarbonConfig {
-            intensity: Intensity::User(400.0),
-            pue: 1.5,
-            pue_default: false,
-            embodied: embodied::Overrides::default(),
-        };
-        let emb = Embodied {
-            kg: 625.0,
-            lifetime_years: 6.0,
-            parts: vec![],
-            source: String::new(),
-        };
+        let model = CarbonModel::fixed(CarbonAssumptions {
+            grid: Grid {
+                g_per_kwh: 400.0,
+                source: "user".into(),
+                year: None,
+                series: None,
+                note: None,
+            },
+            pue: Pue {
+                value: 1.5,
+                source: "suite".into(),
+                default: false,
+            },
+            embodied: Embodied {
+                kg: 625.0,
+                lifetime_years: 6.0,
+                parts: vec![],
+                source: String::new(),
+            },
+            precedence: PRECEDENCE.into(),
+        });
         let reqs = [
             RequestEnergy {
                 dyn_j: Some(36.0),
@@ -380,7 +476,7 @@ mod tests {
                 amortized_j: 360.0,
             },
         ];
-        let (s, per) = cell_carbon(&config, config.intensity_over(0.0, 100.0), &emb, &reqs, 100.0);
+        let (s, per) = cell_carbon(&model, model.intensity_over(0.0, 100.0), &reqs, 100.0);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1e-3);
         assert!(close(s.per_request_device.dynamic_g.unwrap(), 0.006));
         assert!(close(s.per_request_facility.dynamic_g.unwrap(), 0.009));
@@ -392,6 +488,75 @@ mod tests {
         assert!(close(s.per_1k_requests_facility_g, (0.045 + emb_g) * 1000.0));
         assert!(close(per[0], 0.03 + emb_g));
         assert!(s.estimated);
+    }
+
+    fn hardware() -> Hardware {
+        Hardware {
+            vcpus: 2,
+            virtual_machine: false,
+            gpus: vec![],
+        }
+    }
+
+    #[test]
+    fn one_set_of_assumptions_site_keys_win_over_the_suite() {
+        let suite = config("suite.toml", "[carbon]\nregion = \"FRA\"\npue = 1.3\n").unwrap();
+        let alone = suite.resolve(&CarbonOverrides::default(), &hardware()).assumptions;
+        assert!(alone.grid.source.starts_with("FRA") && alone.grid.year.is_some());
+        assert_eq!((alone.pue.value, alone.pue.default), (1.3, false));
+        assert_eq!(alone.embodied.kg, embodied::NODE_KG, "bare metal: the whole node");
+        assert_eq!(alone.precedence, PRECEDENCE);
+        let site = CarbonOverrides {
+            file: "site.toml".into(),
+            grid_g_per_kwh: Some(100.0),
+            embodied_kg: Some(40.0),
+            ..CarbonOverrides::default()
+        };
+        let both = suite.resolve(&site, &hardware()).assumptions;
+        assert_eq!(both.grid.g_per_kwh, 100.0);
+        assert!(both.grid.source.contains("site.toml"), "{}", both.grid.source);
+        assert_eq!(
+            both.pue.value, 1.3,
+            "the suite's PUE stays: the site file does not set one"
+        );
+        assert_eq!(both.embodied.kg, 40.0);
+        let model = suite.resolve(&site, &hardware());
+        assert_eq!(
+            model.intensity_over(0.0, 10.0).g_per_kwh,
+            100.0,
+            "cells use the resolved value"
+        );
+        let defaults = CarbonConfig::default().resolve(&CarbonOverrides::default(), &hardware());
+        assert_eq!(defaults.assumptions.grid.g_per_kwh, grid::WORLD_G_PER_KWH);
+        assert!(defaults.assumptions.pue.default && defaults.assumptions.pue.value == DEFAULT_PUE);
+    }
+
+    #[test]
+    fn an_hourly_series_is_used_per_cell_and_its_mean_for_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("grid.csv"),
+            "timestamp_utc,g_co2e_per_kwh\n0,100\n3600,300\n",
+        )
+        .unwrap();
+        let suite = dir.path().join("s.toml");
+        let c = config(&suite.display().to_string(), "[carbon]\nintensity_csv = \"grid.csv\"\n").unwrap();
+        let m = c.resolve(&CarbonOverrides::default(), &hardware());
+        assert_eq!(m.assumptions.grid.g_per_kwh, 200.0, "two hours, 100 then 300");
+        assert!(m.assumptions.grid.series.is_some());
+        assert_eq!(m.intensity_over(0.0, 1800.0).g_per_kwh, 100.0);
+        assert_eq!(m.intensity_over(3600.0, 5400.0).g_per_kwh, 300.0);
+        let over = CarbonOverrides {
+            file: "site.toml".into(),
+            grid_g_per_kwh: Some(50.0),
+            ..CarbonOverrides::default()
+        };
+        let m = c.resolve(&over, &hardware());
+        assert_eq!(
+            m.intensity_over(0.0, 1800.0).g_per_kwh,
+            50.0,
+            "a site value replaces the series"
+        );
     }
 
     #[test]

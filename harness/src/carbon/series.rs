@@ -98,6 +98,12 @@ impl Series {
         (sum / (to - from), outside)
     }
 
+    /// Time-weighted mean over the whole series (the last row holds for an hour).
+    pub fn mean(&self) -> f64 {
+        let p = &self.points;
+        self.mean_over(p[0].0, p[p.len() - 1].0 + 3600.0).0
+    }
+
     fn value_at(&self, t: f64) -> f64 {
         let i = self.points.partition_point(|x| x.0 <= t);
         self.points[i.saturating_sub(1)].1

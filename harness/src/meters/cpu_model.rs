@@ -29,12 +29,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{EnergyKind, Meter, MeterReading, MeterSpec};
+use super::{EnergyKind, Meter, MeterError, MeterReading, MeterSpec};
 
 pub(super) const SPEC: MeterSpec = MeterSpec {
     name: "cpu-model",
     about: "CPU power modelled from /proc/stat utilization × per-vCPU coefficients (estimated)",
     open,
+    check: |config| super::check_by_opening("cpu-model", open, config),
 };
 
 /// Per-vCPU power coefficients and where they come from.
@@ -274,7 +275,8 @@ fn open(config: &super::MeterConfig) -> super::Opened {
         config.cpu_tdp_w,
         Box::new(|| std::fs::read_to_string("/proc/stat")),
         Box::new(move || start.elapsed()),
-    )?;
+    )
+    .map_err(MeterError::Unavailable)?;
     Ok(vec![Box::new(m)])
 }
 
@@ -291,9 +293,9 @@ impl Meter for CpuModelMeter {
     fn resolution(&self) -> Duration {
         Duration::from_millis(10) // one jiffy at USER_HZ = 100
     }
-    fn read(&mut self) -> Result<MeterReading, String> {
-        let text = (self.read_stat)().map_err(|e| format!("cannot read /proc/stat: {e}"))?;
-        let (times, _) = parse_proc_stat(&text)?;
+    fn read(&mut self) -> Result<MeterReading, MeterError> {
+        let text = (self.read_stat)().map_err(|e| MeterError::Read(format!("cannot read /proc/stat: {e}")))?;
+        let (times, _) = parse_proc_stat(&text).map_err(MeterError::Read)?;
         let t = (self.now)();
         let (prev, t_prev) = self.prev;
         let dt = t.saturating_sub(t_prev).as_secs_f64();

@@ -18,24 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use oae_core::rundir::{EnergyKind, MeterInfo, SourceStatus};
 
 pub use cpu_model::{Coefficients, CpuModelMeter};
 
 use crate::clock::secs_since;
-
-/// How an energy figure was obtained; the weakest kind involved propagates to every figure
-/// derived from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnergyKind {
-    /// Read from a hardware energy counter.
-    Measured,
-    /// Integrated from sampled power.
-    Integrated,
-    /// Computed from a model (e.g. utilization × published coefficients).
-    Estimated,
-}
 
 /// One reading of a meter.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -88,13 +77,25 @@ pub trait Meter: Send {
     /// Smallest interval the source resolves.
     fn resolution(&self) -> Duration;
     /// Takes a reading now.
-    fn read(&mut self) -> Result<MeterReading, String>;
+    fn read(&mut self) -> Result<MeterReading, MeterError>;
     /// What run.json should record about the source (model, coefficients, device, ...).
     fn provenance(&self) -> serde_json::Value;
 }
 
 /// What opening a source gives: its meters (one per domain), or why it is unavailable.
-pub type Opened = Result<Vec<Box<dyn Meter>>, String>;
+pub type Opened = Result<Vec<Box<dyn Meter>>, MeterError>;
+
+/// Why a meter could not be opened or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeterError {
+    /// The source cannot be used on this machine (absent, no permission, no driver), with
+    /// the fix where there is one.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A reading failed; three in a row and the meter is given up on for the run.
+    #[error("{0}")]
+    Read(String),
+}
 
 /// A registry entry: how to open a meter on this machine, or why it cannot be.
 pub struct MeterSpec {
@@ -105,6 +106,60 @@ pub struct MeterSpec {
     /// Opens the source's meters (one per domain it covers), or says why it is unavailable
     /// here.
     pub open: fn(&MeterConfig) -> Opened,
+    /// Whether the source works on this machine, with details or the reason and the fix —
+    /// what `oae doctor` prints and run.json records (`energy.sources_checked`).
+    pub check: fn(&MeterConfig) -> SourceStatus,
+}
+
+/// Every registered source's check, in registry order.
+pub fn check_all(config: &MeterConfig) -> Vec<SourceStatus> {
+    registry().iter().map(|s| (s.check)(config)).collect()
+}
+
+/// A check by opening the source: available with one line per meter, or the reason.
+pub fn check_by_opening(name: &str, open: fn(&MeterConfig) -> Opened, config: &MeterConfig) -> SourceStatus {
+    match open(config) {
+        Ok(meters) => SourceStatus {
+            source: name.to_string(),
+            available: true,
+            detail: format!("{} meter(s)", meters.len()),
+            items: meters
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} ({}, {})",
+                        m.domain(),
+                        m.kind().as_str(),
+                        provenance_line(&m.provenance())
+                    )
+                })
+                .collect(),
+        },
+        Err(reason) => SourceStatus {
+            source: name.to_string(),
+            available: false,
+            detail: reason.to_string(),
+            items: Vec::new(),
+        },
+    }
+}
+
+/// A meter's provenance in one line: `key value; key value`.
+fn provenance_line(p: &serde_json::Value) -> String {
+    match p {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k} {}",
+                    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 /// Every live energy source oae knows, one line each, in priority order. (The replay meter,
@@ -129,41 +184,17 @@ pub fn open_all(config: &MeterConfig) -> OpenMeters {
     if let Some(path) = &config.replay_timeline {
         match replay::open_file(path) {
             Ok(m) => meters = m,
-            Err(reason) => unavailable.push(("replay".to_string(), reason)),
+            Err(reason) => unavailable.push(("replay".to_string(), reason.to_string())),
         }
         return OpenMeters { meters, unavailable };
     }
     for spec in registry() {
         match (spec.open)(config) {
             Ok(m) => meters.extend(m),
-            Err(reason) => unavailable.push((spec.name.to_string(), reason)),
+            Err(reason) => unavailable.push((spec.name.to_string(), reason.to_string())),
         }
     }
     OpenMeters { meters, unavailable }
-}
-
-/// Static description of a meter in a timeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MeterInfo {
-    /// Source name.
-    pub name: String,
-    /// Domain.
-    pub domain: String,
-    /// Kind.
-    pub kind: EnergyKind,
-    /// Resolution, milliseconds.
-    pub resolution_ms: f64,
-    /// Source-specific provenance.
-    pub provenance: serde_json::Value,
-    /// The domain's primary meter — the one energy figures use: the best [`EnergyKind`] for
-    /// its domain (first registered on a tie). The others are recorded as cross-checks, never
-    /// added, so no domain is counted twice.
-    #[serde(default = "primary_default")]
-    pub primary: bool,
-}
-
-fn primary_default() -> bool {
-    true
 }
 
 /// For each meter, whether it is its domain's primary (see [`MeterInfo::primary`]).
@@ -243,6 +274,16 @@ impl Timeline {
             Some(b) if b.t_s > a.t_s => Some(a.energy_j + (b.energy_j - a.energy_j) * (t_s - a.t_s) / (b.t_s - a.t_s)),
             _ => Some(a.energy_j),
         }
+    }
+
+    /// Energy of the primary meters (one per domain) between two times, summed; `None`
+    /// without meters, or when any of them is unknown there.
+    pub fn primary_energy_between(&self, from_s: f64, to_s: f64) -> Option<f64> {
+        let primary: Vec<usize> = (0..self.meters.len()).filter(|&m| self.meters[m].primary).collect();
+        if primary.is_empty() {
+            return None;
+        }
+        primary.into_iter().map(|m| self.energy_between(m, from_s, to_s)).sum()
     }
 
     /// Energy of `meter` between two instants, when both are inside the sampled window.
@@ -472,6 +513,7 @@ fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
                 })
             }
             Err(e) => {
+                let e = e.to_string();
                 consecutive_errors[i] += 1;
                 if consecutive_errors[i] == FAILED_AFTER {
                     timeline.failures.push(MeterFailure {
@@ -589,7 +631,7 @@ mod age_tests {
         fn resolution(&self) -> Duration {
             Duration::from_millis(1)
         }
-        fn read(&mut self) -> Result<MeterReading, String> {
+        fn read(&mut self) -> Result<MeterReading, MeterError> {
             Ok(MeterReading {
                 age_s: Some(0.25),
                 ..MeterReading::new(1.0, None)

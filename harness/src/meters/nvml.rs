@@ -27,18 +27,20 @@ use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 use serde_json::{Value, json};
 
-use super::{EnergyKind, Meter, MeterConfig, MeterReading, MeterSpec, Opened};
+use super::{EnergyKind, Meter, MeterConfig, MeterError, MeterReading, MeterSpec, Opened, SourceStatus};
 
 pub(super) const COUNTER_SPEC: MeterSpec = MeterSpec {
     name: "nvml-counter",
     about: "GPU total-energy counter via NVML, per GPU (measured)",
     open: open_counters,
+    check: check_counters,
 };
 
 pub(super) const POWER_SPEC: MeterSpec = MeterSpec {
     name: "nvml-power",
     about: "GPU power integrated from NVML samples, per GPU; cross-check of the counter (integrated)",
     open: open_power,
+    check: |config| super::check_by_opening("nvml-power", open_power, config),
 };
 
 /// Why a GPU query failed.
@@ -212,12 +214,50 @@ impl GpuDevice for NvmlGpu {
     }
 }
 
+/// Loads NVML at run time (no driver needed to build or run oae) and checks each GPU's
+/// energy counter.
+fn check_counters(_: &MeterConfig) -> SourceStatus {
+    let mut st = SourceStatus {
+        source: "nvml-counter".into(),
+        available: false,
+        detail: String::new(),
+        items: vec![],
+    };
+    match library() {
+        Err(e) => {
+            st.detail = format!("{e}; GPU energy cannot be measured");
+        }
+        Ok(nvml) => {
+            st.available = true;
+            let driver = nvml.sys_driver_version().unwrap_or_else(|e| format!("? ({e})"));
+            let version = nvml.sys_nvml_version().unwrap_or_else(|e| format!("? ({e})"));
+            let count = nvml.device_count().unwrap_or(0);
+            st.detail = format!("NVML {version}, driver {driver}, {count} GPU(s)");
+            for i in 0..count {
+                let line = match nvml.device_by_index(i) {
+                    Ok(d) => {
+                        let name = d.name().unwrap_or_else(|e| format!("? ({e})"));
+                        let counter = match d.total_energy_consumption() {
+                            Ok(mj) => format!("energy counter readable ({mj} mJ)"),
+                            Err(e) => format!("energy counter unavailable: {e}"),
+                        };
+                        format!("gpu:{i} {name}: {counter}")
+                    }
+                    Err(e) => format!("gpu:{i}: cannot open: {e}"),
+                };
+                st.items.push(line);
+            }
+        }
+    }
+    st
+}
+
 fn open_counters(_: &MeterConfig) -> Opened {
-    counters_for(devices()?)
+    counters_for(devices().map_err(MeterError::Unavailable)?)
 }
 
 fn open_power(_: &MeterConfig) -> Opened {
-    power_for(devices()?)
+    power_for(devices().map_err(MeterError::Unavailable)?)
 }
 
 /// Counter meters for the GPUs whose counter works; an error when none does.
@@ -242,7 +282,7 @@ fn open_each(devices: Vec<Shared>, open: impl Fn(Shared) -> Result<Box<dyn Meter
         }
     }
     if meters.is_empty() {
-        return Err(why.join("; "));
+        return Err(MeterError::Unavailable(why.join("; ")));
     }
     Ok(meters)
 }
@@ -296,13 +336,13 @@ impl Meter for CounterMeter {
         // docs/energy-validation.md records the measured period where a GPU was available.
         Duration::from_millis(100)
     }
-    fn read(&mut self) -> Result<MeterReading, String> {
+    fn read(&mut self) -> Result<MeterReading, MeterError> {
         let (raw, stamp_us) = self
             .device
             .lock()
-            .map_err(|_| "GPU handle poisoned".to_string())?
+            .map_err(|_| MeterError::Read("GPU handle poisoned".into()))?
             .energy_timestamped()
-            .map_err(|e| format!("{}: energy counter: {e}", self.domain))?;
+            .map_err(|e| MeterError::Read(format!("{}: energy counter: {e}", self.domain)))?;
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
@@ -412,15 +452,15 @@ impl Meter for PowerMeter {
             PowerSource::Average => Duration::from_secs(1),
         }
     }
-    fn read(&mut self) -> Result<MeterReading, String> {
+    fn read(&mut self) -> Result<MeterReading, MeterError> {
         let dev = self.device.clone();
-        let mut d = dev.lock().map_err(|_| "GPU handle poisoned".to_string())?;
+        let mut d = dev.lock().map_err(|_| MeterError::Read("GPU handle poisoned".into()))?;
         let now_s = self.epoch.elapsed().as_secs_f64();
         let latest = match self.source {
             PowerSource::Buffer => {
                 let samples = d
                     .power_samples(self.last_us)
-                    .map_err(|e| format!("{}: power samples: {e}", self.domain))?;
+                    .map_err(|e| MeterError::Read(format!("{}: power samples: {e}", self.domain)))?;
                 drop(d);
                 for &(us, w) in &samples {
                     self.add(us as f64 / 1e6, w);
@@ -434,7 +474,7 @@ impl Meter for PowerMeter {
                 } else {
                     d.average_power_w()
                 }
-                .map_err(|e| format!("{}: power: {e}", self.domain))?;
+                .map_err(|e| MeterError::Read(format!("{}: power: {e}", self.domain)))?;
                 drop(d);
                 self.add(now_s, w);
                 Some(w)
@@ -517,7 +557,8 @@ mod tests {
         assert_eq!((r.energy_j, r.invalid), (2.0, true));
         let r = m.read().unwrap();
         assert_eq!((r.energy_j, r.invalid), (3.0, false));
-        assert!(m.read().unwrap_err().contains("GPU is lost"));
+        let e = m.read().unwrap_err();
+        assert!(matches!(&e, MeterError::Read(m) if m.contains("GPU is lost")), "{e}");
         assert_eq!(m.kind(), EnergyKind::Measured);
     }
 
@@ -530,6 +571,8 @@ mod tests {
             instant: Err(GpuError::NotSupported),
         });
         let e = counters_for(vec![g.clone()]).err().unwrap();
+        assert!(matches!(e, MeterError::Unavailable(_)), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("not supported") && e.contains("Volta"), "{e}");
         let mut p = power_for(vec![g.clone()]).unwrap().remove(0);
         assert_eq!(p.kind(), EnergyKind::Integrated);
@@ -566,7 +609,7 @@ mod tests {
             samples: buf(&[]),
             instant: Err(GpuError::Failed("boom".into())),
         });
-        let e = power_for(vec![g]).err().unwrap();
+        let e = power_for(vec![g]).err().unwrap().to_string();
         assert!(e.contains("no power reading"), "{e}");
     }
 
@@ -575,7 +618,7 @@ mod tests {
         // On machines without a driver (CI), opening says why; with one, it opens meters.
         match open_counters(&MeterConfig::default()) {
             Ok(m) => assert!(!m.is_empty()),
-            Err(e) => assert!(!e.is_empty()),
+            Err(e) => assert!(!e.to_string().is_empty()),
         }
         match library() {
             Ok(_) => eprintln!("NVML present: the missing-library path is not exercised here"),

@@ -18,18 +18,62 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{EnergyKind, Meter, MeterReading, MeterSpec};
+use super::{EnergyKind, Meter, MeterError, MeterReading, MeterSpec, SourceStatus};
 
 pub(super) const SPEC: MeterSpec = MeterSpec {
     name: "rapl",
     about: "CPU package and DRAM energy counters via Linux powercap (measured)",
     open,
+    check: |_| check_at(Path::new(ROOT)),
 };
 
 const ROOT: &str = "/sys/class/powercap";
 
 fn open(_: &super::MeterConfig) -> super::Opened {
     open_at(Path::new(ROOT))
+}
+
+/// Checks the RAPL powercap interface under `root` (normally `/sys/class/powercap`).
+pub fn check_at(root: &Path) -> SourceStatus {
+    let mut st = SourceStatus {
+        source: "rapl".into(),
+        available: false,
+        detail: String::new(),
+        items: vec![],
+    };
+    let zones = match zone_dirs(root) {
+        Ok(z) => z,
+        Err(e) => {
+            st.detail = e;
+            return st;
+        }
+    };
+    let mut denied = 0;
+    for z in &zones {
+        let name = std::fs::read_to_string(z.join("name"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let zone = z.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        match std::fs::read_to_string(z.join("energy_uj")) {
+            Ok(v) => {
+                st.available = true;
+                st.items.push(format!("{zone} ({name}): readable, {} µJ", v.trim()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                denied += 1;
+                st.items.push(format!("{zone} ({name}): permission denied"));
+            }
+            Err(e) => st.items.push(format!("{zone} ({name}): {e}")),
+        }
+    }
+    st.detail = if st.available {
+        format!("{} zone(s) readable", zones.len() - denied)
+    } else if denied > 0 {
+        "permission denied: energy_uj is root-only since CVE-2020-8694; run as root or grant read access".into()
+    } else {
+        "zones present but unreadable".into()
+    };
+    st
 }
 
 /// One counter file.
@@ -94,7 +138,7 @@ pub fn zone_dirs(root: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Opens the RAPL meters under `root` (normally `/sys/class/powercap`).
 pub fn open_at(root: &Path) -> super::Opened {
-    let dirs = zone_dirs(root)?;
+    let dirs = zone_dirs(root).map_err(MeterError::Unavailable)?;
     let (mut cpu, mut dram) = (Vec::new(), Vec::new());
     let mut first_error = None;
     for dir in dirs {
@@ -122,7 +166,9 @@ pub fn open_at(root: &Path) -> super::Opened {
         }
     }
     if cpu.is_empty() && dram.is_empty() {
-        return Err(first_error.unwrap_or_else(|| format!("absent: no package or dram zones under {}", root.display())));
+        return Err(MeterError::Unavailable(first_error.unwrap_or_else(|| {
+            format!("absent: no package or dram zones under {}", root.display())
+        })));
     }
     let mut out: Vec<Box<dyn Meter>> = Vec::new();
     for (domain, zones) in [("cpu", cpu), ("dram", dram)] {
@@ -150,16 +196,21 @@ impl Meter for RaplMeter {
     fn resolution(&self) -> Duration {
         Duration::from_millis(1)
     }
-    fn read(&mut self) -> Result<MeterReading, String> {
+    fn read(&mut self) -> Result<MeterReading, MeterError> {
         for z in &mut self.zones {
-            let v = read_uj(&z.path)?;
+            let v = read_uj(&z.path).map_err(MeterError::Read)?;
             let delta = if v >= z.last_uj {
                 v - z.last_uj
             } else {
                 match z.max_uj {
                     // The counter wrapped at max_energy_range_uj.
                     Some(max) if z.last_uj <= max => max - z.last_uj + v,
-                    _ => return Err(format!("{}: counter went backwards and its range is unknown", z.label)),
+                    _ => {
+                        return Err(MeterError::Read(format!(
+                            "{}: counter went backwards and its range is unknown",
+                            z.label
+                        )));
+                    }
                 }
             };
             z.last_uj = v;
@@ -189,6 +240,21 @@ impl Meter for RaplMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rapl_absent_readable_and_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = check_at(&dir.path().join("nope"));
+        assert!(!missing.available && missing.detail.starts_with("absent"));
+
+        let z = dir.path().join("intel-rapl:0");
+        std::fs::create_dir_all(&z).unwrap();
+        std::fs::write(z.join("name"), "package-0\n").unwrap();
+        std::fs::write(z.join("energy_uj"), "12345\n").unwrap();
+        let ok = check_at(dir.path());
+        assert!(ok.available, "{ok:?}");
+        assert!(ok.items[0].contains("package-0"));
+    }
 
     fn zone(root: &Path, dir: &str, name: &str, uj: u64, max: u64) {
         let z = root.join(dir);
@@ -228,9 +294,9 @@ mod tests {
     #[test]
     fn absent_and_empty_trees_say_so() {
         let dir = tempfile::tempdir().unwrap();
-        let e = open_at(&dir.path().join("nope")).err().unwrap();
+        let e = open_at(&dir.path().join("nope")).err().unwrap().to_string();
         assert!(e.starts_with("absent") && e.contains("does not exist"), "{e}");
-        let e = open_at(dir.path()).err().unwrap();
+        let e = open_at(dir.path()).err().unwrap().to_string();
         assert!(e.starts_with("absent") && e.contains("no intel-rapl zones"), "{e}");
     }
 
@@ -239,7 +305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         zone(dir.path(), "intel-rapl:0", "package-0", 1, 10);
         std::fs::write(dir.path().join("intel-rapl:0/energy_uj"), "garbage").unwrap();
-        let e = open_at(dir.path()).err().unwrap();
+        let e = open_at(dir.path()).err().unwrap().to_string();
         assert!(e.contains("not a counter value"), "{e}");
         #[cfg(unix)]
         {
@@ -249,7 +315,7 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
             // Root reads anything; the check is only meaningful for an unprivileged user.
             if std::fs::read_to_string(&p).is_err() {
-                let e = open_at(dir.path()).err().unwrap();
+                let e = open_at(dir.path()).err().unwrap().to_string();
                 assert!(e.contains("permission denied"), "{e}");
             }
         }

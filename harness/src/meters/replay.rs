@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{EnergyKind, Meter, MeterReading, Opened};
+use super::{EnergyKind, Meter, MeterError, MeterReading, Opened};
 
 /// One line for `oae list meters`.
 pub const ABOUT: &str = "a recorded timeline.csv fed back through the meter socket (kind as recorded)";
@@ -86,7 +86,7 @@ impl Meter for ReplayMeter {
             .fold(f64::INFINITY, f64::min);
         Duration::from_secs_f64(if min_gap.is_finite() { min_gap } else { 0.0 })
     }
-    fn read(&mut self) -> Result<MeterReading, String> {
+    fn read(&mut self) -> Result<MeterReading, MeterError> {
         let first = self.points.first().map(|p| p.0).unwrap_or(0.0);
         let t = first + (self.now)().as_secs_f64();
         let (e0, b0) = (self.points[0].1, self.points[0].2);
@@ -95,12 +95,12 @@ impl Meter for ReplayMeter {
                 band_j: band.zip(b0).map(|(b, z)| (b.0 - z.0, b.1 - z.1)),
                 ..MeterReading::new(e - e0, None)
             }),
-            None => Err(format!(
+            None => Err(MeterError::Read(format!(
                 "replay of {} ended at {:.3} s (recording is {:.3} s long)",
                 self.file,
                 t - first,
                 self.points.last().map(|p| p.0).unwrap_or(0.0) - first
-            )),
+            ))),
         }
     }
     fn provenance(&self) -> serde_json::Value {
@@ -111,12 +111,12 @@ impl Meter for ReplayMeter {
 /// Opens one replay meter per (domain, source) in a `timeline.csv` written by `oae run`.
 pub fn open_file(path: &Path) -> Opened {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
+        MeterError::Unavailable(format!(
             "{}: cannot read the replay timeline: {e}; set [energy] replay_timeline to a run's timeline.csv",
             path.display()
-        )
+        ))
     })?;
-    let series = parse(&path.display().to_string(), &text)?;
+    let series = parse(&path.display().to_string(), &text).map_err(MeterError::Unavailable)?;
     let start = Instant::now();
     Ok(series
         .into_iter()
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(m.read().unwrap().energy_j, 0.0);
         assert_eq!(m.read().unwrap().energy_j, 5.0);
         assert_eq!(m.read().unwrap().energy_j, 30.0);
-        assert!(m.read().unwrap_err().contains("ended"));
+        assert!(m.read().unwrap_err().to_string().contains("ended"));
         assert_eq!(m.name(), "replay:rapl");
     }
 

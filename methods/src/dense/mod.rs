@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 
+use oae_core::config::ConfigTable;
 use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, MethodSpec, Probe, TokenSink};
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
 
 use crate::generate::{Generator, serve_autoregressive};
 use crate::model::LoadedModel;
@@ -74,5 +74,9 @@ impl Method for Dense {
 
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         self.generator.facts(self.model.as_ref())
+    }
+
+    fn weight_bytes(&self) -> Option<u64> {
+        self.model.as_ref().map(|m| m.decoder.weight_bytes() as u64)
     }
 }

@@ -225,9 +225,9 @@ mod tests {
     use candle_core::Device;
 
     fn random(rows: usize, cols: usize, seed: u64) -> Tensor {
-        let mut rng = oae_workloads::rng::seeded(seed, &["matvec-test"]);
+        let mut rng = oae_core::rng::seeded(seed, &["matvec-test"]);
         let v: Vec<f32> = (0..rows * cols)
-            .map(|_| oae_workloads::rng::standard_normal(&mut rng) as f32)
+            .map(|_| oae_core::rng::standard_normal(&mut rng) as f32)
             .collect();
         Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
     }

@@ -5,11 +5,14 @@
 
 pub mod catalog;
 mod chat;
+mod config;
 mod decoder;
+mod kv_cache;
 mod load;
 mod matvec;
 mod sampling;
 mod synthetic;
+pub mod throughput;
 mod tokenizer;
 
 pub use candle_core::Device;
@@ -154,7 +157,7 @@ impl ModelSpec {
     }
 
     /// Makes a relative `path` relative to the suite file that wrote it.
-    pub fn resolve_paths(&mut self, source: &oae_workloads::config::SourceFile) {
+    pub fn resolve_paths(&mut self, source: &oae_core::config::SourceFile) {
         if let ModelSpec::Gguf(f) | ModelSpec::Hf(f) = self
             && let Some(p) = &f.path
         {

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use oae_workloads::rng::{SeededRng, open01};
+use oae_core::rng::{SeededRng, open01};
 
 /// Sampling settings (flattened into a method's config).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -132,7 +132,7 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut SeededRng) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oae_workloads::rng::seeded;
+    use oae_core::rng::seeded;
 
     #[test]
     fn greedy_and_ties() {

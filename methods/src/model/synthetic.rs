@@ -10,7 +10,7 @@
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
-use oae_workloads::rng::{seeded, standard_normal};
+use oae_core::rng::{seeded, standard_normal};
 
 use super::LoadedModel;
 use super::decoder::{Decoder, Ffn, Head, Layer, LlamaConfig, Mlp, Moe};

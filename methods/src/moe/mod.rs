@@ -24,10 +24,10 @@ use candle_core::Tensor;
 use serde::Deserialize;
 use serde_json::json;
 
+use oae_core::config::ConfigTable;
+use oae_core::rng::{seeded, standard_normal};
 use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, MethodSpec, Probe, TokenSink};
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
-use oae_workloads::rng::{seeded, standard_normal};
 
 use crate::generate::{Generator, serve_autoregressive};
 use crate::model::{Decoder, Ffn, LoadedModel, Mlp, Moe};
@@ -233,6 +233,10 @@ impl Method for MoeMethod {
         probe.set("router_ms", c.router_s * 1e3);
         probe.set("load_cv", c.load_cv());
         result
+    }
+
+    fn weight_bytes(&self) -> Option<u64> {
+        self.model.as_ref().map(|m| m.decoder.weight_bytes() as u64)
     }
 
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {

@@ -30,10 +30,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::json;
 
+use oae_core::config::ConfigTable;
+use oae_core::rng::{SeededRng, open01};
 use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, MethodSpec, Probe, TokenSink};
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
-use oae_workloads::rng::{SeededRng, open01};
 
 use crate::generate::Generator;
 use crate::model::{
@@ -420,6 +420,12 @@ impl Method for Speculative {
             input_tokens: ids.len() as u32,
             stop,
         })
+    }
+
+    /// The target's weights plus a separate draft model's (a self-draft shares the target's).
+    fn weight_bytes(&self) -> Option<u64> {
+        let target = self.target.as_ref()?.decoder.weight_bytes() as u64;
+        Some(target + self.draft.as_ref().map_or(0, |d| d.decoder.weight_bytes() as u64))
     }
 
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use oae_core::config::ConfigTable;
 use oae_harness::{BuildContext, DeviceSpec, Flow, Method, MethodError, Probe, TokenSink};
 use oae_workloads::Request;
-use oae_workloads::config::ConfigTable;
 
 /// Collects streamed token ids.
 pub struct Collect(pub Vec<u32>);

@@ -1,6 +1,6 @@
 //! `leaderboard.csv`: every column of the leaderboard, one row per scorecard.
 
-use super::Exporter;
+use super::{ExportError, Exporter};
 use crate::Report;
 use crate::table::Values;
 
@@ -15,18 +15,17 @@ impl Exporter for Csv {
         "leaderboard.csv"
     }
 
-    fn render(&self, report: &Report) -> Result<Vec<u8>, String> {
+    fn render(&self, report: &Report) -> Result<Vec<u8>, ExportError> {
         let mut w = ::csv::Writer::from_writer(Vec::new());
         let cols = &report.columns;
-        w.write_record(cols.iter().map(|c| c.name)).map_err(|e| e.to_string())?;
+        w.write_record(cols.iter().map(|c| c.name))?;
         for i in 0..report.cards.rows.len() {
             w.write_record(cols.iter().map(|c| match &c.values {
                 Values::Num(v) => v[i].map(|x| format!("{x}")).unwrap_or_default(),
                 Values::Text(v) => v[i].clone(),
                 Values::Flag(v) => v[i].to_string(),
-            }))
-            .map_err(|e| e.to_string())?;
+            }))?;
         }
-        w.into_inner().map_err(|e| e.to_string())
+        w.into_inner().map_err(|e| ExportError::Io(e.into_error()))
     }
 }

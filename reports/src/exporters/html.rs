@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use oae_scorecards::score::{Row, Scorecards};
 
-use super::Exporter;
-use crate::table::{Column, Values};
+use super::{ExportError, Exporter};
+use crate::table::{Column, Display, Values};
 use crate::{Report, charts, fmt_figure, fmt_num, headline_sentences};
 
 pub struct Html;
@@ -150,16 +150,16 @@ fn cell(col: &Column, all: &[Column], i: usize) -> String {
             )
         }
         Values::Text(v) => {
-            let sort = match col.name {
+            let sort = match col.display {
                 // Break-even sorts by rate: always < numbers < never.
-                "break_even_qps" => match v[i].as_str() {
+                Display::BreakEven => match v[i].as_str() {
                     "always" => "0".to_string(),
                     "never" => "1e300".to_string(),
                     x => x.to_string(),
                 },
                 _ => v[i].clone(),
             };
-            if col.name == "verdict" {
+            if col.display == Display::Verdict {
                 class.push(match v[i].as_str() {
                     "better" => "verdict-better",
                     "worse" => "verdict-worse",
@@ -167,7 +167,7 @@ fn cell(col: &Column, all: &[Column], i: usize) -> String {
                     _ => "",
                 });
             }
-            if col.name != "break_even_qps" {
+            if col.display != Display::BreakEven {
                 class.push("t");
             }
             format!(
@@ -176,7 +176,7 @@ fn cell(col: &Column, all: &[Column], i: usize) -> String {
                 esc(&sort),
                 match v[i].parse::<f64>() {
                     // Break-even rates are stored at full precision; shown rounded.
-                    Ok(q) if col.name == "break_even_qps" => fmt_num(q),
+                    Ok(q) if col.display == Display::BreakEven => fmt_num(q),
                     _ if v[i].is_empty() => "—".to_string(),
                     _ => esc(&v[i]),
                 }
@@ -188,7 +188,7 @@ fn cell(col: &Column, all: &[Column], i: usize) -> String {
 
 fn leaderboard_table(report: &Report, out: &mut String) {
     let cols: Vec<&Column> = report.columns.iter().filter(|c| c.headline).collect();
-    let numeric = |c: &Column| matches!(c.values, Values::Num(_)) || c.name == "break_even_qps";
+    let numeric = |c: &Column| matches!(c.values, Values::Num(_)) || c.display == Display::BreakEven;
     out.push_str("<div class=\"tablewrap\"><table id=\"leaderboard\"><thead><tr>");
     for c in &cols {
         let _ = write!(
@@ -198,7 +198,7 @@ fn leaderboard_table(report: &Report, out: &mut String) {
             if numeric(c) { "num" } else { "text" },
             c.name,
             esc(c.heading),
-            esc(&c.provenance)
+            esc(c.provenance)
         );
     }
     out.push_str("</tr></thead><tbody>\n");
@@ -352,7 +352,7 @@ impl Exporter for Html {
         "leaderboard.html"
     }
 
-    fn render(&self, report: &Report) -> Result<Vec<u8>, String> {
+    fn render(&self, report: &Report) -> Result<Vec<u8>, ExportError> {
         let c = report.cards;
         let mut o = String::with_capacity(256 * 1024);
         let _ = write!(
@@ -396,8 +396,8 @@ impl Exporter for Html {
                 workloads.push(&r.workload);
             }
         }
-        let figure = |svg: Result<String, String>, o: &mut String| -> Result<(), String> {
-            let svg = svg?;
+        let figure = |svg: Result<String, String>, o: &mut String| -> Result<(), ExportError> {
+            let svg = svg.map_err(ExportError::Chart)?;
             // Drop plotters' XML prolog if any: the SVG is inlined in HTML.
             let start = svg.find("<svg").unwrap_or(0);
             let _ = write!(o, "<figure>{}</figure>", &svg[start..]);

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Exporter;
+use super::{ExportError, Exporter};
 use crate::Report;
 use crate::table::Values;
 
@@ -17,7 +17,7 @@ impl Exporter for Json {
         "leaderboard.json"
     }
 
-    fn render(&self, report: &Report) -> Result<Vec<u8>, String> {
+    fn render(&self, report: &Report) -> Result<Vec<u8>, ExportError> {
         let cols = &report.columns;
         let rows: Vec<Value> = (0..report.cards.rows.len())
             .map(|i| {
@@ -48,6 +48,6 @@ impl Exporter for Json {
             "provenance": provenance,
             "rows": rows,
         });
-        serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())
+        Ok(serde_json::to_vec_pretty(&doc)?)
     }
 }

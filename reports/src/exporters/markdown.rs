@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use oae_scorecards::score::Verdict;
 
-use super::Exporter;
+use super::{ExportError, Exporter};
 use crate::table::break_even_display;
 use crate::{Report, fmt_figure, headline_sentences};
 
@@ -39,7 +39,7 @@ impl Exporter for Markdown {
         "summary.md"
     }
 
-    fn render(&self, report: &Report) -> Result<Vec<u8>, String> {
+    fn render(&self, report: &Report) -> Result<Vec<u8>, ExportError> {
         let c = report.cards;
         let mut s = String::new();
         let _ = writeln!(s, "## OAE scorecard — suite `{}`\n", md(&c.run.suite));

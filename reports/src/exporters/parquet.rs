@@ -2,7 +2,7 @@
 
 use polars::prelude::*;
 
-use super::Exporter;
+use super::{ExportError, Exporter};
 use crate::Report;
 use crate::table::Values;
 
@@ -17,7 +17,7 @@ impl Exporter for Parquet {
         "leaderboard.parquet"
     }
 
-    fn render(&self, report: &Report) -> Result<Vec<u8>, String> {
+    fn render(&self, report: &Report) -> Result<Vec<u8>, ExportError> {
         let columns: Vec<Column> = report
             .columns
             .iter()
@@ -30,11 +30,9 @@ impl Exporter for Parquet {
                 }
             })
             .collect();
-        let mut df = DataFrame::new(report.cards.rows.len(), columns).map_err(|e| e.to_string())?;
+        let mut df = DataFrame::new(report.cards.rows.len(), columns)?;
         let mut buf = Vec::new();
-        ParquetWriter::new(&mut buf)
-            .finish(&mut df)
-            .map_err(|e| e.to_string())?;
+        ParquetWriter::new(&mut buf).finish(&mut df)?;
         Ok(buf)
     }
 }

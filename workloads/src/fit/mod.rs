@@ -224,7 +224,13 @@ pub struct TraceSample {
 pub const SHAPE_SAMPLE: usize = 100_000;
 
 /// Streams a trace once: every gap, and a seeded uniform sample of request shapes.
-pub fn read_trace(fmt: &TraceFormat, path: &Path, label: &str, seed: u64) -> Result<TraceSample, ConfigError> {
+pub fn read_trace(
+    fmt: &TraceFormat,
+    path: &Path,
+    label: &str,
+    order: traces::Order,
+    seed: u64,
+) -> Result<TraceSample, ConfigError> {
     let mut rng = seeded(seed, &["trace-shapes"]);
     let mut s = TraceSample {
         requests: 0,
@@ -232,7 +238,7 @@ pub fn read_trace(fmt: &TraceFormat, path: &Path, label: &str, seed: u64) -> Res
         shapes: Vec::new(),
     };
     let mut prev = None;
-    for row in traces::open(fmt, path, label)? {
+    for row in traces::open(fmt, path, label, order)? {
         let row = row?;
         if let Some(p) = prev {
             s.gaps.push(row.t_s - p);

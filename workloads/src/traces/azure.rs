@@ -8,10 +8,14 @@ pub(super) const SPEC: TraceFormat = TraceFormat {
     name: "azure",
     about: "Azure LLM inference CSV: TIMESTAMP,ContextTokens,GeneratedTokens",
     parse,
+    detect: |line| csv::header_has(line, COLUMNS),
 };
 
+/// The columns read (others are ignored).
+const COLUMNS: &[&str] = &["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
+
 fn parse<'a>(reader: Box<dyn std::io::BufRead + 'a>, file: &'a str) -> RowIter<'a> {
-    csv::rows(reader, file, &["TIMESTAMP", "ContextTokens", "GeneratedTokens"], row)
+    csv::rows(reader, file, COLUMNS, row)
 }
 
 fn row(c: &Csv<'_>, line: usize, f: &[String]) -> Result<TraceRow, crate::ConfigError> {
@@ -31,6 +35,7 @@ fn row(c: &Csv<'_>, line: usize, f: &[String]) -> Result<TraceRow, crate::Config
         output_tokens: tokens(c.field(f, line, "GeneratedTokens")?, c.file, line, "GeneratedTokens")?,
         source_failed: false,
         blocks: Vec::new(),
+        reordered: false,
     })
 }
 

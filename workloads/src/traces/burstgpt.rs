@@ -1,5 +1,6 @@
 //! BurstGPT traces: `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`,
-//! timestamps in seconds. Rows with zero response tokens are requests that failed in the
+//! timestamps in seconds; later releases add `Session ID` and `Elapsed time` and reorder the
+//! columns — columns are found by name, so every release reads the same. Rows with zero response tokens are requests that failed in the
 //! source; they are kept, flagged `source_failed`, never dropped.
 
 use super::csv::{self, Csv};
@@ -9,10 +10,14 @@ pub(super) const SPEC: TraceFormat = TraceFormat {
     name: "burstgpt",
     about: "BurstGPT CSV: Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type (zero-response rows = source failures, kept)",
     parse,
+    detect: |line| csv::header_has(line, COLUMNS),
 };
 
+/// The columns read (others are ignored).
+const COLUMNS: &[&str] = &["Timestamp", "Request tokens", "Response tokens"];
+
 fn parse<'a>(reader: Box<dyn std::io::BufRead + 'a>, file: &'a str) -> RowIter<'a> {
-    csv::rows(reader, file, &["Timestamp", "Request tokens", "Response tokens"], row)
+    csv::rows(reader, file, COLUMNS, row)
 }
 
 fn row(c: &Csv<'_>, line: usize, f: &[String]) -> Result<TraceRow, crate::ConfigError> {
@@ -26,5 +31,6 @@ fn row(c: &Csv<'_>, line: usize, f: &[String]) -> Result<TraceRow, crate::Config
         output_tokens,
         source_failed: output_tokens == 0,
         blocks: Vec::new(),
+        reordered: false,
     })
 }

@@ -27,6 +27,22 @@ pub(super) fn rows<'a>(
     }))
 }
 
+/// Whether the CSV header `line` names every column in `required` (any order, any case,
+/// other columns allowed) — how the CSV formats recognise their files.
+pub(super) fn header_has(line: &str, required: &[&str]) -> bool {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .from_reader(line.as_bytes());
+    let Some(Ok(header)) = reader.records().next() else {
+        return false;
+    };
+    let names: Vec<String> = header.iter().map(|c| c.to_ascii_lowercase()).collect();
+    required
+        .iter()
+        .all(|r| names.iter().any(|n| *n == r.to_ascii_lowercase()))
+}
+
 /// A CSV file's records, with columns looked up by header name.
 pub(super) struct Csv<'a> {
     /// The file's label, for errors.

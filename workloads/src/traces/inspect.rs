@@ -4,7 +4,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{TraceFormat, open};
+use super::{Order, TraceFormat, open};
 use crate::ConfigError;
 
 /// Summary of a token-length or gap distribution.
@@ -31,6 +31,8 @@ pub struct TraceStats {
     pub requests: u64,
     /// Requests the source recorded as failed.
     pub source_failed: u64,
+    /// Rows whose timestamp stepped back within the accepted tolerance (kept in file order).
+    pub reordered: u64,
     /// First to last arrival, s.
     pub span_s: f64,
     /// requests / span.
@@ -64,7 +66,12 @@ fn dist(h: &Histogram<u64>, scale: f64) -> Dist {
 }
 
 /// Reads the whole trace once and summarises it.
-pub fn inspect(fmt: &TraceFormat, path: &std::path::Path, label: &str) -> Result<TraceStats, ConfigError> {
+pub fn inspect(
+    fmt: &TraceFormat,
+    path: &std::path::Path,
+    label: &str,
+    order: Order,
+) -> Result<TraceStats, ConfigError> {
     let h = || Histogram::<u64>::new_with_bounds(1, u64::from(u32::MAX) * 1000, 3).expect("static bounds");
     let (mut inputs, mut outputs, mut gaps_ms) = (h(), h(), h());
     let (mut n, mut failed) = (0u64, 0u64);
@@ -74,7 +81,8 @@ pub fn inspect(fmt: &TraceFormat, path: &std::path::Path, label: &str) -> Result
     let mut idle = [0u64; 4];
     let mut idle_long_s = 0.0;
     let (mut bins_1s, mut last_bin_1s, mut bins_60s, mut last_bin_60s) = (0u64, None, 0u64, None);
-    for row in open(fmt, path, label)? {
+    let mut reordered = 0u64;
+    for row in open(fmt, path, label, order)? {
         let row = row?;
         let t0 = *first.get_or_insert(row.t_s);
         let rel = row.t_s - t0;
@@ -107,6 +115,7 @@ pub fn inspect(fmt: &TraceFormat, path: &std::path::Path, label: &str) -> Result
         prev = rel;
         n += 1;
         failed += u64::from(row.source_failed);
+        reordered += u64::from(row.reordered);
         let _ = inputs.record(u64::from(row.input_tokens).max(1));
         let _ = outputs.record(u64::from(row.output_tokens).max(1));
     }
@@ -116,6 +125,7 @@ pub fn inspect(fmt: &TraceFormat, path: &std::path::Path, label: &str) -> Result
         format: fmt.name.to_string(),
         requests: n,
         source_failed: failed,
+        reordered,
         span_s: span,
         mean_rate_qps: if span > 0.0 { n as f64 / span } else { 0.0 },
         gap_s: (gn > 0).then(|| dist(&gaps_ms, 1e3)),
@@ -127,35 +137,6 @@ pub fn inspect(fmt: &TraceFormat, path: &std::path::Path, label: &str) -> Result
         input_tokens: dist(&inputs, 1.0),
         output_tokens: dist(&outputs, 1.0),
     })
-}
-
-/// Guesses the format from the first non-empty line.
-pub fn detect(path: &std::path::Path) -> Result<&'static TraceFormat, String> {
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
-    let first = std::io::BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| !l.trim().is_empty())
-        .ok_or_else(|| format!("{}: the file is empty", path.display()))?;
-    let l = first.trim_start_matches('\u{feff}').to_ascii_lowercase();
-    let name = if l.starts_with("timestamp,contexttokens") {
-        "azure"
-    } else if l.starts_with("timestamp,model") {
-        "burstgpt"
-    } else if l.starts_with("t_s,") {
-        "oae-csv"
-    } else if l.starts_with('{') && (l.contains("\"input_length\"") || l.contains("\"hash_ids\"")) {
-        "mooncake"
-    } else if l.starts_with('{') && l.contains("\"t_s\"") {
-        "oae-jsonl"
-    } else {
-        return Err(format!(
-            "{}: cannot tell the trace format from its first line; pass --format",
-            path.display()
-        ));
-    };
-    super::format(name)
 }
 
 #[cfg(test)]
@@ -172,9 +153,9 @@ mod tests {
             "t_s,input_tokens,output_tokens\n0,10,1\n1,20,2\n2,30,3\n100,40,4\n101,50,5\n",
         )
         .unwrap();
-        let fmt = detect(&p).unwrap();
+        let fmt = super::super::detect(&p).unwrap();
         assert_eq!(fmt.name, "oae-csv");
-        let s = inspect(fmt, &p, "t.csv").unwrap();
+        let s = inspect(fmt, &p, "t.csv", Order::default()).unwrap();
         assert_eq!((s.requests, s.span_s), (5, 101.0));
         assert_eq!(s.idle_gaps, [0, 3, 0, 1]);
         assert!((s.idle_fraction_over_60s - 98.0 / 101.0).abs() < 1e-9);

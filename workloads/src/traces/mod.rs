@@ -2,10 +2,12 @@
 //!
 //! Every format yields [`TraceRow`]s (absolute timestamp, token lengths, whether the request
 //! failed in the source, and shared-prefix block ids when the format has them). Checks that
-//! apply to all formats — timestamps finite, non-negative and non-decreasing; at least one
-//! row — are made once, in [`rows`], so every error names the file, line and field.
+//! apply to all formats — timestamps finite, non-negative and non-decreasing (or stepping
+//! back by no more than an explicit [`Order::tolerance_s`]); at least one row — are made
+//! once, in [`rows`], so every error names the file, line and field.
 //!
-//! Adding a format = a file here with a `SPEC` and a line in [`registry`].
+//! Adding a format = a file here with a `SPEC` (its name, parser and how to recognise its
+//! first line) and a line in [`registry`]; [`detect`] then knows it.
 
 mod azure;
 mod burstgpt;
@@ -35,6 +37,18 @@ pub struct TraceRow {
     /// Ids of the prompt's 512-token blocks (Mooncake): rows sharing leading ids share a
     /// prompt prefix.
     pub blocks: Vec<u64>,
+    /// The source's timestamp stepped back (within the accepted tolerance) and was raised to
+    /// the previous row's: the row keeps its place in the file.
+    pub reordered: bool,
+}
+
+/// How out-of-order timestamps are treated.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Order {
+    /// A timestamp may step back by at most this much, s (0: never). Such a row is kept in
+    /// file order with the previous row's timestamp and flagged [`TraceRow::reordered`] —
+    /// common where logs from several front-ends were merged. Larger steps are errors.
+    pub tolerance_s: f64,
 }
 
 /// The rows a format's parser yields, lazily.
@@ -48,6 +62,9 @@ pub struct TraceFormat {
     pub about: &'static str,
     /// Parses lines into rows, lazily.
     pub parse: for<'a> fn(Box<dyn BufRead + 'a>, &'a str) -> RowIter<'a>,
+    /// Whether the file's first non-empty line (a CSV header or a JSON record) is this
+    /// format's.
+    pub detect: fn(&str) -> bool,
 }
 
 /// Every trace format oae reads, one line each.
@@ -63,11 +80,39 @@ pub fn format(name: &str) -> Result<&'static TraceFormat, String> {
     })
 }
 
+/// The format of the trace at `path`, from its first non-empty line: the first registered
+/// format that recognises it.
+pub fn detect(path: &Path) -> Result<&'static TraceFormat, String> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+    let first = std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| !l.trim().is_empty())
+        .ok_or_else(|| format!("{}: the file is empty", path.display()))?;
+    let line = first.trim_start_matches('\u{feff}');
+    registry().iter().find(|f| (f.detect)(line)).ok_or_else(|| {
+        let names: Vec<_> = registry().iter().map(|f| f.name).collect();
+        format!(
+            "{}: cannot tell the trace format from its first line; pass --format (one of: {})",
+            path.display(),
+            names.join(", ")
+        )
+    })
+}
+
+/// The keys of a JSON object on one line (`None`: not a JSON object).
+pub(crate) fn json_keys(line: &str) -> Option<Vec<String>> {
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line.trim()).ok()?;
+    Some(v.keys().cloned().collect())
+}
+
 /// Streams validated rows from `reader` (labelled `file` in errors).
 pub fn rows<'a>(
     fmt: &TraceFormat,
     reader: Box<dyn BufRead + 'a>,
     file: &'a str,
+    order: Order,
 ) -> impl Iterator<Item = Result<TraceRow, ConfigError>> + 'a {
     let mut inner = (fmt.parse)(reader, file);
     let mut last: Option<f64> = None;
@@ -93,21 +138,26 @@ pub fn rows<'a>(
                 done = true;
                 Some(Err(e))
             }
-            Some(Ok(row)) => {
+            Some(Ok(mut row)) => {
                 seen = true;
+                let back = last.map_or(0.0, |l| l - row.t_s);
                 let bad = if !row.t_s.is_finite() {
                     Some("timestamp is not a finite number".to_string())
                 } else if row.t_s < 0.0 {
                     Some(format!("timestamp {} is negative", row.t_s))
-                } else if last.is_some_and(|l| row.t_s < l) {
+                } else if back > order.tolerance_s {
                     Some(format!(
-                        "timestamp {} is earlier than the previous row's {}; traces must be sorted by time",
+                        "timestamp {} is earlier than the previous row's {} by {back:.3e} s; traces must be sorted by time — sort the file, or accept steps back this small with `reorder_tolerance_s = {back:.1e}` in the trace table (`--reorder-tolerance-s` for `oae trace`)",
                         row.t_s,
                         last.unwrap_or_default()
                     ))
                 } else {
                     None
                 };
+                if bad.is_none() && back > 0.0 {
+                    row.t_s = last.unwrap_or(row.t_s);
+                    row.reordered = true;
+                }
                 if let Some(m) = bad {
                     done = true;
                     return Some(Err(err(file, row.line, "timestamp", m)));
@@ -124,12 +174,14 @@ pub fn open<'a>(
     fmt: &TraceFormat,
     path: &Path,
     label: &'a str,
+    order: Order,
 ) -> Result<impl Iterator<Item = Result<TraceRow, ConfigError>> + 'a, ConfigError> {
     let f = std::fs::File::open(path).map_err(|e| err(label, 0, "path", format!("cannot open the trace: {e}")))?;
     Ok(rows(
         fmt,
         Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
         label,
+        order,
     ))
 }
 
@@ -156,7 +208,7 @@ pub(crate) fn jsonl_rows<'a>(
 pub fn check_parser(name: &str, data: &[u8]) {
     let fmt = format(name).expect("a registered format");
     let mut last: Option<(f64, usize)> = None;
-    for r in rows(fmt, Box::new(std::io::Cursor::new(data)), "fuzz") {
+    for r in rows(fmt, Box::new(std::io::Cursor::new(data)), "fuzz", Order::default()) {
         match r {
             Ok(row) => {
                 assert!(row.t_s.is_finite() && row.t_s >= 0.0, "bad timestamp {}", row.t_s);
@@ -215,7 +267,13 @@ mod tests {
 
     fn parse(fmt: &str, text: &str) -> Result<Vec<TraceRow>, ConfigError> {
         let f = format(fmt).unwrap();
-        rows(f, Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), "t.csv").collect()
+        rows(
+            f,
+            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+            "t.csv",
+            Order::default(),
+        )
+        .collect()
     }
 
     #[test]
@@ -287,6 +345,71 @@ mod tests {
         let text = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,\"GPT-4, 0613\",472,18,490,\"API log\"\n";
         let r = parse("burstgpt", text).unwrap();
         assert_eq!((r[0].input_tokens, r[0].output_tokens), (472, 18));
+    }
+
+    #[test]
+    fn small_steps_back_are_accepted_only_within_an_explicit_tolerance() {
+        let text = "t_s,input_tokens,output_tokens\n10.0000010,1,1\n10.0000005,1,1\n10.5,1,1\n";
+        let e = parse("oae-csv", text).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "timestamp"));
+        assert!(e.message.contains("reorder_tolerance_s"), "{e}");
+        let f = format("oae-csv").unwrap();
+        let tolerant = Order { tolerance_s: 1e-6 };
+        let r: Vec<TraceRow> = rows(
+            f,
+            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+            "t",
+            tolerant,
+        )
+        .collect::<Result<_, _>>()
+        .unwrap();
+        assert_eq!(r.len(), 3);
+        assert!(!r[0].reordered && r[1].reordered && !r[2].reordered);
+        assert_eq!(r[1].t_s, r[0].t_s, "kept in file order at the previous timestamp");
+        let far = "t_s,input_tokens,output_tokens\n10,1,1\n9,1,1\n";
+        let e = rows(
+            f,
+            Box::new(std::io::Cursor::new(far.as_bytes().to_vec())),
+            "t",
+            tolerant,
+        )
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err();
+        assert_eq!(e.line, 3, "a step beyond the tolerance is still an error");
+    }
+
+    #[test]
+    fn every_format_recognises_its_own_first_line_and_no_other() {
+        let samples = [
+            ("azure", "TIMESTAMP,ContextTokens,GeneratedTokens"),
+            (
+                "burstgpt",
+                "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type",
+            ),
+            // Later BurstGPT releases: extra columns, another order.
+            (
+                "burstgpt",
+                "Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens,Total tokens,Log Type",
+            ),
+            ("burstgpt", "Model,Log Type,Response tokens,Request tokens,Timestamp"),
+            (
+                "mooncake",
+                "{\"timestamp\": 0, \"input_length\": 6955, \"output_length\": 52, \"hash_ids\": [46]}",
+            ),
+            (
+                "oae-jsonl",
+                "{\"t_s\": 0.5, \"input_tokens\": 10, \"output_tokens\": 3}",
+            ),
+            ("oae-csv", "t_s,input_tokens,output_tokens,failed"),
+            ("oae-csv", "\"t_s\",\"output_tokens\",\"input_tokens\""),
+        ];
+        for (name, line) in samples {
+            let found: Vec<&str> = registry().iter().filter(|f| (f.detect)(line)).map(|f| f.name).collect();
+            assert_eq!(found, vec![name], "{line}");
+        }
+        for line in ["time,prompt,answer", "{\"ts\": 1}", "not a trace", "[1, 2, 3]"] {
+            assert!(registry().iter().all(|f| !(f.detect)(line)), "{line}");
+        }
     }
 
     #[test]

@@ -12,6 +12,11 @@ pub(super) const SPEC: TraceFormat = TraceFormat {
     name: "mooncake",
     about: "Mooncake JSONL: timestamp (ms), input_length, output_length, hash_ids (512-token prefix blocks)",
     parse,
+    detect: |line| {
+        super::json_keys(line).is_some_and(|k| {
+            k.iter().any(|k| k == "timestamp") && k.iter().any(|k| k == "input_length" || k == "hash_ids")
+        })
+    },
 };
 
 #[derive(Deserialize)]
@@ -37,5 +42,6 @@ fn row(text: &str, file: &str, line: usize) -> Result<TraceRow, crate::ConfigErr
         output_tokens: r.output_length,
         source_failed: false,
         blocks: r.hash_ids,
+        reordered: false,
     })
 }

@@ -13,13 +13,18 @@ pub(super) const JSONL: TraceFormat = TraceFormat {
     name: "oae-jsonl",
     about: "oae JSONL: {\"t_s\": s, \"input_tokens\": n, \"output_tokens\": n, \"failed\": bool (optional)}",
     parse: parse_jsonl,
+    detect: |line| super::json_keys(line).is_some_and(|k| k.iter().any(|k| k == "t_s")),
 };
 
 pub(super) const CSV: TraceFormat = TraceFormat {
     name: "oae-csv",
     about: "oae CSV: t_s,input_tokens,output_tokens[,failed]",
     parse: parse_csv,
+    detect: |line| csv::header_has(line, COLUMNS),
 };
+
+/// The CSV columns every oae CSV trace has (`failed` is optional).
+const COLUMNS: &[&str] = &["t_s", "input_tokens", "output_tokens"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,12 +46,13 @@ fn parse_jsonl<'a>(reader: Box<dyn BufRead + 'a>, file: &'a str) -> RowIter<'a> 
             output_tokens: r.output_tokens,
             source_failed: r.failed,
             blocks: Vec::new(),
+            reordered: false,
         })
     })
 }
 
 fn parse_csv<'a>(reader: Box<dyn BufRead + 'a>, file: &'a str) -> RowIter<'a> {
-    csv::rows(reader, file, &["t_s", "input_tokens", "output_tokens"], |c, line, f| {
+    csv::rows(reader, file, COLUMNS, |c, line, f| {
         Ok(TraceRow {
             line,
             t_s: number(c.field(f, line, "t_s")?, c.file, line, "t_s")?,
@@ -58,6 +64,7 @@ fn parse_csv<'a>(reader: Box<dyn BufRead + 'a>, file: &'a str) -> RowIter<'a> {
                 false
             },
             blocks: Vec::new(),
+            reordered: false,
         })
     })
 }

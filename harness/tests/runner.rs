@@ -3,9 +3,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use oae_core::rundir::{Outcome, RequestRecord};
+use oae_harness::Method;
+use oae_harness::mock::{Mock, MockConfig};
 use oae_harness::runner::{CellPlan, run_cell};
-use oae_harness::{Method, Outcome, RequestRecord};
-use oae_methods::mock::{Mock, MockConfig};
 use oae_workloads::{Arrival, Request, Schedule};
 
 fn schedule(n: usize, gap_ms: u64) -> Schedule {
@@ -245,7 +246,7 @@ fn timeouts_fire_in_the_queue_and_in_service() {
     let cfg = MockConfig {
         prefill_ms: 45.0,
         decode_ms_per_token: 4.0,
-        tokens: Some(oae_workloads::config::PositiveU32(20)),
+        tokens: Some(oae_core::config::PositiveU32(20)),
         ..Default::default()
     };
     let controls = oae_harness::runner::LoadControls {

@@ -4,9 +4,9 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use oae_harness::EnergyKind;
+use oae_core::rundir::EnergyKind;
 use oae_harness::meters::replay::ReplayMeter;
-use oae_harness::meters::{Meter, MeterReading};
+use oae_harness::meters::{Meter, MeterError, MeterReading};
 use oae_harness::session::RunStatus;
 use oae_harness::session::{self, Invocation, Silent};
 use oae_harness::suite::Suite;
@@ -51,12 +51,18 @@ fn constant(source: &str, kind: EnergyKind, watts: f64, secs: f64) -> Box<dyn Me
 
 fn run(meters: Vec<Box<dyn Meter>>) -> (tempfile::TempDir, Value, Value, RunStatus) {
     let suite = Suite::parse("energy.toml", SUITE, "energy").unwrap();
-    let plan = session::plan(suite, &oae_methods::registry())
+    let plan = session::plan(suite, &[&oae_harness::mock::SPEC])
         .unwrap()
         .with_meters(meters);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let r = session::execute(plan, &out, &AtomicBool::new(false), &mut Silent, &Invocation::default()).unwrap();
+    // Every file reads back through the typed schema.
+    let typed = oae_core::rundir::read_run(&out).unwrap();
+    oae_core::rundir::read_summary(&out, &typed).unwrap().unwrap();
+    for r in oae_core::rundir::RecordReader::open(&out).unwrap() {
+        r.unwrap();
+    }
     let read = |f: &str| serde_json::from_str(&std::fs::read_to_string(out.join(f)).unwrap()).unwrap();
     let (run, summary) = (read("run.json"), read("summary.json"));
     (tmp, run, summary, r.status)
@@ -142,7 +148,7 @@ impl Meter for ResettingCounter {
     fn resolution(&self) -> Duration {
         Duration::from_millis(10)
     }
-    fn read(&mut self) -> Result<MeterReading, String> {
+    fn read(&mut self) -> Result<MeterReading, MeterError> {
         let t = self.start.elapsed().as_secs_f64();
         let invalid = t > 1.0 && !self.reset_done;
         self.reset_done |= invalid;

@@ -17,15 +17,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use oae_harness::{
-    BuildContext, Completion, ConfigKey, Flow, Method, MethodError, MethodSpec, Probe, StopReason, TokenSink,
-};
+use crate::{BuildContext, Completion, ConfigKey, Flow, Method, MethodError, MethodSpec, Probe, StopReason, TokenSink};
+use oae_core::config::{ConfigTable, PositiveU32};
 use oae_workloads::Request;
-use oae_workloads::config::{ConfigTable, PositiveU32};
 
 /// The registry entry.
 pub struct Spec;
-/// The registry entry, for [`crate::registry`].
+/// The registry entry (the methods crate lists it in its registry).
 pub static SPEC: Spec = Spec;
 
 /// Configuration of the mock method.
@@ -160,6 +158,11 @@ impl Mock {
 }
 
 impl Method for Mock {
+    /// No model: nothing resident.
+    fn weight_bytes(&self) -> Option<u64> {
+        Some(0)
+    }
+
     fn prepare(&mut self) -> Result<(), MethodError> {
         sleep_ms(self.cfg.setup_ms);
         if self.cfg.fail_setup {

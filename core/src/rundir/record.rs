@@ -1,8 +1,11 @@
-//! The per-request record: one line of requests.jsonl.
+//! The per-request record: one line of requests.jsonl, written by the harness and read back
+//! by scoring through this one type.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::Slo;
 
 /// How a request ended. Every outcome is recorded; only `ok` counts as good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,6 +48,7 @@ impl Outcome {
 /// Everything measured about one request. Times are seconds from the replay start on the
 /// monotonic clock; durations are milliseconds; energy is joules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RequestRecord {
     /// Method label.
     pub method: String,
@@ -55,56 +59,68 @@ pub struct RequestRecord {
     /// Trial number (repetitions of the same cell).
     pub trial: u32,
     /// Which method instance (worker) served it.
+    #[serde(deserialize_with = "super::present")]
     pub instance: Option<u32>,
     /// Arrived during warm-up (by intended time): recorded, excluded from statistics.
     pub warmup: bool,
     /// Arrived during cool-down (the last `cooldown_s` of the schedule, by intended time):
     /// recorded, excluded from statistics.
-    #[serde(default)]
     pub cooldown: bool,
     /// Intended arrival.
     pub intended_s: f64,
     /// When the dispatcher released it into the queue.
     pub dispatched_s: f64,
     /// When a worker began serving it.
+    #[serde(deserialize_with = "super::present")]
     pub started_s: Option<f64>,
     /// When the first token reached the sink.
+    #[serde(deserialize_with = "super::present")]
     pub first_token_s: Option<f64>,
     /// When serving ended (success or failure).
+    #[serde(deserialize_with = "super::present")]
     pub finished_s: Option<f64>,
     /// Time to first token, from intended arrival.
+    #[serde(deserialize_with = "super::present")]
     pub ttft_ms: Option<f64>,
     /// End to end, from intended arrival to finish.
+    #[serde(deserialize_with = "super::present")]
     pub e2e_ms: Option<f64>,
     /// Wait in the queue (started − dispatched).
+    #[serde(deserialize_with = "super::present")]
     pub queue_ms: Option<f64>,
     /// Release lateness (dispatched − intended).
     pub dispatch_lag_ms: f64,
     /// Time the worker spent on it (finished − started).
+    #[serde(deserialize_with = "super::present")]
     pub service_ms: Option<f64>,
     /// Mean time per output token after the first: (finished − first token) / (tokens − 1).
+    #[serde(deserialize_with = "super::present")]
     pub tpot_ms: Option<f64>,
     /// Every inter-token latency (excludes TTFT).
     pub itl_ms: Vec<f64>,
     /// Prompt tokens under the method's tokenizer.
+    #[serde(deserialize_with = "super::present")]
     pub input_tokens: Option<u32>,
     /// Tokens generated.
     pub output_tokens: u32,
     /// Requested maximum.
     pub max_new_tokens: u32,
     /// Why generation stopped (`length`, `eos`), for ok requests.
+    #[serde(deserialize_with = "super::present")]
     pub stop_reason: Option<String>,
     /// Idle time removed before this arrival by time compression.
     pub idle_skipped_s: f64,
     /// Time no request was in service just before this request's intended arrival, as
     /// replayed (0 when it arrived while another was in service). Filled in when the replay
     /// ends; compressed gaps appear here at most `idle_gap_cap_s` long.
+    #[serde(deserialize_with = "super::present")]
     pub idle_before_s: Option<f64>,
     /// The trace it came from recorded it as failed (replayed anyway, with one token).
     pub source_failed: bool,
     /// How it ended.
     pub outcome: Outcome,
     /// The error, for outcomes other than ok.
+    #[serde(deserialize_with = "super::present")]
     pub error: Option<String>,
     /// Time per method phase.
     pub phases_ms: BTreeMap<String, f64>,
@@ -112,22 +128,26 @@ pub struct RequestRecord {
     pub counters: BTreeMap<String, f64>,
     /// Dynamic energy (above the loaded-idle baseline), its token-work share; `None` without
     /// an idle baseline.
+    #[serde(deserialize_with = "super::present")]
     pub energy_dyn_j: Option<f64>,
     /// Energy while the request was in service: its token-work share of dynamic and idle energy.
+    #[serde(deserialize_with = "super::present")]
     pub energy_active_j: Option<f64>,
     /// Active energy plus an equal share of the energy of gaps with no request in service
     /// (including idle energy skipped by time compression, added analytically).
+    #[serde(deserialize_with = "super::present")]
     pub energy_amortized_j: Option<f64>,
     /// Part of the active energy spent while the request was in prefill.
-    #[serde(default)]
+    #[serde(deserialize_with = "super::present")]
     pub energy_prefill_j: Option<f64>,
     /// Part of the active energy spent while the request was decoding.
-    #[serde(default)]
+    #[serde(deserialize_with = "super::present")]
     pub energy_decode_j: Option<f64>,
     /// Facility-level carbon of the amortized energy plus the embodied share, gCO2e.
-    #[serde(default)]
+    #[serde(deserialize_with = "super::present")]
     pub co2e_g: Option<f64>,
     /// The meter the energy came from.
+    #[serde(deserialize_with = "super::present")]
     pub energy_source: Option<String>,
     /// Whether the energy is an estimate rather than a measurement.
     pub energy_estimated: bool,
@@ -137,5 +157,11 @@ impl RequestRecord {
     /// Counted in statistics: outside the warm-up and cool-down windows.
     pub fn measured(&self) -> bool {
         !self.warmup && !self.cooldown
+    }
+
+    /// Whether this request is *good* under `slo`: it succeeded within every objective set
+    /// (the one rule goodput, SLO attainment and the scorecards share).
+    pub fn good(&self, slo: &Slo) -> bool {
+        slo.good(self.outcome, self.ttft_ms, self.e2e_ms, self.tpot_ms)
     }
 }

@@ -11,7 +11,7 @@
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use oae_workloads::rng::seeded;
+use crate::rng::seeded;
 
 /// Default two-sided confidence level.
 pub const CONFIDENCE: f64 = 0.95;
@@ -22,12 +22,16 @@ const BOOTSTRAP_RESAMPLES: usize = 1_000;
 
 /// A point estimate with its confidence interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Estimate {
-    /// The estimate.
+    /// The estimate (NaN, written `null`, when there is no sample).
+    #[serde(with = "crate::rundir::nan_as_null")]
     pub value: f64,
     /// Lower bound; `None` when n is too small to bound it at the requested confidence.
+    #[serde(deserialize_with = "crate::rundir::present")]
     pub ci_lo: Option<f64>,
     /// Upper bound; `None` when n is too small to bound it at the requested confidence.
+    #[serde(deserialize_with = "crate::rundir::present")]
     pub ci_hi: Option<f64>,
     /// A bound is missing: the sample is too small for this statistic at this confidence.
     pub insufficient: bool,
@@ -35,6 +39,7 @@ pub struct Estimate {
 
 /// Summary of one metric over n samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stat {
     /// Sample count.
     pub n: usize,
@@ -291,7 +296,7 @@ pub fn normal_quantile(p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oae_workloads::rng::open01;
+    use crate::rng::open01;
 
     #[test]
     fn nearest_rank() {

@@ -16,6 +16,13 @@
 //! energy split equally among served requests). `amortized_j` adds an equal share of the gap
 //! bucket. Σ active + gap = window energy by construction; the residual is the conservation
 //! check.
+//!
+//! [`idle`] measures the loaded-idle power this needs, [`cell`] applies the split to one
+//! replay across every metered domain, [`validity`] says whether the run's energy holds up.
+
+pub mod cell;
+pub mod idle;
+pub mod validity;
 
 /// What attribution needs to know about one served request (times in the timeline's seconds).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -233,53 +240,6 @@ fn add(slot: &mut Option<f64>, x: f64) {
     }
 }
 
-/// Loaded-idle power from baseline windows: the median of the mean power over consecutive
-/// `bin_s` bins of the cumulative samples (time s, J) in each window, with the interquartile
-/// range. `None` when the windows hold fewer than three bins in all.
-pub fn idle_power(samples: &[(f64, f64)], windows: &[(f64, f64)], bin_s: f64) -> Option<IdlePower> {
-    let at = |t: f64| -> Option<f64> {
-        let i = samples.partition_point(|s| s.0 <= t);
-        let a = samples.get(i.checked_sub(1)?)?;
-        match samples.get(i) {
-            Some(b) if b.0 > a.0 => Some(a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0)),
-            _ if (t - a.0).abs() < 1e-12 => Some(a.1),
-            _ => None,
-        }
-    };
-    let mut p: Vec<f64> = Vec::new();
-    for &(from_s, to_s) in windows {
-        let bins = ((to_s - from_s) / bin_s + 1e-9).floor() as usize;
-        p.extend((0..bins).filter_map(|b| {
-            let (x, y) = (from_s + b as f64 * bin_s, from_s + (b + 1) as f64 * bin_s);
-            Some((at(y)? - at(x)?) / bin_s)
-        }));
-    }
-    if p.len() < 3 {
-        return None;
-    }
-    p.sort_by(f64::total_cmp);
-    let q = |f: f64| crate::stats::quantile(&p, f);
-    Some(IdlePower {
-        median_w: q(0.5),
-        iqr_w: (q(0.25), q(0.75)),
-        bins: p.len(),
-        bin_s,
-    })
-}
-
-/// A loaded-idle power estimate.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct IdlePower {
-    /// Median of the per-bin mean power, W.
-    pub median_w: f64,
-    /// Interquartile range of the per-bin power, W.
-    pub iqr_w: (f64, f64),
-    /// Bins used.
-    pub bins: usize,
-    /// Bin length, s.
-    pub bin_s: f64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,7 +321,7 @@ mod tests {
 
     #[test]
     fn conserves_energy_for_many_random_requests() {
-        use oae_workloads::rng::{open01, seeded};
+        use oae_core::rng::{open01, seeded};
         let mut r = seeded(5, &["attr"]);
         let mut e = 0.0;
         let samples: Vec<(f64, f64)> = (0..=100)
@@ -403,17 +363,5 @@ mod tests {
     fn window_outside_samples_is_refused() {
         assert!(attribute(&[(1.0, 0.0), (2.0, 1.0)], &[], 0.5, 2.0, None).is_none());
         assert!(attribute(&[], &[], 0.0, 1.0, None).is_none());
-    }
-
-    #[test]
-    fn idle_power_is_the_median_of_bins() {
-        // 10 W for 5 s, then a 1 s spike at 100 W, then 10 W: median stays 10 W.
-        let s = [(0.0, 0.0), (5.0, 50.0), (6.0, 150.0), (8.0, 170.0)];
-        let p = idle_power(&s, &[(0.0, 8.0)], 1.0).unwrap();
-        assert!((p.median_w - 10.0).abs() < 1e-9, "{p:?}");
-        assert_eq!(p.bins, 8);
-        assert!(idle_power(&s, &[(0.0, 2.0)], 1.0).is_none());
-        // Two windows pool their bins.
-        assert_eq!(idle_power(&s, &[(0.0, 2.0), (6.0, 8.0)], 1.0).unwrap().bins, 4);
     }
 }

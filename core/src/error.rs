@@ -1,4 +1,4 @@
-//! The one error type of this crate: a configuration value that cannot be used, located.
+//! The configuration error: a value that cannot be used, located in its file.
 
 /// A configuration problem, located in its source file so the user can fix it.
 ///

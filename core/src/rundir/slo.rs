@@ -1,0 +1,72 @@
+//! Service-level objectives and the one rule for a *good* request.
+//!
+//! The suite's `[slo]` is parsed into [`Slo`], recorded in run.json and in every cell's
+//! goodput, and [`Slo::good`] is the only place that decides whether a request counts as
+//! good — for goodput in summary.json, SLO attainment in the scorecards and the gate alike.
+
+use serde::{Deserialize, Serialize};
+
+use super::Outcome;
+use crate::config::PositiveF64;
+
+/// Service-level objectives: a request is *good* when it succeeded and meets every one set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Time to first token, ms.
+    pub ttft_ms: Option<PositiveF64>,
+    /// Mean time per output token after the first, ms.
+    pub tpot_ms: Option<PositiveF64>,
+    /// End to end, ms.
+    pub e2e_ms: Option<PositiveF64>,
+}
+
+impl Slo {
+    /// Whether a request with these figures is good: outcome ok and within every objective
+    /// set. A one-token answer has no TPOT and cannot violate a per-token objective.
+    pub fn good(&self, outcome: Outcome, ttft_ms: Option<f64>, e2e_ms: Option<f64>, tpot_ms: Option<f64>) -> bool {
+        let within = |limit: Option<PositiveF64>, v: Option<f64>| limit.is_none_or(|l| v.is_some_and(|v| v <= l.get()));
+        outcome == Outcome::Ok
+            && within(self.ttft_ms, ttft_ms)
+            && within(self.e2e_ms, e2e_ms)
+            && (tpot_ms.is_none() || within(self.tpot_ms, tpot_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_needs_ok_and_every_objective() {
+        let slo = Slo {
+            ttft_ms: Some(PositiveF64(100.0)),
+            tpot_ms: Some(PositiveF64(10.0)),
+            e2e_ms: Some(PositiveF64(500.0)),
+        };
+        assert!(
+            slo.good(Outcome::Ok, Some(100.0), Some(500.0), Some(10.0)),
+            "limits are inclusive"
+        );
+        assert!(
+            !slo.good(Outcome::Error, Some(1.0), Some(1.0), Some(1.0)),
+            "failures are never good"
+        );
+        assert!(!slo.good(Outcome::Ok, Some(100.1), Some(1.0), Some(1.0)));
+        assert!(!slo.good(Outcome::Ok, Some(1.0), Some(500.1), Some(1.0)));
+        assert!(!slo.good(Outcome::Ok, Some(1.0), Some(1.0), Some(10.1)));
+        assert!(
+            !slo.good(Outcome::Ok, None, Some(1.0), Some(1.0)),
+            "no TTFT cannot meet a TTFT objective"
+        );
+        assert!(
+            slo.good(Outcome::Ok, Some(1.0), Some(1.0), None),
+            "one token: no TPOT to violate"
+        );
+        assert!(
+            Slo::default().good(Outcome::Ok, None, None, None),
+            "no objectives: ok is good"
+        );
+        assert!(!Slo::default().good(Outcome::Timeout, None, None, None));
+    }
+}

@@ -1,0 +1,235 @@
+//! summary.json: per (method, workload) statistics with confidence intervals, energy and
+//! carbon. The harness computes them (`oae_harness::summary`); scoring and reports read them
+//! back through these types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::carbon::CarbonSummary;
+use super::energy::EnergyKind;
+use super::{Outcome, Slo};
+use crate::stats::{Estimate, Stat};
+
+/// Energy figures of one cell. Every field inherits `kind`; `estimated` repeats it plainly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergySummary {
+    /// Meters the figures come from, `+`-joined (one per domain).
+    pub source: String,
+    /// Domains metered (`cpu`, `gpu:0`), `+`-joined.
+    pub domain: String,
+    /// Weakest kind among the meters used.
+    pub kind: EnergyKind,
+    /// True unless hardware counters measured every domain.
+    pub estimated: bool,
+    /// Whether the figures can be trusted: energy conserved, no counter reset or meter
+    /// failure inside the window, every domain covered. See `invalid_reasons`.
+    pub valid: bool,
+    /// Why `valid` is false.
+    pub invalid_reasons: Vec<String>,
+    /// Domains served by a fallback meter (the primary failed or reset), and why.
+    pub fallbacks: Vec<String>,
+    /// Energy over the whole replay window, J.
+    pub window_j: f64,
+    /// Mean power over the replay window, W.
+    pub mean_power_w: f64,
+    /// Energy of pieces with at least one request in service, J.
+    pub busy_j: f64,
+    /// Energy of the window's pieces with no request in service, J.
+    pub gap_j: f64,
+    /// Loaded-idle power used (sum over domains), W; `None` without a baseline.
+    #[serde(deserialize_with = "super::present")]
+    pub idle_w: Option<f64>,
+    /// Dynamic energy attributed to requests (Σ energy_dyn_j over all served), J.
+    #[serde(deserialize_with = "super::present")]
+    pub dyn_j: Option<f64>,
+    /// Pieces below the idle baseline, J (≤ 0; noise or drift, kept in the totals).
+    #[serde(deserialize_with = "super::present")]
+    pub negative_dyn_j: Option<f64>,
+    /// Idle energy of the time skipped by compression (`P_idle × skipped`), added to the gap
+    /// bucket analytically — never measured.
+    #[serde(deserialize_with = "super::present")]
+    pub compressed_idle_j: Option<f64>,
+    /// Time skipped by compression, s.
+    pub compressed_s: f64,
+    /// Per measured request: dynamic energy, J.
+    #[serde(deserialize_with = "super::present")]
+    pub dyn_j_per_request: Option<Stat>,
+    /// Per measured request: its token-work share while in service, J.
+    #[serde(deserialize_with = "super::present")]
+    pub active_j_per_request: Option<Stat>,
+    /// Per measured request: active plus equal share of gap energy, J.
+    #[serde(deserialize_with = "super::present")]
+    pub amortized_j_per_request: Option<Stat>,
+    /// Attribution sensitivities of the mean active energy per measured request, J.
+    pub sensitivity: Sensitivity,
+    /// Active energy of the cell by phase, J.
+    pub phases_j: BTreeMap<String, f64>,
+    /// Relative uncertainty band of every energy figure (low, high factors), for estimated
+    /// sources.
+    #[serde(deserialize_with = "super::present")]
+    pub band: Option<(f64, f64)>,
+    /// Σ active + gap − window: should be ~0.
+    pub conservation_error_j: f64,
+    /// Energy of the method's setup (`prepare`), J.
+    #[serde(deserialize_with = "super::present")]
+    pub setup_j: Option<f64>,
+}
+
+/// Mean active energy per measured request under each attribution rule, J.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensitivity {
+    /// Token work within each interval (the reported figure).
+    #[serde(deserialize_with = "super::present")]
+    pub token_work_j: Option<f64>,
+    /// Each interval split equally among the requests in it.
+    #[serde(deserialize_with = "super::present")]
+    pub time_share_j: Option<f64>,
+    /// All busy energy split equally among served requests.
+    #[serde(deserialize_with = "super::present")]
+    pub equal_share_j: Option<f64>,
+}
+
+/// Everything reported about one (method, workload) cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSummary {
+    /// Method label.
+    pub method: String,
+    /// Registry id of the method.
+    pub method_id: String,
+    /// Workload name.
+    pub workload: String,
+    /// Records written (= arrivals released), warm-up included.
+    pub requests: usize,
+    /// Records outside warm-up and cool-down: the sample every statistic is over.
+    pub measured: usize,
+    /// Records inside warm-up (recorded, not counted).
+    pub warmup: usize,
+    /// Records inside cool-down (recorded, not counted).
+    pub cooldown: usize,
+    /// Outcome counts over measured records.
+    pub outcomes: BTreeMap<Outcome, usize>,
+    /// Measured records with outcome ok.
+    pub ok: usize,
+    /// Measured records with any other outcome.
+    pub failed: usize,
+    /// Measured records the trace marked as failed in the source (replayed with one token;
+    /// counted in `ok`/`failed` by how they fared here).
+    pub source_failed: usize,
+    /// When this replay's time zero fell, seconds from the run start — the epoch of
+    /// timeline.csv. Add it to a record's `*_s` times to place them on the timeline.
+    pub replay_start_s: f64,
+    /// Replay duration: time zero to the last completion, s.
+    pub replay_s: f64,
+    /// Offered rate of the schedule as replayed, req/s.
+    pub offered_rate_qps: f64,
+    /// Completed requests per second of replay.
+    pub achieved_rate_qps: f64,
+    /// Latency statistics of ok measured requests (dispatch lag and queue: all measured),
+    /// keyed by metric: `ttft_ms`, `e2e_ms`, `tpot_ms`, `itl_ms_pooled`,
+    /// `itl_ms_per_request_mean`, `service_ms`, `queue_ms`, `dispatch_lag_ms`,
+    /// `dispatch_lag_busy_ms` (releases while a worker was serving), `dispatch_lag_idle_ms`
+    /// (the others).
+    pub latency: BTreeMap<String, Stat>,
+    /// Output tokens per second of service time over ok requests: Σ tokens / Σ service.
+    #[serde(deserialize_with = "super::present")]
+    pub output_tokens_per_s: Option<f64>,
+    /// Output tokens of ok measured requests.
+    pub output_tokens: u64,
+    /// Input tokens of ok measured requests.
+    pub input_tokens: u64,
+    /// Time per phase per ok measured request.
+    pub phases_ms: BTreeMap<String, Stat>,
+    /// Counters summed over measured requests.
+    pub counters: BTreeMap<String, f64>,
+    /// Setup time of the method (prepare), s.
+    pub setup_s: f64,
+    /// Energy, when a meter was available.
+    #[serde(deserialize_with = "super::present")]
+    pub energy: Option<EnergySummary>,
+    /// Carbon per request (needs energy).
+    #[serde(deserialize_with = "super::present")]
+    pub carbon: Option<CarbonSummary>,
+    /// TTFT and E2E of ok measured requests grouped by the idle time before them
+    /// (`idle_before_s`): the wake-up penalty of a deployment that sits idle.
+    pub wakeup: Vec<WakeupBucket>,
+    /// Goodput against the suite's `[slo]` (with no SLO set: the ok requests).
+    pub goodput: Goodput,
+    /// Minimum count and duration checks.
+    pub validity: Validity,
+    /// CPU time the hypervisor stole from this VM during the replay, s (summed over vCPUs).
+    /// Non-zero steal can explain latency or dispatch-lag outliers the method did not cause.
+    #[serde(deserialize_with = "super::present")]
+    pub host_steal_s: Option<f64>,
+}
+
+/// Requests that met the suite's SLOs, per second and as a fraction of measured requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goodput {
+    /// The objectives (absent ones are not checked).
+    pub slo: Slo,
+    /// Ok measured requests meeting every objective.
+    pub good: usize,
+    /// Measured requests (failures count as not good).
+    pub measured: usize,
+    /// good / measured with a Wilson score interval.
+    pub fraction: Estimate,
+    /// Good requests per second of measured replay.
+    pub goodput_qps: f64,
+}
+
+/// Whether a cell ran long enough for its statistics to be trusted, by the suite's minimums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validity {
+    /// All minimums met.
+    pub valid: bool,
+    /// Measured replay after warm-up, s.
+    pub measured_duration_s: f64,
+    /// One line per unmet minimum.
+    pub reasons: Vec<String>,
+}
+
+/// Latency of requests that arrived after a given range of idle time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WakeupBucket {
+    /// Label, e.g. `1-10s`.
+    pub bucket: String,
+    /// Idle time at least this, s.
+    pub idle_from_s: f64,
+    /// Idle time below this, s (`None`: unbounded).
+    #[serde(deserialize_with = "super::present")]
+    pub idle_to_s: Option<f64>,
+    /// Ok measured requests in the bucket.
+    pub n: usize,
+    /// Their TTFT.
+    #[serde(deserialize_with = "super::present")]
+    pub ttft_ms: Option<Stat>,
+    /// Their E2E.
+    #[serde(deserialize_with = "super::present")]
+    pub e2e_ms: Option<Stat>,
+}
+
+/// summary.json: every cell of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryJson {
+    /// [`super::SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// The run's status when the file was written.
+    pub status: super::RunStatus,
+    /// One summary per (method, workload), in run order.
+    pub cells: Vec<CellSummary>,
+}
+
+impl SummaryJson {
+    /// The cell of (method label, workload), if there is one.
+    pub fn cell(&self, method: &str, workload: &str) -> Option<&CellSummary> {
+        self.cells.iter().find(|c| c.method == method && c.workload == workload)
+    }
+}

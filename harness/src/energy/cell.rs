@@ -1,0 +1,435 @@
+//! The energy of one replay: each metered domain's energy over the cell's window split among
+//! its records by [`super::attribute`], summed over domains (one primary meter per domain,
+//! or its fallback), written into the records and summarised for summary.json.
+
+use std::collections::BTreeMap;
+
+use oae_core::rundir::{EnergySummary, Sensitivity};
+
+use super::{Attribution, Work, attribute};
+use crate::meters::{Sample, Timeline};
+use crate::stats::Stat;
+use crate::{EnergyKind, RequestRecord};
+
+/// The replay window of a cell on the timeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellWindow {
+    /// Replay start, s on the timeline.
+    pub t0_s: f64,
+    /// Replay end.
+    pub end_s: f64,
+    /// Idle time removed from the schedule by compression, s (its idle energy is added to
+    /// the gap bucket analytically).
+    pub compressed_s: f64,
+}
+
+/// What attribution needs besides the timeline and the records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// `c_p`: token-work weight of a prefill token relative to a decode token.
+    pub prefill_weight: f64,
+    /// The method's setup energy, J (reported with the cell).
+    pub setup_j: Option<f64>,
+    /// Two-sided confidence of the per-request statistics.
+    pub confidence: f64,
+}
+
+/// Each record's work, on the timeline's clock (`None`: never served).
+fn works(records: &[RequestRecord], t0_s: f64, prefill_weight: f64) -> Vec<Option<Work>> {
+    records
+        .iter()
+        .map(|r| {
+            let (s, e) = r.started_s.zip(r.finished_s)?;
+            Some(Work {
+                start: t0_s + s,
+                first_token: r.first_token_s.map(|x| t0_s + x),
+                end: t0_s + e,
+                prefill: f64::from(r.input_tokens.unwrap_or(0)) * prefill_weight,
+                decode: f64::from(r.output_tokens.saturating_sub(1)),
+            })
+        })
+        .collect()
+}
+
+/// The estimated source's low/high cumulative energy over `[t0, end]`, linearly
+/// interpolated between samples; `None` when the samples carry no band.
+fn band(pts: &[&Sample], t0_s: f64, end_s: f64) -> Option<(f64, f64)> {
+    let at = |x: f64| -> Option<(f64, f64)> {
+        let i = pts.partition_point(|s| s.t_s <= x);
+        let (p, q) = (pts.get(i.checked_sub(1)?)?, pts.get(i).unwrap_or(&pts[i - 1]));
+        let (bp, bq) = (p.band_j?, q.band_j?);
+        let f = if q.t_s > p.t_s {
+            (x - p.t_s) / (q.t_s - p.t_s)
+        } else {
+            0.0
+        };
+        Some((bp.0 + (bq.0 - bp.0) * f, bp.1 + (bq.1 - bp.1) * f))
+    };
+    let (b0, b1) = at(t0_s).zip(at(end_s))?;
+    Some((b1.0 - b0.0, b1.1 - b0.1))
+}
+
+/// Why a domain is served by a secondary meter.
+fn fallback_reason(t: &Timeline, domain: &str) -> String {
+    t.failures
+        .iter()
+        .find(|x| t.meters[x.meter].domain == domain && t.meters[x.meter].primary)
+        .map(|x| {
+            format!(
+                "primary {} failed at {:.1} s: {}",
+                t.meters[x.meter].name, x.t_s, x.reason
+            )
+        })
+        .unwrap_or_else(|| "the primary meter does not cover the window".into())
+}
+
+/// Per-request and per-cell sums over the domains attributed so far.
+struct Sums {
+    a: Attribution,
+    amortized: Vec<Option<f64>>,
+    used: Vec<usize>,
+    idle_w: Option<f64>,
+    compressed_j: Option<f64>,
+    dyn_missing: bool,
+    band: (f64, f64),
+    band_any: bool,
+    invalid: Vec<String>,
+    fallbacks: Vec<String>,
+}
+
+impl Sums {
+    fn new(n: usize) -> Sums {
+        Sums {
+            a: Attribution {
+                active_j: vec![None; n],
+                dyn_j: vec![None; n],
+                prefill_j: vec![None; n],
+                decode_j: vec![None; n],
+                time_share_j: vec![None; n],
+                ..Attribution::default()
+            },
+            amortized: vec![None; n],
+            used: Vec::new(),
+            idle_w: Some(0.0),
+            compressed_j: Some(0.0),
+            dyn_missing: false,
+            band: (0.0, 0.0),
+            band_any: false,
+            invalid: Vec::new(),
+            fallbacks: Vec::new(),
+        }
+    }
+
+    /// Adds one domain's attribution (meter `m`, idle power `idle`).
+    fn add(&mut self, m: usize, a: &Attribution, idle: Option<f64>, compressed_s: f64, band: Option<(f64, f64)>) {
+        match band {
+            Some((lo, hi)) => {
+                self.band.0 += lo;
+                self.band.1 += hi;
+                self.band_any = true;
+            }
+            None => {
+                self.band.0 += a.window_j;
+                self.band.1 += a.window_j;
+            }
+        }
+        let extra = idle.map(|p| p * compressed_s);
+        self.compressed_j = self.compressed_j.zip(extra).map(|(x, y)| x + y);
+        self.idle_w = self.idle_w.zip(idle).map(|(x, y)| x + y);
+        self.dyn_missing |= idle.is_none();
+        let merge = |dst: &mut Vec<Option<f64>>, src: &[Option<f64>]| {
+            for (d, s) in dst.iter_mut().zip(src) {
+                if let Some(s) = s {
+                    *d.get_or_insert(0.0) += s;
+                }
+            }
+        };
+        merge(&mut self.amortized, &a.amortized_j(extra.unwrap_or(0.0)));
+        merge(&mut self.a.active_j, &a.active_j);
+        merge(&mut self.a.dyn_j, &a.dyn_j);
+        merge(&mut self.a.prefill_j, &a.prefill_j);
+        merge(&mut self.a.decode_j, &a.decode_j);
+        merge(&mut self.a.time_share_j, &a.time_share_j);
+        self.a.window_j += a.window_j;
+        self.a.gap_j += a.gap_j;
+        self.a.busy_j += a.busy_j;
+        self.a.negative_dyn_j += a.negative_dyn_j;
+        self.a.conservation_error_j += a.conservation_error_j;
+        self.used.push(m);
+    }
+}
+
+/// Attributes each domain's energy over the replay window to the cell's records (in place:
+/// the `energy_*` fields) and returns the cell's energy summary; `None` without meters.
+pub fn attribute_cell(
+    t: &Timeline,
+    records: &mut [RequestRecord],
+    w: CellWindow,
+    idle_w: &[Option<f64>],
+    settings: Settings,
+) -> Option<EnergySummary> {
+    if t.meters.is_empty() {
+        return None;
+    }
+    let works = works(records, w.t0_s, settings.prefill_weight);
+    let mut sums = Sums::new(records.len());
+    for (domain, pick) in t.serving(w.t0_s, w.end_s) {
+        let Some(m) = pick else {
+            sums.invalid.push(format!(
+                "{domain}: no meter covers the replay window (a counter reset or a meter failure inside it)"
+            ));
+            continue;
+        };
+        if !t.meters[m].primary {
+            let why = fallback_reason(t, &domain);
+            sums.fallbacks.push(format!("{domain}: {} ({why})", t.meters[m].name));
+        }
+        let pts = t.of(m);
+        let samples: Vec<(f64, f64)> = pts.iter().map(|s| (s.t_s, s.energy_j)).collect();
+        let Some(a) = attribute(&samples, &works, w.t0_s, w.end_s, idle_w[m]) else {
+            sums.invalid
+                .push(format!("{domain}: samples do not cover the replay window"));
+            continue;
+        };
+        if !a.conserves() {
+            sums.invalid.push(format!(
+                "{domain}: energy not conserved (Σ active + gap differs from the window by {:.3e} J)",
+                a.conservation_error_j
+            ));
+        }
+        sums.add(m, &a, idle_w[m], w.compressed_s, band(&pts, w.t0_s, w.end_s));
+    }
+    Some(if sums.used.is_empty() {
+        unmeasured(sums.invalid, sums.fallbacks, w.compressed_s, settings.setup_j)
+    } else {
+        summarize(t, records, &works, sums, w, settings)
+    })
+}
+
+/// No domain could be measured over the window: say so rather than report nothing.
+fn unmeasured(invalid: Vec<String>, fallbacks: Vec<String>, compressed_s: f64, setup_j: Option<f64>) -> EnergySummary {
+    EnergySummary {
+        source: "none".into(),
+        domain: "none".into(),
+        kind: EnergyKind::Estimated,
+        estimated: true,
+        valid: false,
+        invalid_reasons: invalid,
+        fallbacks,
+        window_j: 0.0,
+        mean_power_w: 0.0,
+        busy_j: 0.0,
+        gap_j: 0.0,
+        idle_w: None,
+        dyn_j: None,
+        negative_dyn_j: None,
+        compressed_idle_j: None,
+        compressed_s,
+        dyn_j_per_request: None,
+        active_j_per_request: None,
+        amortized_j_per_request: None,
+        sensitivity: Sensitivity::default(),
+        phases_j: BTreeMap::new(),
+        band: None,
+        conservation_error_j: 0.0,
+        setup_j,
+    }
+}
+
+/// Writes the per-request figures into `records` and summarises the cell.
+fn summarize(
+    t: &Timeline,
+    records: &mut [RequestRecord],
+    works: &[Option<Work>],
+    sums: Sums,
+    w: CellWindow,
+    settings: Settings,
+) -> EnergySummary {
+    let kind = sums
+        .used
+        .iter()
+        .map(|&m| t.meters[m].kind)
+        .max()
+        .unwrap_or(EnergyKind::Estimated);
+    let joined = |f: fn(&crate::meters::MeterInfo) -> &str| {
+        sums.used.iter().map(|&m| f(&t.meters[m])).collect::<Vec<_>>().join("+")
+    };
+    let (source, domain) = (joined(|m| m.name.as_str()), joined(|m| m.domain.as_str()));
+    let estimated = kind != EnergyKind::Measured;
+    let (a, dyn_missing) = (&sums.a, sums.dyn_missing);
+    for (i, r) in records.iter_mut().enumerate() {
+        r.energy_active_j = a.active_j[i];
+        r.energy_dyn_j = if dyn_missing { None } else { a.dyn_j[i] };
+        r.energy_amortized_j = sums.amortized[i];
+        r.energy_prefill_j = a.prefill_j[i];
+        r.energy_decode_j = a.decode_j[i];
+        r.energy_source = Some(source.clone());
+        r.energy_estimated = estimated;
+    }
+    let measured: Vec<usize> = (0..records.len()).filter(|&i| records[i].measured()).collect();
+    let stat = |f: &dyn Fn(usize) -> Option<f64>| {
+        Stat::from_samples(measured.iter().filter_map(|&i| f(i)), settings.confidence)
+    };
+    let mean = |f: &dyn Fn(usize) -> Option<f64>| {
+        let v: Vec<f64> = measured.iter().filter_map(|&i| f(i)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let n_served = works.iter().filter(|x| x.is_some()).count();
+    let span = (w.end_s - w.t0_s).max(f64::MIN_POSITIVE);
+    let phases_j = BTreeMap::from([
+        ("prefill".to_string(), a.prefill_j.iter().flatten().sum()),
+        ("decode".to_string(), a.decode_j.iter().flatten().sum()),
+    ]);
+    EnergySummary {
+        source,
+        domain,
+        kind,
+        estimated,
+        valid: sums.invalid.is_empty(),
+        invalid_reasons: sums.invalid.clone(),
+        fallbacks: sums.fallbacks.clone(),
+        window_j: a.window_j,
+        mean_power_w: a.window_j / span,
+        busy_j: a.busy_j,
+        gap_j: a.gap_j,
+        idle_w: if dyn_missing { None } else { sums.idle_w },
+        dyn_j: (!dyn_missing).then(|| a.dyn_j.iter().flatten().sum()),
+        negative_dyn_j: (!dyn_missing).then_some(a.negative_dyn_j),
+        compressed_idle_j: if dyn_missing { None } else { sums.compressed_j },
+        compressed_s: w.compressed_s,
+        dyn_j_per_request: if dyn_missing {
+            None
+        } else {
+            stat(&|i| records[i].energy_dyn_j)
+        },
+        active_j_per_request: stat(&|i| records[i].energy_active_j),
+        amortized_j_per_request: stat(&|i| records[i].energy_amortized_j),
+        sensitivity: Sensitivity {
+            token_work_j: mean(&|i| a.active_j[i]),
+            time_share_j: mean(&|i| a.time_share_j[i]),
+            equal_share_j: (n_served > 0).then(|| a.busy_j / n_served as f64),
+        },
+        phases_j,
+        band: (sums.band_any && a.window_j > 0.0).then(|| (sums.band.0 / a.window_j, sums.band.1 / a.window_j)),
+        conservation_error_j: a.conservation_error_j,
+        setup_j: settings.setup_j,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meters::MeterInfo;
+    use oae_core::rundir::Outcome;
+
+    /// `watts` on one measured cpu meter from 0 to 10 s, sampled every second.
+    fn timeline(watts: f64) -> Timeline {
+        Timeline {
+            meters: vec![MeterInfo {
+                name: "m".into(),
+                domain: "cpu".into(),
+                kind: EnergyKind::Measured,
+                resolution_ms: 1.0,
+                provenance: serde_json::Value::Null,
+                primary: true,
+            }],
+            samples: (0..=10)
+                .map(|i| Sample {
+                    t_s: i as f64,
+                    meter: 0,
+                    energy_j: watts * i as f64,
+                    power_w: Some(watts),
+                    invalid: false,
+                    band_j: None,
+                })
+                .collect(),
+            ..Timeline::default()
+        }
+    }
+
+    fn record(id: u64, started: f64, finished: f64) -> RequestRecord {
+        let mut r: RequestRecord = serde_json::from_value(serde_json::json!({
+            "method": "m", "workload": "w", "request_id": id, "trial": 0, "instance": 0,
+            "warmup": false, "cooldown": false, "intended_s": started, "dispatched_s": started,
+            "started_s": started, "first_token_s": started + 0.1, "finished_s": finished,
+            "ttft_ms": 100.0, "e2e_ms": (finished - started) * 1e3, "queue_ms": 0.0,
+            "dispatch_lag_ms": 0.0, "service_ms": (finished - started) * 1e3, "tpot_ms": null,
+            "itl_ms": [], "input_tokens": 10, "output_tokens": 5, "max_new_tokens": 5,
+            "stop_reason": "length", "idle_skipped_s": 0.0, "idle_before_s": null,
+            "source_failed": false, "outcome": "ok", "error": null, "phases_ms": {}, "counters": {},
+            "energy_dyn_j": null, "energy_active_j": null, "energy_amortized_j": null,
+            "energy_prefill_j": null, "energy_decode_j": null, "co2e_g": null,
+            "energy_source": null, "energy_estimated": false
+        }))
+        .unwrap();
+        r.outcome = Outcome::Ok;
+        r
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            prefill_weight: 1.0,
+            setup_j: Some(3.0),
+            confidence: 0.95,
+        }
+    }
+
+    #[test]
+    fn a_cell_conserves_energy_and_fills_every_record() {
+        let t = timeline(10.0);
+        let mut recs = vec![record(0, 1.0, 3.0), record(1, 5.0, 6.0)];
+        let w = CellWindow {
+            t0_s: 0.0,
+            end_s: 10.0,
+            compressed_s: 2.0,
+        };
+        let e = attribute_cell(&t, &mut recs, w, &[Some(4.0)], settings()).unwrap();
+        assert!(e.valid && e.kind == EnergyKind::Measured && !e.estimated, "{e:?}");
+        assert!((e.window_j - 100.0).abs() < 1e-9 && (e.busy_j + e.gap_j - e.window_j).abs() < 1e-9);
+        assert!((e.busy_j - 30.0).abs() < 1e-9, "3 s in service at 10 W");
+        assert_eq!(e.compressed_idle_j, Some(8.0), "4 W idle × 2 s compressed");
+        assert!((e.dyn_j.unwrap() - 18.0).abs() < 1e-9, "(10 − 4) W × 3 s");
+        for r in &recs {
+            let (a, m) = (r.energy_active_j.unwrap(), r.energy_amortized_j.unwrap());
+            assert!(m > a && a > 0.0 && r.energy_dyn_j.unwrap() > 0.0, "{r:?}");
+            let phases = r.energy_prefill_j.unwrap() + r.energy_decode_j.unwrap();
+            assert!((phases - a).abs() < 1e-9, "phases add up to active");
+            assert_eq!(r.energy_source.as_deref(), Some("m"));
+        }
+        let amortized: f64 = recs.iter().map(|r| r.energy_amortized_j.unwrap()).sum();
+        assert!(
+            (amortized - (100.0 + 8.0)).abs() < 1e-9,
+            "window + compressed idle, all shared"
+        );
+        assert_eq!(e.setup_j, Some(3.0));
+    }
+
+    #[test]
+    fn without_an_idle_baseline_there_is_no_dynamic_energy() {
+        let t = timeline(10.0);
+        let mut recs = vec![record(0, 1.0, 3.0)];
+        let w = CellWindow {
+            t0_s: 0.0,
+            end_s: 10.0,
+            compressed_s: 0.0,
+        };
+        let e = attribute_cell(&t, &mut recs, w, &[None], settings()).unwrap();
+        assert!(e.dyn_j.is_none() && e.idle_w.is_none() && recs[0].energy_dyn_j.is_none());
+        assert!(recs[0].energy_active_j.is_some());
+    }
+
+    #[test]
+    fn a_window_the_samples_do_not_cover_is_invalid_and_no_meters_is_none() {
+        let t = timeline(10.0);
+        let mut recs = vec![record(0, 1.0, 3.0)];
+        let w = CellWindow {
+            t0_s: 5.0,
+            end_s: 20.0,
+            compressed_s: 0.0,
+        };
+        let e = attribute_cell(&t, &mut recs, w, &[Some(1.0)], settings()).unwrap();
+        assert!(!e.valid && e.source == "none", "{e:?}");
+        assert!(!e.invalid_reasons.is_empty());
+        assert!(attribute_cell(&Timeline::default(), &mut recs, w, &[], settings()).is_none());
+    }
+}

@@ -1,0 +1,509 @@
+//! A whole suite run: plan (validate, build, schedule), then execute into a run directory.
+//!
+//! Planning does everything that can fail on bad input — method ids, method configs,
+//! schedules — before any directory is created, so a typo never leaves a half-made run.
+//! Execution prepares each method (timed and metered as setup), replays every workload
+//! against it, and keeps every record on disk as it completes. Whatever stops a run early
+//! (Ctrl-C, a failing setup, a full disk) leaves `status = "aborted"` and the reason in
+//! run.json, and every record written so far.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use oae_core::rundir::carbon::CarbonOverrides;
+use oae_core::rundir::energy::Unavailable;
+use oae_core::rundir::{CellSummary, ScoringSettings};
+use oae_workloads::Schedule;
+
+use crate::carbon::Hardware;
+use crate::clock::{secs_since, utc_now_rfc3339};
+use crate::energy::validity::validity;
+use crate::meters::{self, Sampler};
+use crate::rundir::RunDir;
+use crate::runner::{CellPlan, Histograms, run_cell};
+use crate::suite::{MethodEntry, Suite};
+use crate::{BuildContext, HarnessError, Method, MethodSpec, RequestRecord, host};
+
+mod finish;
+mod runjson;
+
+pub use finish::CellHistograms;
+use finish::{Finisher, MethodDone, Pending};
+use runjson::RunJsonWriter;
+
+pub use oae_core::rundir::RunStatus;
+
+/// Live progress of a run, for the terminal.
+pub trait Progress {
+    /// A line of news (setup started, meters in use, ...).
+    fn message(&mut self, _msg: &str) {}
+    /// A replay is starting.
+    fn cell_started(&mut self, _method: &str, _workload: &str, _requests: usize) {}
+    /// A request completed.
+    fn record(&mut self, _record: &RequestRecord) {}
+    /// A replay finished.
+    fn cell_finished(&mut self, _summary: &CellSummary) {}
+}
+
+/// Progress that shows nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// Who ran this, for provenance.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Version of the binary.
+    pub oae_version: String,
+    /// Git commit the binary was built from, when known.
+    pub git_sha: Option<String>,
+    /// The command line.
+    pub command: Vec<String>,
+    /// Command-line overrides of suite values, for run.json.
+    pub overrides: BTreeMap<String, Value>,
+    /// Runtime settings decided by the binary (compute threads and why), for run.json.
+    pub runtime: BTreeMap<String, Value>,
+    /// What scoring needs from the suite and the binary (baseline, gate thresholds, each
+    /// method's declared manifest), for run.json; `None` when nothing provided it.
+    pub scoring: Option<ScoringSettings>,
+    /// Carbon keys a site file sets: they win over the suite's `[carbon]`.
+    pub carbon_overrides: CarbonOverrides,
+}
+
+/// What a finished (or stopped) run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Complete or aborted (never running).
+    pub status: RunStatus,
+    /// Why it stopped early.
+    pub abort_reason: Option<String>,
+    /// Per-cell summaries.
+    pub summaries: Vec<CellSummary>,
+    /// Records in requests.jsonl.
+    pub records: usize,
+}
+
+/// A validated suite with its methods built and schedules generated.
+pub struct Plan {
+    /// The suite.
+    pub suite: Suite,
+    methods: Vec<(MethodEntry, Vec<Box<dyn Method>>)>,
+    /// One schedule per workload.
+    pub schedules: Vec<Schedule>,
+    meters: Option<Vec<Box<dyn crate::meters::Meter>>>,
+}
+
+impl Plan {
+    /// Runs with these meters instead of the machine's (tests, replays).
+    pub fn with_meters(mut self, meters: Vec<Box<dyn crate::meters::Meter>>) -> Plan {
+        self.meters = Some(meters);
+        self
+    }
+}
+
+/// Validates the suite against `registry`, builds every method instance and every schedule.
+pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, HarnessError> {
+    suite.check_methods(registry)?;
+    let mut methods = Vec::new();
+    for entry in &suite.methods {
+        let spec = registry.iter().find(|s| s.id() == entry.id).expect("checked above");
+        let mut instances = Vec::new();
+        for instance in 0..entry.instances {
+            let ctx = BuildContext {
+                device: suite.run.device,
+                seed: suite.run.seed,
+                label: entry.label.clone(),
+                instance,
+            };
+            let m = spec.build(&entry.config, &ctx).map_err(|source| match source {
+                crate::MethodError::Config(c) => HarnessError::Config(c),
+                other => HarnessError::Method {
+                    label: entry.label.clone(),
+                    source: other,
+                },
+            })?;
+            instances.push(m);
+        }
+        methods.push((entry.clone(), instances));
+    }
+    let schedules: Vec<Schedule> = suite
+        .workloads
+        .iter()
+        .map(|w| w.schedule(suite.run.seed, suite.run.limit, suite.run.idle_gap_cap))
+        .collect::<Result<_, _>>()?;
+    if let Some(s) = schedules.iter().find(|s| s.is_empty()) {
+        return Err(HarnessError::Invalid(format!(
+            "{}: workload `{}` generates no requests in the run's duration; lengthen `duration_s` or raise the rate",
+            suite.source.label, s.workload
+        )));
+    }
+    Ok(Plan {
+        suite,
+        methods,
+        schedules,
+        meters: None,
+    })
+}
+
+/// What a method's replays left behind.
+enum MethodEnd {
+    /// Every workload replayed; the after-baseline may follow.
+    Done,
+    /// Stopped (interrupted, a failed replay): keep what was recorded, run nothing more.
+    Stopped,
+    /// The replay failed in a way that consumed the instances.
+    Lost,
+}
+
+/// Runs the plan into `out` (created; must not exist or be empty).
+pub fn execute(
+    plan: Plan,
+    out: &Path,
+    stop: &AtomicBool,
+    progress: &mut dyn Progress,
+    invocation: &Invocation,
+) -> Result<RunResult, HarnessError> {
+    let Plan {
+        suite,
+        methods,
+        schedules,
+        meters: meters_override,
+    } = plan;
+    let mut dir = RunDir::create(out)?;
+    let epoch = Instant::now();
+    let start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let opened = match meters_override {
+        Some(meters) => meters::OpenMeters {
+            meters,
+            unavailable: Vec::new(),
+        },
+        None => meters::open_all(&suite.energy.meters),
+    };
+    report_unavailable(&opened.unavailable, progress);
+    let host = host::facts();
+    let hardware = Hardware {
+        vcpus: host.logical_cpus,
+        virtual_machine: host.virtual_machine,
+        gpus: gpu_domains(&opened.meters),
+    };
+    let carbon = suite.carbon.resolve(&invocation.carbon_overrides, &hardware);
+    let sampler = Sampler::start(opened.meters, suite.run.sample_interval, epoch);
+    let mut writer = RunJsonWriter {
+        suite: &suite,
+        schedules: &schedules,
+        invocation,
+        host,
+        started_utc: utc_now_rfc3339(),
+        carbon: carbon.assumptions.clone(),
+        sources: meters::check_all(&suite.energy.meters),
+        unavailable: opened
+            .unavailable
+            .iter()
+            .map(|(source, reason)| Unavailable {
+                source: source.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
+        methods: Vec::new(),
+        dispatcher_priority: None,
+    };
+    let t = sampler.snapshot();
+    let v = validity(&t, &[], &[]);
+    dir.write_json("run.json", &writer.render(RunStatus::Running, None, None, &t, v, 0))?;
+
+    let mut finish = Finisher {
+        suite: &suite,
+        schedules: &schedules,
+        carbon: &carbon,
+        start_unix,
+        summaries: Vec::new(),
+        hists: Vec::new(),
+        all_records: Vec::new(),
+        drifts: Vec::new(),
+    };
+    let mut abort: Option<String> = None;
+    let mut ctx = MethodRun {
+        sampler: &sampler,
+        suite: &suite,
+        schedules: &schedules,
+        epoch,
+        stop,
+    };
+    for (entry, instances) in methods {
+        if stop.load(Ordering::Relaxed) {
+            abort.get_or_insert_with(|| "interrupted".into());
+            break;
+        }
+        let end = ctx.run_method(
+            entry,
+            instances,
+            &mut dir,
+            &mut finish,
+            &mut writer,
+            progress,
+            &mut abort,
+        );
+        if !matches!(end, MethodEnd::Done) {
+            break;
+        }
+    }
+    if stop.load(Ordering::Relaxed) {
+        abort.get_or_insert_with(|| "interrupted".into());
+    }
+    let timeline = sampler.stop();
+    write_final(&mut dir, &writer, finish, &timeline, abort)
+}
+
+/// Says once per distinct reason which energy sources are unavailable.
+fn report_unavailable(unavailable: &[(String, String)], progress: &mut dyn Progress) {
+    let mut last_reason = "";
+    for (name, reason) in unavailable {
+        if reason == last_reason {
+            progress.message(&format!("energy source {name} unavailable: same reason"));
+        } else {
+            progress.message(&format!("energy source {name} unavailable: {reason}"));
+        }
+        last_reason = reason;
+    }
+}
+
+/// The GPU domains among the opened meters, each once.
+fn gpu_domains(meters: &[Box<dyn crate::Meter>]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for m in meters {
+        let d = m.domain();
+        if d.starts_with("gpu:") && !v.iter().any(|x| x == d) {
+            v.push(d.to_string());
+        }
+    }
+    v
+}
+
+/// Everything a method's turn needs that stays fixed for the run.
+struct MethodRun<'a> {
+    sampler: &'a Sampler,
+    suite: &'a Suite,
+    schedules: &'a [Schedule],
+    epoch: Instant,
+    stop: &'a AtomicBool,
+}
+
+impl MethodRun<'_> {
+    /// Prepares one method (setup, metered), measures idle before, replays every workload,
+    /// measures idle after, and finishes its cells into `finish` and `writer`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_method(
+        &mut self,
+        entry: MethodEntry,
+        mut instances: Vec<Box<dyn Method>>,
+        dir: &mut RunDir,
+        finish: &mut Finisher<'_>,
+        writer: &mut RunJsonWriter<'_>,
+        progress: &mut dyn Progress,
+        abort: &mut Option<String>,
+    ) -> MethodEnd {
+        progress.message(&format!(
+            "preparing `{}` ({} instance(s))",
+            entry.label,
+            instances.len()
+        ));
+        let setup_from = self.sampler.read_now();
+        for m in instances.iter_mut() {
+            if let Err(e) = m.prepare().and_then(|_| m.sync()) {
+                *abort = Some(format!("method `{}`: setup failed: {e}", entry.label));
+                return MethodEnd::Lost;
+            }
+        }
+        let setup_to = self.sampler.read_now();
+        let snapshot = self.sampler.snapshot();
+        let setup_j = snapshot.primary_energy_between(setup_from, setup_to);
+        let idle_s = self.suite.energy.idle_baseline;
+        let before = idle_window(self.sampler, idle_s, self.stop, progress, "before");
+        let first = instances.first();
+        let mut done = MethodDone {
+            label: entry.label.clone(),
+            id: entry.id.clone(),
+            instances: entry.instances,
+            setup_s: setup_to - setup_from,
+            setup_j,
+            facts: first.map(|m| m.facts()).unwrap_or_default(),
+            weight_bytes: first.and_then(|m| m.weight_bytes()),
+            before,
+            after: None,
+        };
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut end = MethodEnd::Done;
+        for (wi, schedule) in self.schedules.iter().enumerate() {
+            if self.stop.load(Ordering::Relaxed) {
+                abort.get_or_insert_with(|| "interrupted".into());
+                end = MethodEnd::Stopped;
+                break;
+            }
+            match self.replay(&entry, wi, schedule, instances, dir, writer, progress) {
+                Ok((p, back, why)) => {
+                    pending.push(p);
+                    instances = back;
+                    if let Some(why) = why {
+                        abort.get_or_insert(why);
+                        end = MethodEnd::Stopped;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    *abort = Some(e.to_string());
+                    // The instances went with the failed replay: nothing more can run.
+                    end = MethodEnd::Lost;
+                    instances = Vec::new();
+                    break;
+                }
+            }
+        }
+        drop(instances);
+        if matches!(end, MethodEnd::Done) {
+            done.after = idle_window(self.sampler, idle_s, self.stop, progress, "after");
+        }
+        let info = finish.finish_method(&self.sampler.snapshot(), progress, done, pending);
+        writer.methods.push(info);
+        end
+    }
+
+    /// Replays one workload; returns its pending cell, the instances, and why the run must
+    /// stop (interrupted, a worker failed) if it must.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn replay(
+        &self,
+        entry: &MethodEntry,
+        workload: usize,
+        schedule: &Schedule,
+        instances: Vec<Box<dyn Method>>,
+        dir: &mut RunDir,
+        writer: &mut RunJsonWriter<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<(Pending, Vec<Box<dyn Method>>, Option<String>), HarnessError> {
+        progress.cell_started(&entry.label, &schedule.workload, schedule.len());
+        let nudge = self.sampler.nudger();
+        let boundary = move || nudge.nudge();
+        let run = &self.suite.run;
+        let cell = CellPlan {
+            method: &entry.label,
+            schedule,
+            warmup: run.warmup,
+            cooldown: run.cooldown,
+            trial: 0,
+            controls: run.controls,
+            boundary: Some(&boundary),
+        };
+        let mut h = Histograms::default();
+        let steal_before = host::cpu_steal_s();
+        let result = run_cell(&cell, instances, self.stop, &mut |r| {
+            dir.append_record(r)?;
+            h.record(r);
+            progress.record(r);
+            Ok(())
+        })?;
+        let end_s = self.sampler.read_now();
+        let mut records = result.records;
+        records.sort_by_key(|r| r.request_id);
+        crate::summary::fill_idle_before(&mut records);
+        writer.dispatcher_priority = Some(result.dispatcher_priority.clone());
+        let why = match (result.error, result.aborted) {
+            (Some(e), _) => Some(e),
+            (None, true) => Some("interrupted".to_string()),
+            (None, false) => None,
+        };
+        let pending = Pending {
+            workload,
+            t0_s: secs_since(self.epoch, result.t0),
+            end_s,
+            replay_s: secs_since(result.t0, result.end).max(0.0),
+            steal_s: steal_before.zip(host::cpu_steal_s()).map(|(a, b)| b - a),
+            records,
+            hists: h,
+        };
+        Ok((pending, result.instances, why))
+    }
+}
+
+/// Measures loaded idle for `d` (nothing runs); returns the window, or `None` when skipped
+/// or interrupted.
+fn idle_window(
+    sampler: &Sampler,
+    d: std::time::Duration,
+    stop: &AtomicBool,
+    progress: &mut dyn Progress,
+    when: &str,
+) -> Option<(f64, f64)> {
+    if d.is_zero() || sampler.meter_count() == 0 {
+        return None;
+    }
+    progress.message(&format!(
+        "measuring loaded idle {when} the replays for {:.0} s",
+        d.as_secs_f64()
+    ));
+    let from = sampler.read_now();
+    let completed = crate::clock::sleep_until(Instant::now() + d, stop);
+    let to = sampler.read_now();
+    completed.then_some((from, to))
+}
+
+/// Writes every file of the finished (or stopped) run — each even if another fails — and
+/// reports the first failure.
+fn write_final(
+    dir: &mut RunDir,
+    writer: &RunJsonWriter<'_>,
+    finish: Finisher<'_>,
+    timeline: &crate::meters::Timeline,
+    abort: Option<String>,
+) -> Result<RunResult, HarnessError> {
+    let Finisher {
+        summaries,
+        hists,
+        all_records,
+        drifts,
+        ..
+    } = finish;
+    let status = if abort.is_some() {
+        RunStatus::Aborted
+    } else {
+        RunStatus::Complete
+    };
+    let mut first_err = None;
+    let mut keep = |r: Result<(), HarnessError>| {
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    };
+    keep(dir.rewrite_records(&all_records));
+    keep(dir.write_timeline(timeline));
+    keep(dir.write_histograms(&hists));
+    keep(dir.write_summary(status, &summaries));
+    let finished = utc_now_rfc3339();
+    let v = validity(timeline, &summaries, &drifts);
+    let run = writer.render(
+        status,
+        abort.as_deref(),
+        Some(&finished),
+        timeline,
+        v,
+        all_records.len(),
+    );
+    keep(dir.write_json("run.json", &run));
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok(RunResult {
+        dir: dir.path().to_path_buf(),
+        status,
+        abort_reason: abort,
+        summaries,
+        records: all_records.len(),
+    })
+}

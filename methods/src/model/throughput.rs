@@ -1,0 +1,177 @@
+//! Prefill and decode throughput of a model next to its memory-bandwidth roofline
+//! (`oae models bench`): how close single-token decode comes to streaming every weight once
+//! per token at this machine's copy bandwidth.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Device, KvCache, Logits, ModelSpec, Result, argmax, last_row};
+use crate::Error;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Prompt length, tokens.
+    pub prompt_tokens: usize,
+    /// Tokens decoded after the prompt.
+    pub decode_tokens: usize,
+    /// Measured repetitions (one more runs first to warm caches and the thread pool).
+    pub reps: usize,
+}
+
+/// Median and range of a rate over the repetitions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut v: Vec<f64>) -> Spread {
+        v.sort_by(f64::total_cmp);
+        Spread {
+            median: v[v.len() / 2],
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// What `oae models bench` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Throughput {
+    /// Model name.
+    pub model: String,
+    /// Parameters.
+    pub params: usize,
+    /// Weight bytes streamed per decoded token.
+    pub weight_bytes_per_token: usize,
+    /// Compute threads.
+    pub threads: usize,
+    /// Load time, s.
+    pub load_s: f64,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Decoded tokens per repetition.
+    pub decode_tokens: usize,
+    /// Measured repetitions.
+    pub reps: usize,
+    /// Prefill rate, tokens/s.
+    pub prefill_tok_s: Spread,
+    /// Decode rate, tokens/s.
+    pub decode_tok_s: Spread,
+    /// Copy bandwidth over a weights-sized buffer, GB/s.
+    pub copy_bandwidth_gb_s: f64,
+    /// Decode rate if every weight is streamed once per token at that bandwidth.
+    pub decode_roofline_tok_s: f64,
+    /// Median decode rate / roofline.
+    pub decode_fraction_of_roofline: f64,
+}
+
+/// Copy bandwidth over a buffer of `bytes` (read + write of each byte counted once), B/s.
+pub fn copy_bandwidth(bytes: usize) -> f64 {
+    let bytes = bytes.max(1);
+    let src = vec![1u8; bytes];
+    let mut dst = vec![0u8; bytes];
+    dst.copy_from_slice(&src);
+    let reps = ((1usize << 31) / bytes).max(3);
+    let t = Instant::now();
+    for _ in 0..reps {
+        dst.copy_from_slice(black_box(&src));
+    }
+    (reps * bytes) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Loads `spec` on the CPU and measures greedy prefill and decode throughput; `threads` is
+/// recorded (the caller sets the thread pool before calling).
+pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughput> {
+    if plan.reps == 0 || plan.prompt_tokens == 0 || plan.decode_tokens == 0 {
+        return Err(Error::Request(
+            "--reps, --prompt-tokens and --decode-tokens must be at least 1".into(),
+        ));
+    }
+    spec.check()?;
+    let t0 = Instant::now();
+    let m = spec.load(&Device::Cpu)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let cfg = *m.decoder.config();
+    if plan.prompt_tokens + plan.decode_tokens > cfg.max_seq {
+        return Err(Error::Request(format!(
+            "--prompt-tokens + --decode-tokens exceeds the model's context of {}",
+            cfg.max_seq
+        )));
+    }
+    // A prompt of ordinary text, repeated to length (real token statistics).
+    let text = "The committee reviewed 42 proposals on energy use in small clinics and schools. ";
+    let mut prompt = m.tokenizer.encode(&text.repeat(1 + plan.prompt_tokens / 8))?;
+    prompt.truncate(plan.prompt_tokens);
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for _ in 0..plan.reps + 1 {
+        let mut cache = KvCache::new(cfg.layers);
+        let t = Instant::now();
+        let logits = m.decoder.forward(&prompt, &mut cache, Logits::Last)?;
+        let mut next = argmax(&last_row(&logits)?);
+        prefill.push(prompt.len() as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..plan.decode_tokens {
+            let logits = m.decoder.forward(&[next], &mut cache, Logits::Last)?;
+            next = argmax(&last_row(&logits)?);
+        }
+        decode.push(plan.decode_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    // The first repetition warms caches and the thread pool.
+    prefill.remove(0);
+    decode.remove(0);
+    let bytes_per_token = cfg.weight_bytes_per_token();
+    let bw = copy_bandwidth(bytes_per_token.min(256 << 20));
+    let roofline = bw / bytes_per_token as f64;
+    let decode = Spread::of(decode);
+    Ok(Throughput {
+        model: m.name.clone(),
+        params: cfg.params(),
+        weight_bytes_per_token: bytes_per_token,
+        threads,
+        load_s,
+        prompt_tokens: prompt.len(),
+        decode_tokens: plan.decode_tokens,
+        reps: plan.reps,
+        prefill_tok_s: Spread::of(prefill),
+        decode_tok_s: decode,
+        copy_bandwidth_gb_s: bw / 1e9,
+        decode_roofline_tok_s: roofline,
+        decode_fraction_of_roofline: decode.median / roofline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SyntheticSpec;
+
+    #[test]
+    fn the_embedded_model_decodes_below_its_roofline_and_bad_plans_are_refused() {
+        let spec = ModelSpec::Synthetic(SyntheticSpec::default());
+        let plan = Plan {
+            prompt_tokens: 16,
+            decode_tokens: 4,
+            reps: 1,
+        };
+        let t = measure(&spec, plan, 1).unwrap();
+        assert_eq!((t.prompt_tokens, t.decode_tokens, t.reps), (16, 4, 1));
+        assert!(t.decode_tok_s.min <= t.decode_tok_s.median && t.decode_tok_s.median <= t.decode_tok_s.max);
+        assert!(t.decode_roofline_tok_s > 0.0 && t.params > 0);
+        let zero = Plan { reps: 0, ..plan };
+        assert!(measure(&spec, zero, 1).unwrap_err().to_string().contains("--reps"));
+        let long = Plan {
+            prompt_tokens: 1 << 20,
+            ..plan
+        };
+        assert!(measure(&spec, long, 1).unwrap_err().to_string().contains("context"));
+    }
+}
