@@ -319,32 +319,11 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meters::MeterInfo;
     use oae_core::rundir::Outcome;
 
     /// `watts` on one measured cpu meter from 0 to 10 s, sampled every second.
     fn timeline(watts: f64) -> Timeline {
-        Timeline {
-            meters: vec![MeterInfo {
-                name: "m".into(),
-                domain: "cpu".into(),
-                kind: EnergyKind::Measured,
-                resolution_ms: 1.0,
-                provenance: serde_json::Value::Null,
-                primary: true,
-            }],
-            samples: (0..=10)
-                .map(|i| Sample {
-                    t_s: i as f64,
-                    meter: 0,
-                    energy_j: watts * i as f64,
-                    power_w: Some(watts),
-                    invalid: false,
-                    band_j: None,
-                })
-                .collect(),
-            ..Timeline::default()
-        }
+        Timeline::one_meter(10, |t| watts * t)
     }
 
     fn record(id: u64, started: f64, finished: f64) -> RequestRecord {

@@ -158,41 +158,16 @@ pub fn baseline_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meters::Sample;
-    use oae_core::rundir::EnergyKind;
 
     /// One meter drawing `before_w` for 0–4 s and `after_w` for 4–8 s.
     fn timeline(before_w: f64, after_w: f64) -> Timeline {
-        let samples = (0..=8)
-            .map(|i| {
-                let t = i as f64;
-                let e = if t <= 4.0 {
-                    before_w * t
-                } else {
-                    before_w * 4.0 + after_w * (t - 4.0)
-                };
-                Sample {
-                    t_s: t,
-                    meter: 0,
-                    energy_j: e,
-                    power_w: None,
-                    invalid: false,
-                    band_j: None,
-                }
-            })
-            .collect();
-        Timeline {
-            meters: vec![MeterInfo {
-                name: "m".into(),
-                domain: "cpu".into(),
-                kind: EnergyKind::Measured,
-                resolution_ms: 1.0,
-                provenance: serde_json::Value::Null,
-                primary: true,
-            }],
-            samples,
-            ..Timeline::default()
-        }
+        Timeline::one_meter(8, |t| {
+            if t <= 4.0 {
+                before_w * t
+            } else {
+                before_w * 4.0 + after_w * (t - 4.0)
+            }
+        })
     }
 
     #[test]

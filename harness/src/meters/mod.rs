@@ -259,6 +259,35 @@ pub struct Timeline {
     pub sampler_cpu_s: Option<f64>,
 }
 
+#[cfg(test)]
+impl Timeline {
+    /// A test timeline: one measured, primary `cpu` meter sampled each second from 0 to
+    /// `secs` at cumulative energies `energy_j(t)`.
+    pub(crate) fn one_meter(secs: u32, energy_j: impl Fn(f64) -> f64) -> Timeline {
+        Timeline {
+            meters: vec![MeterInfo {
+                name: "m".into(),
+                domain: "cpu".into(),
+                kind: EnergyKind::Measured,
+                resolution_ms: 1.0,
+                provenance: serde_json::Value::Null,
+                primary: true,
+            }],
+            samples: (0..=secs)
+                .map(|i| Sample {
+                    t_s: f64::from(i),
+                    meter: 0,
+                    energy_j: energy_j(f64::from(i)),
+                    power_w: None,
+                    invalid: false,
+                    band_j: None,
+                })
+                .collect(),
+            ..Timeline::default()
+        }
+    }
+}
+
 impl Timeline {
     /// Cumulative energy of `meter` at `t_s`, linearly interpolated; `None` outside the
     /// sampled window.

@@ -507,3 +507,68 @@ fn write_final(
         records: all_records.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meters::replay::ReplayMeter;
+    use oae_core::rundir::{EnergyKind, read_run, read_summary};
+
+    fn suite(extra_method_keys: &str) -> Suite {
+        let text = format!(
+            "[run]\nseed = 2\nrequests = 6\n[energy]\nidle_baseline_s = 0.3\n[[workloads]]\nname = \"w\"\narrival = {{ process = \"constant\", rate_qps = 40 }}\ninput_tokens = 4\noutput_tokens = 2\n[[methods]]\nid = \"mock\"\nprefill_ms = 1.0\n{extra_method_keys}\n"
+        );
+        Suite::parse("s.toml", &text, "s").unwrap()
+    }
+
+    /// 20 W on one measured cpu meter for 30 s.
+    fn meter() -> Vec<Box<dyn crate::Meter>> {
+        let start = Instant::now();
+        let points = (0..=3000).map(|i| (i as f64 * 0.01, 0.2 * i as f64)).collect();
+        vec![Box::new(ReplayMeter::new(
+            "watts",
+            "cpu",
+            EnergyKind::Measured,
+            points,
+            Box::new(move || start.elapsed()),
+        ))]
+    }
+
+    fn run(s: Suite) -> (tempfile::TempDir, RunResult) {
+        let plan = plan(s, &[&crate::mock::SPEC]).unwrap().with_meters(meter());
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let r = execute(plan, &out, &AtomicBool::new(false), &mut Silent, &Invocation::default()).unwrap();
+        (dir, r)
+    }
+
+    #[test]
+    fn a_complete_run_writes_every_file_and_they_agree() {
+        let (_d, r) = run(suite(""));
+        assert_eq!((r.status, r.records), (RunStatus::Complete, 6));
+        let run = read_run(&r.dir).unwrap();
+        let summary = read_summary(&r.dir, &run).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Complete);
+        assert_eq!((run.records, summary.cells.len()), (6, 1));
+        assert_eq!(run.methods[0].weight_bytes, Some(0), "the mock reports no weights");
+        assert!(run.methods[0].idle_baseline.before.is_some() && run.methods[0].idle_baseline.after.is_some());
+        let e = summary.cells[0].energy.as_ref().unwrap();
+        assert!(e.valid && (e.idle_w.unwrap() - 20.0).abs() < 0.5, "{e:?}");
+        assert!(summary.cells[0].carbon.is_some());
+        assert!(run.energy.validity.valid);
+        for f in ["timeline.csv", "histograms.hlog", "requests.jsonl"] {
+            assert!(r.dir.join(f).is_file(), "{f}");
+        }
+    }
+
+    #[test]
+    fn a_failing_setup_aborts_with_the_reason_and_no_half_method() {
+        let (_d, r) = run(suite("fail_setup = true"));
+        assert_eq!((r.status, r.records), (RunStatus::Aborted, 0));
+        assert!(r.abort_reason.as_deref().unwrap().contains("setup failed"), "{r:?}");
+        let run = read_run(&r.dir).unwrap();
+        assert_eq!(run.status, RunStatus::Aborted);
+        assert!(run.methods.is_empty(), "a method whose setup failed has no entry");
+        assert!(run.finished_utc.is_some());
+    }
+}
