@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use oae_core::rundir::{
-    CellSummary, Outcome, RecordReader, RequestRecord, RunDirError, RunJson, RunStatus, Slo, SummaryJson, read_run,
-    read_summary,
+    CellSummary, Outcome, RecordReader, RecordWithoutItl, RequestRecord, RunDirError, RunJson, RunStatus, Slo,
+    SummaryJson, read_run, read_summary,
 };
 
 use crate::ScoreError;
@@ -40,7 +40,7 @@ pub struct Sample {
 
 impl Sample {
     /// The scoring view of a measured record under `slo`.
-    pub fn of(r: &RequestRecord, slo: &Slo) -> Sample {
+    pub fn of<Itl>(r: &RequestRecord<Itl>, slo: &Slo) -> Sample {
         let nan = f64::NAN;
         let ok = r.outcome == Outcome::Ok;
         Sample {
@@ -162,41 +162,43 @@ impl RunData {
     }
 }
 
-/// Reads every record. In a run that did not complete, a last line cut short by the crash is
-/// left out with a warning; anywhere else a malformed line is an error naming it.
+/// What scoring keeps of one record (made on the parsing threads).
+struct Seen {
+    method: String,
+    workload: String,
+    /// `None` for a warm-up or cool-down record.
+    sample: Option<Sample>,
+    kv_bytes_peak: Option<f64>,
+    energy_estimated: bool,
+    co2e_g: f64,
+}
+
+/// Reads every record, parsing on every core. In a run that did not complete, a last line
+/// cut short by the crash is left out with a warning; anywhere else a malformed line is an
+/// error naming it.
 fn read_records(dir: &Path, slo: &Slo, complete: bool, warnings: &mut Vec<String>) -> Result<Vec<Cell>, ScoreError> {
     let mut cells: Vec<Cell> = Vec::new();
-    for item in RecordReader::open(dir)? {
-        let r = match item {
-            Ok((_, r)) => r,
-            Err(RunDirError::CutShort { file, line }) if !complete => {
-                warnings.push(format!(
-                    "{file}:{line}: the last record is cut short (the run was killed while writing it) and is left out"
-                ));
-                break;
-            }
-            Err(RunDirError::CutShort { file, line }) => {
-                return Err(ScoreError::Data {
-                    file,
-                    line,
-                    field: String::new(),
-                    message:
-                        "the last line is cut short although run.json says the run completed; the directory is damaged"
-                            .into(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Scoring needs every field but the inter-token latencies: skipped, not parsed.
+    let seen = |r: RecordWithoutItl| Seen {
+        sample: r.measured().then(|| Sample::of(&r, slo)),
+        kv_bytes_peak: r.counters.get("kv_bytes_peak").copied(),
+        energy_estimated: r.energy_estimated,
+        co2e_g: r.co2e_g.unwrap_or(0.0),
+        method: r.method,
+        workload: r.workload,
+    };
+    let result = RecordReader::open(dir)?.map_parallel(threads, seen, |_, s| {
         // Few cells, and records of one cell mostly in a row: a scan beats a keyed map here.
         let i = match cells
             .iter()
-            .rposition(|c| c.method == r.method && c.workload == r.workload)
+            .rposition(|c| c.method == s.method && c.workload == s.workload)
         {
             Some(i) => i,
             None => {
                 cells.push(Cell {
-                    method: r.method.clone(),
-                    workload: r.workload.clone(),
+                    method: s.method,
+                    workload: s.workload,
                     ..Cell::default()
                 });
                 cells.len() - 1
@@ -204,15 +206,30 @@ fn read_records(dir: &Path, slo: &Slo, complete: bool, warnings: &mut Vec<String
         };
         let cell = &mut cells[i];
         cell.recorded += 1;
-        if !r.measured() {
-            continue;
+        let Some(sample) = s.sample else { return };
+        cell.samples.push(sample);
+        if let Some(kv) = s.kv_bytes_peak {
+            cell.kv_bytes_peak = cell.kv_bytes_peak.max(kv);
         }
-        cell.samples.push(Sample::of(&r, slo));
-        if let Some(kv) = r.counters.get("kv_bytes_peak") {
-            cell.kv_bytes_peak = cell.kv_bytes_peak.max(*kv);
+        cell.energy_estimated |= s.energy_estimated;
+        cell.run_co2e_g += s.co2e_g;
+    });
+    match result {
+        Ok(()) => {}
+        Err(RunDirError::CutShort { file, line }) if !complete => warnings.push(format!(
+            "{file}:{line}: the last record is cut short (the run was killed while writing it) and is left out"
+        )),
+        Err(RunDirError::CutShort { file, line }) => {
+            return Err(ScoreError::Data {
+                file,
+                line,
+                field: String::new(),
+                message:
+                    "the last line is cut short although run.json says the run completed; the directory is damaged"
+                        .into(),
+            });
         }
-        cell.energy_estimated |= r.energy_estimated;
-        cell.run_co2e_g += r.co2e_g.unwrap_or(0.0);
+        Err(e) => return Err(e.into()),
     }
     Ok(cells)
 }

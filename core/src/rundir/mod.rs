@@ -24,7 +24,7 @@ mod summary;
 pub use carbon::{CarbonAssumptions, CarbonSummary, Embodied};
 pub use energy::{EnergyKind, MeterInfo, SourceStatus};
 pub use read::{RecordReader, RunDirError, read_run, read_summary};
-pub use record::{Outcome, RequestRecord};
+pub use record::{Outcome, RecordWithoutItl, RequestRecord, Skipped};
 pub use run::{
     Compression, GateSettings, HostFacts, LimitInfo, MethodInfo, RunJson, RunSettings, RunStatus, ScoringSettings,
     SuiteInfo, WorkloadInfo,

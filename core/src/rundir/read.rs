@@ -217,6 +217,208 @@ impl RecordReader {
     }
 }
 
+/// Parses one line of requests.jsonl (`complete`: it ended with a newline).
+fn parse_line<R: DeserializeOwned>(file: &str, n: usize, text: &str, complete: bool) -> Result<R, RunDirError> {
+    // The fast path; the located parse runs only to explain a failure.
+    if let Ok(r) = serde_json::from_str::<R>(text) {
+        return Ok(r);
+    }
+    if !complete {
+        return Err(RunDirError::CutShort {
+            file: file.to_string(),
+            line: n,
+        });
+    }
+    Err(match parse::<R>(file, text) {
+        Err(RunDirError::Data { field, message, .. }) => RunDirError::Data {
+            file: file.to_string(),
+            line: n,
+            field,
+            message: format!("not a request record: {message}"),
+        },
+        Err(other) => other,
+        Ok(_) => RunDirError::Data {
+            file: file.to_string(),
+            line: n,
+            field: String::new(),
+            message: "not a request record".into(),
+        },
+    })
+}
+
+/// A block of whole lines of requests.jsonl, for a parsing thread.
+struct Block {
+    seq: u64,
+    first_line: usize,
+    bytes: Vec<u8>,
+}
+
+/// What a parsing thread made of a block: the mapped records, then the error that stopped
+/// it, if one did.
+type Parsed<T> = (u64, Vec<(usize, T)>, Option<RunDirError>);
+
+impl RecordReader {
+    /// Reads every record with the JSON parsing spread over `threads` threads, hands each
+    /// record through `map` (on the parsing thread) and the results to `each` in file order
+    /// (on this thread). Stops at the first malformed line, after every record before it was
+    /// handed on, and returns its error (a last line cut short is
+    /// [`RunDirError::CutShort`]). Memory stays bounded: a few 4 MiB blocks in flight.
+    /// `R` is the record type: [`RequestRecord`], or [`super::RecordWithoutItl`] to skip the
+    /// inter-token latencies.
+    pub fn map_parallel<R: DeserializeOwned, T: Send>(
+        self,
+        threads: usize,
+        map: impl Fn(R) -> T + Sync,
+        each: impl FnMut(usize, T),
+    ) -> Result<(), RunDirError> {
+        self.map_blocks(threads, 4 << 20, map, each)
+    }
+
+    /// [`RecordReader::map_parallel`] with blocks of about `block` bytes.
+    fn map_blocks<R: DeserializeOwned, T: Send>(
+        mut self,
+        threads: usize,
+        block: u64,
+        map: impl Fn(R) -> T + Sync,
+        mut each: impl FnMut(usize, T),
+    ) -> Result<(), RunDirError> {
+        use std::collections::BTreeMap;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Mutex, mpsc};
+
+        let threads = threads.max(1);
+        let stop = AtomicBool::new(false);
+        let (work_tx, work_rx) = mpsc::sync_channel::<Block>(threads * 2);
+        let work_rx = Mutex::new(work_rx);
+        let (done_tx, done_rx) = mpsc::sync_channel::<Parsed<T>>(threads * 2);
+        let file = self.file.clone();
+        let path = self.path.clone();
+        let reader = &mut self.reader;
+        std::thread::scope(|scope| {
+            let (stop, work_rx, map, file) = (&stop, &work_rx, &map, &file);
+            let read_tx = done_tx.clone();
+            scope.spawn(move || read_blocks(reader, &path, block, stop, work_tx, read_tx));
+            for _ in 0..threads {
+                let done_tx = done_tx.clone();
+                scope.spawn(move || {
+                    loop {
+                        let block = match work_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(block) = block else { return };
+                        if done_tx.send(parse_block(file, &block, map)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            // Hand results on in file order; after an error, drain without handing on.
+            let (mut next, mut waiting) = (0u64, BTreeMap::new());
+            let mut first_error: Option<RunDirError> = None;
+            for (seq, rows, err) in done_rx {
+                if first_error.is_some() {
+                    continue;
+                }
+                waiting.insert(seq, (rows, err));
+                while let Some((rows, err)) = waiting.remove(&next) {
+                    next += 1;
+                    for (line, t) in rows {
+                        each(line, t);
+                    }
+                    if let Some(e) = err {
+                        stop.store(true, Ordering::Relaxed);
+                        first_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    }
+}
+
+/// Reads blocks of about 4 MiB of whole lines (the last may end without a newline) and
+/// sends them, numbered, to the parsing threads; an I/O error goes straight to the results.
+fn read_blocks<T>(
+    reader: &mut BufReader<std::fs::File>,
+    path: &Path,
+    block: u64,
+    stop: &std::sync::atomic::AtomicBool,
+    work: std::sync::mpsc::SyncSender<Block>,
+    done: std::sync::mpsc::SyncSender<Parsed<T>>,
+) {
+    use std::io::Read;
+    let (mut seq, mut line) = (0u64, 1usize);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut bytes = Vec::with_capacity(block as usize + 4096);
+        let read = reader.by_ref().take(block).read_to_end(&mut bytes).and_then(|n| {
+            if n as u64 == block {
+                reader.read_until(b'\n', &mut bytes)
+            } else {
+                Ok(0)
+            }
+        });
+        if let Err(e) = read {
+            let _ = done.send((seq, Vec::new(), Some(RunDirError::io(path, e))));
+            return;
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        if work
+            .send(Block {
+                seq,
+                first_line: line,
+                bytes,
+            })
+            .is_err()
+        {
+            return;
+        }
+        seq += 1;
+        line += lines;
+    }
+}
+
+/// Parses and maps the lines of one block, up to its first malformed one.
+fn parse_block<R: DeserializeOwned, T>(file: &str, block: &Block, map: &impl Fn(R) -> T) -> Parsed<T> {
+    let mut rows = Vec::new();
+    let mut rest: &[u8] = &block.bytes;
+    let mut n = block.first_line;
+    while !rest.is_empty() {
+        let (line, complete, tail) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], true, &rest[i + 1..]),
+            None => (rest, false, &rest[rest.len()..]),
+        };
+        rest = tail;
+        let text = line.trim_ascii_end();
+        if !text.is_empty() {
+            // The fast path straight from bytes; text is only needed to explain a failure.
+            let parsed = match serde_json::from_slice::<R>(text) {
+                Ok(r) => Ok(r),
+                Err(_) => match std::str::from_utf8(text) {
+                    Ok(t) => parse_line(file, n, t, complete),
+                    Err(e) => Err(RunDirError::Data {
+                        file: file.to_string(),
+                        line: n,
+                        field: String::new(),
+                        message: format!("not UTF-8 text: {e}"),
+                    }),
+                },
+            };
+            match parsed {
+                Ok(r) => rows.push((n, map(r))),
+                Err(e) => return (block.seq, rows, Some(e)),
+            }
+        }
+        n += 1;
+    }
+    (block.seq, rows, None)
+}
+
 impl Iterator for RecordReader {
     type Item = Result<(usize, RequestRecord), RunDirError>;
 
@@ -239,33 +441,11 @@ impl Iterator for RecordReader {
             if text.is_empty() {
                 continue;
             }
-            // The fast path; the located parse runs only to explain a failure.
-            if let Ok(r) = serde_json::from_str::<RequestRecord>(text) {
-                return Some(Ok((self.n, r)));
+            let r = parse_line::<RequestRecord>(&self.file, self.n, text, self.line.ends_with('\n'));
+            if r.is_err() {
+                self.done = true;
             }
-            self.done = true;
-            if !self.line.ends_with('\n') {
-                return Some(Err(RunDirError::CutShort {
-                    file: self.file.clone(),
-                    line: self.n,
-                }));
-            }
-            let err = match parse::<RequestRecord>(&self.file, text) {
-                Err(RunDirError::Data { field, message, .. }) => RunDirError::Data {
-                    file: self.file.clone(),
-                    line: self.n,
-                    field,
-                    message: format!("not a request record: {message}"),
-                },
-                Err(other) => other,
-                Ok(_) => RunDirError::Data {
-                    file: self.file.clone(),
-                    line: self.n,
-                    field: String::new(),
-                    message: "not a request record".into(),
-                },
-            };
-            return Some(Err(err));
+            return Some(r.map(|r| (self.n, r)));
         }
         None
     }
@@ -365,6 +545,57 @@ mod tests {
         );
         let e = read_run(&d.path().join("nothing")).unwrap_err().to_string();
         assert!(e.contains("has no run.json"), "{e}");
+    }
+
+    /// A valid record line for request `id`.
+    fn record_line(id: u64) -> String {
+        format!(
+            "{{\"method\":\"m\",\"workload\":\"w\",\"request_id\":{id},\"trial\":0,\"instance\":0,\"warmup\":false,\"cooldown\":false,\"intended_s\":{id}.0,\"dispatched_s\":{id}.0,\"started_s\":null,\"first_token_s\":null,\"finished_s\":null,\"ttft_ms\":null,\"e2e_ms\":null,\"queue_ms\":null,\"dispatch_lag_ms\":0.0,\"service_ms\":null,\"tpot_ms\":null,\"itl_ms\":[],\"input_tokens\":null,\"output_tokens\":0,\"max_new_tokens\":4,\"stop_reason\":null,\"idle_skipped_s\":0.0,\"idle_before_s\":null,\"source_failed\":false,\"outcome\":\"rejected\",\"error\":\"full\",\"phases_ms\":{{}},\"counters\":{{}},\"energy_dyn_j\":null,\"energy_active_j\":null,\"energy_amortized_j\":null,\"energy_prefill_j\":null,\"energy_decode_j\":null,\"co2e_g\":null,\"energy_source\":null,\"energy_estimated\":false}}\n"
+        )
+    }
+
+    fn parallel(dir: &Path, threads: usize, block: u64) -> (Vec<(usize, u64)>, Option<RunDirError>) {
+        let mut got = Vec::new();
+        let r = RecordReader::open(dir).unwrap().map_blocks(
+            threads,
+            block,
+            |r: RequestRecord| r.request_id,
+            |line, id| got.push((line, id)),
+        );
+        (got, r.err())
+    }
+
+    #[test]
+    fn parallel_reading_hands_records_on_in_file_order_and_stops_at_the_first_bad_line() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(REQUESTS_JSONL);
+        let mut text: String = (0..60).map(record_line).collect();
+        text.insert(record_line(0).len() * 10, '\n'); // a blank line is skipped but counted
+        std::fs::write(&path, &text).unwrap();
+        let sequential: Vec<(usize, u64)> = RecordReader::open(d.path())
+            .unwrap()
+            .map(|r| r.map(|(line, r)| (line, r.request_id)).unwrap())
+            .collect();
+        assert_eq!(sequential.len(), 60);
+        assert_eq!(sequential[10], (12, 10), "line numbers count the blank line");
+        for (threads, block) in [(1, 1 << 20), (3, 700), (4, 64)] {
+            let (got, err) = parallel(d.path(), threads, block);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(got, sequential, "{threads} threads, {block}-byte blocks");
+        }
+        // A bad line in the middle: everything before it, then its error.
+        let mut lines: Vec<String> = (0..60).map(record_line).collect();
+        lines[37] = "{\"method\": 3}\n".into();
+        std::fs::write(&path, lines.concat()).unwrap();
+        let (got, err) = parallel(d.path(), 3, 500);
+        assert_eq!(got.len(), 37);
+        assert!(matches!(err, Some(RunDirError::Data { line: 38, .. })), "{err:?}");
+        // Cut short at the end.
+        let text: String = (0..20).map(record_line).collect();
+        std::fs::write(&path, &text[..text.len() - 30]).unwrap();
+        let (got, err) = parallel(d.path(), 2, 300);
+        assert_eq!(got.len(), 19);
+        assert!(matches!(err, Some(RunDirError::CutShort { line: 20, .. })), "{err:?}");
     }
 
     #[test]
