@@ -420,7 +420,30 @@ fn merge_adds_histograms_exactly_and_keeps_every_record() {
         measured_ok(&a) + measured_ok(&b)
     );
     assert_eq!(records(&out).len(), 60);
+    let from_b = records(&out).iter().filter(|r| r["run_index"] == 1).count();
+    assert_eq!(from_b, 30, "each record says which run it came from");
     assert_eq!(merged["sources"].as_array().unwrap().len(), 2);
+
+    // Inputs are read through the typed schema: a run directory from before it is refused
+    // with the oae that wrote it.
+    let old = tmp.path().join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(
+        old.join("run.json"),
+        "{\"oae_version\": \"0.0.9\", \"status\": \"complete\"}",
+    )
+    .unwrap();
+    let o = oae()
+        .arg("merge")
+        .arg(&a)
+        .arg(&old)
+        .arg("--out")
+        .arg(tmp.path().join("m3"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("oae 0.0.9") && e.contains("schema version"), "{e}");
 
     // An aborted run is refused unless --allow-partial.
     let bad = tmp.path().join("bad");

@@ -1,15 +1,31 @@
 //! Merging run directories: the same suite sharded across machines, or repeated runs.
 //!
 //! Histograms merge exactly (counts add, per tag); records are concatenated with the index
-//! of the run they came from. Aborted runs are refused unless the caller allows partial
-//! inputs, and then the merged provenance says which ones were partial.
+//! of the run they came from. Every input is read through the typed run-directory schema
+//! (`oae_core::rundir`). Aborted runs are refused unless the caller allows partial inputs,
+//! and then the merged provenance says which ones were partial.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
-use crate::HarnessError;
+use oae_core::rundir::{HISTOGRAMS_HLOG, REQUESTS_JSONL, RecordReader, RunDirError, RunStatus, read_run};
+
+use crate::{HarnessError, RequestRecord};
+
+/// A record of a merged directory: the run it came from, then the record's own fields.
+#[derive(Serialize)]
+struct MergedRecord<'a> {
+    run_index: usize,
+    #[serde(flatten)]
+    record: &'a RequestRecord,
+}
+
+fn typed(e: RunDirError) -> HarnessError {
+    HarnessError::Invalid(e.to_string())
+}
 use crate::histograms::{HistogramStat, describe, merge_logs, to_log};
 use crate::rundir::RunDir;
 
@@ -37,50 +53,43 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, confidence: f64, allow_partial: 
     let mut logs = Vec::new();
     let mut lines = Vec::new();
     for (i, dir) in runs.iter().enumerate() {
-        let run_path = dir.join("run.json");
-        let run: Value = serde_json::from_slice(&read(&run_path, "no run.json here")?)
-            .map_err(|e| HarnessError::Invalid(format!("{}: not valid JSON: {e}", run_path.display())))?;
-        let status = run["status"].as_str().unwrap_or("unknown").to_string();
-        if status != "complete" && !allow_partial {
+        let run = read_run(dir).map_err(typed)?;
+        if run.status != RunStatus::Complete && !allow_partial {
             return Err(HarnessError::Invalid(format!(
-                "{}: run status is `{status}`, not `complete`; pass --allow-partial to merge it anyway",
-                dir.display()
+                "{}: run status is `{}`, not `complete`; pass --allow-partial to merge it anyway",
+                dir.display(),
+                run.status.as_str()
             )));
         }
-        logs.push(read(&dir.join("histograms.hlog"), "no histograms.hlog here")?);
-        let jsonl_path = dir.join("requests.jsonl");
-        let text = String::from_utf8(read(&jsonl_path, "no requests.jsonl here")?)
-            .map_err(|_| HarnessError::Invalid(format!("{}: not UTF-8", jsonl_path.display())))?;
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let mut v: Value = serde_json::from_str(line).map_err(|e| {
-                HarnessError::Invalid(format!("{}:{}: not a JSON record: {e}", jsonl_path.display(), n + 1))
-            })?;
-            if let Value::Object(m) = &mut v {
-                m.insert("run_index".into(), json!(i));
-            }
-            lines.push(v);
+        logs.push(read(&dir.join(HISTOGRAMS_HLOG), "no histograms.hlog here")?);
+        for r in RecordReader::open(dir).map_err(typed)? {
+            lines.push((i, r.map_err(typed)?.1));
         }
         sources.push(json!({
             "run_index": i,
             "dir": dir.display().to_string(),
-            "status": status,
-            "suite": run["suite"],
-            "seed": run["seed"],
-            "git_sha": run["git_sha"],
-            "schedule_hashes": run["workloads"].as_array().map(|w| w.iter().map(|x| json!({"workload": x["name"], "hash": x["schedule_hash"]})).collect::<Vec<_>>()),
+            "status": run.status,
+            "suite": run.suite,
+            "seed": run.seed,
+            "git_sha": run.git_sha,
+            "schedule_hashes": run.workloads.iter().map(|w| json!({"workload": w.name, "hash": w.schedule_hash})).collect::<Vec<_>>(),
         }));
     }
     let merged = merge_logs(&logs).map_err(|e| HarnessError::Invalid(format!("merging histograms.hlog: {e}")))?;
     let outdir = RunDir::create(out)?;
     let entries: Vec<_> = merged.iter().map(|(t, h)| (t.clone(), 0.0, 0.0, h.clone())).collect();
     let bytes = to_log(&entries).map_err(HarnessError::Invalid)?;
-    outdir.write_atomic("histograms.hlog", &bytes)?;
+    outdir.write_atomic(HISTOGRAMS_HLOG, &bytes)?;
     let mut jsonl = Vec::new();
-    for v in &lines {
-        serde_json::to_writer(&mut jsonl, v).map_err(|e| HarnessError::Invalid(e.to_string()))?;
+    for (run_index, record) in &lines {
+        let row = MergedRecord {
+            run_index: *run_index,
+            record,
+        };
+        serde_json::to_writer(&mut jsonl, &row).map_err(|e| HarnessError::Invalid(e.to_string()))?;
         jsonl.push(b'\n');
     }
-    outdir.write_atomic("requests.jsonl", &jsonl)?;
+    outdir.write_atomic(REQUESTS_JSONL, &jsonl)?;
     let stats: Vec<(String, HistogramStat)> = merged
         .iter()
         .filter_map(|(t, h)| describe(h, confidence).map(|s| (t.clone(), s)))
@@ -93,7 +102,7 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, confidence: f64, allow_partial: 
             "unit": "microseconds",
             "confidence": confidence,
             "sources": sources,
-            "partial": sources.iter().any(|s| s["status"] != "complete"),
+            "partial": sources.iter().any(|s| s["status"] != json!(RunStatus::Complete)),
             "records": lines.len(),
             "histograms": cells,
         }),

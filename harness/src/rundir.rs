@@ -14,7 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use oae_core::rundir::{CellSummary, RunStatus, SCHEMA_VERSION, SummaryJson};
+use oae_core::rundir::{
+    CellSummary, HISTOGRAMS_HLOG, REQUESTS_JSONL, RunStatus, SCHEMA_VERSION, SUMMARY_JSON, SummaryJson, TIMELINE_CSV,
+};
 
 use crate::meters::Timeline;
 use crate::session::CellHistograms;
@@ -51,7 +53,7 @@ impl RunDir {
         }
         std::fs::create_dir_all(path)
             .map_err(|e| HarnessError::io(path, e, "choose an --out directory you can write to"))?;
-        let file = path.join("requests.jsonl");
+        let file = path.join(REQUESTS_JSONL);
         let requests = OpenOptions::new()
             .create(true)
             .append(true)
@@ -75,7 +77,7 @@ impl RunDir {
         line.push(b'\n');
         self.requests
             .write_all(&line)
-            .map_err(|e| HarnessError::io(self.path.join("requests.jsonl"), e, "check free disk space"))
+            .map_err(|e| HarnessError::io(self.path.join(REQUESTS_JSONL), e, "check free disk space"))
     }
 
     /// Writes `name` atomically (temporary file, then rename).
@@ -105,7 +107,7 @@ impl RunDir {
             status,
             cells: cells.to_vec(),
         };
-        self.write_json("summary.json", &summary)
+        self.write_json(SUMMARY_JSON, &summary)
     }
 
     /// Replaces requests.jsonl with `records` (same records, energy filled in), atomically.
@@ -116,8 +118,8 @@ impl RunDir {
                 .map_err(|e| HarnessError::Invalid(format!("serializing a record: {e}")))?;
             out.push(b'\n');
         }
-        self.write_atomic("requests.jsonl", &out)?;
-        let file = self.path.join("requests.jsonl");
+        self.write_atomic(REQUESTS_JSONL, &out)?;
+        let file = self.path.join(REQUESTS_JSONL);
         self.requests = OpenOptions::new()
             .append(true)
             .open(&file)
@@ -149,7 +151,7 @@ impl RunDir {
                 hi
             ));
         }
-        self.write_atomic("timeline.csv", out.as_bytes())
+        self.write_atomic(TIMELINE_CSV, out.as_bytes())
     }
 
     /// Writes histograms.hlog: one interval per (method, workload, metric), tagged
@@ -168,7 +170,7 @@ impl RunDir {
         }
         let bytes = crate::histograms::to_log(&entries)
             .map_err(|e| HarnessError::Invalid(format!("writing histograms.hlog: {e}")))?;
-        self.write_atomic("histograms.hlog", &bytes)
+        self.write_atomic(HISTOGRAMS_HLOG, &bytes)
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use oae_core::rundir::carbon::CarbonOverrides;
 use oae_core::rundir::energy::Unavailable;
-use oae_core::rundir::{CellSummary, ScoringSettings};
+use oae_core::rundir::{CellSummary, RUN_JSON, ScoringSettings};
 use oae_workloads::Schedule;
 
 use crate::carbon::Hardware;
@@ -217,7 +217,7 @@ pub fn execute(
     };
     let t = sampler.snapshot();
     let v = validity(&t, &[], &[]);
-    dir.write_json("run.json", &writer.render(RunStatus::Running, None, None, &t, v, 0))?;
+    dir.write_json(RUN_JSON, &writer.render(RunStatus::Running, None, None, &t, v, 0))?;
 
     let mut finish = Finisher {
         suite: &suite,
@@ -495,7 +495,7 @@ fn write_final(
         v,
         all_records.len(),
     );
-    keep(dir.write_json("run.json", &run));
+    keep(dir.write_json(RUN_JSON, &run));
     if let Some(e) = first_err {
         return Err(e);
     }
