@@ -56,7 +56,8 @@ pub struct ScoringArgs {
     /// Score a run that did not complete (aborted or killed); every output says it is partial.
     #[arg(long)]
     pub allow_partial: bool,
-    /// Baseline method label (default: the suite's [score] baseline, else the first dense).
+    /// Baseline method label (default: the one the run recorded — its suite's [score]
+    /// baseline, else its first dense method).
     #[arg(long = "against", value_name = "LABEL")]
     pub against: Option<String>,
     /// A site's own declared cost for a method (manifest TOML; its `method` names the method).
