@@ -89,13 +89,33 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct GateArgs {
-    /// The reference run directory (e.g. main's last run).
-    #[arg(long, value_name = "DIR")]
-    pub baseline: PathBuf,
-    /// The run under test.
-    #[arg(long, value_name = "DIR")]
-    pub current: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<GateCommand>,
+    /// The reference run directory (e.g. main's last run); with --paired, the reference
+    /// suite file.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub baseline: Option<PathBuf>,
+    /// The run under test; with --paired, the suite file under test.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub current: Option<PathBuf>,
+    /// Run both suites now, interleaved in one run (their methods take turns, trial after
+    /// trial), and gate the current one against the baseline — for machines too noisy for
+    /// saved baselines.
+    #[arg(long)]
+    pub paired: bool,
+    /// Trials of a --paired run.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub trials: u32,
+    /// Run-to-run noise of this machine (`oae gate calibrate`): each metric's threshold is
+    /// raised to k × √2 × its calibrated spread where that is larger.
+    #[arg(long, value_name = "FILE")]
+    pub noise: Option<PathBuf>,
+    /// Let energy metrics fail the gate when the energy is modelled rather than measured
+    /// (by default they are reported as advisory).
+    #[arg(long)]
+    pub gate_estimated_energy: bool,
     /// Per-metric allowed worsening, percent (points for shares): METRIC=PCT, repeatable.
     /// Overrides the current suite's [gate] thresholds.
     #[arg(long = "threshold", value_name = "METRIC=PCT")]
@@ -106,9 +126,35 @@ pub struct GateArgs {
     /// Gate only these metrics (comma-separated; default: the suite's [gate] metrics, else all).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub metrics: Vec<String>,
-    /// Where to write gate.json and gate.md (default: the current run directory).
+    /// Where to write gate.json and gate.md (default: the current run directory; with
+    /// --paired, where the paired run goes).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// With --paired: no progress lines while the suites run.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// Measure this machine's run-to-run noise of every gate metric from A/A runs of one
+    /// suite (at least 3) and write it for `oae gate --noise`.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// Run directories of the same suite, same code (A/A).
+    #[arg(required = true, num_args = 3..)]
+    pub runs: Vec<PathBuf>,
+    /// Where to write the noise file (JSON).
+    #[arg(long, value_name = "FILE", default_value = "oae-noise.json")]
+    pub out: PathBuf,
+    /// Floors are k × √2 × the run-to-run standard deviation.
+    #[arg(long, default_value_t = oae_scorecards::noise::DEFAULT_K)]
+    pub k: f64,
     #[command(flatten)]
     pub scoring: ScoringArgs,
 }
@@ -293,6 +339,10 @@ pub struct RunArgs {
     /// each method's replays (0: none; energy_dyn_j is then null).
     #[arg(long, value_name = "S", value_parser = parse_baseline)]
     pub idle_baseline_s: Option<f64>,
+    /// Override `[run] trials`: replay every cell N times, methods interleaved (ABAB…), so
+    /// the statistics and the gate see run-to-run variance.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub trials: Option<u32>,
     /// No progress output; only the final table (errors still go to stderr).
     #[arg(long, short)]
     pub quiet: bool,
@@ -312,6 +362,10 @@ pub struct RunArgs {
     /// Gate this run against a named baseline at the end; exit 1 on a regression.
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub baseline: Option<String>,
+    /// With --baseline: this machine's run-to-run noise (`oae gate calibrate`) as floors
+    /// under the gate's thresholds.
+    #[arg(long, value_name = "FILE", requires = "baseline")]
+    pub noise: Option<PathBuf>,
 }
 
 fn parse_name(s: &str) -> Result<String, String> {

@@ -398,3 +398,124 @@ fn bad_input_exits_2_with_a_located_message() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no run.json"), "{}", text(&o));
 }
+
+/// The mock suite with 60 requests per trial.
+fn short(label: &str, scale: f64) -> String {
+    suite(label, scale, "").replace("requests = 120", "requests = 60")
+}
+
+#[test]
+fn trials_calibration_and_paired_gates_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Trials: every cell replayed three times, interleaved; the gate's intervals are then
+    // hierarchical and it says so.
+    let (a, o) = run(tmp.path(), "a", &short("m", 1.0), &["--trials", "3", "--no-report"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run_json = read_json(&a.join("run.json"));
+    assert_eq!(run_json["run"]["trials"], 3);
+    assert_eq!(run_json["replays"].as_array().unwrap().len(), 3);
+    assert_eq!(run_json["overrides"]["trials"], 3);
+    let summary = read_json(&a.join("summary.json"));
+    assert_eq!(summary["cells"][0]["trials"].as_array().unwrap().len(), 3);
+    let (b, o) = run(tmp.path(), "b", &short("m", 1.0), &["--trials", "3", "--no-report"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gate(&a, &b, &["--metrics", TIMING]);
+    let t = text(&o);
+    assert!(t.contains("hierarchical") && t.contains("trials 3 vs 3"), "{t}");
+
+    // Calibration: three A/A runs → a noise file whose floors the gate applies.
+    let c = {
+        let (c, o) = run(tmp.path(), "c", &short("m", 1.0), &["--trials", "3", "--no-report"]);
+        assert!(o.status.success(), "{}", text(&o));
+        c
+    };
+    let noise = tmp.path().join("noise.json");
+    let o = oae()
+        .args(["gate", "calibrate"])
+        .arg(&a)
+        .arg(&b)
+        .arg(&c)
+        .arg("--out")
+        .arg(&noise)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("service_mean_ms"), "{}", text(&o));
+    let n = read_json(&noise);
+    assert_eq!(n["runs"].as_array().unwrap().len(), 3);
+    assert!(n["metrics"]["service_mean_ms"].as_f64().unwrap() >= 0.0);
+    let o = gate(&a, &b, &["--metrics", TIMING, "--noise"]);
+    assert_eq!(o.status.code(), Some(2), "--noise needs a file: {}", text(&o));
+    let o = oae()
+        .args(["gate", "--baseline"])
+        .arg(&a)
+        .arg("--current")
+        .arg(&b)
+        .arg("--noise")
+        .arg(&noise)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "A/A with its own calibration passes: {}",
+        text(&o)
+    );
+    assert!(
+        read_json(&b.join("gate.json"))["noise"]
+            .as_str()
+            .unwrap()
+            .ends_with("noise.json")
+    );
+    let o = oae().args(["gate", "calibrate"]).arg(&a).arg(&b).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "two runs are too few: {}", text(&o));
+
+    // Paired: two suites replayed interleaved in one run; a 30 % slower configuration fails,
+    // the same one passes.
+    let base_suite = tmp.path().join("base.toml");
+    std::fs::write(&base_suite, short("m", 1.0)).unwrap();
+    let slow_suite = tmp.path().join("slow.toml");
+    std::fs::write(&slow_suite, short("m", 1.3)).unwrap();
+    let paired = |current: &Path, out: &Path| {
+        oae()
+            .args([
+                "gate",
+                "--paired",
+                "--quiet",
+                "--trials",
+                "2",
+                "--metrics",
+                TIMING,
+                "--baseline",
+            ])
+            .arg(&base_suite)
+            .arg("--current")
+            .arg(current)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let o = paired(&slow_suite, &tmp.path().join("p-slow"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("REGRESSION"), "{}", text(&o));
+    let labels: Vec<String> = read_json(&tmp.path().join("p-slow").join("run.json"))["replays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        labels,
+        ["baseline:m", "current:m", "baseline:m", "current:m"],
+        "interleaved"
+    );
+    let o = paired(&base_suite, &tmp.path().join("p-same"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Suites that replay different traffic cannot be paired.
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, short("m", 1.0).replace("rate_qps = 25.0", "rate_qps = 5.0")).unwrap();
+    let o = paired(&other, &tmp.path().join("p-other"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("same traffic"), "{}", text(&o));
+}

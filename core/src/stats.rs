@@ -97,6 +97,86 @@ impl Stat {
     }
 }
 
+/// Resampled values the hierarchical bootstrap may draw in all (draws × values), to keep it
+/// fast on large cells.
+const HIERARCHICAL_BUDGET: usize = 20_000_000;
+
+impl Stat {
+    /// Summarises samples grouped by trial (one group per replay of a cell). Point estimates
+    /// are over all samples. With two or more non-empty groups every interval comes from a
+    /// **hierarchical bootstrap** — resample the trials, then the samples within each chosen
+    /// trial — so run-to-run variance widens it; a percentile's interval is the wider of that
+    /// and its order-statistic interval, and a percentile too extreme to bound stays
+    /// `insufficient`. With identical trials the intervals are the plain bootstrap's; with
+    /// like but independent trials up to √2 wider (the within-trial noise shows at both
+    /// stages): conservative, as a regression gate wants. With one group this is
+    /// [`Stat::from_samples`].
+    pub fn from_groups(groups: Vec<Vec<f64>>, confidence: f64) -> Option<Stat> {
+        let groups: Vec<Vec<f64>> = groups
+            .into_iter()
+            .map(|g| g.into_iter().filter(|x| x.is_finite()).collect::<Vec<f64>>())
+            .filter(|g| !g.is_empty())
+            .collect();
+        let pooled = Stat::from_samples(groups.iter().flatten().copied(), confidence)?;
+        if groups.len() < 2 {
+            return Some(pooled);
+        }
+        Some(hierarchical(pooled, &groups, confidence))
+    }
+}
+
+/// `pooled` with its intervals replaced by hierarchical-bootstrap intervals over `groups`.
+fn hierarchical(mut pooled: Stat, groups: &[Vec<f64>], confidence: f64) -> Stat {
+    let n: usize = groups.iter().map(Vec::len).sum();
+    let draws = (HIERARCHICAL_BUDGET / n.max(1)).clamp(100, BOOTSTRAP_RESAMPLES);
+    let mut rng = seeded(n as u64, &["bootstrap-hierarchical", &groups.len().to_string()]);
+    let qs = [0.50, 0.90, 0.95, 0.99];
+    let mut stats: Vec<[f64; 5]> = Vec::with_capacity(draws);
+    let mut buf = Vec::with_capacity(n);
+    for _ in 0..draws {
+        buf.clear();
+        for _ in 0..groups.len() {
+            let g = &groups[(rng.next_u64() % groups.len() as u64) as usize];
+            buf.extend((0..g.len()).map(|_| g[(rng.next_u64() % g.len() as u64) as usize]));
+        }
+        buf.sort_by(f64::total_cmp);
+        let mean = buf.iter().sum::<f64>() / buf.len() as f64;
+        stats.push([
+            mean,
+            quantile(&buf, qs[0]),
+            quantile(&buf, qs[1]),
+            quantile(&buf, qs[2]),
+            quantile(&buf, qs[3]),
+        ]);
+    }
+    let a = (1.0 - confidence) / 2.0;
+    let interval = |k: usize| {
+        let mut v: Vec<f64> = stats.iter().map(|s| s[k]).collect();
+        v.sort_by(f64::total_cmp);
+        (quantile(&v, a), quantile(&v, 1.0 - a))
+    };
+    let (lo, hi) = interval(0);
+    pooled.mean = Estimate {
+        value: pooled.mean.value,
+        ci_lo: Some(lo.min(pooled.mean.value)),
+        ci_hi: Some(hi.max(pooled.mean.value)),
+        insufficient: false,
+    };
+    pooled.mean_ci_method = "hierarchical-bootstrap".into();
+    for (k, e) in [&mut pooled.p50, &mut pooled.p90, &mut pooled.p95, &mut pooled.p99]
+        .into_iter()
+        .enumerate()
+    {
+        if e.insufficient {
+            continue;
+        }
+        let (lo, hi) = interval(k + 1);
+        e.ci_lo = e.ci_lo.map(|l| l.min(lo));
+        e.ci_hi = e.ci_hi.map(|h| h.max(hi));
+    }
+    pooled
+}
+
 /// Nearest-rank quantile of sorted data: the ⌈p·n⌉-th smallest value.
 pub fn quantile(sorted: &[f64], p: f64) -> f64 {
     let n = sorted.len();
@@ -371,6 +451,44 @@ mod tests {
         );
         // The median is bounded almost at once.
         assert_eq!(plan_sample_size(0.5, 0.2, 0.95).min_bounded, 6);
+    }
+
+    #[test]
+    fn hierarchical_intervals_widen_with_between_trial_spread() {
+        let mut rng = seeded(5, &["h"]);
+        let trial = |shift: f64, rng: &mut crate::rng::SeededRng| -> Vec<f64> {
+            (0..200)
+                .map(|_| 10.0 + shift + crate::rng::standard_normal(rng))
+                .collect()
+        };
+        let one = trial(0.0, &mut rng);
+        let same: Vec<Vec<f64>> = vec![one.clone(); 4];
+        let spread: Vec<Vec<f64>> = [-3.0, 1.0, -1.0, 3.0].iter().map(|&s| trial(s, &mut rng)).collect();
+        let width = |s: &Stat, e: fn(&Stat) -> &Estimate| e(s).ci_hi.unwrap() - e(s).ci_lo.unwrap();
+        let plain = Stat::from_samples(same.iter().flatten().copied(), 0.95).unwrap();
+        let h_same = Stat::from_groups(same.clone(), 0.95).unwrap();
+        let h_spread = Stat::from_groups(spread, 0.95).unwrap();
+        let (wp, ws, wd) = (
+            width(&plain, |s| &s.mean),
+            width(&h_same, |s| &s.mean),
+            width(&h_spread, |s| &s.mean),
+        );
+        assert_eq!(h_same.mean_ci_method, "hierarchical-bootstrap");
+        assert!(
+            (ws / wp - 1.0).abs() < 0.15,
+            "identical trials: the plain bootstrap's width ({ws} vs {wp})"
+        );
+        assert!(wd > 4.0 * ws, "spread trials: far wider ({wd} vs {ws})");
+        assert!(width(&h_spread, |s| &s.p50) > 2.0 * width(&h_same, |s| &s.p50));
+        for e in [&h_spread.mean, &h_spread.p50, &h_spread.p95] {
+            assert!(e.ci_lo.unwrap() <= e.value && e.value <= e.ci_hi.unwrap(), "{e:?}");
+        }
+        // One group is exactly the plain statistics; empty groups do not count.
+        assert_eq!(
+            Stat::from_groups(vec![same[0].clone(), vec![]], 0.95),
+            Stat::from_samples(same[0].clone(), 0.95)
+        );
+        assert!(Stat::from_groups(vec![vec![], vec![f64::NAN]], 0.95).is_none());
     }
 
     #[test]

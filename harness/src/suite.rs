@@ -93,6 +93,8 @@ struct RunSection {
     queue_bound: Option<Spanned<i64>>,
     min_requests: Option<PositiveU64>,
     min_duration_s: Option<PositiveF64>,
+    trials: Option<Spanned<i64>>,
+    order: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -210,7 +212,53 @@ pub struct RunConfig {
     pub min_requests: Option<u64>,
     /// Shortest measured replay (after warm-up) per cell to count as valid, s.
     pub min_duration_s: Option<f64>,
+    /// Replays of every cell (the run is the unit of replication: trials let the statistics
+    /// and the gate see run-to-run variance).
+    pub trials: u32,
+    /// The order the suite asks for; `None`: the default for the number of trials
+    /// ([`RunConfig::order`]).
+    pub order_asked: Option<Order>,
 }
+
+impl RunConfig {
+    /// In what order methods and trials take turns: as asked, else sequential for one trial
+    /// and interleaved for more.
+    pub fn order(&self) -> Order {
+        match self.order_asked {
+            Some(o) => o,
+            None if self.trials > 1 => Order::Interleaved,
+            None => Order::Sequential,
+        }
+    }
+}
+
+/// In what order a run's methods and trials take turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Each method alone: set up, all its trials back to back, then the next method (one model
+    /// resident at a time). The default with one trial.
+    Sequential,
+    /// Every method set up first; then trial 1 of each method in suite order, trial 2, …
+    /// (ABAB…), so drift of the machine hits every method alike. The default with trials.
+    Interleaved,
+    /// Like interleaved, with the methods of each trial in a seeded random order (recorded).
+    Random,
+}
+
+impl Order {
+    /// The name used in suites and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Sequential => "sequential",
+            Order::Interleaved => "interleaved",
+            Order::Random => "random",
+        }
+    }
+}
+
+/// Most trials a suite may ask for.
+pub const MAX_TRIALS: u32 = 100;
 
 /// A `[[methods]]` entry.
 #[derive(Debug, Clone)]
@@ -257,6 +305,53 @@ pub struct Suite {
 }
 
 impl Suite {
+    /// One suite replaying both `base`'s and `current`'s methods interleaved on `base`'s
+    /// workloads (`oae gate --paired`), labels prefixed with `prefixes` (baseline, current).
+    /// The suites must replay the same traffic: same seed, limit, windows and workloads.
+    pub fn paired(base: Suite, current: Suite, prefixes: (&str, &str)) -> Result<Suite, HarnessError> {
+        let differ = |what: &str| {
+            HarnessError::Invalid(format!(
+                "{} and {}: the two suites of a paired gate must replay the same traffic, but their {what} differ",
+                base.source.label, current.source.label
+            ))
+        };
+        let (a, b) = (&base.run, &current.run);
+        if a.seed != b.seed || a.limit != b.limit || a.warmup != b.warmup || a.cooldown != b.cooldown {
+            return Err(differ("[run] seed, requests/duration_s or warm-up/cool-down windows"));
+        }
+        let described = |s: &Suite| -> Vec<(String, String)> {
+            s.workloads
+                .iter()
+                .map(|w| (w.name.clone(), w.describe().to_string()))
+                .collect()
+        };
+        if described(&base) != described(&current) {
+            return Err(differ("[[workloads]]"));
+        }
+        let relabel = |m: &MethodEntry, p: &str| MethodEntry {
+            label: format!("{p}{}", m.label),
+            ..m.clone()
+        };
+        let methods = base
+            .methods
+            .iter()
+            .map(|m| relabel(m, prefixes.0))
+            .chain(current.methods.iter().map(|m| relabel(m, prefixes.1)))
+            .collect();
+        Ok(Suite {
+            name: format!("paired-{}", base.name),
+            description: Some(format!(
+                "paired gate: {} (labels `{}…`) against {} (labels `{}…`), interleaved",
+                base.source.label, prefixes.0, current.source.label, prefixes.1
+            )),
+            methods,
+            // Each side's OAE-ratio baseline is its first dense (else first) method: a
+            // `[score] baseline` label names no method of the paired suite.
+            score: None,
+            ..base
+        })
+    }
+
     /// Reads and parses a suite file.
     pub fn load(path: &Path) -> Result<Suite, HarnessError> {
         let text = std::fs::read_to_string(path)
@@ -411,6 +506,35 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
             ));
         }
     };
+    let trials = match &run.trials {
+        None => 1,
+        Some(t) if (1..=i64::from(MAX_TRIALS)).contains(t.get_ref()) => *t.get_ref() as u32,
+        Some(t) => {
+            return Err(source.error_at(
+                t.span().start,
+                "run.trials",
+                format!(
+                    "must be a whole number of trials from 1 to {MAX_TRIALS}, got {}",
+                    t.get_ref()
+                ),
+            ));
+        }
+    };
+    let order_asked = match &run.order {
+        None => None,
+        Some(o) => Some(match o.get_ref().as_str() {
+            "sequential" => Order::Sequential,
+            "interleaved" => Order::Interleaved,
+            "random" => Order::Random,
+            other => {
+                return Err(source.error_at(
+                    o.span().start,
+                    "run.order",
+                    format!("unknown order `{other}`; one of: sequential, interleaved, random"),
+                ));
+            }
+        }),
+    };
     let sample_interval = Duration::from_secs_f64(run.sample_interval_ms.map(|m| m.get()).unwrap_or(100.0) / 1e3);
     if sample_interval < Duration::from_millis(1) {
         return Err(source.error_at(at, "run.sample_interval_ms", "must be at least 1 ms"));
@@ -431,6 +555,8 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
         },
         min_requests: run.min_requests.map(|m| m.get()),
         min_duration_s: run.min_duration_s.map(|m| m.get()),
+        trials,
+        order_asked,
     })
 }
 

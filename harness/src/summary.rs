@@ -20,7 +20,7 @@ pub const WAKEUP_BUCKETS: [(&str, f64, Option<f64>); 4] = [
 /// service (0 if one was in service at the intended arrival; from the replay start for the
 /// first request).
 pub fn fill_idle_before(records: &mut [RequestRecord]) {
-    let busy = busy_periods(records);
+    let busy = busy_periods(records.iter());
     for r in records.iter_mut() {
         let t = r.intended_s;
         let i = busy.partition_point(|b| b.0 < t);
@@ -33,8 +33,11 @@ pub fn fill_idle_before(records: &mut [RequestRecord]) {
 }
 
 /// Disjoint periods during which at least one request was in service, sorted.
-fn busy_periods(records: &[RequestRecord]) -> Vec<(f64, f64)> {
-    let mut spans: Vec<(f64, f64)> = records.iter().filter_map(|r| r.started_s.zip(r.finished_s)).collect();
+fn busy_periods<'a>(records: impl IntoIterator<Item = &'a RequestRecord>) -> Vec<(f64, f64)> {
+    let mut spans: Vec<(f64, f64)> = records
+        .into_iter()
+        .filter_map(|r| r.started_s.zip(r.finished_s))
+        .collect();
     spans.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut busy: Vec<(f64, f64)> = Vec::new();
     for (s, e) in spans {
@@ -107,39 +110,59 @@ fn latency(
     ok: &[&RequestRecord],
     confidence: f64,
 ) -> BTreeMap<String, Stat> {
-    let stat = |v: Vec<f64>| Stat::from_samples(v, confidence);
+    // Values grouped by trial: with two or more trials the intervals are hierarchical.
+    let stat = |set: &[&RequestRecord], values: &dyn Fn(&[&RequestRecord]) -> Vec<f64>| {
+        Stat::from_groups(by_trial(set).values().map(|g| values(g)).collect(), confidence)
+    };
+    let of = |f: fn(&RequestRecord) -> Option<f64>| move |g: &[&RequestRecord]| g.iter().filter_map(|r| f(r)).collect();
     let mut latency = BTreeMap::new();
     let mut put = |name: &str, s: Option<Stat>| {
         if let Some(s) = s {
             latency.insert(name.to_string(), s);
         }
     };
-    put("ttft_ms", stat(ok.iter().filter_map(|r| r.ttft_ms).collect()));
-    put("e2e_ms", stat(ok.iter().filter_map(|r| r.e2e_ms).collect()));
-    put("tpot_ms", stat(ok.iter().filter_map(|r| r.tpot_ms).collect()));
+    put("ttft_ms", stat(ok, &of(|r| r.ttft_ms)));
+    put("e2e_ms", stat(ok, &of(|r| r.e2e_ms)));
+    put("tpot_ms", stat(ok, &of(|r| r.tpot_ms)));
     put(
         "itl_ms_pooled",
-        stat(ok.iter().flat_map(|r| r.itl_ms.iter().copied()).collect()),
+        stat(ok, &|g| g.iter().flat_map(|r| r.itl_ms.iter().copied()).collect()),
     );
     put(
         "itl_ms_per_request_mean",
         stat(
-            ok.iter()
-                .filter(|r| !r.itl_ms.is_empty())
-                .map(|r| r.itl_ms.iter().sum::<f64>() / r.itl_ms.len() as f64)
-                .collect(),
+            ok,
+            &of(|r| (!r.itl_ms.is_empty()).then(|| r.itl_ms.iter().sum::<f64>() / r.itl_ms.len() as f64)),
         ),
     );
-    put("service_ms", stat(ok.iter().filter_map(|r| r.service_ms).collect()));
-    put("queue_ms", stat(measured.iter().filter_map(|r| r.queue_ms).collect()));
+    put("service_ms", stat(ok, &of(|r| r.service_ms)));
+    put("queue_ms", stat(measured, &of(|r| r.queue_ms)));
+    put("dispatch_lag_ms", stat(measured, &of(|r| Some(r.dispatch_lag_ms))));
+    // Busy periods are per replay: each trial's times start at its own zero.
+    let all: Vec<&RequestRecord> = records.iter().collect();
+    let all_by_trial = by_trial(&all);
+    let lags: Vec<(Vec<f64>, Vec<f64>)> = by_trial(measured)
+        .iter()
+        .map(|(t, m)| lags_by_worker_state(&all_by_trial[t], m))
+        .collect();
     put(
-        "dispatch_lag_ms",
-        stat(measured.iter().map(|r| r.dispatch_lag_ms).collect()),
+        "dispatch_lag_busy_ms",
+        Stat::from_groups(lags.iter().map(|l| l.0.clone()).collect(), confidence),
     );
-    let (busy_lag, idle_lag) = lags_by_worker_state(records, measured);
-    put("dispatch_lag_busy_ms", stat(busy_lag));
-    put("dispatch_lag_idle_ms", stat(idle_lag));
+    put(
+        "dispatch_lag_idle_ms",
+        Stat::from_groups(lags.iter().map(|l| l.1.clone()).collect(), confidence),
+    );
     latency
+}
+
+/// Records by trial, in trial order.
+fn by_trial<'a>(records: &[&'a RequestRecord]) -> BTreeMap<u32, Vec<&'a RequestRecord>> {
+    let mut out: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+    for r in records {
+        out.entry(r.trial).or_default().push(r);
+    }
+    out
 }
 
 /// TTFT and E2E of ok requests by the idle time before them.
@@ -164,12 +187,19 @@ fn wakeup(ok: &[&RequestRecord], confidence: f64) -> Vec<WakeupBucket> {
         .collect()
 }
 
-/// Goodput against the suite's objectives.
-fn goodput(info: &CellInfo<'_>, measured: &[&RequestRecord], replay_s: f64) -> Goodput {
-    let (confidence, warmup_s, cooldown_s) = (info.confidence, info.warmup_s, info.cooldown_s);
+/// Measured replay time: every trial's replay less its warm-up and cool-down windows, s.
+fn measured_span(info: &CellInfo<'_>, records: &[RequestRecord], replay_s: f64) -> f64 {
+    let mut trials: Vec<u32> = records.iter().map(|r| r.trial).collect();
+    trials.sort_unstable();
+    trials.dedup();
+    let n = trials.len().max(1) as f64;
+    (replay_s - n * (info.warmup_s + info.cooldown_s)).max(0.0)
+}
 
+/// Goodput against the suite's objectives over `span` s of measured replay.
+fn goodput(info: &CellInfo<'_>, measured: &[&RequestRecord], span: f64) -> Goodput {
+    let confidence = info.confidence;
     let good = measured.iter().filter(|r| r.good(&info.slo)).count();
-    let span = (replay_s - warmup_s - cooldown_s).max(0.0);
     Goodput {
         slo: info.slo,
         good,
@@ -180,10 +210,7 @@ fn goodput(info: &CellInfo<'_>, measured: &[&RequestRecord], replay_s: f64) -> G
 }
 
 /// Whether the cell meets the suite's minimum count and duration.
-fn validity(info: &CellInfo<'_>, measured: usize, replay_s: f64) -> Validity {
-    let (warmup_s, cooldown_s) = (info.warmup_s, info.cooldown_s);
-
-    let span = (replay_s - warmup_s - cooldown_s).max(0.0);
+fn validity(info: &CellInfo<'_>, measured: usize, span: f64) -> Validity {
     let mut reasons = Vec::new();
     if let Some(m) = info.min_requests.filter(|&m| (measured as u64) < m) {
         reasons.push(format!("{} measured requests < min_requests {m}", measured));
@@ -235,6 +262,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
     }
     let completed = measured.iter().filter(|r| r.finished_s.is_some()).count();
     let wakeup = wakeup(&ok, confidence);
+    let span = measured_span(info, records, replay_s);
     CellSummary {
         method: method.to_string(),
         method_id: method_id.to_string(),
@@ -268,8 +296,9 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         energy: None,
         carbon: None,
         wakeup,
-        goodput: goodput(info, &measured, replay_s),
-        validity: validity(info, measured.len(), replay_s),
+        goodput: goodput(info, &measured, span),
+        validity: validity(info, measured.len(), span),
+        trials: Vec::new(),
         host_steal_s: None,
     }
 }
@@ -277,8 +306,8 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
 /// Dispatch lag of measured requests split by whether their intended arrival fell while
 /// some request was being served (busy: the dispatcher competes with the method for CPU) or
 /// not (idle).
-fn lags_by_worker_state(all: &[RequestRecord], measured: &[&RequestRecord]) -> (Vec<f64>, Vec<f64>) {
-    let busy = busy_periods(all);
+fn lags_by_worker_state(all: &[&RequestRecord], measured: &[&RequestRecord]) -> (Vec<f64>, Vec<f64>) {
+    let busy = busy_periods(all.iter().copied());
     let (mut b, mut i) = (Vec::new(), Vec::new());
     for r in measured {
         let t = r.intended_s;
@@ -302,9 +331,9 @@ mod tests {
         let mut b = rec(1, 0.5, Some((1.0, 1.5))); // arrives while 0 is served
         let mut c = rec(2, 3.0, Some((3.0, 3.1))); // arrives to an idle worker
         (a.dispatch_lag_ms, b.dispatch_lag_ms, c.dispatch_lag_ms) = (0.1, 0.7, 0.2);
-        let all = vec![a, b, c];
+        let all = [a, b, c];
         let measured: Vec<&RequestRecord> = all.iter().collect();
-        let (busy, idle) = lags_by_worker_state(&all, &measured);
+        let (busy, idle) = lags_by_worker_state(&measured, &measured);
         assert_eq!(busy, vec![0.7]);
         assert_eq!(idle, vec![0.1, 0.2]);
     }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use oae_scorecards::gate::{self, GateReport};
+use oae_scorecards::gate::{self, GateConfig, GateReport};
+use oae_scorecards::noise::Noise;
 use oae_scorecards::score::{self, Options, Scorecards};
 use oae_scorecards::{Manifest, Metric, RunData, ScoreError, Scoring, Site};
 
@@ -98,6 +99,10 @@ pub struct GateRequest {
     pub metrics: Vec<String>,
     /// Where gate.json and gate.md go.
     pub out: PathBuf,
+    /// A noise calibration (`oae gate calibrate`): floors under the thresholds.
+    pub noise: Option<PathBuf>,
+    /// Let energy metrics from modelled energy fail the gate.
+    pub gate_estimated_energy: bool,
 }
 
 /// Gate draws: enough for stable 95 % intervals, few enough to gate large runs quickly.
@@ -105,9 +110,48 @@ pub const GATE_DRAWS: usize = 400;
 
 /// Compares two run directories; returns the report and the files written.
 pub fn gate_dirs(req: &GateRequest, inputs: &ScoringInputs) -> Result<(GateReport, Vec<PathBuf>), ScoreError> {
-    let (bdata, bcards) = score_dir(&req.baseline, inputs)?;
-    let (cdata, ccards) = score_dir(&req.current, inputs)?;
-    let mut thresholds = Scoring::from_run(&cdata)?.thresholds;
+    let base = score_dir(&req.baseline, inputs)?;
+    let current = score_dir(&req.current, inputs)?;
+    gate_scored((&base.0, &base.1), (&current.0, &current.1), req)
+}
+
+/// Prefix of the baseline side's method labels in a paired run.
+pub const PAIRED_BASELINE: &str = "baseline:";
+/// Prefix of the current side's.
+pub const PAIRED_CURRENT: &str = "current:";
+
+/// Gates the two sides of a paired run (`oae gate --paired`): the methods labelled
+/// `baseline:…` against those labelled `current:…`, replayed interleaved in one run.
+pub fn gate_paired(
+    dir: &Path,
+    req: &GateRequest,
+    inputs: &ScoringInputs,
+) -> Result<(GateReport, Vec<PathBuf>), ScoreError> {
+    let opts = options(inputs)?;
+    let data = RunData::load(dir, inputs.allow_partial)?;
+    let prefixes = [PAIRED_BASELINE, PAIRED_CURRENT];
+    let (bdata, cdata) = (
+        data.side(PAIRED_BASELINE, &prefixes),
+        data.side(PAIRED_CURRENT, &prefixes),
+    );
+    for (side, d) in [("baseline", &bdata), ("current", &cdata)] {
+        if d.cells.is_empty() {
+            return Err(ScoreError::Usage(format!(
+                "{}: no `{side}:…` methods; is this a run written by `oae gate --paired`?",
+                dir.display()
+            )));
+        }
+    }
+    let (bcards, ccards) = (score::score(&bdata, &opts)?, score::score(&cdata, &opts)?);
+    gate_scored((&bdata, &bcards), (&cdata, &ccards), req)
+}
+
+fn gate_scored(
+    base: (&RunData, &Scorecards),
+    current: (&RunData, &Scorecards),
+    req: &GateRequest,
+) -> Result<(GateReport, Vec<PathBuf>), ScoreError> {
+    let mut thresholds = Scoring::from_run(current.0)?.thresholds;
     let metrics: Vec<Metric> = if req.metrics.is_empty() {
         thresholds.metrics.clone()
     } else {
@@ -125,16 +169,41 @@ pub fn gate_dirs(req: &GateRequest, inputs: &ScoringInputs) -> Result<(GateRepor
         thresholds.default_pct = p;
     }
     thresholds.apply_flags(&req.thresholds)?;
-    let report = gate::compare(
-        (&bdata, &bcards),
-        (&cdata, &ccards),
-        &thresholds,
-        &metrics,
-        GATE_DRAWS,
-        0x0AE,
-    );
+    let noise = match &req.noise {
+        Some(path) => Some((path.display().to_string(), Noise::read(path)?)),
+        None => None,
+    };
+    let config = GateConfig {
+        thresholds,
+        metrics,
+        draws: GATE_DRAWS,
+        seed: 0x0AE,
+        noise,
+        gate_estimated_energy: req.gate_estimated_energy,
+    };
+    let report = gate::compare(base, current, &config);
     let files = crate::gate::write(&report, &req.out)?;
     Ok((report, files))
+}
+
+/// Measures the run-to-run noise of every gate metric over A/A runs of one suite and writes
+/// it to `out` (JSON, for `oae gate --noise`).
+pub fn calibrate_dirs(dirs: &[PathBuf], inputs: &ScoringInputs, k: f64, out: &Path) -> Result<Noise, ScoreError> {
+    let mut scored = Vec::new();
+    for d in dirs {
+        scored.push(score_dir(d, inputs)?);
+    }
+    let suites: Vec<&str> = scored.iter().map(|(d, _)| d.run.suite.sha256.as_str()).collect();
+    if suites.windows(2).any(|w| w[0] != w[1]) {
+        return Err(ScoreError::Usage(
+            "calibration runs must be A/A runs of the same suite file (their suite SHA-256 differ)".into(),
+        ));
+    }
+    let runs: Vec<(&RunData, &Scorecards)> = scored.iter().map(|(d, c)| (d, c)).collect();
+    let noise = Noise::calibrate(&runs, k)?;
+    let bytes = serde_json::to_vec_pretty(&noise).map_err(|e| ScoreError::Usage(format!("noise file: {e}")))?;
+    crate::write_atomic(out, &bytes)?;
+    Ok(noise)
 }
 
 /// What `oae run` does after a complete run.
@@ -146,6 +215,8 @@ pub struct AfterRun {
     pub save_baseline: Option<String>,
     /// Gate the run against this named baseline.
     pub baseline: Option<String>,
+    /// Noise calibration for that gate.
+    pub noise: Option<PathBuf>,
 }
 
 /// What happened after the run.
@@ -181,6 +252,7 @@ pub fn after_run(dir: &Path, inputs: &ScoringInputs, after: &AfterRun) -> Result
             baseline: baselines::existing(name)?,
             current: dir.to_path_buf(),
             out: dir.to_path_buf(),
+            noise: after.noise.clone(),
             ..GateRequest::default()
         };
         outcome.gate = Some(gate_dirs(&req, inputs)?);

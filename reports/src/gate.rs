@@ -24,7 +24,14 @@ fn status(s: Status) -> &'static str {
         Status::Improvement => "improved",
         Status::Skipped => "skipped",
         Status::Missing => "MISSING",
+        Status::Advisory => "advisory",
     }
+}
+
+/// The threshold column: the threshold, marked when a calibrated noise floor set it.
+fn threshold(c: &Comparison) -> String {
+    let floor = c.noise_floor.is_some_and(|f| f >= c.threshold);
+    format!("{}{}{}", fmt_num(c.threshold), c.unit, if floor { "ⁿ" } else { "" })
 }
 
 /// The terminal table: failures first, then the rest.
@@ -54,21 +61,34 @@ pub fn text(g: &GateReport) -> String {
             c.baseline.map(fmt_num).unwrap_or_else(|| "—".into()),
             c.current.map(fmt_num).unwrap_or_else(|| "—".into()),
             change(c),
-            format!("{}{}", fmt_num(c.threshold), c.unit),
+            threshold(c),
             status(c.status)
         );
     }
     for w in &g.warnings {
         let _ = writeln!(s, "note: {w}");
     }
+    if g.comparisons
+        .iter()
+        .any(|c| c.noise_floor.is_some_and(|f| f >= c.threshold))
+    {
+        let _ = writeln!(s, "ⁿ threshold raised to the calibrated run-to-run noise floor");
+    }
     let _ = writeln!(
         s,
-        "gate: {} ({} failing of {} comparisons; {:.0} % bootstrap intervals, {} resamples)",
+        "gate: {} ({} failing of {} comparisons; {:.0} % {} bootstrap intervals, {} resamples; trials {} vs {})",
         if g.passed { "PASS" } else { "FAIL" },
         g.failures,
         g.comparisons.len(),
         g.confidence * 100.0,
-        g.draws
+        if g.trials.iter().all(|&t| t >= 2) {
+            "hierarchical"
+        } else {
+            "request"
+        },
+        g.draws,
+        g.trials[0],
+        g.trials[1]
     );
     s
 }
@@ -108,15 +128,14 @@ pub fn markdown(g: &GateReport) -> String {
     for c in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {}{} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             md_escape(&c.method),
             md_escape(&c.workload),
             c.metric.map_or("(whole cell)", Metric::name),
             c.baseline.map(fmt_num).unwrap_or_else(|| "—".into()),
             c.current.map(fmt_num).unwrap_or_else(|| "—".into()),
             change(c),
-            fmt_num(c.threshold),
-            c.unit,
+            threshold(c),
             if matches!(c.status, Status::Regression | Status::Missing) {
                 format!("**{}**", status(c.status))
             } else {

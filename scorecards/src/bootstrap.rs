@@ -1,6 +1,11 @@
 //! Bootstrap over per-request records: resample a cell's measured requests with replacement
 //! and recompute the means the cost model needs (`s`, `a`, `e_dyn`, and the energy views).
 //!
+//! With two or more trials in a cell the bootstrap is **hierarchical**: each draw resamples
+//! the trials, then the requests within each chosen trial, so the intervals carry the
+//! run-to-run variance that requests of one run cannot show. With one trial it is the plain
+//! bootstrap over requests.
+//!
 //! Each draw has its own random stream derived from (seed, cell, draw), so results do not
 //! depend on how many threads computed them. Draws are split across the available cores.
 
@@ -98,11 +103,41 @@ impl SplitMix {
     }
 }
 
-/// `draws` bootstrap resamples of `samples`, each reduced to its [`Means`].
+/// Indices of `items` by trial, in trial order.
+pub fn by_trial<T>(items: &[T], trial: impl Fn(&T) -> u32) -> Vec<Vec<usize>> {
+    let mut groups: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, x) in items.iter().enumerate() {
+        groups.entry(trial(x)).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+/// The indices of one bootstrap draw into `n` items grouped as `groups`: plain resampling
+/// of all `n` with one group, hierarchical (trials, then items within each) with more.
+#[inline]
+pub fn draw_indices(rng: &mut SplitMix, n: usize, groups: &[Vec<usize>], mut each: impl FnMut(usize)) {
+    if groups.len() < 2 {
+        for _ in 0..n {
+            each(rng.below(n));
+        }
+        return;
+    }
+    for _ in 0..groups.len() {
+        let g = &groups[rng.below(groups.len())];
+        for _ in 0..g.len() {
+            each(g[rng.below(g.len())]);
+        }
+    }
+}
+
+/// `draws` bootstrap resamples of `samples`, each reduced to its [`Means`]: hierarchical
+/// when the samples come from two or more trials.
 pub fn resample_means(samples: &[Sample], draws: usize, seed: u64, stream: u64) -> Vec<Means> {
     if samples.is_empty() {
         return vec![Means::default(); draws];
     }
+    let groups = by_trial(samples, |s| s.trial);
+    let groups = &groups;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(draws.max(1));
@@ -115,9 +150,7 @@ pub fn resample_means(samples: &[Sample], draws: usize, seed: u64, stream: u64) 
                     let draw = (c * chunk + j) as u64;
                     let mut rng = SplitMix::new(seed, stream, draw);
                     let mut acc = Acc::default();
-                    for _ in 0..samples.len() {
-                        acc.add(&samples[rng.below(samples.len())]);
-                    }
+                    draw_indices(&mut rng, samples.len(), groups, |i| acc.add(&samples[i]));
                     *slot = acc.means();
                 }
             });

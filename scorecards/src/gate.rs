@@ -10,8 +10,9 @@
 
 use serde::Serialize;
 
-use crate::bootstrap::{SplitMix, interval};
+use crate::bootstrap::{SplitMix, by_trial, draw_indices, interval};
 use crate::metric::{Metric, Thresholds};
+use crate::noise::Noise;
 use crate::rundir::{RunData, Sample};
 use crate::score::{Row, Scorecards};
 
@@ -56,6 +57,9 @@ pub enum Status {
     Skipped,
     /// The cell is in the baseline but not in the current run (fails).
     Missing,
+    /// Worse beyond the threshold and noise, but reported only: an energy figure from a
+    /// modelled (estimated) meter, unless the gate was told to count it.
+    Advisory,
 }
 
 /// One (method, workload, metric) comparison.
@@ -79,8 +83,10 @@ pub struct Comparison {
     pub ci_hi: Option<f64>,
     /// `%` or `pp`.
     pub unit: &'static str,
-    /// Allowed worsening.
+    /// Allowed worsening: the declared threshold, or the calibrated noise floor when larger.
     pub threshold: f64,
+    /// The calibrated noise floor that applied (`oae gate calibrate`), when one did.
+    pub noise_floor: Option<f64>,
     /// Verdict.
     pub status: Status,
     /// Why.
@@ -100,6 +106,10 @@ pub struct GateReport {
     pub partial: bool,
     /// Thresholds applied.
     pub thresholds: Thresholds,
+    /// The noise calibration used, if any (its file).
+    pub noise: Option<String>,
+    /// Trials of the baseline run and of the current run.
+    pub trials: [u32; 2],
     /// Confidence of the intervals.
     pub confidence: f64,
     /// Bootstrap resamples.
@@ -114,17 +124,22 @@ pub struct GateReport {
     pub warnings: Vec<String>,
 }
 
-/// Draws of a sample statistic for the gate (independent of the scorecard's).
+/// Draws of a sample statistic for the gate (independent of the scorecard's): hierarchical
+/// over trials when the run has two or more.
 fn sample_draws(samples: &[Sample], stat: &Stat, draws: usize, seed: u64, stream: u64) -> (Option<f64>, Vec<f64>) {
-    let values: Vec<f64> = match stat {
-        Stat::Quantile(f, _) | Stat::Mean(f) | Stat::Share(f) => {
-            samples.iter().map(f).filter(|v| !v.is_nan()).collect()
-        }
+    let kept: Vec<(f64, u32)> = match stat {
+        Stat::Quantile(f, _) | Stat::Mean(f) | Stat::Share(f) => samples
+            .iter()
+            .map(|s| (f(s), s.trial))
+            .filter(|v| !v.0.is_nan())
+            .collect(),
         Stat::Scorecard(_) => unreachable!("scorecard metrics use the scorecard's draws"),
     };
-    if values.is_empty() {
+    if kept.is_empty() {
         return (None, Vec::new());
     }
+    let values: Vec<f64> = kept.iter().map(|v| v.0).collect();
+    let groups = by_trial(&kept, |v| v.1);
     let reduce = |v: &mut Vec<f64>| -> f64 {
         match stat {
             Stat::Quantile(_, q) => {
@@ -140,7 +155,7 @@ fn sample_draws(samples: &[Sample], stat: &Stat, draws: usize, seed: u64, stream
         .map(|d| {
             let mut rng = SplitMix::new(seed, stream, d as u64);
             buf.clear();
-            buf.extend((0..values.len()).map(|_| values[rng.below(values.len())]));
+            draw_indices(&mut rng, values.len(), &groups, |i| buf.push(values[i]));
             reduce(&mut buf)
         })
         .collect();
@@ -155,34 +170,51 @@ fn min_samples(stat: &Stat) -> usize {
     }
 }
 
+/// How strictly to compare two runs.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    /// Thresholds and the metrics gated by default.
+    pub thresholds: Thresholds,
+    /// The metrics to gate.
+    pub metrics: Vec<Metric>,
+    /// Bootstrap resamples.
+    pub draws: usize,
+    /// Resampling seed.
+    pub seed: u64,
+    /// Calibrated run-to-run noise: each metric's floor under its threshold.
+    pub noise: Option<(String, Noise)>,
+    /// Let energy metrics from modelled (estimated) energy fail the gate.
+    pub gate_estimated_energy: bool,
+}
+
 /// The settings of one comparison of two runs.
 struct Settings<'a> {
-    thresholds: &'a Thresholds,
-    draws: usize,
-    seed: u64,
+    config: &'a GateConfig,
     confidence: f64,
 }
 
 /// Compares `current` with `base`.
-pub fn compare(
-    base: (&RunData, &Scorecards),
-    current: (&RunData, &Scorecards),
-    thresholds: &Thresholds,
-    metrics: &[Metric],
-    draws: usize,
-    seed: u64,
-) -> GateReport {
+pub fn compare(base: (&RunData, &Scorecards), current: (&RunData, &Scorecards), config: &GateConfig) -> GateReport {
     let settings = Settings {
-        thresholds,
-        draws,
-        seed,
+        config,
         confidence: current.1.bootstrap.confidence,
     };
+    let (thresholds, metrics, draws) = (&config.thresholds, &config.metrics, config.draws);
+    let trials = [base.0.run.run.trials, current.0.run.run.trials];
     let mut comparisons = Vec::new();
     let mut warnings = Vec::new();
     let partial = base.1.run.partial || current.1.run.partial;
     if partial {
         warnings.push("PARTIAL RUN: the baseline or the current run did not complete; compare with care".into());
+    }
+    if trials.iter().any(|&t| t < 2) {
+        warnings.push(format!(
+            "a run with one trial: its intervals resample requests, not runs, and miss run-to-run noise{}",
+            match &config.noise {
+                Some((file, _)) => format!("; the calibrated noise floors of {file} apply"),
+                None => "; calibrate this machine with `oae gate calibrate` and pass --noise, or run with --trials 3".into(),
+            }
+        ));
     }
     if base.1.baseline != current.1.baseline {
         warnings.push(format!(
@@ -203,6 +235,7 @@ pub fn compare(
                 ci_hi: None,
                 unit: "",
                 threshold: 0.0,
+                noise_floor: None,
                 status: Status::Missing,
                 note: "in the baseline run but not in the current one".into(),
             });
@@ -214,7 +247,7 @@ pub fn compare(
         ) else {
             continue;
         };
-        for &metric in metrics {
+        for &metric in metrics.iter() {
             let pair = Pair {
                 brow,
                 crow,
@@ -243,6 +276,8 @@ pub fn compare(
         current_dir: current.0.dir.display().to_string(),
         partial,
         thresholds: thresholds.clone(),
+        noise: config.noise.as_ref().map(|n| n.0.clone()),
+        trials,
         confidence: settings.confidence,
         draws,
         passed: failures == 0,
@@ -308,7 +343,12 @@ fn verdict(change: f64, lo: f64, hi: f64, threshold: f64) -> (Status, String) {
 fn compare_metric(settings: &Settings<'_>, pair: &Pair<'_>, metric: Metric) -> Comparison {
     let (brow, crow) = (pair.brow, pair.crow);
     let stat = stat_of(metric);
-    let threshold = settings.thresholds.of(metric);
+    let config = settings.config;
+    let floor = config
+        .noise
+        .as_ref()
+        .and_then(|(_, n)| n.floor(&brow.method, &brow.workload, metric));
+    let threshold = config.thresholds.of(metric).max(floor.unwrap_or(0.0));
     let ((bp, bd), (cp, cd)) = match &stat {
         Stat::Scorecard(key) => (scorecard_draws(brow, key), scorecard_draws(crow, key)),
         _ => {
@@ -316,7 +356,7 @@ fn compare_metric(settings: &Settings<'_>, pair: &Pair<'_>, metric: Metric) -> C
             if pair.base.len() < n || pair.current.len() < n {
                 return skipped(brow, metric, threshold, format!("fewer than {n} requests in a run"));
             }
-            let (draws, seed) = (settings.draws, settings.seed);
+            let (draws, seed) = (config.draws, config.seed);
             (
                 sample_draws(pair.base, &stat, draws, seed, pair.stream),
                 sample_draws(pair.current, &stat, draws, seed ^ 0x5EED, pair.stream),
@@ -341,7 +381,16 @@ fn compare_metric(settings: &Settings<'_>, pair: &Pair<'_>, metric: Metric) -> C
     } else {
         interval(&diffs, settings.confidence)
     };
-    let (status, note) = verdict(change, lo.unwrap_or(change), hi.unwrap_or(change), threshold);
+    let (mut status, mut note) = verdict(change, lo.unwrap_or(change), hi.unwrap_or(change), threshold);
+    if floor.is_some_and(|f| f >= config.thresholds.of(metric)) {
+        note.push_str(" (threshold raised to the calibrated noise floor)");
+    }
+    let modelled = brow.energy_per_request.amortized_j.estimated || crow.energy_per_request.amortized_j.estimated;
+    if metric.is_energy() && modelled && !config.gate_estimated_energy && status == Status::Regression {
+        status = Status::Advisory;
+        note =
+            format!("{note}; advisory: the energy is modelled, not measured (--gate-estimated-energy to fail on it)");
+    }
     Comparison {
         method: brow.method.clone(),
         workload: brow.workload.clone(),
@@ -353,9 +402,23 @@ fn compare_metric(settings: &Settings<'_>, pair: &Pair<'_>, metric: Metric) -> C
         ci_hi: hi,
         unit: if metric.in_points() { "pp" } else { "%" },
         threshold,
+        noise_floor: floor,
         status,
         note,
     }
+}
+
+/// The value of `metric` for one cell of one run, as the gate compares it.
+pub fn point(metric: Metric, row: &Row, samples: &[Sample]) -> Option<f64> {
+    match stat_of(metric) {
+        Stat::Scorecard(key) => scorecard_draws(row, key).0,
+        stat => sample_draws(samples, &stat, 0, 0, 0).0,
+    }
+}
+
+/// The samples of (method, workload) in `data`.
+pub fn cell_samples<'a>(data: &'a RunData, method: &str, workload: &str) -> Option<&'a [Sample]> {
+    samples_of(data, method, workload)
 }
 
 fn scorecard_draws(row: &Row, key: &str) -> (Option<f64>, Vec<f64>) {
@@ -382,6 +445,7 @@ fn skipped(row: &Row, metric: Metric, threshold: f64, note: String) -> Compariso
         ci_hi: None,
         unit: if metric.in_points() { "pp" } else { "%" },
         threshold,
+        noise_floor: None,
         status: Status::Skipped,
         note,
     }

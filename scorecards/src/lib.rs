@@ -17,6 +17,7 @@ pub mod cost;
 pub mod gate;
 pub mod manifest;
 pub mod metric;
+pub mod noise;
 pub mod rundir;
 pub mod score;
 pub mod scoring;
@@ -24,7 +25,7 @@ pub mod site;
 pub mod synthetic;
 
 pub use cost::{BreakEven, Breakdown, Measured, break_even, cost_at, oae_ratio};
-pub use gate::GateReport;
+pub use gate::{GateConfig, GateReport};
 pub use manifest::{Level, Manifest, Weeks};
 pub use metric::{Metric, Thresholds};
 pub use rundir::RunData;

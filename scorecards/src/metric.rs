@@ -88,6 +88,11 @@ impl Metric {
         matches!(self, Metric::Attainment | Metric::OaeRatio)
     }
 
+    /// Whether the metric is an energy figure (advisory when the energy is modelled).
+    pub fn is_energy(self) -> bool {
+        matches!(self, Metric::EnergyDyn | Metric::EnergyAmortized)
+    }
+
     /// Whether the change is in percentage points (shares) rather than percent.
     pub fn in_points(self) -> bool {
         matches!(self, Metric::Attainment | Metric::FailedShare)

@@ -36,6 +36,8 @@ pub struct Sample {
     pub tpot_ms: f64,
     /// 1 when the request failed (error, timeout, rejected, cancelled).
     pub failed: f64,
+    /// The trial (replay) it belongs to.
+    pub trial: u32,
 }
 
 impl Sample {
@@ -53,6 +55,7 @@ impl Sample {
             ttft_ms: r.ttft_ms.unwrap_or(nan),
             tpot_ms: r.tpot_ms.unwrap_or(nan),
             failed: if ok { 0.0 } else { 1.0 },
+            trial: r.trial,
         }
     }
 }
@@ -154,6 +157,60 @@ impl RunData {
     /// Whether the run is complete.
     pub fn complete(&self) -> bool {
         self.run.status == RunStatus::Complete
+    }
+
+    /// One side of a paired run (`oae gate --paired`): the methods labelled `prefix…`, with
+    /// the prefix taken off every label (the recorded baseline label too, whichever side's
+    /// prefix it carries — `prefixes` are both sides').
+    pub fn side(&self, prefix: &str, prefixes: &[&str]) -> RunData {
+        let strip = |label: &str| label.strip_prefix(prefix).map(str::to_string);
+        let any = |label: &str| {
+            prefixes
+                .iter()
+                .find_map(|p| label.strip_prefix(p))
+                .unwrap_or(label)
+                .to_string()
+        };
+        let mut run = self.run.clone();
+        run.methods = run
+            .methods
+            .into_iter()
+            .filter_map(|mut m| {
+                m.label = strip(&m.label)?;
+                Some(m)
+            })
+            .collect();
+        if let Some(s) = run.scoring.as_mut() {
+            s.baseline = s.baseline.as_deref().map(any);
+        }
+        let summary = self.summary.clone().map(|mut s| {
+            s.cells = s
+                .cells
+                .into_iter()
+                .filter_map(|mut c| {
+                    c.method = strip(&c.method)?;
+                    Some(c)
+                })
+                .collect();
+            s
+        });
+        let cells = self
+            .cells
+            .iter()
+            .filter_map(|c| {
+                Some(Cell {
+                    method: strip(&c.method)?,
+                    ..c.clone()
+                })
+            })
+            .collect();
+        RunData {
+            dir: self.dir.clone(),
+            run,
+            summary,
+            cells,
+            warnings: self.warnings.clone(),
+        }
     }
 
     /// The summary cell of (method, workload), if summary.json has it.

@@ -15,7 +15,7 @@ use oae_core::rundir::energy::{EnergyInfo, EnergyValidity, IdleBaseline};
 use oae_core::rundir::{
     CarbonAssumptions, CellSummary, Compression, Embodied, GateSettings, Goodput, HostFacts, LimitInfo, MethodInfo,
     Outcome, RequestRecord, RunJson, RunSettings, RunStatus, SCHEMA_VERSION, ScoringSettings, Slo, SuiteInfo,
-    SummaryJson, Validity, WorkloadInfo,
+    SummaryJson, TrialFigures, Validity, WorkloadInfo,
 };
 use oae_core::stats::{Estimate, Stat};
 
@@ -93,6 +93,9 @@ pub struct SynthRun {
     pub slo_e2e_ms: Option<f64>,
     /// Seed of the per-request noise.
     pub seed: u64,
+    /// One entry per trial: the factor on that trial's service times and energy (run-to-run
+    /// drift); default one trial at 1.
+    pub trial_scales: Vec<f64>,
 }
 
 /// The carbon assumptions synthetic runs record: oae's defaults for a 2-vCPU VM (world
@@ -203,6 +206,7 @@ impl SynthRun {
             scoring: None,
             slo_e2e_ms: None,
             seed: 1,
+            trial_scales: vec![1.0],
         }
     }
 
@@ -224,20 +228,27 @@ impl SynthRun {
         let slo = self.slo();
         let mut summaries = Vec::new();
         for (k, c) in self.cells.iter().enumerate() {
-            let mut rng = SplitMix::new(self.seed, k as u64, 0);
-            let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            let (mut e2e, mut good) = (Vec::with_capacity(c.requests), 0usize);
-            for i in 0..c.requests {
-                // Exponential noise with mean 1 mixed in by `spread`.
-                let noise = (1.0 + c.spread * (-(1.0 - unit()).ln() - 1.0)).max(0.05);
-                let failed = unit() < c.fail_share;
-                let r = record(c, i as u64, c.service_s * noise, !failed, c.dyn_j * noise, &itl);
-                good += usize::from(r.good(&slo));
-                e2e.extend(r.e2e_ms);
-                serde_json::to_writer(&mut out, &r)?;
-                out.write_all(b"\n")?;
+            let (mut e2e, mut good, mut figures) = (Vec::new(), 0usize, Vec::new());
+            for (t, scale) in self.trial_scales.iter().enumerate() {
+                let mut rng = SplitMix::new(self.seed, k as u64, t as u64);
+                let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                let (mut trial_e2e, mut trial_good) = (Vec::with_capacity(c.requests), 0usize);
+                for i in 0..c.requests {
+                    // Exponential noise with mean 1 mixed in by `spread`.
+                    let noise = (1.0 + c.spread * (-(1.0 - unit()).ln() - 1.0)).max(0.05) * scale;
+                    let failed = unit() < c.fail_share;
+                    let mut r = record(c, i as u64, c.service_s * noise, !failed, c.dyn_j * noise, &itl);
+                    r.trial = t as u32;
+                    trial_good += usize::from(r.good(&slo));
+                    trial_e2e.extend(r.e2e_ms);
+                    serde_json::to_writer(&mut out, &r)?;
+                    out.write_all(b"\n")?;
+                }
+                figures.push(trial_figures(t as u32, c, &trial_e2e, trial_good));
+                good += trial_good;
+                e2e.push(trial_e2e);
             }
-            summaries.push(self.summary(c, e2e, good));
+            summaries.push(self.summary(c, e2e, good, figures));
         }
         out.flush()?;
         let summary = SummaryJson {
@@ -249,13 +260,18 @@ impl SynthRun {
         std::fs::write(dir.join("run.json"), serde_json::to_vec_pretty(&self.run_json())?)
     }
 
-    fn summary(&self, c: &SynthCell, e2e: Vec<f64>, good: usize) -> CellSummary {
+    fn summary(&self, c: &SynthCell, e2e: Vec<Vec<f64>>, good: usize, trials: Vec<TrialFigures>) -> CellSummary {
+        // The pooled cell: every trial's requests.
+        let c = &SynthCell {
+            requests: c.requests * trials.len(),
+            ..c.clone()
+        };
         let rate = self
             .workloads
             .iter()
             .find(|w| w.name == c.workload)
             .map_or(1.0, |w| w.rate_qps);
-        let ok = e2e.len();
+        let ok = e2e.iter().map(Vec::len).sum::<usize>();
         let mut summary: CellSummary = CellSummary {
             method: c.method.clone(),
             method_id: c.method_id.clone(),
@@ -299,9 +315,10 @@ impl SynthRun {
                 measured_duration_s: c.requests as f64 / rate,
                 reasons: Vec::new(),
             },
+            trials,
             host_steal_s: None,
         };
-        if let Some(s) = Stat::from_samples(e2e, 0.95) {
+        if let Some(s) = Stat::from_groups(e2e, 0.95) {
             summary.latency.insert("e2e_ms".into(), s);
         }
         summary.energy = Some(synthetic_energy(c.idle_w));
@@ -366,6 +383,8 @@ impl SynthRun {
                 queue_bound: None,
                 min_requests: None,
                 min_duration_s: None,
+                trials: self.trial_scales.len() as u32,
+                order: "interleaved".into(),
             },
             host: HostFacts {
                 cpu_model: "synthetic CPU".into(),
@@ -380,6 +399,7 @@ impl SynthRun {
             carbon: default_carbon(),
             workloads: self.workloads.iter().map(workload_info).collect(),
             methods,
+            replays: Vec::new(),
             energy: EnergyInfo {
                 meters: Vec::new(),
                 unavailable: Vec::new(),
@@ -388,6 +408,25 @@ impl SynthRun {
             },
             records,
         }
+    }
+}
+
+/// One synthetic trial's figures.
+fn trial_figures(trial: u32, c: &SynthCell, e2e: &[f64], good: usize) -> TrialFigures {
+    let stat = Stat::from_samples(e2e.iter().copied(), 0.95);
+    TrialFigures {
+        trial,
+        replay_start_s: 0.0,
+        replay_s: 0.0,
+        measured: c.requests,
+        ok: e2e.len(),
+        good,
+        ttft_p50_ms: None,
+        e2e_p50_ms: stat.as_ref().map(|s| s.p50.value),
+        e2e_p95_ms: stat.as_ref().map(|s| s.p95.value),
+        tpot_mean_ms: None,
+        service_mean_ms: None,
+        energy_amortized_j_mean: None,
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use oae_core::rundir::{CellSummary, Outcome, RequestRecord};
 use oae_harness::clock::{utc_now_rfc3339, utc_stamp};
 use oae_harness::rundir::RunDir;
-use oae_harness::session::{self, Invocation, Progress, RunStatus};
+use oae_harness::session::{self, Invocation, Progress, RunResult, RunStatus};
 use oae_harness::suite::Suite;
 use oae_reports::flow::{self, AfterRun, ScoringInputs};
 use oae_workloads::Limit;
@@ -39,31 +39,76 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         suite.run.limit = Limit::Count(n);
         overrides.insert("requests".to_string(), json!(n));
     }
+    if let Some(n) = args.trials {
+        suite.run.trials = n;
+        overrides.insert("trials".to_string(), json!(n));
+    }
     if let Some(s) = args.idle_baseline_s {
         suite.energy.idle_baseline = std::time::Duration::from_secs_f64(s);
         overrides.insert("idle_baseline_s".to_string(), json!(s));
     }
-    let shipped = super::score::shipped_manifests();
-    let methods: Vec<(String, String)> = suite.methods.iter().map(|m| (m.label.clone(), m.id.clone())).collect();
-    let scoring = flow::scoring_for_run(suite.score.as_ref(), suite.gate.as_ref(), &methods, &shipped)?;
     let inputs = ScoringInputs {
         site: args.site.clone(),
         manifests: args.manifests.clone(),
-        shipped,
+        shipped: super::score::shipped_manifests(),
         ..ScoringInputs::default()
     };
+    let (result, stop) = execute_suite(suite, overrides, args.out.clone(), &inputs, args.quiet)?;
+    match result.status {
+        RunStatus::Complete => super::score::after_run(
+            &result.dir,
+            &inputs,
+            &AfterRun {
+                report: !args.no_report,
+                save_baseline: args.save_baseline.clone(),
+                baseline: args.baseline.clone(),
+                noise: args.noise.clone(),
+            },
+        ),
+        // Aborted (a finished run is never `running`).
+        RunStatus::Aborted | RunStatus::Running => Ok(aborted(&result, &stop)),
+    }
+}
+
+/// What an aborted run says, and its exit code (130 when interrupted, else 2).
+pub fn aborted(result: &RunResult, stop: &AtomicBool) -> ExitCode {
+    let reason = result.abort_reason.clone().unwrap_or_else(|| "unknown".into());
+    eprintln!(
+        "run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written",
+        result.records
+    );
+    eprintln!(
+        "no reports written for an incomplete run; to score what was recorded: oae report {} --allow-partial",
+        result.dir.display()
+    );
+    if stop.load(Ordering::SeqCst) && reason == "interrupted" {
+        ExitCode::from(130)
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// Runs `suite` into `out` (default: `oae-results/<suite>/<stamp>`) with its scoring
+/// settings recorded, Ctrl-C handled, progress shown and the table printed; returns the run
+/// and the stop flag (set when interrupted).
+pub fn execute_suite(
+    suite: Suite,
+    overrides: BTreeMap<String, serde_json::Value>,
+    out: Option<PathBuf>,
+    inputs: &ScoringInputs,
+    quiet: bool,
+) -> anyhow::Result<(RunResult, Arc<AtomicBool>)> {
+    let methods: Vec<(String, String)> = suite.methods.iter().map(|m| (m.label.clone(), m.id.clone())).collect();
+    let scoring = flow::scoring_for_run(suite.score.as_ref(), suite.gate.as_ref(), &methods, &inputs.shipped)?;
     // Bad site or manifest files fail before the replay, not after it.
-    let opts = flow::options(&inputs)?;
+    let opts = flow::options(inputs)?;
     let threads = compute_threads(suite.run.threads);
     // SAFETY: no other thread exists yet (the Ctrl-C handler and the runner start later),
     // so nothing can read the environment concurrently.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.0.to_string()) };
     let registry = oae_methods::registry();
     let plan = session::plan(suite, &registry)?;
-    let out = match args.out {
-        Some(dir) => dir,
-        None => default_out(&plan.suite.name),
-    };
+    let out = out.unwrap_or_else(|| default_out(&plan.suite.name));
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -91,40 +136,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         scoring: Some(scoring),
         carbon_overrides: opts.carbon_overrides,
     };
-    let mut progress = TerminalProgress::new(args.quiet);
+    let mut progress = TerminalProgress::new(quiet);
     let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
     progress.finish();
-
     print!("{}", render::cells(&result.summaries));
     println!("run directory: {}", result.dir.display());
-    match result.status {
-        RunStatus::Complete => super::score::after_run(
-            &result.dir,
-            &inputs,
-            &AfterRun {
-                report: !args.no_report,
-                save_baseline: args.save_baseline.clone(),
-                baseline: args.baseline.clone(),
-            },
-        ),
-        // Aborted (a finished run is never `running`).
-        RunStatus::Aborted | RunStatus::Running => {
-            let reason = result.abort_reason.unwrap_or_else(|| "unknown".into());
-            eprintln!(
-                "run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written",
-                result.records
-            );
-            eprintln!(
-                "no reports written for an incomplete run; to score what was recorded: oae report {} --allow-partial",
-                result.dir.display()
-            );
-            Ok(if stop.load(Ordering::SeqCst) && reason == "interrupted" {
-                ExitCode::from(130)
-            } else {
-                ExitCode::from(2)
-            })
-        }
-    }
+    Ok((result, stop))
 }
 
 /// Compute threads for the methods, and where the number came from.

@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use oae_reports::flow::{self, AfterRun, GateRequest, ScoringInputs};
-use oae_reports::{EXPORTERS, fmt_figure};
+use oae_reports::{EXPORTERS, fmt_figure, fmt_num};
 use oae_scorecards::score::Scorecards;
 
-use crate::cli::{GateArgs, ReportArgs, ScoreArgs, ScoringArgs};
+use oae_harness::session::RunStatus;
+use oae_harness::suite::Suite;
+
+use crate::cli::{CalibrateArgs, GateArgs, GateCommand, ReportArgs, ScoreArgs, ScoringArgs};
 
 /// Every registered method's manifest: id → (label for errors, TOML text).
 pub fn shipped_manifests() -> BTreeMap<String, (String, String)> {
@@ -111,16 +114,62 @@ fn gate_exit(report: &oae_scorecards::GateReport, files: &[PathBuf]) -> ExitCode
 }
 
 pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
-    let req = GateRequest {
-        out: args.out.clone().unwrap_or_else(|| args.current.clone()),
-        baseline: args.baseline,
-        current: args.current,
+    if let Some(GateCommand::Calibrate(c)) = args.command {
+        return calibrate(c);
+    }
+    let (Some(baseline), Some(current)) = (args.baseline, args.current) else {
+        anyhow::bail!("give --baseline and --current (or `oae gate calibrate DIR...`)");
+    };
+    let mut req = GateRequest {
+        out: args.out.clone().unwrap_or_else(|| current.clone()),
+        baseline,
+        current,
         thresholds: args.thresholds,
         threshold_pct: args.threshold_pct,
         metrics: args.metrics,
+        noise: args.noise,
+        gate_estimated_energy: args.gate_estimated_energy,
     };
-    let (report, files) = flow::gate_dirs(&req, &inputs(&args.scoring))?;
+    let inputs = inputs(&args.scoring);
+    if !args.paired {
+        let (report, files) = flow::gate_dirs(&req, &inputs)?;
+        return Ok(gate_exit(&report, &files));
+    }
+    let base = Suite::load(&req.baseline)?;
+    let current = Suite::load(&req.current)?;
+    let mut suite = Suite::paired(base, current, (flow::PAIRED_BASELINE, flow::PAIRED_CURRENT))?;
+    suite.run.trials = args.trials;
+    let overrides = [("trials".to_string(), serde_json::json!(args.trials))].into();
+    let (result, stop) = super::run::execute_suite(suite, overrides, args.out.clone(), &inputs, args.quiet)?;
+    if result.status != RunStatus::Complete {
+        return Ok(super::run::aborted(&result, &stop));
+    }
+    req.out = result.dir.clone();
+    let (report, files) = flow::gate_paired(&result.dir, &req, &inputs)?;
     Ok(gate_exit(&report, &files))
+}
+
+fn calibrate(c: CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let noise = flow::calibrate_dirs(&c.runs, &inputs(&c.scoring), c.k, &c.out)?;
+    println!(
+        "run-to-run spread over {} A/A runs (standard deviation; % of the mean, points for shares) and the floor under each threshold (k = {}):",
+        noise.runs.len(),
+        noise.k
+    );
+    println!("  {:<24} {:>10} {:>10}", "metric", "spread", "floor");
+    for (metric, sd) in &noise.metrics {
+        println!(
+            "  {metric:<24} {:>10} {:>10}",
+            fmt_num(*sd),
+            fmt_num(noise.k * std::f64::consts::SQRT_2 * sd)
+        );
+    }
+    println!(
+        "noise file: {} (use: oae gate --noise {} …)",
+        c.out.display(),
+        c.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// After a complete run: reports, the gate against `--baseline`, `--save-baseline`. Returns

@@ -26,11 +26,13 @@ pub use energy::{EnergyKind, MeterInfo, SourceStatus};
 pub use read::{RecordReader, RunDirError, read_run, read_summary};
 pub use record::{Outcome, RecordWithoutItl, RequestRecord, Skipped};
 pub use run::{
-    Compression, GateSettings, HostFacts, LimitInfo, MethodInfo, RunJson, RunSettings, RunStatus, ScoringSettings,
-    SuiteInfo, WorkloadInfo,
+    Compression, GateSettings, HostFacts, LimitInfo, MethodInfo, ReplayInfo, RunJson, RunSettings, RunStatus,
+    ScoringSettings, SuiteInfo, WorkloadInfo,
 };
 pub use slo::Slo;
-pub use summary::{CellSummary, EnergySummary, Goodput, Sensitivity, SummaryJson, Validity, WakeupBucket};
+pub use summary::{
+    CellSummary, EnergySummary, Goodput, Sensitivity, SummaryJson, TrialFigures, Validity, WakeupBucket,
+};
 
 use serde::{Deserialize, Deserializer};
 

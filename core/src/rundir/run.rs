@@ -95,6 +95,24 @@ pub struct RunSettings {
     /// Shortest measured replay for a valid cell, s.
     #[serde(deserialize_with = "super::present")]
     pub min_duration_s: Option<f64>,
+    /// Replays of every cell.
+    pub trials: u32,
+    /// How methods and trials took turns: `sequential`, `interleaved` or `random`.
+    pub order: String,
+}
+
+/// One replay as it happened, in run order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayInfo {
+    /// Method label.
+    pub method: String,
+    /// Workload.
+    pub workload: String,
+    /// Trial (0-based).
+    pub trial: u32,
+    /// Its time zero, s from the run start.
+    pub start_s: f64,
 }
 
 /// What time compression did to a schedule.
@@ -277,6 +295,8 @@ pub struct RunJson {
     pub workloads: Vec<WorkloadInfo>,
     /// Methods, as each finishes.
     pub methods: Vec<MethodInfo>,
+    /// Every replay in the order it ran (the interleaving of methods and trials).
+    pub replays: Vec<ReplayInfo>,
     /// Energy sources, baselines and validity.
     pub energy: EnergyInfo,
     /// Records in requests.jsonl.

@@ -160,10 +160,49 @@ pub struct CellSummary {
     pub goodput: Goodput,
     /// Minimum count and duration checks.
     pub validity: Validity,
+    /// Each trial's own figures (one entry per replay of this cell; the rest of the summary
+    /// pools them).
+    pub trials: Vec<TrialFigures>,
     /// CPU time the hypervisor stole from this VM during the replay, s (summed over vCPUs).
     /// Non-zero steal can explain latency or dispatch-lag outliers the method did not cause.
     #[serde(deserialize_with = "super::present")]
     pub host_steal_s: Option<f64>,
+}
+
+/// One trial (replay) of a cell: the figures the gate compares between runs, per trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialFigures {
+    /// Trial number (0-based), as in the records' `trial`.
+    pub trial: u32,
+    /// When this replay's time zero fell, s from the run start.
+    pub replay_start_s: f64,
+    /// Its duration, s.
+    pub replay_s: f64,
+    /// Measured requests.
+    pub measured: usize,
+    /// Of which ok.
+    pub ok: usize,
+    /// Good under the SLO.
+    pub good: usize,
+    /// TTFT median of ok requests, ms.
+    #[serde(deserialize_with = "super::present")]
+    pub ttft_p50_ms: Option<f64>,
+    /// E2E median, ms.
+    #[serde(deserialize_with = "super::present")]
+    pub e2e_p50_ms: Option<f64>,
+    /// E2E 95th percentile, ms.
+    #[serde(deserialize_with = "super::present")]
+    pub e2e_p95_ms: Option<f64>,
+    /// Mean time per output token, ms.
+    #[serde(deserialize_with = "super::present")]
+    pub tpot_mean_ms: Option<f64>,
+    /// Mean service time, ms.
+    #[serde(deserialize_with = "super::present")]
+    pub service_mean_ms: Option<f64>,
+    /// Mean amortized energy per measured request, J.
+    #[serde(deserialize_with = "super::present")]
+    pub energy_amortized_j_mean: Option<f64>,
 }
 
 /// Requests that met the suite's SLOs, per second and as a fraction of measured requests.

@@ -346,6 +346,64 @@ pub fn attach_to_cell(
     summary
 }
 
+/// The carbon of a cell's trials pooled: per-request figures averaged over every request
+/// (weighted by each trial's requests), reserved time summed, the intensity weighted by
+/// reserved time. One trial: its own summary, unchanged. `None` for no trials.
+pub fn pool(parts: Vec<CarbonSummary>) -> Option<CarbonSummary> {
+    if parts.len() <= 1 {
+        return parts.into_iter().next();
+    }
+    let n: usize = parts.iter().map(|p| p.requests).sum();
+    let reserved: f64 = parts.iter().map(|p| p.reserved_s).sum();
+    let by_requests = |f: &dyn Fn(&CarbonSummary) -> f64| {
+        if n == 0 {
+            0.0
+        } else {
+            parts.iter().map(|p| f(p) * p.requests as f64).sum::<f64>() / n as f64
+        }
+    };
+    let by_requests_opt = |f: &dyn Fn(&CarbonSummary) -> Option<f64>| {
+        parts
+            .iter()
+            .map(|p| f(p).map(|v| v * p.requests as f64))
+            .sum::<Option<f64>>()
+            .map(|s| if n == 0 { 0.0 } else { s / n as f64 })
+    };
+    let breakdown = |side: fn(&CarbonSummary) -> &Breakdown| Breakdown {
+        dynamic_g: by_requests_opt(&|p| side(p).dynamic_g),
+        idle_g: by_requests_opt(&|p| side(p).idle_g),
+        operational_g: by_requests(&|p| side(p).operational_g),
+        embodied_g: by_requests(&|p| side(p).embodied_g),
+        total_g: by_requests(&|p| side(p).total_g),
+    };
+    let first = &parts[0];
+    let same_source = parts.iter().all(|p| p.intensity_source == first.intensity_source);
+    let facility = breakdown(|p| &p.per_request_facility);
+    Some(CarbonSummary {
+        intensity_g_per_kwh: if reserved > 0.0 {
+            parts.iter().map(|p| p.intensity_g_per_kwh * p.reserved_s).sum::<f64>() / reserved
+        } else {
+            first.intensity_g_per_kwh
+        },
+        intensity_source: if same_source {
+            first.intensity_source.clone()
+        } else {
+            format!("reserved-time-weighted mean over {} replays", parts.len())
+        },
+        intensity_year: first.intensity_year,
+        intensity_note: first.intensity_note.clone(),
+        pue_facility: first.pue_facility,
+        pue_default: first.pue_default,
+        per_request_device: breakdown(|p| &p.per_request_device),
+        per_1k_requests_facility_g: facility.total_g * 1000.0,
+        per_request_facility: facility,
+        embodied: first.embodied.clone(),
+        reserved_s: reserved,
+        requests: n,
+        estimated: true,
+    })
+}
+
 /// J to kWh.
 pub fn kwh(j: f64) -> f64 {
     j / 3.6e6
@@ -557,6 +615,46 @@ mod tests {
             50.0,
             "a site value replaces the series"
         );
+    }
+
+    #[test]
+    fn pooled_trials_average_per_request_and_add_reserved_time() {
+        let model = CarbonModel::fixed(
+            CarbonConfig::default()
+                .resolve(&CarbonOverrides::default(), &hardware())
+                .assumptions,
+        );
+        let req = |j: f64| RequestEnergy {
+            dyn_j: Some(j / 2.0),
+            amortized_j: j,
+        };
+        let (a, _) = cell_carbon(&model, model.intensity_over(0.0, 1.0), &[req(100.0)], 10.0);
+        let (b, _) = cell_carbon(
+            &model,
+            model.intensity_over(0.0, 1.0),
+            &[req(400.0), req(400.0), req(400.0)],
+            30.0,
+        );
+        let (all, _) = cell_carbon(
+            &model,
+            model.intensity_over(0.0, 1.0),
+            &[req(100.0), req(400.0), req(400.0), req(400.0)],
+            40.0,
+        );
+        let p = pool(vec![a.clone(), b]).unwrap();
+        assert_eq!((p.requests, p.reserved_s), (4, 40.0));
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-12 * y.abs().max(1e-9);
+        assert!(close(
+            p.per_request_facility.operational_g,
+            all.per_request_facility.operational_g
+        ));
+        assert!(close(p.per_request_facility.total_g, all.per_request_facility.total_g));
+        assert!(close(
+            p.per_request_device.dynamic_g.unwrap(),
+            all.per_request_device.dynamic_g.unwrap()
+        ));
+        assert_eq!(pool(vec![a.clone()]), Some(a), "one trial: unchanged");
+        assert_eq!(pool(vec![]), None);
     }
 
     #[test]

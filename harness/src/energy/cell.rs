@@ -316,6 +316,118 @@ fn summarize(
     }
 }
 
+/// The energy of a cell's trials pooled: joules summed over the windows, per-request
+/// statistics over every record (each attributed in its own window; with two or more trials
+/// their intervals are hierarchical), reasons kept per trial. One trial: its own summary,
+/// unchanged. `parts` are in trial order, as the records' trials.
+pub fn pool(parts: Vec<Option<EnergySummary>>, records: &[RequestRecord], confidence: f64) -> Option<EnergySummary> {
+    let parts: Vec<EnergySummary> = parts.into_iter().flatten().collect();
+    if parts.len() <= 1 {
+        return parts.into_iter().next();
+    }
+    let sum = |f: fn(&EnergySummary) -> f64| parts.iter().map(f).sum::<f64>();
+    let sum_opt = |f: fn(&EnergySummary) -> Option<f64>| parts.iter().map(f).sum::<Option<f64>>();
+    let joined = |f: fn(&EnergySummary) -> &str| {
+        let mut v: Vec<&str> = parts.iter().map(f).collect();
+        v.dedup();
+        v.join(" | ")
+    };
+    let tagged = |f: fn(&EnergySummary) -> &Vec<String>| {
+        parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| f(p).iter().map(move |r| format!("trial {i}: {r}")))
+            .collect::<Vec<_>>()
+    };
+    let measured: Vec<&RequestRecord> = records.iter().filter(|r| r.measured()).collect();
+    let mut by_trial: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+    for r in &measured {
+        by_trial.entry(r.trial).or_default().push(r);
+    }
+    let stat = |f: fn(&RequestRecord) -> Option<f64>| {
+        Stat::from_groups(
+            by_trial
+                .values()
+                .map(|g| g.iter().filter_map(|r| f(r)).collect())
+                .collect(),
+            confidence,
+        )
+    };
+    let window_j = sum(|p| p.window_j);
+    let span_s: f64 = parts
+        .iter()
+        .map(|p| {
+            if p.mean_power_w > 0.0 {
+                p.window_j / p.mean_power_w
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    let dyn_missing = parts.iter().any(|p| p.dyn_j.is_none());
+    // Time-share is not kept per request: each trial's mean, weighted by its requests.
+    let counts: Vec<f64> = by_trial.values().map(|g| g.len() as f64).collect();
+    let time_share = parts
+        .iter()
+        .zip(&counts)
+        .map(|(p, n)| p.sensitivity.time_share_j.map(|t| t * n))
+        .sum::<Option<f64>>()
+        .map(|t| t / counts.iter().sum::<f64>().max(1.0));
+    let served: f64 = parts
+        .iter()
+        .filter_map(|p| p.sensitivity.equal_share_j.filter(|&e| e > 0.0).map(|e| p.busy_j / e))
+        .sum();
+    let mut phases_j: BTreeMap<String, f64> = BTreeMap::new();
+    for p in &parts {
+        for (k, v) in &p.phases_j {
+            *phases_j.entry(k.clone()).or_insert(0.0) += v;
+        }
+    }
+    let banded = parts.iter().all(|p| p.band.is_some());
+    let band_side = |k: usize| {
+        sum(if k == 0 {
+            |p| p.band.map_or(0.0, |b| b.0 * p.window_j)
+        } else {
+            |p| p.band.map_or(0.0, |b| b.1 * p.window_j)
+        })
+    };
+    let first = &parts[0];
+    let active_mean = {
+        let v: Vec<f64> = measured.iter().filter_map(|r| r.energy_active_j).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    Some(EnergySummary {
+        source: joined(|p| p.source.as_str()),
+        domain: joined(|p| p.domain.as_str()),
+        kind: parts.iter().map(|p| p.kind).max().unwrap_or(EnergyKind::Estimated),
+        estimated: parts.iter().any(|p| p.estimated),
+        valid: parts.iter().all(|p| p.valid),
+        invalid_reasons: tagged(|p| &p.invalid_reasons),
+        fallbacks: tagged(|p| &p.fallbacks),
+        window_j,
+        mean_power_w: if span_s > 0.0 { window_j / span_s } else { 0.0 },
+        busy_j: sum(|p| p.busy_j),
+        gap_j: sum(|p| p.gap_j),
+        idle_w: first.idle_w,
+        dyn_j: sum_opt(|p| p.dyn_j),
+        negative_dyn_j: sum_opt(|p| p.negative_dyn_j),
+        compressed_idle_j: sum_opt(|p| p.compressed_idle_j),
+        compressed_s: sum(|p| p.compressed_s),
+        dyn_j_per_request: if dyn_missing { None } else { stat(|r| r.energy_dyn_j) },
+        active_j_per_request: stat(|r| r.energy_active_j),
+        amortized_j_per_request: stat(|r| r.energy_amortized_j),
+        sensitivity: Sensitivity {
+            token_work_j: active_mean,
+            time_share_j: time_share,
+            equal_share_j: (served > 0.0).then(|| sum(|p| p.busy_j) / served),
+        },
+        phases_j,
+        band: (banded && window_j > 0.0).then(|| (band_side(0) / window_j, band_side(1) / window_j)),
+        conservation_error_j: sum(|p| p.conservation_error_j),
+        setup_j: first.setup_j,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +493,35 @@ mod tests {
             "window + compressed idle, all shared"
         );
         assert_eq!(e.setup_j, Some(3.0));
+    }
+
+    #[test]
+    fn trials_pool_to_the_sums_of_their_windows_and_one_trial_is_unchanged() {
+        let t = Timeline::one_meter(20, |t| 10.0 * t);
+        let mut a = vec![record(0, 1.0, 3.0)];
+        let mut b = vec![record(0, 1.0, 2.0)];
+        b[0].trial = 1;
+        let w = |t0_s: f64| CellWindow {
+            t0_s,
+            end_s: t0_s + 5.0,
+            compressed_s: 1.0,
+        };
+        let ea = attribute_cell(&t, &mut a, w(0.0), &[Some(4.0)], settings());
+        let eb = attribute_cell(&t, &mut b, w(10.0), &[Some(4.0)], settings());
+        assert_eq!(pool(vec![ea.clone()], &a, 0.95), ea, "one trial: unchanged");
+        let all: Vec<RequestRecord> = a.iter().chain(&b).cloned().collect();
+        let p = pool(vec![ea.clone(), eb.clone()], &all, 0.95).unwrap();
+        let (ea, eb) = (ea.unwrap(), eb.unwrap());
+        assert!((p.window_j - (ea.window_j + eb.window_j)).abs() < 1e-9);
+        assert!(
+            (p.busy_j + p.gap_j - p.window_j).abs() < 1e-9,
+            "pooled energy still conserves"
+        );
+        assert_eq!(p.compressed_idle_j, Some(8.0), "4 W × 1 s compressed, twice");
+        assert!((p.mean_power_w - 10.0).abs() < 1e-9);
+        assert_eq!(p.amortized_j_per_request.as_ref().unwrap().n, 2);
+        assert!(p.valid && p.source == "m");
+        assert_eq!(pool(vec![None, None], &all, 0.95), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use oae_core::rundir::energy::IdleDrift;
-use oae_core::rundir::{CellSummary, MethodInfo};
+use oae_core::rundir::{CellSummary, MethodInfo, TrialFigures};
 use oae_workloads::Schedule;
 
 use super::Progress;
@@ -24,6 +24,8 @@ use crate::summary::{CellInfo, summarize};
 pub(super) struct Pending {
     /// Index of its schedule.
     pub workload: usize,
+    /// Trial number.
+    pub trial: u32,
     /// Replay start on the timeline, s.
     pub t0_s: f64,
     /// Replay end on the timeline, s.
@@ -102,8 +104,13 @@ impl Finisher<'_> {
             }
         }
         let idle_w: Vec<Option<f64>> = idle.iter().map(|fit| fit.map(|x| x.both.median_w)).collect();
+        // Each workload's replays (one per trial) make one cell.
+        let mut cells: Vec<Vec<Pending>> = (0..self.schedules.len()).map(|_| Vec::new()).collect();
         for p in pending {
-            self.finish_cell(timeline, progress, &done, &idle_w, p);
+            cells[p.workload].push(p);
+        }
+        for trials in cells.into_iter().filter(|c| !c.is_empty()) {
+            self.finish_cell(timeline, progress, &done, &idle_w, trials);
         }
         MethodInfo {
             label: done.label,
@@ -124,22 +131,23 @@ impl Finisher<'_> {
         }
     }
 
+    /// Attributes, summarises and prices one cell: every trial's replay window on its own,
+    /// then the trials pooled.
     fn finish_cell(
         &mut self,
         timeline: &Timeline,
         progress: &mut dyn Progress,
         done: &MethodDone,
         idle_w: &[Option<f64>],
-        p: Pending,
+        trials: Vec<Pending>,
     ) {
-        let schedule = &self.schedules[p.workload];
+        let schedule = &self.schedules[trials[0].workload];
         let run = &self.suite.run;
-        let mut records = p.records;
-        let info = CellInfo {
+        let info = |replay_s: f64| CellInfo {
             method: &done.label,
             method_id: &done.id,
             workload: &schedule.workload,
-            replay_s: p.replay_s,
+            replay_s,
             offered_rate_qps: schedule.replay_rate_qps(),
             setup_s: done.setup_s,
             confidence: run.confidence,
@@ -150,40 +158,85 @@ impl Finisher<'_> {
             min_duration_s: run.min_duration_s,
         };
         let compressed_s = schedule.compression.skipped_s;
-        let window = CellWindow {
-            t0_s: p.t0_s,
-            end_s: p.end_s,
-            compressed_s,
-        };
         let settings = Settings {
             prefill_weight: self.suite.energy.prefill_weight,
             setup_j: done.setup_j,
             confidence: run.confidence,
         };
-        let energy = attribute_cell(timeline, &mut records, window, idle_w, settings);
-        let mut summary = summarize(&info, &records);
-        // Carbon only from energy that can be trusted; an invalid window gets none.
-        if energy.as_ref().is_some_and(|e| e.valid) {
-            let wall = (self.start_unix + p.t0_s, self.start_unix + p.end_s);
-            summary.carbon = Some(crate::carbon::attach_to_cell(
-                self.carbon,
-                &mut records,
-                wall,
-                p.replay_s + compressed_s,
+        let first_t0 = trials[0].t0_s;
+        let (mut records, mut energies, mut carbon, mut figures) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut replay_s, mut steal_s) = (0.0, Some(0.0));
+        for p in trials {
+            let mut recs = p.records;
+            let window = CellWindow {
+                t0_s: p.t0_s,
+                end_s: p.end_s,
+                compressed_s,
+            };
+            let energy = attribute_cell(timeline, &mut recs, window, idle_w, settings);
+            // Carbon only from energy that can be trusted; an invalid window gets none.
+            if energy.as_ref().is_some_and(|e| e.valid) {
+                let wall = (self.start_unix + p.t0_s, self.start_unix + p.end_s);
+                carbon.push(crate::carbon::attach_to_cell(
+                    self.carbon,
+                    &mut recs,
+                    wall,
+                    p.replay_s + compressed_s,
+                ));
+            }
+            figures.push(trial_figures(
+                p.trial,
+                p.t0_s,
+                &summarize(&info(p.replay_s), &recs),
+                &recs,
             ));
+            self.hists.push(CellHistograms {
+                method: done.label.clone(),
+                workload: schedule.workload.clone(),
+                start_s: p.t0_s,
+                duration_s: p.replay_s,
+                hists: p.hists,
+            });
+            replay_s += p.replay_s;
+            steal_s = steal_s.zip(p.steal_s).map(|(a, b)| a + b);
+            energies.push(energy);
+            records.extend(recs);
         }
-        summary.energy = energy;
-        summary.replay_start_s = p.t0_s;
-        summary.host_steal_s = p.steal_s;
+        let mut summary = summarize(&info(replay_s), &records);
+        summary.energy = crate::energy::cell::pool(energies, &records, run.confidence);
+        summary.carbon = (!carbon.is_empty() && carbon.len() == figures.len())
+            .then(|| crate::carbon::pool(carbon))
+            .flatten();
+        summary.replay_start_s = first_t0;
+        summary.host_steal_s = steal_s;
+        summary.trials = figures;
         progress.cell_finished(&summary);
-        self.hists.push(CellHistograms {
-            method: done.label.clone(),
-            workload: schedule.workload.clone(),
-            start_s: p.t0_s,
-            duration_s: p.replay_s,
-            hists: p.hists,
-        });
         self.summaries.push(summary);
         self.all_records.extend(records);
+    }
+}
+
+/// The gate's figures of one trial, from its own summary and records.
+fn trial_figures(trial: u32, start_s: f64, s: &CellSummary, records: &[RequestRecord]) -> TrialFigures {
+    let stat = |k: &str| s.latency.get(k);
+    let amortized: Vec<f64> = records
+        .iter()
+        .filter(|r| r.measured())
+        .filter_map(|r| r.energy_amortized_j)
+        .collect();
+    TrialFigures {
+        trial,
+        replay_start_s: start_s,
+        replay_s: s.replay_s,
+        measured: s.measured,
+        ok: s.ok,
+        good: s.goodput.good,
+        ttft_p50_ms: stat("ttft_ms").map(|x| x.p50.value),
+        e2e_p50_ms: stat("e2e_ms").map(|x| x.p50.value),
+        e2e_p95_ms: stat("e2e_ms").map(|x| x.p95.value),
+        tpot_mean_ms: stat("tpot_ms").map(|x| x.mean.value),
+        service_mean_ms: stat("service_ms").map(|x| x.mean.value),
+        energy_amortized_j_mean: (!amortized.is_empty())
+            .then(|| amortized.iter().sum::<f64>() / amortized.len() as f64),
     }
 }

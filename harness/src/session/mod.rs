@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use oae_core::rundir::carbon::CarbonOverrides;
 use oae_core::rundir::energy::Unavailable;
-use oae_core::rundir::{CellSummary, RUN_JSON, ScoringSettings};
+use oae_core::rundir::{CellSummary, RUN_JSON, ReplayInfo, ScoringSettings};
 use oae_workloads::Schedule;
 
 use crate::carbon::Hardware;
@@ -25,7 +25,7 @@ use crate::energy::validity::validity;
 use crate::meters::{self, Sampler};
 use crate::rundir::RunDir;
 use crate::runner::{CellPlan, Histograms, run_cell};
-use crate::suite::{MethodEntry, Suite};
+use crate::suite::{MethodEntry, Order, Suite};
 use crate::{BuildContext, HarnessError, Method, MethodSpec, RequestRecord, host};
 
 mod finish;
@@ -150,6 +150,13 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
     })
 }
 
+/// Which replay: a workload's index and the trial.
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    workload: usize,
+    trial: u32,
+}
+
 /// What a method's replays left behind.
 enum MethodEnd {
     /// Every workload replayed; the after-baseline may follow.
@@ -213,6 +220,7 @@ pub fn execute(
             })
             .collect(),
         methods: Vec::new(),
+        replays: Vec::new(),
         dispatcher_priority: None,
     };
     let t = sampler.snapshot();
@@ -237,20 +245,12 @@ pub fn execute(
         epoch,
         stop,
     };
-    for (entry, instances) in methods {
+    for block in blocks(methods, suite.run.order()) {
         if stop.load(Ordering::Relaxed) {
             abort.get_or_insert_with(|| "interrupted".into());
             break;
         }
-        let end = ctx.run_method(
-            entry,
-            instances,
-            &mut dir,
-            &mut finish,
-            &mut writer,
-            progress,
-            &mut abort,
-        );
+        let end = ctx.run_block(block, &mut dir, &mut finish, &mut writer, progress, &mut abort);
         if !matches!(end, MethodEnd::Done) {
             break;
         }
@@ -296,20 +296,46 @@ struct MethodRun<'a> {
     stop: &'a AtomicBool,
 }
 
+/// A method within a block: its instances, what run.json will say of it, its replays.
+struct Member {
+    entry: MethodEntry,
+    instances: Vec<Box<dyn Method>>,
+    done: MethodDone,
+    pending: Vec<Pending>,
+}
+
+/// The methods that share one setup phase and one pair of idle baselines: each method alone
+/// (sequential order), or all of them (interleaved, random).
+pub(crate) fn blocks<T>(methods: Vec<T>, order: Order) -> Vec<Vec<T>> {
+    match order {
+        Order::Sequential => methods.into_iter().map(|m| vec![m]).collect(),
+        Order::Interleaved | Order::Random => vec![methods],
+    }
+}
+
+/// The order of a block's `n` methods in `trial`: suite order, or a seeded shuffle.
+pub(crate) fn turn_order(n: usize, trial: u32, order: Order, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    if order == Order::Random {
+        use rand::Rng;
+        let mut rng = oae_core::rng::seeded(seed, &["method-order", &trial.to_string()]);
+        for i in (1..n).rev() {
+            v.swap(i, rng.random_range(0..=i));
+        }
+    }
+    v
+}
+
 impl MethodRun<'_> {
-    /// Prepares one method (setup, metered), measures idle before, replays every workload,
-    /// measures idle after, and finishes its cells into `finish` and `writer`.
-    #[allow(clippy::too_many_arguments)]
-    fn run_method(
-        &mut self,
+    /// Prepares one method (setup, timed and metered); `None` when setup failed (`abort`
+    /// says why).
+    fn prepare(
+        &self,
         entry: MethodEntry,
         mut instances: Vec<Box<dyn Method>>,
-        dir: &mut RunDir,
-        finish: &mut Finisher<'_>,
-        writer: &mut RunJsonWriter<'_>,
         progress: &mut dyn Progress,
         abort: &mut Option<String>,
-    ) -> MethodEnd {
+    ) -> Option<Member> {
         progress.message(&format!(
             "preparing `{}` ({} instance(s))",
             entry.label,
@@ -319,16 +345,13 @@ impl MethodRun<'_> {
         for m in instances.iter_mut() {
             if let Err(e) = m.prepare().and_then(|_| m.sync()) {
                 *abort = Some(format!("method `{}`: setup failed: {e}", entry.label));
-                return MethodEnd::Lost;
+                return None;
             }
         }
         let setup_to = self.sampler.read_now();
-        let snapshot = self.sampler.snapshot();
-        let setup_j = snapshot.primary_energy_between(setup_from, setup_to);
-        let idle_s = self.suite.energy.idle_baseline;
-        let before = idle_window(self.sampler, idle_s, self.stop, progress, "before");
+        let setup_j = self.sampler.snapshot().primary_energy_between(setup_from, setup_to);
         let first = instances.first();
-        let mut done = MethodDone {
+        let done = MethodDone {
             label: entry.label.clone(),
             id: entry.id.clone(),
             instances: entry.instances,
@@ -336,43 +359,96 @@ impl MethodRun<'_> {
             setup_j,
             facts: first.map(|m| m.facts()).unwrap_or_default(),
             weight_bytes: first.and_then(|m| m.weight_bytes()),
-            before,
+            before: None,
             after: None,
         };
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut end = MethodEnd::Done;
-        for (wi, schedule) in self.schedules.iter().enumerate() {
-            if self.stop.load(Ordering::Relaxed) {
-                abort.get_or_insert_with(|| "interrupted".into());
-                end = MethodEnd::Stopped;
-                break;
+        Some(Member {
+            entry,
+            instances,
+            done,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Runs one block: prepares its methods, measures idle before, replays every trial of
+    /// every workload of every method in the block's turn order, measures idle after, and
+    /// finishes each method's cells into `finish` and `writer`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_block(
+        &mut self,
+        block: Vec<(MethodEntry, Vec<Box<dyn Method>>)>,
+        dir: &mut RunDir,
+        finish: &mut Finisher<'_>,
+        writer: &mut RunJsonWriter<'_>,
+        progress: &mut dyn Progress,
+        abort: &mut Option<String>,
+    ) -> MethodEnd {
+        let mut members = Vec::new();
+        for (entry, instances) in block {
+            match self.prepare(entry, instances, progress, abort) {
+                Some(m) => members.push(m),
+                None => return MethodEnd::Lost,
             }
-            match self.replay(&entry, wi, schedule, instances, dir, writer, progress) {
-                Ok((p, back, why)) => {
-                    pending.push(p);
-                    instances = back;
-                    if let Some(why) = why {
-                        abort.get_or_insert(why);
-                        end = MethodEnd::Stopped;
-                        break;
+        }
+        let idle_s = self.suite.energy.idle_baseline;
+        let before = idle_window(self.sampler, idle_s, self.stop, progress, "before");
+        let end = self.replay_all(&mut members, dir, writer, progress, abort);
+        for m in members.iter_mut() {
+            m.instances.clear();
+        }
+        let after = match end {
+            MethodEnd::Done => idle_window(self.sampler, idle_s, self.stop, progress, "after"),
+            _ => None,
+        };
+        let timeline = self.sampler.snapshot();
+        for mut m in members {
+            m.done.before = before;
+            m.done.after = after;
+            let info = finish.finish_method(&timeline, progress, m.done, m.pending);
+            writer.methods.push(info);
+        }
+        end
+    }
+
+    /// Every trial × method (in turn order) × workload of a block.
+    fn replay_all(
+        &mut self,
+        members: &mut [Member],
+        dir: &mut RunDir,
+        writer: &mut RunJsonWriter<'_>,
+        progress: &mut dyn Progress,
+        abort: &mut Option<String>,
+    ) -> MethodEnd {
+        let run = &self.suite.run;
+        for trial in 0..run.trials {
+            for mi in turn_order(members.len(), trial, run.order(), run.seed) {
+                for (wi, schedule) in self.schedules.iter().enumerate() {
+                    if self.stop.load(Ordering::Relaxed) {
+                        abort.get_or_insert_with(|| "interrupted".into());
+                        return MethodEnd::Stopped;
+                    }
+                    let m = &mut members[mi];
+                    let instances = std::mem::take(&mut m.instances);
+                    let turn = Turn { workload: wi, trial };
+                    match self.replay(&m.entry, turn, schedule, instances, dir, writer, progress) {
+                        Ok((p, back, why)) => {
+                            m.pending.push(p);
+                            m.instances = back;
+                            if let Some(why) = why {
+                                abort.get_or_insert(why);
+                                return MethodEnd::Stopped;
+                            }
+                        }
+                        Err(e) => {
+                            // The instances went with the failed replay: nothing more can run.
+                            *abort = Some(e.to_string());
+                            return MethodEnd::Lost;
+                        }
                     }
                 }
-                Err(e) => {
-                    *abort = Some(e.to_string());
-                    // The instances went with the failed replay: nothing more can run.
-                    end = MethodEnd::Lost;
-                    instances = Vec::new();
-                    break;
-                }
             }
         }
-        drop(instances);
-        if matches!(end, MethodEnd::Done) {
-            done.after = idle_window(self.sampler, idle_s, self.stop, progress, "after");
-        }
-        let info = finish.finish_method(&self.sampler.snapshot(), progress, done, pending);
-        writer.methods.push(info);
-        end
+        MethodEnd::Done
     }
 
     /// Replays one workload; returns its pending cell, the instances, and why the run must
@@ -381,7 +457,7 @@ impl MethodRun<'_> {
     fn replay(
         &self,
         entry: &MethodEntry,
-        workload: usize,
+        turn: Turn,
         schedule: &Schedule,
         instances: Vec<Box<dyn Method>>,
         dir: &mut RunDir,
@@ -397,12 +473,18 @@ impl MethodRun<'_> {
             schedule,
             warmup: run.warmup,
             cooldown: run.cooldown,
-            trial: 0,
+            trial: turn.trial,
             controls: run.controls,
             boundary: Some(&boundary),
         };
         let mut h = Histograms::default();
         let steal_before = host::cpu_steal_s();
+        writer.replays.push(ReplayInfo {
+            method: entry.label.clone(),
+            workload: schedule.workload.clone(),
+            trial: turn.trial,
+            start_s: self.sampler.read_now(),
+        });
         let result = run_cell(&cell, instances, self.stop, &mut |r| {
             dir.append_record(r)?;
             h.record(r);
@@ -419,9 +501,14 @@ impl MethodRun<'_> {
             (None, true) => Some("interrupted".to_string()),
             (None, false) => None,
         };
+        let t0_s = secs_since(self.epoch, result.t0);
+        if let Some(last) = writer.replays.last_mut() {
+            last.start_s = t0_s;
+        }
         let pending = Pending {
-            workload,
-            t0_s: secs_since(self.epoch, result.t0),
+            workload: turn.workload,
+            trial: turn.trial,
+            t0_s,
             end_s,
             replay_s: secs_since(result.t0, result.end).max(0.0),
             steal_s: steal_before.zip(host::cpu_steal_s()).map(|(a, b)| b - a),
@@ -559,6 +646,72 @@ mod tests {
         for f in ["timeline.csv", "histograms.hlog", "requests.jsonl"] {
             assert!(r.dir.join(f).is_file(), "{f}");
         }
+    }
+
+    fn two_methods(run_keys: &str) -> Suite {
+        let text = format!(
+            "[run]\nseed = 9\nrequests = 4\n{run_keys}\n[energy]\nidle_baseline_s = 0\n[[workloads]]\nname = \"w\"\narrival = {{ process = \"constant\", rate_qps = 50 }}\ninput_tokens = 4\noutput_tokens = 2\n[[methods]]\nid = \"mock\"\nlabel = \"a\"\n[[methods]]\nid = \"mock\"\nlabel = \"b\"\n"
+        );
+        Suite::parse("s.toml", &text, "s").unwrap()
+    }
+
+    fn turns(run: &oae_core::rundir::RunJson) -> Vec<String> {
+        run.replays.iter().map(|r| format!("{}{}", r.method, r.trial)).collect()
+    }
+
+    #[test]
+    fn trials_interleave_methods_and_every_record_and_summary_knows_its_trial() {
+        let (_d, r) = run(two_methods("trials = 3"));
+        assert_eq!((r.status, r.records), (RunStatus::Complete, 24));
+        let run = read_run(&r.dir).unwrap();
+        assert_eq!((run.run.trials, run.run.order.as_str()), (3, "interleaved"));
+        assert_eq!(turns(&run), ["a0", "b0", "a1", "b1", "a2", "b2"]);
+        let summary = read_summary(&r.dir, &run).unwrap().unwrap();
+        assert_eq!(summary.cells.len(), 2, "one cell per (method, workload), trials pooled");
+        for c in &summary.cells {
+            assert_eq!(c.requests, 12);
+            let trials: Vec<u32> = c.trials.iter().map(|t| t.trial).collect();
+            assert_eq!(trials, [0, 1, 2]);
+            assert!(c.trials.iter().all(|t| t.measured == 4 && t.e2e_p50_ms.is_some()));
+            assert_eq!(c.latency["e2e_ms"].mean_ci_method, "hierarchical-bootstrap");
+            let e = c.energy.as_ref().unwrap();
+            assert!(e.valid && (e.busy_j + e.gap_j - e.window_j).abs() < 1e-6, "{e:?}");
+        }
+        let records: Vec<_> = oae_core::rundir::RecordReader::open(&r.dir)
+            .unwrap()
+            .map(|x| x.unwrap().1)
+            .collect();
+        for t in 0..3 {
+            assert_eq!(records.iter().filter(|x| x.trial == t).count(), 8);
+        }
+    }
+
+    #[test]
+    fn the_order_is_sequential_by_default_and_a_random_one_is_seeded_and_recorded() {
+        let (_d, r) = run(two_methods(""));
+        let run1 = read_run(&r.dir).unwrap();
+        assert_eq!((run1.run.trials, run1.run.order.as_str()), (1, "sequential"));
+        assert_eq!(turns(&run1), ["a0", "b0"]);
+        let (_d, r) = run(two_methods("trials = 2\norder = \"sequential\""));
+        assert_eq!(turns(&read_run(&r.dir).unwrap()), ["a0", "a1", "b0", "b1"]);
+        let orders: Vec<Vec<usize>> = (0..8).map(|t| turn_order(2, t, Order::Random, 9)).collect();
+        assert_eq!(
+            orders,
+            (0..8).map(|t| turn_order(2, t, Order::Random, 9)).collect::<Vec<_>>(),
+            "seeded"
+        );
+        assert!(
+            orders.contains(&vec![1, 0]) && orders.contains(&vec![0, 1]),
+            "{orders:?}"
+        );
+        let (_d, r) = run(two_methods("trials = 8\norder = \"random\""));
+        let got = turns(&read_run(&r.dir).unwrap());
+        let want: Vec<String> = orders
+            .iter()
+            .enumerate()
+            .flat_map(|(t, o)| o.iter().map(move |&m| format!("{}{t}", ["a", "b"][m])))
+            .collect();
+        assert_eq!(got, want, "the recorded order is the seeded one");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use oae_core::rundir::energy::{EnergyInfo, EnergyValidity, SourceStatus, Unavailable};
 use oae_core::rundir::{
-    CarbonAssumptions, HostFacts, LimitInfo, MethodInfo, RunJson, RunSettings, RunStatus, SCHEMA_VERSION, SuiteInfo,
-    WorkloadInfo,
+    CarbonAssumptions, HostFacts, LimitInfo, MethodInfo, ReplayInfo, RunJson, RunSettings, RunStatus, SCHEMA_VERSION,
+    SuiteInfo, WorkloadInfo,
 };
 use oae_workloads::{Limit, Schedule};
 
@@ -32,6 +32,8 @@ pub struct RunJsonWriter<'a> {
     pub unavailable: Vec<Unavailable>,
     /// Methods finished so far.
     pub methods: Vec<MethodInfo>,
+    /// Replays so far, in run order.
+    pub replays: Vec<ReplayInfo>,
     /// The dispatcher thread's scheduling priority, once known.
     pub dispatcher_priority: Option<String>,
 }
@@ -56,6 +58,8 @@ impl RunJsonWriter<'_> {
             queue_bound: run.controls.queue_bound,
             min_requests: run.min_requests,
             min_duration_s: run.min_duration_s,
+            trials: run.trials,
+            order: run.order().as_str().to_string(),
         }
     }
 
@@ -117,6 +121,7 @@ impl RunJsonWriter<'_> {
             carbon: self.carbon.clone(),
             workloads: self.workloads(),
             methods: self.methods.clone(),
+            replays: self.replays.clone(),
             energy: EnergyInfo {
                 meters: t.meters.clone(),
                 unavailable: self.unavailable.clone(),
@@ -182,6 +187,7 @@ id = "mock"
             sources: Vec::new(),
             unavailable: Vec::new(),
             methods: Vec::new(),
+            replays: Vec::new(),
             dispatcher_priority: None,
         };
         let t = Timeline::default();

@@ -1,0 +1,227 @@
+//! The gate's false-alarm rate and power, measured on this machine (ignored by default: it
+//! runs for about a quarter of an hour).
+//!
+//! ```sh
+//! cargo test --test gate_selftest -- --ignored --nocapture
+//! # OAE_SELFTEST_RUNS=8 (A/A runs per setting), OAE_SELFTEST_B=3 (runs per slowdown),
+//! # OAE_SELFTEST_ONLY=mock|dense
+//! ```
+//!
+//! For the mock method (injected slowdowns of 0, 5, 10 and 30 %) and for dense on the
+//! embedded model (a 5-layer model against the 4-layer one), each with one trial and with
+//! three: A/A runs of the same suite are gated against each other (every ordered pair; a
+//! failing gate is a false alarm), and A/B runs against the A runs (a failing gate is a
+//! detection). Gates use the default settings; a second false-alarm figure uses a noise file
+//! calibrated on the first three A runs and pairs among the others. The table is printed and
+//! written to `target/tmp/oae-gate-selftest.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn oae() -> Command {
+    Command::cargo_bin("oae").unwrap()
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn mock_suite(scale: f64) -> String {
+    format!(
+        r#"name = "selftest-mock"
+[run]
+seed = 11
+requests = 60
+warmup_s = 0.2
+[energy]
+idle_baseline_s = 0.3
+[slo]
+e2e_ms = 500.0
+[[workloads]]
+name = "steady"
+arrival = {{ process = "poisson", rate_qps = 25.0 }}
+input_tokens = {{ dist = "uniform", min = 4, max = 32 }}
+output_tokens = {{ dist = "uniform", min = 2, max = 12 }}
+[[methods]]
+id = "mock"
+label = "m"
+prefill_ms = {}
+decode_ms_per_token = {}
+"#,
+        2.0 * scale,
+        1.0 * scale
+    )
+}
+
+fn dense_suite(layers: usize) -> String {
+    format!(
+        r#"name = "selftest-dense"
+[run]
+seed = 42
+requests = 60
+warmup_s = 1.0
+[energy]
+idle_baseline_s = 0.5
+[slo]
+ttft_ms = 200.0
+e2e_ms = 1000.0
+[[workloads]]
+name = "sporadic"
+arrival = {{ process = "poisson", rate_qps = 5.0 }}
+input_tokens = {{ dist = "uniform", min = 16, max = 128 }}
+output_tokens = {{ dist = "uniform", min = 16, max = 64 }}
+[[methods]]
+id = "dense"
+label = "dense"
+temperature = 0.0
+ignore_eos = true
+model = {{ kind = "synthetic", layers = {layers} }}
+"#
+    )
+}
+
+/// Runs `suite_text` with `trials` into a new directory under `dir`.
+fn run(dir: &Path, name: &str, suite_text: &str, trials: u32) -> PathBuf {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, suite_text).unwrap();
+    let out = dir.join(name);
+    let o = oae()
+        .arg("run")
+        .arg(&file)
+        .args(["--quiet", "--no-report", "--trials", &trials.to_string(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// Whether the gate fails `current` against `base`.
+fn fails(base: &Path, current: &Path, noise: Option<&Path>, out: &Path) -> bool {
+    let mut c = oae();
+    c.args(["gate", "--baseline"])
+        .arg(base)
+        .arg("--current")
+        .arg(current)
+        .arg("--out")
+        .arg(out);
+    if let Some(n) = noise {
+        c.arg("--noise").arg(n);
+    }
+    let o = c.output().unwrap();
+    match o.status.code() {
+        Some(0) => false,
+        Some(1) => true,
+        _ => panic!("gate error: {}", String::from_utf8_lossy(&o.stderr)),
+    }
+}
+
+fn rate(hits: usize, n: usize) -> String {
+    format!("{hits}/{n} = {:.0} %", 100.0 * hits as f64 / n.max(1) as f64)
+}
+
+/// False alarms over every ordered pair of `runs`.
+fn false_alarms(runs: &[PathBuf], noise: Option<&Path>, out: &Path) -> (usize, usize) {
+    let mut n = 0;
+    let mut hits = 0;
+    for (i, a) in runs.iter().enumerate() {
+        for (j, b) in runs.iter().enumerate() {
+            if i != j {
+                n += 1;
+                hits += usize::from(fails(a, b, noise, out));
+            }
+        }
+    }
+    (hits, n)
+}
+
+/// One method under test: its suite for a parameter (0 = the A side) and the B sides.
+struct Case {
+    name: &'static str,
+    suite: fn(usize) -> String,
+    slowdowns: &'static [(usize, &'static str)],
+}
+
+#[test]
+#[ignore = "runs for about a quarter of an hour; see the module docs"]
+fn gate_false_alarms_and_power() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("gate-out");
+    let (n_a, n_b) = (env_usize("OAE_SELFTEST_RUNS", 8), env_usize("OAE_SELFTEST_B", 3));
+    let only = std::env::var("OAE_SELFTEST_ONLY").unwrap_or_default();
+    let mut table = vec![
+        "| method | trials | A/A false alarms (default) | A/A false alarms (calibrated) | detection of B | B |"
+            .to_string(),
+        "|---|---|---|---|---|---|".to_string(),
+    ];
+    let cases: [Case; 2] = [
+        Case {
+            name: "mock",
+            suite: |pct| mock_suite(1.0 + pct as f64 / 100.0),
+            slowdowns: &[(5, "5 % slower"), (10, "10 % slower"), (30, "30 % slower")],
+        },
+        Case {
+            name: "dense (embedded)",
+            suite: |l| dense_suite(if l == 0 { 4 } else { l }),
+            slowdowns: &[(5, "5 layers instead of 4")],
+        },
+    ];
+    for Case { name, suite, slowdowns } in cases {
+        if !only.is_empty() && !name.starts_with(&only) {
+            continue;
+        }
+        for trials in [1u32, 3] {
+            let base: Vec<PathBuf> = (0..n_a)
+                .map(|i| {
+                    run(
+                        tmp.path(),
+                        &format!("{name}-t{trials}-a{i}").replace(' ', "_"),
+                        &suite(0),
+                        trials,
+                    )
+                })
+                .collect();
+            let (fa, n) = false_alarms(&base, None, &out);
+            // Calibrated on the first three A runs, judged on pairs among the others.
+            let noise = tmp.path().join(format!("noise-{trials}.json"));
+            let o = oae()
+                .args(["gate", "calibrate"])
+                .args(&base[..3])
+                .arg("--out")
+                .arg(&noise)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let (fc, nc) = false_alarms(&base[3..], Some(&noise), &out);
+            for (param, what) in slowdowns {
+                let slow: Vec<PathBuf> = (0..n_b)
+                    .map(|i| {
+                        let tag = format!("{name}-t{trials}-b{param}-{i}").replace(' ', "_");
+                        run(tmp.path(), &tag, &suite(*param), trials)
+                    })
+                    .collect();
+                let (mut hits, mut pairs) = (0, 0);
+                for a in &base {
+                    for b in &slow {
+                        pairs += 1;
+                        hits += usize::from(fails(a, b, None, &out));
+                    }
+                }
+                let line = format!(
+                    "| {name} | {trials} | {} | {} | {} | {what} |",
+                    rate(fa, n),
+                    rate(fc, nc),
+                    rate(hits, pairs)
+                );
+                println!("{line}");
+                table.push(line);
+            }
+        }
+    }
+    let text = table.join("\n") + "\n";
+    println!("{text}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(dir.join("oae-gate-selftest.md"), text).unwrap();
+}
