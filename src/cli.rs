@@ -109,13 +109,19 @@ pub struct GateArgs {
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub trials: u32,
     /// Run-to-run noise of this machine (`oae gate calibrate`): each metric's threshold is
-    /// raised to k × √2 × its calibrated spread where that is larger.
-    #[arg(long, value_name = "FILE")]
+    /// raised to k × √2 × its calibrated spread where that is larger. Without it, the
+    /// built-in reference floors (a 2-vCPU VM's spread) apply, except with --paired.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_noise_floor")]
     pub noise: Option<PathBuf>,
-    /// Let energy metrics fail the gate when the energy is modelled rather than measured
-    /// (by default they are reported as advisory).
+    /// No noise floors: thresholds and intervals alone (for a machine known to be quiet;
+    /// calibrating it is better).
     #[arg(long)]
-    pub gate_estimated_energy: bool,
+    pub no_noise_floor: bool,
+    /// Let energy metrics fail the gate even when the energy was modelled rather than
+    /// measured, or the machine was busy with other work during a run (by default such
+    /// energy regressions are reported as advisory).
+    #[arg(long)]
+    pub strict_energy: bool,
     /// Per-metric allowed worsening, percent (points for shares): METRIC=PCT, repeatable.
     /// Overrides the current suite's [gate] thresholds.
     #[arg(long = "threshold", value_name = "METRIC=PCT")]

@@ -1,19 +1,22 @@
 //! The gate's false-alarm rate and power, measured on this machine (ignored by default: it
-//! runs for about a quarter of an hour).
+//! runs for about 20 minutes).
 //!
 //! ```sh
 //! cargo test --test gate_selftest -- --ignored --nocapture
-//! # OAE_SELFTEST_RUNS=8 (A/A runs per setting), OAE_SELFTEST_B=3 (runs per slowdown),
-//! # OAE_SELFTEST_ONLY=mock|dense
+//! # OAE_SELFTEST_RUNS=8 (A/A runs per setting), OAE_SELFTEST_B=3 (B runs per slowdown),
+//! # OAE_SELFTEST_PAIRED=6 (paired A/A runs), OAE_SELFTEST_ONLY=mock|dense,
+//! # OAE_SELFTEST_KEEP=DIR (keep the run directories there)
 //! ```
 //!
 //! For the mock method (injected slowdowns of 0, 5, 10 and 30 %) and for dense on the
 //! embedded model (a 5-layer model against the 4-layer one), each with one trial and with
 //! three: A/A runs of the same suite are gated against each other (every ordered pair; a
-//! failing gate is a false alarm), and A/B runs against the A runs (a failing gate is a
-//! detection). Gates use the default settings; a second false-alarm figure uses a noise file
-//! calibrated on the first three A runs and pairs among the others. The table is printed and
-//! written to `target/tmp/oae-gate-selftest.md`.
+//! failing gate is a false alarm), and B runs against the A runs (a failing gate is a
+//! detection). Gates use the default settings (the built-in reference noise floors), no floors
+//! (`--no-noise-floor`), and a noise file calibrated on the first three A runs (judged on
+//! the other A runs only). Then paired mode: A/A and A/B suites gated with `--paired`. The
+//! tables are printed and written to `target/tmp/oae-gate-selftest.md`. Run it on an otherwise
+//! idle machine: other work during a run is exactly the noise it measures.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,8 +101,19 @@ fn run(dir: &Path, name: &str, suite_text: &str, trials: u32) -> PathBuf {
     out
 }
 
+/// Which noise floors a gate uses.
+#[derive(Clone, Copy)]
+enum Floors<'a> {
+    /// None given: the built-in reference floors (the default).
+    Default,
+    /// `--no-noise-floor`.
+    Off,
+    /// `--noise FILE`.
+    Calibrated(&'a Path),
+}
+
 /// Whether the gate fails `current` against `base`.
-fn fails(base: &Path, current: &Path, noise: Option<&Path>, out: &Path) -> bool {
+fn fails(base: &Path, current: &Path, floors: Floors<'_>, out: &Path) -> bool {
     let mut c = oae();
     c.args(["gate", "--baseline"])
         .arg(base)
@@ -107,15 +121,48 @@ fn fails(base: &Path, current: &Path, noise: Option<&Path>, out: &Path) -> bool 
         .arg(current)
         .arg("--out")
         .arg(out);
-    if let Some(n) = noise {
-        c.arg("--noise").arg(n);
+    match floors {
+        Floors::Default => {}
+        Floors::Off => {
+            c.arg("--no-noise-floor");
+        }
+        Floors::Calibrated(n) => {
+            c.arg("--noise").arg(n);
+        }
     }
-    let o = c.output().unwrap();
+    exit_says_failed(c.output().unwrap())
+}
+
+fn exit_says_failed(o: std::process::Output) -> bool {
     match o.status.code() {
         Some(0) => false,
         Some(1) => true,
-        _ => panic!("gate error: {}", String::from_utf8_lossy(&o.stderr)),
+        _ => panic!(
+            "gate error: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
     }
+}
+
+/// Whether a paired gate of `base` against `current` (suite files) fails.
+fn paired_fails(dir: &Path, name: &str, base: &str, current: &str) -> bool {
+    let (b, c) = (
+        dir.join(format!("{name}-base.toml")),
+        dir.join(format!("{name}-cur.toml")),
+    );
+    std::fs::write(&b, base).unwrap();
+    std::fs::write(&c, current).unwrap();
+    let o = oae()
+        .args(["gate", "--paired", "--quiet", "--trials", "3", "--baseline"])
+        .arg(&b)
+        .arg("--current")
+        .arg(&c)
+        .arg("--out")
+        .arg(dir.join(name))
+        .output()
+        .unwrap();
+    exit_says_failed(o)
 }
 
 fn rate(hits: usize, n: usize) -> String {
@@ -123,18 +170,40 @@ fn rate(hits: usize, n: usize) -> String {
 }
 
 /// False alarms over every ordered pair of `runs`.
-fn false_alarms(runs: &[PathBuf], noise: Option<&Path>, out: &Path) -> (usize, usize) {
+fn false_alarms(runs: &[PathBuf], floors: Floors<'_>, out: &Path) -> (usize, usize) {
     let mut n = 0;
     let mut hits = 0;
     for (i, a) in runs.iter().enumerate() {
         for (j, b) in runs.iter().enumerate() {
             if i != j {
                 n += 1;
-                hits += usize::from(fails(a, b, noise, out));
+                hits += usize::from(fails(a, b, floors, out));
             }
         }
     }
     (hits, n)
+}
+
+/// Detections of every B run against every A run.
+fn detections(a: &[PathBuf], b: &[PathBuf], floors: Floors<'_>, out: &Path) -> (usize, usize) {
+    let mut n = 0;
+    let mut hits = 0;
+    for x in a {
+        for y in b {
+            n += 1;
+            hits += usize::from(fails(x, y, floors, out));
+        }
+    }
+    (hits, n)
+}
+
+/// The directory the self-test writes into.
+struct Kept(PathBuf);
+
+impl Kept {
+    fn path(&self) -> &Path {
+        &self.0
+    }
 }
 
 /// One method under test: its suite for a parameter (0 = the A side) and the B sides.
@@ -148,13 +217,23 @@ struct Case {
 #[ignore = "runs for about a quarter of an hour; see the module docs"]
 fn gate_false_alarms_and_power() {
     let tmp = tempfile::tempdir().unwrap();
+    // OAE_SELFTEST_KEEP=DIR keeps every run directory there for a closer look.
+    let keep = std::env::var_os("OAE_SELFTEST_KEEP").map(PathBuf::from);
+    let root = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&root).unwrap();
+    let tmp = Kept(root);
     let out = tmp.path().join("gate-out");
     let (n_a, n_b) = (env_usize("OAE_SELFTEST_RUNS", 8), env_usize("OAE_SELFTEST_B", 3));
+    let n_p = env_usize("OAE_SELFTEST_PAIRED", 6);
     let only = std::env::var("OAE_SELFTEST_ONLY").unwrap_or_default();
     let mut table = vec![
-        "| method | trials | A/A false alarms (default) | A/A false alarms (calibrated) | detection of B | B |"
+        "| method | trials | A/A false alarms: default | no floors | calibrated | B | detected: default | calibrated |"
             .to_string(),
-        "|---|---|---|---|---|---|".to_string(),
+        "|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    let mut paired = vec![
+        "| method (paired, 3 trials) | A/A false alarms | B | detected |".to_string(),
+        "|---|---|---|---|".to_string(),
     ];
     let cases: [Case; 2] = [
         Case {
@@ -172,20 +251,15 @@ fn gate_false_alarms_and_power() {
         if !only.is_empty() && !name.starts_with(&only) {
             continue;
         }
+        let tag = name.split_whitespace().next().unwrap();
         for trials in [1u32, 3] {
             let base: Vec<PathBuf> = (0..n_a)
-                .map(|i| {
-                    run(
-                        tmp.path(),
-                        &format!("{name}-t{trials}-a{i}").replace(' ', "_"),
-                        &suite(0),
-                        trials,
-                    )
-                })
+                .map(|i| run(tmp.path(), &format!("{tag}-t{trials}-a{i}"), &suite(0), trials))
                 .collect();
-            let (fa, n) = false_alarms(&base, None, &out);
+            let fa = false_alarms(&base, Floors::Default, &out);
+            let fo = false_alarms(&base, Floors::Off, &out);
             // Calibrated on the first three A runs, judged on pairs among the others.
-            let noise = tmp.path().join(format!("noise-{trials}.json"));
+            let noise = tmp.path().join(format!("noise-{tag}-{trials}.json"));
             let o = oae()
                 .args(["gate", "calibrate"])
                 .args(&base[..3])
@@ -194,33 +268,46 @@ fn gate_false_alarms_and_power() {
                 .output()
                 .unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let (fc, nc) = false_alarms(&base[3..], Some(&noise), &out);
+            let fc = false_alarms(&base[3..], Floors::Calibrated(&noise), &out);
             for (param, what) in slowdowns {
                 let slow: Vec<PathBuf> = (0..n_b)
                     .map(|i| {
-                        let tag = format!("{name}-t{trials}-b{param}-{i}").replace(' ', "_");
-                        run(tmp.path(), &tag, &suite(*param), trials)
+                        run(
+                            tmp.path(),
+                            &format!("{tag}-t{trials}-b{param}-{i}"),
+                            &suite(*param),
+                            trials,
+                        )
                     })
                     .collect();
-                let (mut hits, mut pairs) = (0, 0);
-                for a in &base {
-                    for b in &slow {
-                        pairs += 1;
-                        hits += usize::from(fails(a, b, None, &out));
-                    }
-                }
+                let dd = detections(&base, &slow, Floors::Default, &out);
+                let dc = detections(&base[3..], &slow, Floors::Calibrated(&noise), &out);
                 let line = format!(
-                    "| {name} | {trials} | {} | {} | {} | {what} |",
-                    rate(fa, n),
-                    rate(fc, nc),
-                    rate(hits, pairs)
+                    "| {name} | {trials} | {} | {} | {} | {what} | {} | {} |",
+                    rate(fa.0, fa.1),
+                    rate(fo.0, fo.1),
+                    rate(fc.0, fc.1),
+                    rate(dd.0, dd.1),
+                    rate(dc.0, dc.1)
                 );
                 println!("{line}");
                 table.push(line);
             }
         }
+        // Paired: both sides in one interleaved run, 3 trials, no floors.
+        let fa = (0..n_p)
+            .filter(|i| paired_fails(tmp.path(), &format!("{tag}-pa{i}"), &suite(0), &suite(0)))
+            .count();
+        for (param, what) in slowdowns {
+            let hits = (0..n_b)
+                .filter(|i| paired_fails(tmp.path(), &format!("{tag}-pb{param}-{i}"), &suite(0), &suite(*param)))
+                .count();
+            let line = format!("| {name} | {} | {what} | {} |", rate(fa, n_p), rate(hits, n_b));
+            println!("{line}");
+            paired.push(line);
+        }
     }
-    let text = table.join("\n") + "\n";
+    let text = table.join("\n") + "\n\n" + &paired.join("\n") + "\n";
     println!("{text}");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::write(dir.join("oae-gate-selftest.md"), text).unwrap();

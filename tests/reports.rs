@@ -133,10 +133,18 @@ fn the_gate_passes_a_run_against_itself_fails_a_30_percent_slowdown_and_ignores_
     let o = gate(&base, &small, &["--metrics", TIMING]);
     assert_eq!(o.status.code(), Some(0), "a 2 % change failed the gate:\n{}", text(&o));
 
-    // 30 % slower: fails, naming the metrics.
+    // 30 % slower: fails with the default (reference) noise floors, which it says it used …
     let (slow, o) = run(tmp.path(), "slow", &suite("m", 1.3, ""), &[]);
     assert!(o.status.success(), "{}", text(&o));
     let o = gate(&base, &slow, &["--metrics", TIMING]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = text(&o);
+    assert!(
+        s.contains("REGRESSION") && s.contains("gate: FAIL") && s.contains("not calibrated"),
+        "{s}"
+    );
+    // … and without floors, on every timing metric it moved, service time included.
+    let o = gate(&base, &slow, &["--metrics", TIMING, "--no-noise-floor"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let s = text(&o);
     assert!(

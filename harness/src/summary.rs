@@ -300,6 +300,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         validity: validity(info, measured.len(), span),
         trials: Vec::new(),
         host_steal_s: None,
+        host_other_cpu_s: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use oae_scorecards::gate::{self, GateConfig, GateReport};
-use oae_scorecards::noise::Noise;
+use oae_scorecards::noise::{Noise, REFERENCE_NAME};
 use oae_scorecards::score::{self, Options, Scorecards};
 use oae_scorecards::{Manifest, Metric, RunData, ScoreError, Scoring, Site};
 
@@ -99,10 +99,13 @@ pub struct GateRequest {
     pub metrics: Vec<String>,
     /// Where gate.json and gate.md go.
     pub out: PathBuf,
-    /// A noise calibration (`oae gate calibrate`): floors under the thresholds.
+    /// A noise calibration (`oae gate calibrate`): floors under the thresholds (default: the
+    /// built-in reference floors, except in paired mode).
     pub noise: Option<PathBuf>,
-    /// Let energy metrics from modelled energy fail the gate.
-    pub gate_estimated_energy: bool,
+    /// No noise floors at all: thresholds and intervals alone.
+    pub no_noise_floor: bool,
+    /// Let energy metrics fail the gate even when modelled or taken on a busy machine.
+    pub strict_energy: bool,
 }
 
 /// Gate draws: enough for stable 95 % intervals, few enough to gate large runs quickly.
@@ -112,7 +115,7 @@ pub const GATE_DRAWS: usize = 400;
 pub fn gate_dirs(req: &GateRequest, inputs: &ScoringInputs) -> Result<(GateReport, Vec<PathBuf>), ScoreError> {
     let base = score_dir(&req.baseline, inputs)?;
     let current = score_dir(&req.current, inputs)?;
-    gate_scored((&base.0, &base.1), (&current.0, &current.1), req)
+    gate_scored((&base.0, &base.1), (&current.0, &current.1), req, false)
 }
 
 /// Prefix of the baseline side's method labels in a paired run.
@@ -143,13 +146,16 @@ pub fn gate_paired(
         }
     }
     let (bcards, ccards) = (score::score(&bdata, &opts)?, score::score(&cdata, &opts)?);
-    gate_scored((&bdata, &bcards), (&cdata, &ccards), req)
+    gate_scored((&bdata, &bcards), (&cdata, &ccards), req, true)
 }
 
+/// Gates `current` against `base`; `paired` when both come from one interleaved run (no
+/// run-to-run noise between them, so no reference floors).
 fn gate_scored(
     base: (&RunData, &Scorecards),
     current: (&RunData, &Scorecards),
     req: &GateRequest,
+    paired: bool,
 ) -> Result<(GateReport, Vec<PathBuf>), ScoreError> {
     let mut thresholds = Scoring::from_run(current.0)?.thresholds;
     let metrics: Vec<Metric> = if req.metrics.is_empty() {
@@ -171,7 +177,8 @@ fn gate_scored(
     thresholds.apply_flags(&req.thresholds)?;
     let noise = match &req.noise {
         Some(path) => Some((path.display().to_string(), Noise::read(path)?)),
-        None => None,
+        None if paired || req.no_noise_floor => None,
+        None => Some((REFERENCE_NAME.to_string(), Noise::reference())),
     };
     let config = GateConfig {
         thresholds,
@@ -179,7 +186,8 @@ fn gate_scored(
         draws: GATE_DRAWS,
         seed: 0x0AE,
         noise,
-        gate_estimated_energy: req.gate_estimated_energy,
+        paired,
+        strict_energy: req.strict_energy,
     };
     let report = gate::compare(base, current, &config);
     let files = crate::gate::write(&report, &req.out)?;

@@ -28,7 +28,21 @@ fn status(s: Status) -> &'static str {
     }
 }
 
-/// The threshold column: the threshold, marked when a calibrated noise floor set it.
+/// How the intervals were drawn.
+fn intervals(g: &GateReport) -> &'static str {
+    if g.trials.iter().all(|&t| t >= 2) {
+        "hierarchical (trials, then requests)"
+    } else {
+        "requests"
+    }
+}
+
+/// Where the noise floors came from.
+fn floors(g: &GateReport) -> &str {
+    g.noise.as_deref().unwrap_or("none")
+}
+
+/// The threshold column: the threshold, marked when a noise floor set it.
 fn threshold(c: &Comparison) -> String {
     let floor = c.noise_floor.is_some_and(|f| f >= c.threshold);
     format!("{}{}{}", fmt_num(c.threshold), c.unit, if floor { "ⁿ" } else { "" })
@@ -72,20 +86,16 @@ pub fn text(g: &GateReport) -> String {
         .iter()
         .any(|c| c.noise_floor.is_some_and(|f| f >= c.threshold))
     {
-        let _ = writeln!(s, "ⁿ threshold raised to the calibrated run-to-run noise floor");
+        let _ = writeln!(s, "ⁿ threshold raised to the run-to-run noise floor ({})", floors(g));
     }
     let _ = writeln!(
         s,
-        "gate: {} ({} failing of {} comparisons; {:.0} % {} bootstrap intervals, {} resamples; trials {} vs {})",
+        "gate: {} ({} failing of {} comparisons; {:.0} % {} bootstrap, {} resamples; trials {} vs {})",
         if g.passed { "PASS" } else { "FAIL" },
         g.failures,
         g.comparisons.len(),
         g.confidence * 100.0,
-        if g.trials.iter().all(|&t| t >= 2) {
-            "hierarchical"
-        } else {
-            "request"
-        },
+        intervals(g),
         g.draws,
         g.trials[0],
         g.trials[1]
@@ -117,6 +127,15 @@ pub fn markdown(g: &GateReport) -> String {
         md_escape(&g.baseline_dir),
         md_escape(&g.current_dir),
         g.confidence * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "Intervals: {}; trials {} vs {}{}; noise floors: {} (ⁿ: a floor set the threshold).\n",
+        intervals(g),
+        g.trials[0],
+        g.trials[1],
+        if g.paired { ", one interleaved run (paired)" } else { "" },
+        md_escape(floors(g))
     );
     let _ = writeln!(
         s,

@@ -58,7 +58,8 @@ pub enum Status {
     /// The cell is in the baseline but not in the current run (fails).
     Missing,
     /// Worse beyond the threshold and noise, but reported only: an energy figure from a
-    /// modelled (estimated) meter, unless the gate was told to count it.
+    /// modelled (estimated) meter or from a machine busy with other work, unless the gate
+    /// was told to count it (`strict_energy`).
     Advisory,
 }
 
@@ -106,8 +107,10 @@ pub struct GateReport {
     pub partial: bool,
     /// Thresholds applied.
     pub thresholds: Thresholds,
-    /// The noise calibration used, if any (its file).
+    /// The noise floors used, if any: a calibration's file, or [`crate::noise::REFERENCE_NAME`].
     pub noise: Option<String>,
+    /// Both sides came from one interleaved run (`oae gate --paired`).
+    pub paired: bool,
     /// Trials of the baseline run and of the current run.
     pub trials: [u32; 2],
     /// Confidence of the intervals.
@@ -181,10 +184,15 @@ pub struct GateConfig {
     pub draws: usize,
     /// Resampling seed.
     pub seed: u64,
-    /// Calibrated run-to-run noise: each metric's floor under its threshold.
+    /// Run-to-run noise — calibrated on this machine or [`Noise::reference`] — named: each
+    /// metric's floor under its threshold.
     pub noise: Option<(String, Noise)>,
-    /// Let energy metrics from modelled (estimated) energy fail the gate.
-    pub gate_estimated_energy: bool,
+    /// Both sides come from one interleaved run (`oae gate --paired`): nothing is compared
+    /// across runs.
+    pub paired: bool,
+    /// Let energy metrics fail the gate even when the energy was modelled (estimated) or
+    /// the machine was busy with other work ([`BUSY_SHARE`]).
+    pub strict_energy: bool,
 }
 
 /// The settings of one comparison of two runs.
@@ -208,13 +216,22 @@ pub fn compare(base: (&RunData, &Scorecards), current: (&RunData, &Scorecards), 
         warnings.push("PARTIAL RUN: the baseline or the current run did not complete; compare with care".into());
     }
     if trials.iter().any(|&t| t < 2) {
-        warnings.push(format!(
-            "a run with one trial: its intervals resample requests, not runs, and miss run-to-run noise{}",
-            match &config.noise {
-                Some((file, _)) => format!("; the calibrated noise floors of {file} apply"),
-                None => "; calibrate this machine with `oae gate calibrate` and pass --noise, or run with --trials 3".into(),
-            }
-        ));
+        warnings.push(
+            "a run with one trial: its intervals resample requests, not runs, and miss run-to-run noise (noise floors cover it)"
+                .into(),
+        );
+    }
+    match &config.noise {
+        Some((_, n)) if n.is_reference() => warnings.push(format!(
+            "this machine is not calibrated: thresholds are raised to the {} floors (k = {} × √2 × the run-to-run spread measured there); `oae gate calibrate` measures this machine's, `--noise FILE` uses them",
+            crate::noise::REFERENCE_NAME,
+            n.k
+        )),
+        Some(_) => {}
+        None if !config.paired => warnings.push(
+            "no noise floors: a change beyond its threshold with an interval above zero fails, however much runs differ on this machine".into(),
+        ),
+        None => {}
     }
     if base.1.baseline != current.1.baseline {
         warnings.push(format!(
@@ -247,6 +264,14 @@ pub fn compare(base: (&RunData, &Scorecards), current: (&RunData, &Scorecards), 
         ) else {
             continue;
         };
+        let busy = busy_run(base.0, current.0, &brow.method, &brow.workload);
+        if let Some(why) = &busy {
+            warnings.push(format!(
+                "`{}` on `{}`: {why}; its latency and energy changes may be that work's, not the method's — re-run on a quiet machine, or use --paired",
+                brow.method, brow.workload
+            ));
+        }
+        let doubt = energy_doubt(brow, crow, busy.as_deref());
         for &metric in metrics.iter() {
             let pair = Pair {
                 brow,
@@ -254,6 +279,7 @@ pub fn compare(base: (&RunData, &Scorecards), current: (&RunData, &Scorecards), 
                 base: bs,
                 current: cs,
                 stream: stream as u64,
+                energy_doubt: doubt.as_deref(),
             };
             comparisons.push(compare_metric(&settings, &pair, metric));
         }
@@ -277,6 +303,7 @@ pub fn compare(base: (&RunData, &Scorecards), current: (&RunData, &Scorecards), 
         partial,
         thresholds: thresholds.clone(),
         noise: config.noise.as_ref().map(|n| n.0.clone()),
+        paired: config.paired,
         trials,
         confidence: settings.confidence,
         draws,
@@ -305,6 +332,50 @@ struct Pair<'a> {
     base: &'a [Sample],
     current: &'a [Sample],
     stream: u64,
+    /// Why this cell's energy is not the method's alone, if it is not.
+    energy_doubt: Option<&'a str>,
+}
+
+/// Share of the machine's CPU capacity other processes may use during a cell before its
+/// energy counts as not the method's alone: 10 %. An idle VM's background (kernel threads,
+/// sshd, the sampler's own reads are oae's) stays well under 1 %; a package install or a
+/// co-scheduled test run takes a whole vCPU (50 % of a 2-vCPU machine).
+pub const BUSY_SHARE: f64 = 0.10;
+
+/// The share of the machine's CPU other processes used during (method, workload) of `d`, when
+/// above [`BUSY_SHARE`].
+fn busy_share(d: &RunData, method: &str, workload: &str) -> Option<f64> {
+    let cell = d
+        .summary
+        .as_ref()?
+        .cells
+        .iter()
+        .find(|c| c.method == method && c.workload == workload)?;
+    cell.host_other_cpu_share(d.run.host.logical_cpus)
+        .filter(|&s| s > BUSY_SHARE)
+}
+
+/// Which of the two runs shared the machine with other work during (method, workload), and
+/// how much of its CPU that work took.
+fn busy_run(base: &RunData, current: &RunData, method: &str, workload: &str) -> Option<String> {
+    [("baseline", base), ("current", current)]
+        .into_iter()
+        .find_map(|(which, d)| busy_share(d, method, workload).map(|s| (which, s)))
+        .map(|(which, share)| {
+            format!(
+                "other processes used {:.0} % of the machine's CPU during the {which} run",
+                share * 100.0
+            )
+        })
+}
+
+/// Why the energy of a cell cannot be gated as measured: modelled energy in either run, or
+/// a machine busy with other work (`busy`).
+fn energy_doubt(brow: &Row, crow: &Row, busy: Option<&str>) -> Option<String> {
+    if brow.energy_per_request.amortized_j.estimated || crow.energy_per_request.amortized_j.estimated {
+        return Some("the energy is modelled, not measured".into());
+    }
+    busy.map(str::to_string)
 }
 
 /// The change of `metric`, positive = worse: percent of the baseline, points for shares.
@@ -385,11 +456,13 @@ fn compare_metric(settings: &Settings<'_>, pair: &Pair<'_>, metric: Metric) -> C
     if floor.is_some_and(|f| f >= config.thresholds.of(metric)) {
         note.push_str(" (threshold raised to the calibrated noise floor)");
     }
-    let modelled = brow.energy_per_request.amortized_j.estimated || crow.energy_per_request.amortized_j.estimated;
-    if metric.is_energy() && modelled && !config.gate_estimated_energy && status == Status::Regression {
+    if let Some(why) = pair
+        .energy_doubt
+        .filter(|_| metric.is_energy() && !config.strict_energy)
+        && status == Status::Regression
+    {
         status = Status::Advisory;
-        note =
-            format!("{note}; advisory: the energy is modelled, not measured (--gate-estimated-energy to fail on it)");
+        note = format!("{note}; advisory: {why} (--strict-energy to fail on it)");
     }
     Comparison {
         method: brow.method.clone(),

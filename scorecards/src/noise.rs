@@ -24,6 +24,33 @@ use crate::score::Scorecards;
 
 /// Default multiple of the run-to-run standard deviation of a change.
 pub const DEFAULT_K: f64 = 3.0;
+
+/// What the gate calls [`Noise::reference`] in its reports.
+pub const REFERENCE_NAME: &str = "built-in reference noise (a 2-vCPU VM)";
+
+/// Run-to-run standard deviations (% of the mean) used when a machine has no calibration of
+/// its own: the largest of each metric measured by the gate self-test
+/// (`tests/gate_selftest.rs`, 2026-11-26) on a 2-vCPU cloud VM — A/A runs of the mock method
+/// (8 with one trial, 6 with three) and of dense on the embedded model (8 with one trial, 3
+/// with three) — rounded up to the next whole percent. Three trials per run did not make the
+/// spread between runs smaller (dense TPOT: 5.0 % with one trial, 7.2 % with three): trials
+/// back to back share the machine's state, runs minutes apart do not. Cost per 1k good requests follows service time at most
+/// linearly, so it gets service time's. Shares (attainment, failed share) and the OAE ratio
+/// (a ratio of two methods of the same run, whose machine state cancels) get none: their
+/// thresholds alone apply. The modelled energy of the mock (whose "work" is sleeping) is left
+/// out: energy from a model is advisory anyway.
+pub const REFERENCE_SD: [(Metric, f64); 10] = [
+    (Metric::E2eP50, 5.0),
+    (Metric::E2eP95, 6.0),
+    (Metric::E2eP99, 16.0),
+    (Metric::TtftP50, 9.0),
+    (Metric::TtftP95, 16.0),
+    (Metric::TpotMean, 8.0),
+    (Metric::ServiceMean, 7.0),
+    (Metric::EnergyDyn, 8.0),
+    (Metric::EnergyAmortized, 6.0),
+    (Metric::CostPer1k, 7.0),
+];
 /// Schema tag of a noise file.
 pub const SCHEMA: &str = "oae-gate-noise/1";
 
@@ -79,6 +106,23 @@ fn sd_of(metric: Metric, values: &[f64]) -> Option<(f64, f64)> {
 }
 
 impl Noise {
+    /// The floors the gate applies when this machine has no calibration: [`REFERENCE_SD`]
+    /// with k = [`DEFAULT_K`]. Its `runs` is empty.
+    pub fn reference() -> Noise {
+        Noise {
+            schema: SCHEMA.into(),
+            k: DEFAULT_K,
+            runs: Vec::new(),
+            cells: Vec::new(),
+            metrics: REFERENCE_SD.iter().map(|(m, sd)| (m.name().to_string(), *sd)).collect(),
+        }
+    }
+
+    /// Whether this is [`Noise::reference`] rather than a calibration of this machine.
+    pub fn is_reference(&self) -> bool {
+        self.runs.is_empty()
+    }
+
     /// Measures the run-to-run spread of every metric over A/A runs of one suite.
     pub fn calibrate(runs: &[(&RunData, &Scorecards)], k: f64) -> Result<Noise, ScoreError> {
         if runs.len() < 3 {
@@ -155,6 +199,14 @@ impl Noise {
             field: String::new(),
             message: format!("not a noise calibration ({e}); write one with `oae gate calibrate DIR...`"),
         })?;
+        if noise.runs.is_empty() {
+            return Err(ScoreError::Data {
+                file,
+                line: 0,
+                field: "runs".into(),
+                message: "names no calibration runs; write the file with `oae gate calibrate DIR...`".into(),
+            });
+        }
         if noise.schema != SCHEMA {
             return Err(ScoreError::Data {
                 file,
@@ -187,5 +239,24 @@ mod tests {
         let (_, pp) = sd_of(Metric::Attainment, &[0.9, 1.0]).unwrap();
         assert!((pp - 7.071).abs() < 1e-3, "{pp}");
         assert!(sd_of(Metric::E2eP50, &[1.0]).is_none());
+    }
+
+    #[test]
+    fn reference_floors_are_k_root_two_sd_and_leave_shares_alone() {
+        let r = Noise::reference();
+        assert!(r.is_reference());
+        let f = r.floor("any", "where", Metric::E2eP50).unwrap();
+        assert!((f - DEFAULT_K * std::f64::consts::SQRT_2 * 5.0).abs() < 1e-9, "{f}");
+        assert_eq!(r.floor("any", "where", Metric::Attainment), None);
+        assert_eq!(r.floor("any", "where", Metric::OaeRatio), None);
+    }
+
+    #[test]
+    fn a_noise_file_without_runs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("noise.json");
+        std::fs::write(&path, serde_json::to_vec(&Noise::reference()).unwrap()).unwrap();
+        let e = Noise::read(&path).unwrap_err().to_string();
+        assert!(e.contains("runs") && e.contains("oae gate calibrate"), "{e}");
     }
 }

@@ -45,6 +45,10 @@ pub struct SynthCell {
     pub fail_share: f64,
     /// Weights, bytes.
     pub weight_bytes: u64,
+    /// Energy as if from a measuring meter (default: modelled, flagged estimated).
+    pub energy_measured: bool,
+    /// Share of the machine's CPU other processes used during the replays (default 0).
+    pub other_cpu_share: f64,
 }
 
 impl SynthCell {
@@ -61,6 +65,8 @@ impl SynthCell {
             idle_w: 20.0,
             fail_share: 0.0,
             weight_bytes: 1_000_000_000,
+            energy_measured: false,
+            other_cpu_share: 0.0,
         }
     }
 }
@@ -181,7 +187,7 @@ fn record(c: &SynthCell, id: u64, service_s: f64, ok: bool, dyn_j: f64, itl: &[f
         energy_decode_j: Some(active * 0.7),
         co2e_g: Some(active * 2.0 * 1.56 * 480.6 / 3.6e6),
         energy_source: Some("synthetic".into()),
-        energy_estimated: true,
+        energy_estimated: !c.energy_measured,
     }
 }
 
@@ -317,11 +323,12 @@ impl SynthRun {
             },
             trials,
             host_steal_s: None,
+            host_other_cpu_s: Some(c.other_cpu_share * 2.0 * c.requests as f64 / rate),
         };
         if let Some(s) = Stat::from_groups(e2e, 0.95) {
             summary.latency.insert("e2e_ms".into(), s);
         }
-        summary.energy = Some(synthetic_energy(c.idle_w));
+        summary.energy = Some(synthetic_energy(c.idle_w, c.energy_measured));
         summary
     }
 
@@ -454,12 +461,16 @@ fn workload_info(w: &SynthWorkload) -> WorkloadInfo {
     }
 }
 
-fn synthetic_energy(idle_w: f64) -> oae_core::rundir::EnergySummary {
+fn synthetic_energy(idle_w: f64, measured: bool) -> oae_core::rundir::EnergySummary {
     oae_core::rundir::EnergySummary {
         source: "synthetic".into(),
         domain: "cpu".into(),
-        kind: oae_core::rundir::EnergyKind::Estimated,
-        estimated: true,
+        kind: if measured {
+            oae_core::rundir::EnergyKind::Measured
+        } else {
+            oae_core::rundir::EnergyKind::Estimated
+        },
+        estimated: !measured,
         valid: true,
         invalid_reasons: Vec::new(),
         fallbacks: Vec::new(),

@@ -25,7 +25,18 @@ fn options() -> Options {
 /// One dense cell of `requests` per trial, service times scaled per trial by `trials`, and
 /// by `slower` throughout; `seed` varies the per-request noise.
 fn run(trials: &[f64], slower: f64, seed: u64) -> (tempfile::TempDir, RunData, Scorecards) {
+    run_with(trials, slower, seed, |_| {})
+}
+
+/// [`run`], with the cell adjusted by `edit` first.
+fn run_with(
+    trials: &[f64],
+    slower: f64,
+    seed: u64,
+    edit: impl FnOnce(&mut SynthCell),
+) -> (tempfile::TempDir, RunData, Scorecards) {
     let mut c = SynthCell::new("dense", "dense", "w", 120);
+    edit(&mut c);
     c.spread = 0.4;
     c.service_s *= slower;
     c.dyn_j *= slower;
@@ -46,7 +57,8 @@ fn config(metrics: &[Metric]) -> GateConfig {
         draws: 400,
         seed: 7,
         noise: None,
-        gate_estimated_energy: false,
+        paired: false,
+        strict_energy: false,
     }
 }
 
@@ -161,7 +173,46 @@ fn energy_from_a_modelled_meter_is_advisory_unless_asked_for() {
     assert_eq!(status(Metric::EnergyAmortized), Status::Advisory);
     assert_eq!(status(Metric::ServiceMean), Status::Regression);
     assert_eq!(g.failures, 1, "advisory comparisons do not fail the gate");
-    cfg.gate_estimated_energy = true;
+    cfg.strict_energy = true;
     let g = compare((&b, &bc), (&s, &sc), &cfg);
     assert_eq!(g.failures, 3);
+}
+
+#[test]
+fn measured_energy_gates_unless_the_machine_was_busy_with_other_work() {
+    let metrics = [Metric::EnergyDyn, Metric::EnergyAmortized];
+    let measured = |c: &mut SynthCell| c.energy_measured = true;
+    let (_a, b, bc) = run_with(&[1.0], 1.0, 1, measured);
+    let (_c, s, sc) = run_with(&[1.0], 1.5, 2, measured);
+    assert!(!bc.rows[0].energy_per_request.amortized_j.estimated);
+    let g = compare((&b, &bc), (&s, &sc), &config(&metrics));
+    assert_eq!(
+        g.failures, 2,
+        "measured energy on a quiet machine gates: {:?}",
+        g.comparisons
+    );
+
+    // The same slowdown while other work took 40 % of the machine during the current run.
+    let (_d, busy, busy_c) = run_with(&[1.0], 1.5, 2, |c| {
+        measured(c);
+        c.other_cpu_share = 0.4;
+    });
+    let g = compare((&b, &bc), (&busy, &busy_c), &config(&metrics));
+    assert_eq!(g.failures, 0, "{:?}", g.comparisons);
+    for c in &g.comparisons {
+        assert_eq!(c.status, Status::Advisory, "{c:?}");
+        assert!(
+            c.note.contains("40 % of the machine's CPU during the current run"),
+            "{}",
+            c.note
+        );
+    }
+    assert!(
+        g.warnings.iter().any(|w| w.contains("re-run on a quiet machine")),
+        "{:?}",
+        g.warnings
+    );
+    let mut strict = config(&metrics);
+    strict.strict_energy = true;
+    assert_eq!(compare((&b, &bc), (&busy, &busy_c), &strict).failures, 2);
 }

@@ -128,7 +128,8 @@ pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
         threshold_pct: args.threshold_pct,
         metrics: args.metrics,
         noise: args.noise,
-        gate_estimated_energy: args.gate_estimated_energy,
+        strict_energy: args.strict_energy,
+        no_noise_floor: args.no_noise_floor,
     };
     let inputs = inputs(&args.scoring);
     if !args.paired {

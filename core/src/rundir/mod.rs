@@ -37,8 +37,10 @@ pub use summary::{
 use serde::{Deserialize, Deserializer};
 
 /// Version of the run-directory format this oae writes and reads. Bump it when a field of
-/// run.json, summary.json or a request record changes meaning, is renamed or removed.
-pub const SCHEMA_VERSION: u32 = 1;
+/// run.json, summary.json or a request record is added (reading is strict), changes meaning,
+/// is renamed or removed. 2: trials (`trials`, `order`, `replays`, per-trial figures) and
+/// `host_other_cpu_s`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `run.json`.
 pub const RUN_JSON: &str = "run.json";

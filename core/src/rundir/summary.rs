@@ -167,6 +167,23 @@ pub struct CellSummary {
     /// Non-zero steal can explain latency or dispatch-lag outliers the method did not cause.
     #[serde(deserialize_with = "super::present")]
     pub host_steal_s: Option<f64>,
+    /// CPU time other processes used during the replays, s summed over vCPUs: the machine's
+    /// busy time (/proc/stat) less oae's own process and its children. A machine busy with
+    /// other work inflates whole-machine energy readings and latencies alike; the gate treats
+    /// energy figures of such a cell as advisory. `None` where /proc is unavailable.
+    #[serde(deserialize_with = "super::present")]
+    pub host_other_cpu_s: Option<f64>,
+}
+
+impl CellSummary {
+    /// The share of the machine's CPU capacity (`logical_cpus` × replay time) that other
+    /// processes used during this cell's replays; `None` when not recorded.
+    pub fn host_other_cpu_share(&self, logical_cpus: usize) -> Option<f64> {
+        let capacity = self.replay_s * logical_cpus.max(1) as f64;
+        self.host_other_cpu_s
+            .filter(|_| capacity > 0.0)
+            .map(|s| (s / capacity).max(0.0))
+    }
 }
 
 /// One trial (replay) of a cell: the figures the gate compares between runs, per trial.

@@ -34,6 +34,8 @@ pub(super) struct Pending {
     pub replay_s: f64,
     /// CPU time stolen by the hypervisor during the replay, s.
     pub steal_s: Option<f64>,
+    /// CPU time other processes used meanwhile, s (`None` without /proc).
+    pub other_cpu_s: Option<f64>,
     /// Its records, by request id.
     pub records: Vec<RequestRecord>,
     /// Its latency histograms.
@@ -165,7 +167,7 @@ impl Finisher<'_> {
         };
         let first_t0 = trials[0].t0_s;
         let (mut records, mut energies, mut carbon, mut figures) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut replay_s, mut steal_s) = (0.0, Some(0.0));
+        let (mut replay_s, mut steal_s, mut other_cpu_s) = (0.0, Some(0.0), Some(0.0));
         for p in trials {
             let mut recs = p.records;
             let window = CellWindow {
@@ -199,6 +201,7 @@ impl Finisher<'_> {
             });
             replay_s += p.replay_s;
             steal_s = steal_s.zip(p.steal_s).map(|(a, b)| a + b);
+            other_cpu_s = other_cpu_s.zip(p.other_cpu_s).map(|(a, b)| a + b);
             energies.push(energy);
             records.extend(recs);
         }
@@ -209,6 +212,7 @@ impl Finisher<'_> {
             .flatten();
         summary.replay_start_s = first_t0;
         summary.host_steal_s = steal_s;
+        summary.host_other_cpu_s = other_cpu_s;
         summary.trials = figures;
         progress.cell_finished(&summary);
         self.summaries.push(summary);

@@ -479,6 +479,7 @@ impl MethodRun<'_> {
         };
         let mut h = Histograms::default();
         let steal_before = host::cpu_steal_s();
+        let cpu_before = host::CpuMark::now();
         writer.replays.push(ReplayInfo {
             method: entry.label.clone(),
             workload: schedule.workload.clone(),
@@ -512,6 +513,7 @@ impl MethodRun<'_> {
             end_s,
             replay_s: secs_since(result.t0, result.end).max(0.0),
             steal_s: steal_before.zip(host::cpu_steal_s()).map(|(a, b)| b - a),
+            other_cpu_s: cpu_before.zip(host::CpuMark::now()).map(|(a, b)| a.others_since(b)),
             records,
             hists: h,
         };
