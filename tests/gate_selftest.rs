@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo test --test gate_selftest -- --ignored --nocapture
-//! # OAE_SELFTEST_RUNS=8 (A/A runs per setting), OAE_SELFTEST_B=3 (B runs per slowdown),
+//! # OAE_SELFTEST_RUNS=10 (A/A runs per setting, at least 7), OAE_SELFTEST_B=3 (B runs per slowdown),
 //! # OAE_SELFTEST_PAIRED=6 (paired A/A runs), OAE_SELFTEST_ONLY=mock|dense,
 //! # OAE_SELFTEST_KEEP=DIR (keep the run directories there)
 //! ```
@@ -13,7 +13,7 @@
 //! three: A/A runs of the same suite are gated against each other (every ordered pair; a
 //! failing gate is a false alarm), and B runs against the A runs (a failing gate is a
 //! detection). Gates use the default settings (the built-in reference noise floors), no floors
-//! (`--no-noise-floor`), and a noise file calibrated on the first three A runs (judged on
+//! (`--no-noise-floor`), and a noise file calibrated on the first five A runs (judged on
 //! the other A runs only). Then paired mode: A/A and A/B suites gated with `--paired`. The
 //! tables are printed and written to `target/tmp/oae-gate-selftest.md`. Run it on an otherwise
 //! idle machine: other work during a run is exactly the noise it measures.
@@ -223,7 +223,10 @@ fn gate_false_alarms_and_power() {
     std::fs::create_dir_all(&root).unwrap();
     let tmp = Kept(root);
     let out = tmp.path().join("gate-out");
-    let (n_a, n_b) = (env_usize("OAE_SELFTEST_RUNS", 8), env_usize("OAE_SELFTEST_B", 3));
+    let (n_a, n_b) = (
+        env_usize("OAE_SELFTEST_RUNS", 10).max(7),
+        env_usize("OAE_SELFTEST_B", 3),
+    );
     let n_p = env_usize("OAE_SELFTEST_PAIRED", 6);
     let only = std::env::var("OAE_SELFTEST_ONLY").unwrap_or_default();
     let mut table = vec![
@@ -258,17 +261,17 @@ fn gate_false_alarms_and_power() {
                 .collect();
             let fa = false_alarms(&base, Floors::Default, &out);
             let fo = false_alarms(&base, Floors::Off, &out);
-            // Calibrated on the first three A runs, judged on pairs among the others.
+            // Calibrated on the first five A runs, judged on pairs among the others.
             let noise = tmp.path().join(format!("noise-{tag}-{trials}.json"));
             let o = oae()
                 .args(["gate", "calibrate"])
-                .args(&base[..3])
+                .args(&base[..5])
                 .arg("--out")
                 .arg(&noise)
                 .output()
                 .unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let fc = false_alarms(&base[3..], Floors::Calibrated(&noise), &out);
+            let fc = false_alarms(&base[5..], Floors::Calibrated(&noise), &out);
             for (param, what) in slowdowns {
                 let slow: Vec<PathBuf> = (0..n_b)
                     .map(|i| {
@@ -281,7 +284,7 @@ fn gate_false_alarms_and_power() {
                     })
                     .collect();
                 let dd = detections(&base, &slow, Floors::Default, &out);
-                let dc = detections(&base[3..], &slow, Floors::Calibrated(&noise), &out);
+                let dc = detections(&base[5..], &slow, Floors::Calibrated(&noise), &out);
                 let line = format!(
                     "| {name} | {trials} | {} | {} | {} | {what} | {} | {} |",
                     rate(fa.0, fa.1),

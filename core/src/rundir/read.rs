@@ -479,10 +479,20 @@ mod tests {
     #[test]
     fn unknown_missing_and_mistyped_fields_are_located() {
         let d = tempfile::tempdir().unwrap();
+        // Texts written as schema 1, read as this oae's schema.
+        let current = |t: &str| {
+            t.replace(
+                "\"schema_version\": 1",
+                &format!("\"schema_version\": {SCHEMA_VERSION}"),
+            )
+        };
         let ok = "{\"schema_version\": 1, \"note\": null, \"inner\": {\"value\": 1.5}}";
-        let p = write(d.path(), ok);
+        let p = write(d.path(), &current(ok));
         let doc: Doc = read_versioned(&p, None).unwrap();
-        assert_eq!((doc.schema_version, doc.note, doc.inner.value), (1, None, 1.5));
+        assert_eq!(
+            (doc.schema_version, doc.note, doc.inner.value),
+            (SCHEMA_VERSION, None, 1.5)
+        );
         let cases = [
             (
                 "{\"schema_version\": 1,\n\"note\": null,\n\"inner\": {\"value\": 1.5, \"extra\": 2}}",
@@ -504,6 +514,7 @@ mod tests {
             ),
         ];
         for (text, line, field, what) in cases {
+            let text = &current(text);
             let p = write(d.path(), text);
             match read_versioned::<Doc>(&p, None).unwrap_err() {
                 RunDirError::Data {
@@ -533,6 +544,12 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("oae run") && e.contains("--save-baseline"), "the fix: {e}");
+        write(d.path(), "{\"schema_version\": 1, \"oae_version\": \"0.1.0\"}");
+        let e = read_run(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("schema 1 is older than {SCHEMA_VERSION}")) && e.contains("re-run"),
+            "{e}"
+        );
         write(d.path(), "{\"schema_version\": 99, \"oae_version\": \"9.0\"}");
         let e = read_run(d.path()).unwrap_err().to_string();
         assert!(e.contains("schema version 99") && e.contains("9.0"), "{e}");
