@@ -5,7 +5,8 @@
 //! cargo test --test gate_selftest -- --ignored --nocapture
 //! # OAE_SELFTEST_RUNS=10 (A/A runs per setting, at least 7), OAE_SELFTEST_B=3 (B runs per slowdown),
 //! # OAE_SELFTEST_PAIRED=6 (paired A/A runs), OAE_SELFTEST_ONLY=mock|dense,
-//! # OAE_SELFTEST_KEEP=DIR (keep the run directories there)
+//! # OAE_SELFTEST_KEEP=DIR (keep the run directories there),
+//! # OAE_SELFTEST_PARTS=separate,paired (which halves to run)
 //! ```
 //!
 //! For the mock method (injected slowdowns of 0, 5, 10 and 30 %) and for dense on the
@@ -229,6 +230,7 @@ fn gate_false_alarms_and_power() {
     );
     let n_p = env_usize("OAE_SELFTEST_PAIRED", 6);
     let only = std::env::var("OAE_SELFTEST_ONLY").unwrap_or_default();
+    let parts = std::env::var("OAE_SELFTEST_PARTS").unwrap_or_else(|_| "separate,paired".into());
     let mut table = vec![
         "| method | trials | A/A false alarms: default | no floors | calibrated | B | detected: default | calibrated |"
             .to_string(),
@@ -255,7 +257,8 @@ fn gate_false_alarms_and_power() {
             continue;
         }
         let tag = name.split_whitespace().next().unwrap();
-        for trials in [1u32, 3] {
+        let trial_settings: &[u32] = if parts.contains("separate") { &[1, 3] } else { &[] };
+        for &trials in trial_settings {
             let base: Vec<PathBuf> = (0..n_a)
                 .map(|i| run(tmp.path(), &format!("{tag}-t{trials}-a{i}"), &suite(0), trials))
                 .collect();
@@ -297,7 +300,10 @@ fn gate_false_alarms_and_power() {
                 table.push(line);
             }
         }
-        // Paired: both sides in one interleaved run, 3 trials, no floors.
+        if !parts.contains("paired") {
+            continue;
+        }
+        // Paired: both sides in one interleaved run, 3 trials, default (paired reference) floors.
         let fa = (0..n_p)
             .filter(|i| paired_fails(tmp.path(), &format!("{tag}-pa{i}"), &suite(0), &suite(0)))
             .count();

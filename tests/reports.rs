@@ -520,6 +520,41 @@ fn trials_calibration_and_paired_gates_end_to_end() {
     );
     let o = paired(&base_suite, &tmp.path().join("p-same"));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        read_json(&tmp.path().join("p-same").join("gate.json"))["noise"]
+            .as_str()
+            .unwrap()
+            .contains("paired"),
+        "paired gates use paired floors"
+    );
+    // Paired A/A runs calibrate paired floors, which fit paired gates only; kinds do not mix.
+    for name in ["p-same2", "p-same3"] {
+        let o = paired(&base_suite, &tmp.path().join(name));
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let paired_noise = tmp.path().join("paired-noise.json");
+    let o = oae()
+        .args(["gate", "calibrate"])
+        .args(["p-same", "p-same2", "p-same3"].map(|n| tmp.path().join(n)))
+        .arg("--out")
+        .arg(&paired_noise)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let n = read_json(&paired_noise);
+    assert_eq!(n["paired"], true);
+    assert!(n["cells"].as_array().unwrap().iter().all(|c| c["method"] == "m"), "{n}");
+    let o = gate(&a, &b, &["--noise", paired_noise.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("calibrated on paired runs"), "{}", text(&o));
+    let o = oae()
+        .args(["gate", "calibrate"])
+        .arg(&a)
+        .arg(tmp.path().join("p-same"))
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     // Suites that replay different traffic cannot be paired.
     let other = tmp.path().join("other.toml");
     std::fs::write(&other, short("m", 1.0).replace("rate_qps = 25.0", "rate_qps = 5.0")).unwrap();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use oae_scorecards::gate::{self, GateConfig, GateReport};
-use oae_scorecards::noise::{Noise, REFERENCE_NAME};
+use oae_scorecards::noise::{Noise, REFERENCE_NAME, REFERENCE_PAIRED_NAME};
 use oae_scorecards::score::{self, Options, Scorecards};
 use oae_scorecards::{Manifest, Metric, RunData, ScoreError, Scoring, Site};
 
@@ -176,8 +176,30 @@ fn gate_scored(
     }
     thresholds.apply_flags(&req.thresholds)?;
     let noise = match &req.noise {
-        Some(path) => Some((path.display().to_string(), Noise::read(path)?)),
-        None if paired || req.no_noise_floor => None,
+        Some(path) => {
+            let n = Noise::read(path)?;
+            if n.paired != paired {
+                return Err(ScoreError::Usage(format!(
+                    "{} was calibrated on {} runs; it measures {} and fits only a {} gate — calibrate on {} runs for this one",
+                    path.display(),
+                    if n.paired { "paired" } else { "separate" },
+                    if n.paired {
+                        "how far two sides of one run drift apart"
+                    } else {
+                        "how far separate runs drift apart"
+                    },
+                    if n.paired { "--paired" } else { "non-paired" },
+                    if paired {
+                        "paired A/A (`oae gate --paired` with the same suite twice)"
+                    } else {
+                        "separate A/A"
+                    }
+                )));
+            }
+            Some((path.display().to_string(), n))
+        }
+        None if req.no_noise_floor => None,
+        None if paired => Some((REFERENCE_PAIRED_NAME.to_string(), Noise::reference_paired())),
         None => Some((REFERENCE_NAME.to_string(), Noise::reference())),
     };
     let config = GateConfig {
@@ -194,21 +216,44 @@ fn gate_scored(
     Ok((report, files))
 }
 
-/// Measures the run-to-run noise of every gate metric over A/A runs of one suite and writes
-/// it to `out` (JSON, for `oae gate --noise`).
+/// Measures the run-to-run noise of every gate metric over A/A runs of one suite — or, when
+/// the directories are paired runs (`oae gate --paired`), the drift between their two sides —
+/// and writes it to `out` (JSON, for `oae gate --noise`).
 pub fn calibrate_dirs(dirs: &[PathBuf], inputs: &ScoringInputs, k: f64, out: &Path) -> Result<Noise, ScoreError> {
-    let mut scored = Vec::new();
+    let mut loaded = Vec::new();
     for d in dirs {
-        scored.push(score_dir(d, inputs)?);
+        loaded.push(RunData::load(d, inputs.allow_partial)?);
     }
-    let suites: Vec<&str> = scored.iter().map(|(d, _)| d.run.suite.sha256.as_str()).collect();
+    let suites: Vec<&str> = loaded.iter().map(|d| d.run.suite.sha256.as_str()).collect();
     if suites.windows(2).any(|w| w[0] != w[1]) {
         return Err(ScoreError::Usage(
             "calibration runs must be A/A runs of the same suite file (their suite SHA-256 differ)".into(),
         ));
     }
-    let runs: Vec<(&RunData, &Scorecards)> = scored.iter().map(|(d, c)| (d, c)).collect();
-    let noise = Noise::calibrate(&runs, k)?;
+    let opts = options(inputs)?;
+    let prefixes = [PAIRED_BASELINE, PAIRED_CURRENT];
+    let is_paired = |d: &RunData| prefixes.iter().all(|p| d.cells.iter().any(|c| c.method.starts_with(p)));
+    let noise = if loaded.iter().all(is_paired) {
+        let mut sides = Vec::new();
+        for d in &loaded {
+            let (b, c) = (d.side(PAIRED_BASELINE, &prefixes), d.side(PAIRED_CURRENT, &prefixes));
+            let (bc, cc) = (score::score(&b, &opts)?, score::score(&c, &opts)?);
+            sides.push(((b, bc), (c, cc)));
+        }
+        let runs: Vec<_> = sides.iter().map(|((b, bc), (c, cc))| ((b, bc), (c, cc))).collect();
+        Noise::calibrate_paired(&runs, k)?
+    } else if loaded.iter().any(is_paired) {
+        return Err(ScoreError::Usage(
+            "calibration runs mix paired runs (`oae gate --paired`) and separate ones; give one kind".into(),
+        ));
+    } else {
+        let mut cards = Vec::new();
+        for d in &loaded {
+            cards.push(score::score(d, &opts)?);
+        }
+        let runs: Vec<(&RunData, &Scorecards)> = loaded.iter().zip(&cards).collect();
+        Noise::calibrate(&runs, k)?
+    };
     let bytes = serde_json::to_vec_pretty(&noise).map_err(|e| ScoreError::Usage(format!("noise file: {e}")))?;
     crate::write_atomic(out, &bytes)?;
     Ok(noise)

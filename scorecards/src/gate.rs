@@ -222,10 +222,10 @@ pub fn compare(base: (&RunData, &Scorecards), current: (&RunData, &Scorecards), 
         );
     }
     match &config.noise {
-        Some((_, n)) if n.is_reference() => warnings.push(format!(
-            "this machine is not calibrated: thresholds are raised to the {} floors (k = {} × √2 × the run-to-run spread measured there); `oae gate calibrate` measures this machine's, `--noise FILE` uses them",
-            crate::noise::REFERENCE_NAME,
-            n.k
+        Some((name, n)) if n.is_reference() => warnings.push(format!(
+            "this machine is not calibrated: thresholds are raised to the floors of the {name} (k = {} × the spread measured there); `oae gate calibrate` on {} A/A runs measures this machine's, `--noise FILE` uses them",
+            n.k,
+            if config.paired { "paired" } else { "separate" }
         )),
         Some(_) => {}
         None if !config.paired => warnings.push(
@@ -379,7 +379,7 @@ fn energy_doubt(brow: &Row, crow: &Row, busy: Option<&str>) -> Option<String> {
 }
 
 /// The change of `metric`, positive = worse: percent of the baseline, points for shares.
-fn change_of(metric: Metric, b: f64, c: f64) -> f64 {
+pub(crate) fn change_of(metric: Metric, b: f64, c: f64) -> f64 {
     let sign = if metric.higher_is_better() { -1.0 } else { 1.0 };
     if metric.in_points() {
         sign * (c - b) * 100.0

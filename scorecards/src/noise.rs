@@ -17,7 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::ScoreError;
-use crate::gate::{cell_samples, point};
+use crate::gate::{cell_samples, change_of, point};
 use crate::metric::Metric;
 use crate::rundir::RunData;
 use crate::score::Scorecards;
@@ -53,6 +53,35 @@ pub const REFERENCE_SD: [(Metric, f64); 10] = [
     (Metric::EnergyAmortized, 4.0),
     (Metric::CostPer1k, 7.0),
 ];
+
+/// What the gate calls [`Noise::reference_paired`] in its reports.
+pub const REFERENCE_PAIRED_NAME: &str = "built-in reference paired noise (a 2-vCPU VM)";
+
+/// Root-mean-square change (% or points) between the two sides of paired A/A runs — the same
+/// suite as baseline and as current, interleaved in one run (`oae gate --paired`) — used as
+/// the floor's unit in paired mode when no paired calibration is given: 12 paired runs of
+/// dense on the embedded model, three trials each, on the 2-vCPU VM of [`REFERENCE_SD`]
+/// (two sessions, 2026-11-26), rounded up to the next whole percent (TPOT: 2.9 → 3). Both
+/// sides share the machine's state, yet each side is its own model instance (its own weights
+/// in memory), which trials do not vary: in one of the 12 runs TPOT differed by 6.5 %. E2E
+/// p99 (those runs were too short to gate it) keeps its unpaired reference; cost gets service
+/// time's.
+pub const REFERENCE_PAIRED_RMS: [(Metric, f64); 10] = [
+    (Metric::E2eP50, 5.0),
+    (Metric::E2eP95, 9.0),
+    (Metric::E2eP99, 13.0 * std::f64::consts::SQRT_2),
+    (Metric::TtftP50, 4.0),
+    (Metric::TtftP95, 13.0),
+    (Metric::TpotMean, 3.0),
+    (Metric::ServiceMean, 3.0),
+    (Metric::EnergyDyn, 4.0),
+    (Metric::EnergyAmortized, 1.0),
+    (Metric::CostPer1k, 3.0),
+];
+
+/// A run and its scorecards.
+pub type Scored<'a> = (&'a RunData, &'a Scorecards);
+
 /// Schema tag of a noise file.
 pub const SCHEMA: &str = "oae-gate-noise/1";
 
@@ -84,6 +113,10 @@ pub struct Noise {
     pub k: f64,
     /// The A/A run directories measured.
     pub runs: Vec<String>,
+    /// Measured on paired runs (`oae gate --paired` with the same suite on both sides): the
+    /// change between the sides of one run, for paired gates only.
+    #[serde(default)]
+    pub paired: bool,
     /// Every metric of every cell.
     pub cells: Vec<CellNoise>,
     /// Per metric, the largest `sd` of any cell (for cells the calibration did not see).
@@ -115,8 +148,22 @@ impl Noise {
             schema: SCHEMA.into(),
             k: DEFAULT_K,
             runs: Vec::new(),
+            paired: false,
             cells: Vec::new(),
             metrics: REFERENCE_SD.iter().map(|(m, sd)| (m.name().to_string(), *sd)).collect(),
+        }
+    }
+
+    /// The floors of a paired gate with no paired calibration: k × [`REFERENCE_PAIRED_RMS`]
+    /// (stored as `sd` = RMS / √2, so that the one rule k × √2 × sd gives it).
+    pub fn reference_paired() -> Noise {
+        Noise {
+            paired: true,
+            metrics: REFERENCE_PAIRED_RMS
+                .iter()
+                .map(|(m, rms)| (m.name().to_string(), rms / std::f64::consts::SQRT_2))
+                .collect(),
+            ..Noise::reference()
         }
     }
 
@@ -127,55 +174,56 @@ impl Noise {
 
     /// Measures the run-to-run spread of every metric over A/A runs of one suite.
     pub fn calibrate(runs: &[(&RunData, &Scorecards)], k: f64) -> Result<Noise, ScoreError> {
-        if runs.len() < 3 {
-            return Err(ScoreError::Usage(format!(
-                "calibration needs at least 3 A/A runs of the same suite, got {}; run it again with more",
-                runs.len()
-            )));
-        }
-        if !(k.is_finite() && k > 0.0) {
-            return Err(ScoreError::Usage(format!("--k {k}: give a positive multiple")));
-        }
-        let mut cells = Vec::new();
-        for row in &runs[0].1.rows {
-            for metric in Metric::ALL {
-                let values: Vec<f64> = runs
-                    .iter()
-                    .filter_map(|(d, c)| {
-                        let r = c
-                            .rows
-                            .iter()
-                            .find(|r| r.method == row.method && r.workload == row.workload)?;
-                        point(metric, r, cell_samples(d, &row.method, &row.workload)?)
-                    })
-                    .filter(|v| v.is_finite())
-                    .collect();
-                if values.len() < runs.len() {
-                    continue; // not in every run, or no value: nothing to learn from
-                }
-                if let Some((mean, sd)) = sd_of(metric, &values) {
-                    cells.push(CellNoise {
-                        method: row.method.clone(),
-                        workload: row.workload.clone(),
-                        metric: metric.name().into(),
-                        values,
-                        mean,
-                        sd,
-                    });
-                }
-            }
-        }
-        let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
-        for c in &cells {
-            let e = metrics.entry(c.metric.clone()).or_insert(0.0);
-            *e = e.max(c.sd);
-        }
+        check(runs.len(), k)?;
+        let first = runs[0].1;
+        let cells = measure(first, |row, metric| {
+            let values: Vec<f64> = runs
+                .iter()
+                .filter_map(|(d, c)| value(d, c, &row.method, &row.workload, metric))
+                .collect();
+            (values.len() == runs.len()).then(|| sd_of(metric, &values).map(|(mean, sd)| (values, mean, sd)))?
+        });
         Ok(Noise {
             schema: SCHEMA.into(),
             k,
             runs: runs.iter().map(|(d, _)| d.dir.display().to_string()).collect(),
+            paired: false,
+            metrics: largest_sd(&cells),
             cells,
-            metrics,
+        })
+    }
+
+    /// Measures, over paired A/A runs (each split into its baseline and current side), how
+    /// far the two sides of one run drift apart: per metric the change from baseline to
+    /// current side in each run (% or points, as the gate computes it), its mean, and `sd`
+    /// = RMS change / √2 — so that the floor k × √2 × sd is k × the RMS change.
+    pub fn calibrate_paired(runs: &[(Scored<'_>, Scored<'_>)], k: f64) -> Result<Noise, ScoreError> {
+        check(runs.len(), k)?;
+        let first = runs[0].0.1;
+        let cells = measure(first, |row, metric| {
+            let changes: Vec<f64> = runs
+                .iter()
+                .filter_map(|((bd, bc), (cd, cc))| {
+                    let b = value(bd, bc, &row.method, &row.workload, metric)?;
+                    let c = value(cd, cc, &row.method, &row.workload, metric)?;
+                    Some(change_of(metric, b, c)).filter(|x| x.is_finite())
+                })
+                .collect();
+            if changes.len() < runs.len() {
+                return None;
+            }
+            let n = changes.len() as f64;
+            let mean = changes.iter().sum::<f64>() / n;
+            let rms = (changes.iter().map(|x| x * x).sum::<f64>() / n).sqrt();
+            Some((changes, mean, rms / std::f64::consts::SQRT_2))
+        });
+        Ok(Noise {
+            schema: SCHEMA.into(),
+            k,
+            runs: runs.iter().map(|(b, _)| b.0.dir.display().to_string()).collect(),
+            paired: true,
+            metrics: largest_sd(&cells),
+            cells,
         })
     }
 
@@ -229,6 +277,59 @@ impl Noise {
     }
 }
 
+/// Refuses fewer than 3 runs or a k that is not a positive number.
+fn check(runs: usize, k: f64) -> Result<(), ScoreError> {
+    if runs < 3 {
+        return Err(ScoreError::Usage(format!(
+            "calibration needs at least 3 A/A runs of the same suite, got {runs}; run it again with more"
+        )));
+    }
+    if !(k.is_finite() && k > 0.0) {
+        return Err(ScoreError::Usage(format!("--k {k}: give a positive multiple")));
+    }
+    Ok(())
+}
+
+/// The gated value of `metric` for (method, workload) in one scored run.
+fn value(d: &RunData, c: &Scorecards, method: &str, workload: &str, metric: Metric) -> Option<f64> {
+    let r = c.rows.iter().find(|r| r.method == method && r.workload == workload)?;
+    point(metric, r, cell_samples(d, method, workload)?).filter(|v| v.is_finite())
+}
+
+/// One [`CellNoise`] per (cell of `first`, metric) for which `spread` gives values, their
+/// mean and sd.
+fn measure(
+    first: &Scorecards,
+    spread: impl Fn(&crate::score::Row, Metric) -> Option<(Vec<f64>, f64, f64)>,
+) -> Vec<CellNoise> {
+    let mut cells = Vec::new();
+    for row in &first.rows {
+        for metric in Metric::ALL {
+            if let Some((values, mean, sd)) = spread(row, metric) {
+                cells.push(CellNoise {
+                    method: row.method.clone(),
+                    workload: row.workload.clone(),
+                    metric: metric.name().into(),
+                    values,
+                    mean,
+                    sd,
+                });
+            }
+        }
+    }
+    cells
+}
+
+/// Per metric, the largest `sd` of any cell.
+fn largest_sd(cells: &[CellNoise]) -> BTreeMap<String, f64> {
+    let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
+    for c in cells {
+        let e = metrics.entry(c.metric.clone()).or_insert(0.0);
+        *e = e.max(c.sd);
+    }
+    metrics
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +352,11 @@ mod tests {
         assert!((f - DEFAULT_K * std::f64::consts::SQRT_2 * 6.0).abs() < 1e-9, "{f}");
         assert_eq!(r.floor("any", "where", Metric::Attainment), None);
         assert_eq!(r.floor("any", "where", Metric::OaeRatio), None);
+        // Paired: k × the RMS change between sides.
+        let p = Noise::reference_paired();
+        assert!(p.paired && p.is_reference());
+        let f = p.floor("any", "where", Metric::TpotMean).unwrap();
+        assert!((f - DEFAULT_K * 3.0).abs() < 1e-9, "{f}");
     }
 
     #[test]

@@ -36,10 +36,10 @@ fn run_with(
     edit: impl FnOnce(&mut SynthCell),
 ) -> (tempfile::TempDir, RunData, Scorecards) {
     let mut c = SynthCell::new("dense", "dense", "w", 120);
-    edit(&mut c);
     c.spread = 0.4;
     c.service_s *= slower;
     c.dyn_j *= slower;
+    edit(&mut c);
     let mut r = SynthRun::new(vec![c], 1.0);
     r.trial_scales = trials.to_vec();
     r.seed = seed;
@@ -215,4 +215,27 @@ fn measured_energy_gates_unless_the_machine_was_busy_with_other_work() {
     let mut strict = config(&metrics);
     strict.strict_energy = true;
     assert_eq!(compare((&b, &bc), (&busy, &busy_c), &strict).failures, 2);
+}
+
+#[test]
+fn paired_calibration_measures_the_drift_between_sides() {
+    // Three paired A/A runs whose current side sits 2 % above, 2 % below and level with its
+    // baseline side (no per-request noise): RMS change = √(8/3) ≈ 1.633 %, floor 3 × that.
+    let side = |scale: f64| run_with(&[1.0], scale, 1, |c| c.spread = 0.0);
+    let runs: Vec<_> = [1.02, 0.98, 1.0].iter().map(|&s| (side(1.0), side(s))).collect();
+    let pairs: Vec<_> = runs
+        .iter()
+        .map(|((_, bd, bc), (_, cd, cc))| ((bd, bc), (cd, cc)))
+        .collect();
+    let noise = Noise::calibrate_paired(&pairs, DEFAULT_K).unwrap();
+    assert!(noise.paired);
+    let floor = noise.floor("dense", "w", Metric::ServiceMean).unwrap();
+    let want = 3.0 * (8.0f64 / 3.0).sqrt();
+    assert!((floor - want).abs() < 1e-6, "{floor} vs {want}");
+    let cell = noise.cells.iter().find(|c| c.metric == "service_mean_ms").unwrap();
+    assert!(
+        (cell.values[0] - 2.0).abs() < 1e-6 && (cell.values[1] + 2.0).abs() < 1e-6,
+        "{cell:?}"
+    );
+    assert!(Noise::calibrate_paired(&pairs[..2], DEFAULT_K).is_err());
 }
