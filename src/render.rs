@@ -65,6 +65,7 @@ pub fn cells(cells: &[CellSummary]) -> String {
             .map(|t| format!("{} tok/s while serving", num(t)))
             .unwrap_or_else(|| "n/a".into());
         let _ = writeln!(out, "  output    {tok} ({} tokens)", c.output_tokens);
+        quality(&mut out, c);
         energy(&mut out, c.energy.as_ref());
         carbon(&mut out, c.carbon.as_ref());
         goodput(&mut out, c);
@@ -157,6 +158,19 @@ fn carbon(out: &mut String, k: Option<&oae_core::rundir::CarbonSummary>) {
     }
 }
 
+/// The quality line of a cell with a task: each scorer's mean [CI] and n.
+fn quality(out: &mut String, c: &CellSummary) {
+    if c.quality.is_empty() {
+        return;
+    }
+    let parts: Vec<String> = c
+        .quality
+        .iter()
+        .map(|(name, s)| format!("{name} {} n={}", est(&s.mean), s.n))
+        .collect();
+    let _ = writeln!(out, "  quality   {}", parts.join("; "));
+}
+
 /// The goodput line (and validity) of a cell.
 fn goodput(out: &mut String, c: &CellSummary) {
     let g = &c.goodput;
@@ -165,6 +179,9 @@ fn goodput(out: &mut String, c: &CellSummary) {
         if let Some(v) = v {
             slo.push(format!("{name} ≤ {} ms", num(v.get())));
         }
+    }
+    if let Some(q) = &g.slo.quality {
+        slo.push(format!("{} ≥ {} (right answers only)", q.scorer, num(q.min)));
     }
     let against = if slo.is_empty() {
         "no [slo] set: good = ok".to_string()

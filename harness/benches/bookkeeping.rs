@@ -24,6 +24,7 @@ fn bench(c: &mut Criterion) {
             max_new_tokens: 32,
             target_input_tokens: 64,
             source_failed: false,
+            task: None,
         },
     };
     let schedule = Schedule::new("w".into(), "bench".into(), vec![arrival.clone()], None);
@@ -35,6 +36,7 @@ fn bench(c: &mut Criterion) {
         trial: 0,
         controls: Default::default(),
         boundary: None,
+        keep_output_chars: 0,
     };
     let mut hists = Histograms::default();
     let t0 = Instant::now();
@@ -51,6 +53,7 @@ fn bench(c: &mut Criterion) {
                 dispatched,
                 started: Some(started),
                 tokens,
+                ids: Vec::new(),
                 finished: Some(Instant::now()),
             };
             let served = Served {
@@ -61,6 +64,7 @@ fn bench(c: &mut Criterion) {
                 stop_reason: Some("length".into()),
                 phases_ms: [("prefill".to_string(), 1.5), ("decode".to_string(), 60.0)].into(),
                 counters: [("kv_tokens".to_string(), 97.0)].into(),
+                output_text: None,
             };
             let rec = build_record(&plan, &arrival, t0, &stamps, served);
             hists.record(&rec);

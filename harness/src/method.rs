@@ -235,6 +235,13 @@ pub trait Method: Send {
         Ok(())
     }
 
+    /// The text of generated token ids, for quality scoring and the record's
+    /// `output_text`; called after a request's timed span. `None` when the method has no
+    /// tokenizer to decode with.
+    fn detokenize(&self, _ids: &[u32]) -> Option<String> {
+        None
+    }
+
     /// Facts for run.json (model shape, parameter count, sampling, ...).
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         BTreeMap::new()

@@ -43,7 +43,12 @@ pub struct CellPlan<'a> {
     /// Called by a worker as a request starts and as it finishes (the session uses it to
     /// ask the energy sampler for a reading at request boundaries; it must not block).
     pub boundary: Option<&'a (dyn Fn() + Sync)>,
+    /// Characters of each answer kept in its record (0: none; scoring always sees all).
+    pub keep_output_chars: usize,
 }
+
+/// Default of `[run] keep_output_chars`.
+pub const DEFAULT_KEEP_OUTPUT_CHARS: usize = 2000;
 
 /// The result of one replay.
 pub struct CellRun {
@@ -73,6 +78,8 @@ pub struct Stamps {
     pub started: Option<Instant>,
     /// Each token's arrival at the sink.
     pub tokens: Vec<Instant>,
+    /// Each token's id, in order.
+    pub ids: Vec<u32>,
     /// Serving ended.
     pub finished: Option<Instant>,
 }
@@ -94,6 +101,31 @@ pub struct Served {
     pub phases_ms: BTreeMap<String, f64>,
     /// Counters.
     pub counters: BTreeMap<String, f64>,
+    /// The generated text, detokenized after the request's timed span.
+    pub output_text: Option<String>,
+}
+
+/// The answer's scores by each of its task's scorers (empty without a task or an answer).
+fn score(arrival: &Arrival, text: Option<&str>) -> BTreeMap<String, f64> {
+    let (Some(task), Some(text)) = (&arrival.request.task, text) else {
+        return BTreeMap::new();
+    };
+    task.scorers
+        .iter()
+        .filter_map(|name| oae_quality::scorer(name).map(|s| (name.clone(), s.score(text, &task.item))))
+        .collect()
+}
+
+/// The first `keep` characters of `text`, and whether it was cut.
+fn kept(text: Option<&str>, keep: usize) -> (Option<String>, bool) {
+    match text {
+        None => (None, false),
+        Some(_) if keep == 0 => (None, false),
+        Some(t) => match t.char_indices().nth(keep) {
+            Some((cut, _)) => (Some(t[..cut].to_string()), true),
+            None => (Some(t.to_string()), false),
+        },
+    }
 }
 
 /// Builds the record of one request from its timestamps (all relative to `t0`).
@@ -109,6 +141,10 @@ pub fn build_record(
     let intended = t0 + arrival.at;
     let first = stamps.tokens.first().copied();
     let n = stamps.tokens.len();
+    // Scored on the full answer, after the request's timed span (µs per answer for the
+    // built-in scorers).
+    let quality = score(arrival, served.output_text.as_deref());
+    let (output_text, output_truncated) = kept(served.output_text.as_deref(), plan.keep_output_chars);
     RequestRecord {
         method: plan.method.to_string(),
         workload: plan.schedule.workload.clone(),
@@ -156,6 +192,10 @@ pub fn build_record(
         co2e_g: None,
         energy_source: None,
         energy_estimated: false,
+        task_id: arrival.request.task.as_ref().map(|t| t.item.id.clone()),
+        output_text,
+        output_truncated,
+        quality,
     }
 }
 
@@ -279,14 +319,16 @@ impl Queue {
 /// Stamps each token and tells the method to stop at the deadline or on abort.
 struct TimingSink<'a> {
     tokens: &'a mut Vec<Instant>,
+    ids: &'a mut Vec<u32>,
     deadline: Option<Instant>,
     stop: &'a AtomicBool,
 }
 
 impl TokenSink for TimingSink<'_> {
-    fn token(&mut self, _id: u32) -> Flow {
+    fn token(&mut self, id: u32) -> Flow {
         let now = Instant::now();
         self.tokens.push(now);
+        self.ids.push(id);
         if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d) {
             Flow::Stop
         } else {
@@ -304,6 +346,7 @@ fn unserved(outcome: Outcome, error: String) -> Served {
         stop_reason: None,
         phases_ms: BTreeMap::new(),
         counters: BTreeMap::new(),
+        output_text: None,
     }
 }
 
@@ -336,6 +379,7 @@ fn dispatch(
                 dispatched: now,
                 started: None,
                 tokens: Vec::new(),
+                ids: Vec::new(),
                 finished: None,
             };
             let _ = rejected.send(build_record(plan, a, t0, &stamps, served));
@@ -363,6 +407,7 @@ fn work(
             dispatched,
             started: None,
             tokens: Vec::new(),
+            ids: Vec::new(),
             finished: None,
         };
         let deadline = controls.timeout.map(|t| t0 + arrival.at + t);
@@ -475,6 +520,7 @@ fn serve_one(
     let result = {
         let mut sink = TimingSink {
             tokens: &mut stamps.tokens,
+            ids: &mut stamps.ids,
             deadline,
             stop,
         };
@@ -496,7 +542,14 @@ fn serve_one(
         stop_reason: None,
         phases_ms,
         counters,
+        output_text: None,
     };
+    // Detokenized outside the timed span (a text the method cannot give is left out).
+    if !stamps.ids.is_empty() {
+        served.output_text = catch_unwind(AssertUnwindSafe(|| method.detokenize(&stamps.ids)))
+            .ok()
+            .flatten();
+    }
     match result {
         Ok(Ok(c)) => {
             served.input_tokens = Some(c.input_tokens);

@@ -60,8 +60,7 @@ struct SuiteFile {
     name: Option<Spanned<String>>,
     description: Option<String>,
     run: Spanned<RunSection>,
-    #[serde(default)]
-    slo: Slo,
+    slo: Option<Spanned<Slo>>,
     #[serde(default)]
     energy: EnergySection,
     #[serde(default)]
@@ -95,6 +94,7 @@ struct RunSection {
     min_duration_s: Option<PositiveF64>,
     trials: Option<Spanned<i64>>,
     order: Option<Spanned<String>>,
+    keep_output_chars: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -218,6 +218,8 @@ pub struct RunConfig {
     /// The order the suite asks for; `None`: the default for the number of trials
     /// ([`RunConfig::order`]).
     pub order_asked: Option<Order>,
+    /// Characters of each answer kept in its record (0: none).
+    pub keep_output_chars: usize,
 }
 
 impl RunConfig {
@@ -384,6 +386,9 @@ impl Suite {
         let carbon = crate::carbon::CarbonConfig::from_section(&source, file.carbon)?;
 
         let workloads = workloads(&source, file.workloads)?;
+        if let Some(slo) = &file.slo {
+            check_quality_bar(&source, slo, &workloads)?;
+        }
         let methods = methods(&source, file.methods)?;
         let score = file
             .score
@@ -397,7 +402,7 @@ impl Suite {
             source,
             sha256,
             run,
-            slo: file.slo,
+            slo: file.slo.map(Spanned::into_inner).unwrap_or_default(),
             energy,
             carbon,
             workloads,
@@ -557,7 +562,65 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
         min_duration_s: run.min_duration_s.map(|m| m.get()),
         trials,
         order_asked,
+        keep_output_chars: run
+            .keep_output_chars
+            .map_or(crate::runner::DEFAULT_KEEP_OUTPUT_CHARS, |k| {
+                k.min(usize::MAX as u64) as usize
+            }),
     })
+}
+
+/// Checks `[slo] quality` against the scorers and the workloads: the bar must be in [0, 1],
+/// name a known scorer, and every workload must ask a task scored by it (a request with no
+/// reference could never be right).
+fn check_quality_bar(source: &SourceFile, slo: &Spanned<Slo>, workloads: &[WorkloadSpec]) -> Result<(), ConfigError> {
+    let Some(bar) = &slo.get_ref().quality else {
+        return Ok(());
+    };
+    let at = slo.span().start;
+    if oae_quality::scorer(&bar.scorer).is_none() {
+        let known: Vec<_> = oae_quality::registry().iter().map(|s| s.name()).collect();
+        return Err(source.error_at(
+            at,
+            "slo.quality.scorer",
+            format!("unknown scorer `{}`; known: {}", bar.scorer, known.join(", ")),
+        ));
+    }
+    if !(bar.min.is_finite() && (0.0..=1.0).contains(&bar.min)) {
+        return Err(source.error_at(
+            at,
+            "slo.quality.min",
+            format!("must be a score from 0 to 1, got {}", bar.min),
+        ));
+    }
+    for w in workloads {
+        match &w.task {
+            None => {
+                return Err(source.error_at(
+                    at,
+                    "slo.quality",
+                    format!(
+                        "workload `{}` has no task, so its answers cannot be judged; give it `task = {{ path = ... }}` or remove the quality bar",
+                        w.name
+                    ),
+                ));
+            }
+            Some(t) if !t.scores_every_answer_with(&bar.scorer) => {
+                return Err(source.error_at(
+                    at,
+                    "slo.quality.scorer",
+                    format!(
+                        "workload `{}` does not score every answer with `{}` (it uses {}); name it in its task's `scorers = [...]`",
+                        w.name,
+                        bar.scorer,
+                        t.scorer_names()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The `[[workloads]]`: each built, names unique, every `perturbs` naming a nominal one.

@@ -71,7 +71,7 @@ pub struct CellInfo<'a> {
     /// Cool-down window, s.
     pub cooldown_s: f64,
     /// Objectives for goodput.
-    pub slo: Slo,
+    pub slo: &'a Slo,
     /// Fewest measured requests for validity.
     pub min_requests: Option<u64>,
     /// Shortest measured duration for validity, s.
@@ -104,6 +104,23 @@ pub fn wilson(k: usize, n: usize, confidence: f64) -> Estimate {
 
 /// Latency statistics of a cell: TTFT, E2E, TPOT, ITL, service time of ok requests; queue
 /// and dispatch lag of all measured ones.
+/// Quality by scorer over ok requests that were scored, grouped by trial.
+fn quality(ok: &[&RequestRecord], confidence: f64) -> BTreeMap<String, Stat> {
+    let mut names: Vec<&String> = ok.iter().flat_map(|r| r.quality.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let groups = by_trial(ok)
+                .values()
+                .map(|g| g.iter().filter_map(|r| r.quality.get(name).copied()).collect())
+                .collect();
+            Some((name.clone(), Stat::from_groups(groups, confidence)?))
+        })
+        .collect()
+}
+
 fn latency(
     records: &[RequestRecord],
     measured: &[&RequestRecord],
@@ -199,9 +216,9 @@ fn measured_span(info: &CellInfo<'_>, records: &[RequestRecord], replay_s: f64) 
 /// Goodput against the suite's objectives over `span` s of measured replay.
 fn goodput(info: &CellInfo<'_>, measured: &[&RequestRecord], span: f64) -> Goodput {
     let confidence = info.confidence;
-    let good = measured.iter().filter(|r| r.good(&info.slo)).count();
+    let good = measured.iter().filter(|r| r.good(info.slo)).count();
     Goodput {
-        slo: info.slo,
+        slo: info.slo.clone(),
         good,
         measured: measured.len(),
         fraction: wilson(good, measured.len(), confidence),
@@ -284,6 +301,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
             0.0
         },
         latency,
+        quality: quality(&ok, confidence),
         output_tokens_per_s: (service_s > 0.0).then(|| output_tokens as f64 / service_s),
         output_tokens,
         input_tokens: ok.iter().filter_map(|r| r.input_tokens).map(u64::from).sum(),
@@ -383,6 +401,10 @@ mod tests {
             co2e_g: None,
             energy_source: None,
             energy_estimated: true,
+            task_id: None,
+            output_text: None,
+            output_truncated: false,
+            quality: BTreeMap::new(),
         }
     }
 
@@ -411,7 +433,7 @@ mod tests {
             confidence: 0.95,
             warmup_s: 0.0,
             cooldown_s: 0.0,
-            slo: Slo::default(),
+            slo: &Slo::default(),
             min_requests: None,
             min_duration_s: None,
         };
@@ -443,7 +465,7 @@ mod tests {
             confidence: 0.95,
             warmup_s: 0.0,
             cooldown_s: 0.0,
-            slo,
+            slo: &slo,
             min_requests: Some(10),
             min_duration_s: Some(2.0),
         };

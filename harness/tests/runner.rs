@@ -20,6 +20,7 @@ fn schedule(n: usize, gap_ms: u64) -> Schedule {
                 max_new_tokens: 4,
                 target_input_tokens: 1,
                 source_failed: false,
+                task: None,
             },
         })
         .collect();
@@ -35,6 +36,7 @@ fn run(s: &Schedule, cfg: MockConfig, stop: &AtomicBool) -> (Vec<RequestRecord>,
         trial: 0,
         controls: Default::default(),
         boundary: None,
+        keep_output_chars: 0,
     };
     let instances: Vec<Box<dyn Method>> = vec![Box::new(Mock::new(cfg))];
     let mut seen = 0;
@@ -109,7 +111,7 @@ fn failures_and_panics_are_recorded_and_counted_never_dropped() {
         confidence: 0.95,
         warmup_s: 0.0,
         cooldown_s: 0.0,
-        slo: Default::default(),
+        slo: &Default::default(),
         min_requests: None,
         min_duration_s: None,
     };
@@ -157,6 +159,7 @@ fn warmup_and_cooldown_are_by_intended_time() {
         trial: 0,
         controls: Default::default(),
         boundary: None,
+        keep_output_chars: 0,
     };
     let out = run_cell(
         &plan,
@@ -196,6 +199,7 @@ fn run_with(s: &Schedule, cfg: MockConfig, controls: oae_harness::runner::LoadCo
         trial: 0,
         controls,
         boundary: None,
+        keep_output_chars: 0,
     };
     let out = run_cell(
         &plan,
@@ -284,6 +288,7 @@ fn a_failing_record_sink_stops_the_replay_but_loses_no_record() {
         trial: 0,
         controls: Default::default(),
         boundary: None,
+        keep_output_chars: 0,
     };
     let cfg = MockConfig {
         prefill_ms: 20.0,

@@ -44,6 +44,7 @@ fn serve(m: &mut dyn Method, n: u64, tokens: u32) -> (f64, std::collections::BTr
             max_new_tokens: tokens,
             target_input_tokens: 48,
             source_failed: false,
+            task: None,
         };
         let mut sink = Count(0);
         let mut probe = Probe::default();

@@ -309,7 +309,10 @@ pub fn quality_vs_cost(cards: &Scorecards) -> Res<String> {
         .rows
         .iter()
         .map(|r| {
-            let q = r.inputs.quality.as_ref().map_or(1.0, |q| q.value);
+            let q = match &r.inputs.quality {
+                Some(q) if !r.inputs.quality_in_attainment => q.value,
+                _ => 1.0,
+            };
             (r, r.cost_per_1k_good_usd.value, r.inputs.attainment.value * q)
         })
         .filter(|p| p.1.is_finite() && p.1 > 0.0)

@@ -447,6 +447,24 @@ pub const COLUMNS: &[ColumnDef] = &[
     bound("attainment_ci_lo", "", MEASURED, |r, _| opt(r.inputs.attainment.ci_lo)),
     bound("attainment_ci_hi", "", MEASURED, |r, _| opt(r.inputs.attainment.ci_hi)),
     fig(
+        "quality",
+        "quality",
+        "",
+        MEASURED,
+        true,
+        |r, _| opt(r.inputs.quality.as_ref().map(|q| q.value)),
+        |_| false,
+    ),
+    bound("quality_ci_lo", "", MEASURED, |r, _| {
+        opt(r.inputs.quality.as_ref().and_then(|q| q.ci_lo))
+    }),
+    bound("quality_ci_hi", "", MEASURED, |r, _| {
+        opt(r.inputs.quality.as_ref().and_then(|q| q.ci_hi))
+    }),
+    col("quality_scorer", "quality scorer", "", "", false, Text, |r, _| {
+        Cell::Text(r.inputs.quality_scorer.clone().unwrap_or_default())
+    }),
+    fig(
         "service_s",
         "service s",
         "s",

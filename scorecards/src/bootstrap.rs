@@ -26,18 +26,28 @@ pub struct Means {
     pub amortized_j: f64,
     /// Share of failed requests.
     pub failed: f64,
+    /// Mean answer quality of the scored ok requests (NaN: none scored).
+    pub quality: f64,
 }
 
 #[derive(Default, Clone, Copy)]
 struct Acc {
-    sum: [f64; 6],
-    n: [u32; 6],
+    sum: [f64; 7],
+    n: [u32; 7],
 }
 
 impl Acc {
     #[inline]
     fn add(&mut self, s: &Sample) {
-        let v = [s.service_s, s.good, s.dyn_j, s.active_j, s.amortized_j, s.failed];
+        let v = [
+            s.service_s,
+            s.good,
+            s.dyn_j,
+            s.active_j,
+            s.amortized_j,
+            s.failed,
+            s.quality,
+        ];
         for (k, x) in v.into_iter().enumerate() {
             if !x.is_nan() {
                 self.sum[k] += x;
@@ -61,6 +71,7 @@ impl Acc {
             active_j: m(3),
             amortized_j: m(4),
             failed: m(5),
+            quality: m(6),
         }
     }
 }

@@ -40,6 +40,7 @@ fn stat_of(metric: Metric) -> Stat {
         Metric::EnergyAmortized => Stat::Scorecard("energy_amortized_j"),
         Metric::CostPer1k => Stat::Scorecard("cost_per_1k_good_usd"),
         Metric::OaeRatio => Stat::Scorecard("oae_ratio"),
+        Metric::Quality => Stat::Mean(|s| s.quality),
     }
 }
 
@@ -272,7 +273,11 @@ pub fn compare(base: (&RunData, &Scorecards), current: (&RunData, &Scorecards), 
             ));
         }
         let doubt = energy_doubt(brow, crow, busy.as_deref());
+        let scored = |s: &[Sample]| s.iter().any(|x| x.quality.is_finite());
         for &metric in metrics.iter() {
+            if metric == Metric::Quality && !scored(bs) && !scored(cs) {
+                continue; // no task in this cell: nothing to judge
+            }
             let pair = Pair {
                 brow,
                 crow,

@@ -36,11 +36,14 @@ pub enum Metric {
     CostPer1k,
     /// OAE ratio against the suite's baseline (higher is better).
     OaeRatio,
+    /// Mean answer quality of ok requests, by the quality scorer (higher is better; cells
+    /// without a task are not compared).
+    Quality,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::E2eP50,
         Metric::E2eP95,
         Metric::E2eP99,
@@ -54,6 +57,7 @@ impl Metric {
         Metric::EnergyAmortized,
         Metric::CostPer1k,
         Metric::OaeRatio,
+        Metric::Quality,
     ];
 
     /// Name in suites, flags and reports.
@@ -72,6 +76,7 @@ impl Metric {
             Metric::EnergyAmortized => "energy_amortized_j",
             Metric::CostPer1k => "cost_per_1k_good_usd",
             Metric::OaeRatio => "oae_ratio",
+            Metric::Quality => "quality",
         }
     }
 
@@ -85,7 +90,7 @@ impl Metric {
 
     /// Whether larger values are better.
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::Attainment | Metric::OaeRatio)
+        matches!(self, Metric::Attainment | Metric::OaeRatio | Metric::Quality)
     }
 
     /// Whether the metric is an energy figure (advisory when the energy is modelled).

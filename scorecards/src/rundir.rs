@@ -38,6 +38,26 @@ pub struct Sample {
     pub failed: f64,
     /// The trial (replay) it belongs to.
     pub trial: u32,
+    /// The answer's score by the quality scorer ([`quality_scorer`]), for ok requests with
+    /// a reference; NaN otherwise.
+    pub quality: f64,
+}
+
+/// Scorers whose score is a right/wrong verdict, preferred in this order for `q`; F1 (partial
+/// credit) last.
+pub const QUALITY_PREFERENCE: [&str; 5] = ["numeric", "choice", "em", "contains", "f1"];
+
+/// The scorer that gives `q`: the SLO's quality bar when set, else the first of
+/// [`QUALITY_PREFERENCE`] the record was scored by, else any it was scored by.
+pub fn quality_scorer<'a, V>(slo: &'a Slo, scores: &'a std::collections::BTreeMap<String, V>) -> Option<&'a str> {
+    if let Some(bar) = &slo.quality {
+        return Some(bar.scorer.as_str());
+    }
+    QUALITY_PREFERENCE
+        .iter()
+        .copied()
+        .find(|n| scores.contains_key(*n))
+        .or_else(|| scores.keys().next().map(String::as_str))
 }
 
 impl Sample {
@@ -56,6 +76,10 @@ impl Sample {
             tpot_ms: r.tpot_ms.unwrap_or(nan),
             failed: if ok { 0.0 } else { 1.0 },
             trial: r.trial,
+            quality: match quality_scorer(slo, &r.quality) {
+                Some(name) if ok => r.quality.get(name).copied().unwrap_or(nan),
+                _ => nan,
+            },
         }
     }
 }

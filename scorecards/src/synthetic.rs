@@ -188,6 +188,10 @@ fn record(c: &SynthCell, id: u64, service_s: f64, ok: bool, dyn_j: f64, itl: &[f
         co2e_g: Some(active * 2.0 * 1.56 * 480.6 / 3.6e6),
         energy_source: Some("synthetic".into()),
         energy_estimated: !c.energy_measured,
+        task_id: None,
+        output_text: None,
+        output_truncated: false,
+        quality: BTreeMap::new(),
     }
 }
 
@@ -295,6 +299,7 @@ impl SynthRun {
             offered_rate_qps: rate,
             achieved_rate_qps: rate,
             latency: BTreeMap::new(),
+            quality: BTreeMap::new(),
             output_tokens_per_s: None,
             output_tokens: 33 * ok as u64,
             input_tokens: 64 * ok as u64,

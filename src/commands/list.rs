@@ -1,4 +1,4 @@
-//! `oae list methods|meters|workloads`.
+//! `oae list methods|meters|workloads|scorers`.
 
 use std::process::ExitCode;
 
@@ -47,6 +47,16 @@ pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
             );
             for f in oae_workloads::traces::registry() {
                 println!("  {:<10} {}", f.name, f.about);
+            }
+            println!(
+                "tasks for [[workloads]] task = {{ path, subset, groups, limit, seed, template, scorers, max_new_tokens, shuffle, noise = {{ typos, case, whitespace, distractor }} }}; templates: {}",
+                oae_quality::template::NAMES.join(", ")
+            );
+        }
+        ListWhat::Scorers => {
+            println!("answer scorers for task workloads (scorers = [...]) and [slo] quality = {{ scorer, min }}:");
+            for s in oae_quality::registry() {
+                println!("  {:<10} {}", s.name(), s.about());
             }
         }
     }

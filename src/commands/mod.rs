@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod datasets;
 mod doctor;
 mod list;
 mod merge;
@@ -23,6 +24,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Merge(args) => merge::merge(args),
         Command::Trace(cmd) => trace::trace(cmd),
         Command::Models(cmd) => models::models(cmd),
+        Command::Datasets(cmd) => datasets::datasets(cmd),
         Command::Score(args) => score::score(args),
         Command::Report(args) => score::report(args),
         Command::Gate(args) => score::gate(args),

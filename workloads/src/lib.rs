@@ -14,6 +14,7 @@ pub mod lengths;
 pub mod prompts;
 mod request;
 mod schedule;
+pub mod task;
 pub mod traces;
 pub mod workload;
 
@@ -21,6 +22,7 @@ pub use arrivals::{ArrivalProcess, ArrivalSpec, Limit};
 pub use lengths::LengthDist;
 pub use request::{Arrival, Request};
 pub use schedule::{Compression, Schedule};
+pub use task::{TaskRef, TaskSpec};
 pub use workload::WorkloadSpec;
 
 // This crate's own paths to what it uses from core.

@@ -16,6 +16,9 @@ pub struct Request {
     pub target_input_tokens: u32,
     /// The trace this request came from recorded it as failed (it is replayed, and flagged).
     pub source_failed: bool,
+    /// The task item asked and its scorers, for a task workload (`None`: a synthetic prompt
+    /// with no reference answer).
+    pub task: Option<crate::task::TaskRef>,
 }
 
 /// A request with the time it is meant to arrive.

@@ -122,6 +122,7 @@ mod tests {
                     max_new_tokens: 1,
                     target_input_tokens: 1,
                     source_failed: false,
+                    task: None,
                 },
             })
             .collect()

@@ -14,7 +14,7 @@ use crate::config::{ConfigTable, PositiveF64, PositiveU32, SourceFile, SpannedEn
 use crate::lengths::LengthDist;
 use crate::rng::{open01, seeded};
 use crate::traces::{self, TraceFormat};
-use crate::{Arrival, ConfigError, Request, Schedule};
+use crate::{Arrival, ConfigError, Request, Schedule, TaskSpec};
 
 /// A `[[workloads]]` entry as written in a suite: either `arrival` with `input_tokens` and
 /// `output_tokens`, or `trace`.
@@ -31,6 +31,9 @@ pub struct WorkloadEntry {
     pub output_tokens: Option<LengthDist>,
     /// `{ path = "...", format = "burstgpt", ... }`: arrivals and lengths from a trace file.
     pub trace: Option<Spanned<SpannedEntries>>,
+    /// `{ path = "tasks.jsonl", ... }`: prompts and reference answers from a task file
+    /// (with `arrival` or `trace` for the timing).
+    pub task: Option<Spanned<SpannedEntries>>,
     /// Name of the nominal workload this one perturbs (bursty arrivals, noisy prompts, long
     /// tails, constrained resources, faults): scorecards compare the two for robustness.
     pub perturbs: Option<Spanned<String>>,
@@ -110,6 +113,8 @@ pub struct WorkloadSpec {
     pub perturbs: Option<(String, usize)>,
     /// What the perturbation is, in words.
     pub perturbation: Option<String>,
+    /// The task its prompts and references come from, if any.
+    pub task: Option<TaskSpec>,
 }
 
 impl WorkloadSpec {
@@ -125,6 +130,21 @@ impl WorkloadSpec {
                 "must be a non-empty name without slashes or control characters",
             ));
         }
+        let task = match entry.task {
+            Some(t) => {
+                if entry.input_tokens.is_some() {
+                    return Err(source.error_at(
+                        at,
+                        &format!("{path}.input_tokens"),
+                        "a task workload's prompts come from its task; remove input_tokens",
+                    ));
+                }
+                let span = t.span();
+                let table = ConfigTable::new(source.clone(), format!("{path}.task"), span, t.into_inner());
+                Some(TaskSpec::from_table(table)?)
+            }
+            None => None,
+        };
         let src = match (entry.arrival, entry.trace) {
             (Some(arrival), None) => {
                 let missing = |k: &str| {
@@ -134,8 +154,19 @@ impl WorkloadSpec {
                         format!("missing `{k}`: an `arrival` workload needs input_tokens and output_tokens"),
                     )
                 };
-                let input_tokens = entry.input_tokens.ok_or_else(|| missing("input_tokens"))?;
-                let output_tokens = entry.output_tokens.ok_or_else(|| missing("output_tokens"))?;
+                let (input_tokens, output_tokens) = match &task {
+                    // The prompt's own length; the task's cap unless output_tokens is given.
+                    Some(t) => (
+                        LengthDist::Fixed { value: 1 },
+                        entry.output_tokens.unwrap_or(LengthDist::Fixed {
+                            value: t.max_new_tokens,
+                        }),
+                    ),
+                    None => (
+                        entry.input_tokens.ok_or_else(|| missing("input_tokens"))?,
+                        entry.output_tokens.ok_or_else(|| missing("output_tokens"))?,
+                    ),
+                };
                 let span = arrival.span();
                 let table = ConfigTable::new(source.clone(), format!("{path}.arrival"), span, arrival.into_inner());
                 Source::Synthetic {
@@ -184,6 +215,7 @@ impl WorkloadSpec {
             source: src,
             perturbs,
             perturbation,
+            task,
         })
     }
 
@@ -198,6 +230,17 @@ impl WorkloadSpec {
     /// How the workload's arrivals are configured, for run.json (perturbations are recorded
     /// beside it, typed).
     pub fn describe(&self) -> serde_json::Value {
+        let mut d = self.describe_source();
+        if let (Some(t), Some(obj)) = (&self.task, d.as_object_mut()) {
+            obj.insert("task".into(), t.describe());
+            if obj.contains_key("input_tokens") {
+                obj.insert("input_tokens".into(), json!("the task's prompts"));
+            }
+        }
+        d
+    }
+
+    fn describe_source(&self) -> serde_json::Value {
         match &self.source {
             Source::Synthetic {
                 arrival,
@@ -231,6 +274,7 @@ impl WorkloadSpec {
     /// removed is kept on each arrival so energy accounting can add the idle cost back.
     pub fn schedule(&self, seed: u64, limit: Limit, idle_gap_cap: Option<Duration>) -> Result<Schedule, ConfigError> {
         let mut shape_rng = seeded(seed, &["requests", &self.name]);
+        let asked = self.task.as_ref().map(|t| (t, t.order(seed)));
         let (process, arrivals) = match &self.source {
             Source::Synthetic {
                 arrival,
@@ -243,9 +287,19 @@ impl WorkloadSpec {
                     .into_iter()
                     .enumerate()
                     .map(|(i, at)| {
-                        let input = input_tokens.sample(&mut shape_rng);
+                        let (prompt, input, task) = match &asked {
+                            Some((spec, items)) => {
+                                let item = &items[i % items.len()];
+                                let p = spec.prompt(item, seed);
+                                let len = p.len() as u32;
+                                (p, len, Some(spec.reference(item)))
+                            }
+                            None => {
+                                let input = input_tokens.sample(&mut shape_rng);
+                                (crate::prompts::synthesize(&mut shape_rng, input as usize), input, None)
+                            }
+                        };
                         let output = output_tokens.sample(&mut shape_rng);
-                        let prompt = crate::prompts::synthesize(&mut shape_rng, input as usize);
                         Arrival {
                             at,
                             skipped: Duration::ZERO,
@@ -255,6 +309,7 @@ impl WorkloadSpec {
                                 max_new_tokens: output,
                                 target_input_tokens: input,
                                 source_failed: false,
+                                task,
                             },
                         }
                     })
@@ -263,7 +318,16 @@ impl WorkloadSpec {
             }
             Source::Trace(t) => {
                 let mut thin_rng = seeded(seed, &["thinning", &self.name]);
-                let (arrivals, reordered) = t.arrivals(limit, &mut thin_rng, &mut shape_rng)?;
+                let (mut arrivals, reordered) = t.arrivals(limit, &mut thin_rng, &mut shape_rng)?;
+                if let Some((spec, items)) = &asked {
+                    // The trace times the requests; the task asks them.
+                    for (i, a) in arrivals.iter_mut().enumerate() {
+                        let item = &items[i % items.len()];
+                        a.request.prompt = spec.prompt(item, seed);
+                        a.request.target_input_tokens = a.request.prompt.len() as u32;
+                        a.request.task = Some(spec.reference(item));
+                    }
+                }
                 let process = format!("trace({}, {})", t.format.name, t.path.display());
                 let mut s = Schedule::new(self.name.clone(), process, arrivals, idle_gap_cap);
                 s.reordered_rows = reordered;
@@ -415,6 +479,7 @@ impl TraceSpec {
                     max_new_tokens: output.max(1),
                     target_input_tokens: input,
                     source_failed: row.source_failed,
+                    task: None,
                 },
             });
             reordered += u64::from(row.reordered);

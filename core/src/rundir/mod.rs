@@ -29,7 +29,7 @@ pub use run::{
     Compression, GateSettings, HostFacts, LimitInfo, MethodInfo, ReplayInfo, RunJson, RunSettings, RunStatus,
     ScoringSettings, SuiteInfo, WorkloadInfo,
 };
-pub use slo::Slo;
+pub use slo::{QualityBar, Slo};
 pub use summary::{
     CellSummary, EnergySummary, Goodput, Sensitivity, SummaryJson, TrialFigures, Validity, WakeupBucket,
 };
@@ -39,8 +39,9 @@ use serde::{Deserialize, Deserializer};
 /// Version of the run-directory format this oae writes and reads. Bump it when a field of
 /// run.json, summary.json or a request record is added (reading is strict), changes meaning,
 /// is renamed or removed. 2: trials (`trials`, `order`, `replays`, per-trial figures) and
-/// `host_other_cpu_s`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `host_other_cpu_s`. 3: quality — records carry `task_id`, `output_text`,
+/// `output_truncated` and `quality` scores; summaries per-scorer `quality` statistics.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `run.json`.
 pub const RUN_JSON: &str = "run.json";

@@ -156,6 +156,17 @@ pub struct RequestRecord<Itl = Vec<f64>> {
     pub energy_source: Option<String>,
     /// Whether the energy is an estimate rather than a measurement.
     pub energy_estimated: bool,
+    /// The task item asked (task workloads; `None` for synthetic prompts).
+    #[serde(deserialize_with = "super::present")]
+    pub task_id: Option<String>,
+    /// The generated text, cut to `[run] keep_output_chars` characters (`None` when not kept
+    /// or the method cannot detokenize).
+    #[serde(deserialize_with = "super::present")]
+    pub output_text: Option<String>,
+    /// Whether `output_text` was cut short of the full answer.
+    pub output_truncated: bool,
+    /// Quality scores by scorer (`em`, `f1`, …), in [0, 1]; empty without a reference.
+    pub quality: BTreeMap<String, f64>,
 }
 
 /// A request record read without its inter-token latencies.
@@ -178,9 +189,11 @@ impl<Itl> RequestRecord<Itl> {
         !self.warmup && !self.cooldown
     }
 
-    /// Whether this request is *good* under `slo`: it succeeded within every objective set
-    /// (the one rule goodput, SLO attainment and the scorecards share).
+    /// Whether this request is *good* under `slo`: it succeeded within every objective set,
+    /// and, with a quality bar, its answer scored at least the bar (the one rule goodput, SLO
+    /// attainment and the scorecards share).
     pub fn good(&self, slo: &Slo) -> bool {
         slo.good(self.outcome, self.ttft_ms, self.e2e_ms, self.tpot_ms)
+            && slo.quality.as_ref().is_none_or(|q| q.met(&self.quality))
     }
 }

@@ -134,6 +134,10 @@ pub struct CellSummary {
     /// `dispatch_lag_busy_ms` (releases while a worker was serving), `dispatch_lag_idle_ms`
     /// (the others).
     pub latency: BTreeMap<String, Stat>,
+    /// Answer quality by scorer (`em`, `f1`, …) over ok measured requests that carry a
+    /// reference: mean in [0, 1] with its bootstrap interval (hierarchical over trials) and n.
+    /// Empty for workloads without a task.
+    pub quality: BTreeMap<String, Stat>,
     /// Output tokens per second of service time over ok requests: Σ tokens / Σ service.
     #[serde(deserialize_with = "super::present")]
     pub output_tokens_per_s: Option<f64>,

@@ -439,7 +439,8 @@ mod tests {
     }
 
     fn record(id: u64, started: f64, finished: f64) -> RequestRecord {
-        let mut r: RequestRecord = serde_json::from_value(serde_json::json!({
+        use serde_json::json;
+        let mut value = json!({
             "method": "m", "workload": "w", "request_id": id, "trial": 0, "instance": 0,
             "warmup": false, "cooldown": false, "intended_s": started, "dispatched_s": started,
             "started_s": started, "first_token_s": started + 0.1, "finished_s": finished,
@@ -451,8 +452,16 @@ mod tests {
             "energy_dyn_j": null, "energy_active_j": null, "energy_amortized_j": null,
             "energy_prefill_j": null, "energy_decode_j": null, "co2e_g": null,
             "energy_source": null, "energy_estimated": false
-        }))
-        .unwrap();
+        });
+        for (k, v) in [
+            ("task_id", json!(null)),
+            ("output_text", json!(null)),
+            ("output_truncated", json!(false)),
+            ("quality", json!({})),
+        ] {
+            value[k] = v;
+        }
+        let mut r: RequestRecord = serde_json::from_value(value).unwrap();
         r.outcome = Outcome::Ok;
         r
     }

@@ -10,6 +10,10 @@
 //! sleeping: a compute-bound method's load on the machine, without a model (used to measure
 //! the dispatcher's accuracy while a worker is busy, `suites/dispatch-rates.toml`).
 //!
+//! For task workloads, `answer = "reference"` answers each request with its first reference
+//! answer (`"wrong"`: with a text no scorer accepts), and `wrong_every = N` answers ids
+//! N−1, 2N−1, ... wrongly — a known quality for the quality layer's tests.
+//!
 //! **Overhead model:** none beyond the configured sleeps (which overshoot by the OS timer
 //! slack, typically < 0.1 ms); use it to measure the harness itself.
 
@@ -48,7 +52,27 @@ pub struct MockConfig {
     pub fail_setup: bool,
     /// Busy-wait instead of sleeping (occupies a core like a compute-bound method).
     pub spin: bool,
+    /// What the mock answers a task request: `none` (no text), `reference`, `wrong`.
+    pub answer: MockAnswer,
+    /// With `answer = "reference"`, answer ids N−1, 2N−1, ... wrongly (0 = never).
+    pub wrong_every: u64,
 }
+
+/// What the mock answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MockAnswer {
+    /// No text (the record has none, and no quality).
+    #[default]
+    None,
+    /// The task item's first reference.
+    Reference,
+    /// A text no scorer accepts.
+    Wrong,
+}
+
+/// The mock's wrong answer.
+pub const WRONG_ANSWER: &str = "zzz";
 
 impl MethodSpec for Spec {
     fn id(&self) -> &'static str {
@@ -107,6 +131,16 @@ impl MethodSpec for Spec {
                 default: "false",
                 help: "busy-wait the service time on the worker's core instead of sleeping",
             },
+            ConfigKey {
+                name: "answer",
+                default: "none",
+                help: "task requests: answer with the reference (\"reference\"), wrongly (\"wrong\") or with no text",
+            },
+            ConfigKey {
+                name: "wrong_every",
+                default: "0",
+                help: "with answer = \"reference\": answer ids N-1, 2N-1, ... wrongly",
+            },
         ]
     }
     fn build(&self, config: &ConfigTable, _ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
@@ -122,19 +156,21 @@ impl MethodSpec for Spec {
                     .into());
             }
         }
-        Ok(Box::new(Mock { cfg }))
+        Ok(Box::new(Mock::new(cfg)))
     }
 }
 
 /// A mock instance.
 pub struct Mock {
     cfg: MockConfig,
+    /// The text of the request served last.
+    answer: Option<String>,
 }
 
 impl Mock {
     /// A mock built directly from its config (for tests of the harness).
     pub fn new(cfg: MockConfig) -> Self {
-        Self { cfg }
+        Self { cfg, answer: None }
     }
 }
 
@@ -158,6 +194,10 @@ impl Mock {
 }
 
 impl Method for Mock {
+    fn detokenize(&self, _ids: &[u32]) -> Option<String> {
+        self.answer.clone()
+    }
+
     /// No model: nothing resident.
     fn weight_bytes(&self) -> Option<u64> {
         Some(0)
@@ -188,6 +228,12 @@ impl Method for Mock {
             return Err(MethodError::failed(format!("mock failure for request {id}")));
         }
         let n = self.cfg.tokens.map(|t| t.get()).unwrap_or(request.max_new_tokens);
+        let wrong_now = self.cfg.wrong_every > 0 && (id + 1).is_multiple_of(self.cfg.wrong_every);
+        self.answer = match (self.cfg.answer, &request.task) {
+            (MockAnswer::Reference, Some(t)) if !wrong_now => t.item.references.first().cloned(),
+            (MockAnswer::Reference | MockAnswer::Wrong, Some(_)) => Some(WRONG_ANSWER.to_string()),
+            _ => None,
+        };
         probe.phase("decode");
         let mut stop = StopReason::Length;
         for i in 0..n {

@@ -155,7 +155,7 @@ impl Finisher<'_> {
             confidence: run.confidence,
             warmup_s: run.warmup.as_secs_f64(),
             cooldown_s: run.cooldown.as_secs_f64(),
-            slo: self.suite.slo,
+            slo: &self.suite.slo,
             min_requests: run.min_requests,
             min_duration_s: run.min_duration_s,
         };

@@ -476,6 +476,7 @@ impl MethodRun<'_> {
             trial: turn.trial,
             controls: run.controls,
             boundary: Some(&boundary),
+            keep_output_chars: run.keep_output_chars,
         };
         let mut h = Histograms::default();
         let steal_before = host::cpu_steal_s();

@@ -111,7 +111,7 @@ impl RunJsonWriter<'_> {
                 description: self.suite.description.clone(),
             },
             seed: self.suite.run.seed,
-            slo: self.suite.slo,
+            slo: self.suite.slo.clone(),
             overrides: inv.overrides.clone(),
             runtime: inv.runtime.clone(),
             scoring: inv.scoring.clone(),

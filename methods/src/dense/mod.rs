@@ -76,6 +76,10 @@ impl Method for Dense {
         self.generator.facts(self.model.as_ref())
     }
 
+    fn detokenize(&self, ids: &[u32]) -> Option<String> {
+        self.model.as_ref().map(|m| m.tokenizer.decode(ids))
+    }
+
     fn weight_bytes(&self) -> Option<u64> {
         self.model.as_ref().map(|m| m.decoder.weight_bytes() as u64)
     }

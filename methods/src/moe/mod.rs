@@ -235,6 +235,10 @@ impl Method for MoeMethod {
         result
     }
 
+    fn detokenize(&self, ids: &[u32]) -> Option<String> {
+        self.model.as_ref().map(|m| m.tokenizer.decode(ids))
+    }
+
     fn weight_bytes(&self) -> Option<u64> {
         self.model.as_ref().map(|m| m.decoder.weight_bytes() as u64)
     }

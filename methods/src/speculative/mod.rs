@@ -423,6 +423,10 @@ impl Method for Speculative {
     }
 
     /// The target's weights plus a separate draft model's (a self-draft shares the target's).
+    fn detokenize(&self, ids: &[u32]) -> Option<String> {
+        self.target.as_ref().map(|m| m.tokenizer.decode(ids))
+    }
+
     fn weight_bytes(&self) -> Option<u64> {
         let target = self.target.as_ref()?.decoder.weight_bytes() as u64;
         Some(target + self.draft.as_ref().map_or(0, |d| d.decoder.weight_bytes() as u64))

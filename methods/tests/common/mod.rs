@@ -48,6 +48,7 @@ pub fn request(id: u64, prompt: &str, n: u32) -> Request {
         max_new_tokens: n,
         target_input_tokens: prompt.len() as u32,
         source_failed: false,
+        task: None,
     }
 }
 

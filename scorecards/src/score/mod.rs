@@ -275,10 +275,13 @@ fn prepare<'a>(
         .or_else(|| summary.map(|s| s.offered_rate_qps))
         .unwrap_or(0.0);
 
+    // With an SLO quality bar, attainment already counts only right answers; without one,
+    // q multiplies it (the expected right answers among the on-time ones).
+    let quality_in_attainment = data.run.slo.quality.is_some();
     let to_measured = |m: &Means| Measured {
         service_s: if m.service_s.is_nan() { 0.0 } else { m.service_s },
         attainment: if m.attainment.is_nan() { 0.0 } else { m.attainment },
-        quality: None,
+        quality: (!quality_in_attainment && m.quality.is_finite()).then_some(m.quality),
         dyn_j: if m.dyn_j.is_nan() { 0.0 } else { m.dyn_j.max(0.0) },
         idle_w,
         setup_j,

@@ -300,7 +300,19 @@ pub(super) fn score_row(ctx: &Context<'_>, p: &Prepared, base: Option<&Prepared>
                 .ci(&p.draws.iter().map(|m| m.service_s).collect::<Vec<_>>(), conf),
             attainment: Figure::new(p.point.attainment, &[MEASURED])
                 .ci(&p.draws.iter().map(|m| m.attainment).collect::<Vec<_>>(), conf),
-            quality: None,
+            quality: p.means.quality.is_finite().then(|| {
+                let draws: Vec<f64> = p
+                    .means_draws
+                    .iter()
+                    .map(|m| m.quality)
+                    .filter(|q| q.is_finite())
+                    .collect();
+                Figure::new(p.means.quality, &[MEASURED]).ci(&draws, conf)
+            }),
+            quality_scorer: summary
+                .and_then(|s| crate::rundir::quality_scorer(&ctx.data.run.slo, &s.quality))
+                .map(str::to_string),
+            quality_in_attainment: ctx.data.run.slo.quality.is_some(),
             idle_w: Figure::new(p.idle_w, &[MEASURED]).estimated(estimated),
             setup_j: Figure::new(p.setup_j, &[MEASURED]).estimated(estimated),
             setup_s: p.setup_s,

@@ -219,8 +219,13 @@ pub struct Inputs {
     pub service_s: Figure,
     /// `a`: SLO attainment.
     pub attainment: Figure,
-    /// `q`: quality (absent: no references in this suite).
+    /// `q`: mean answer quality of the ok requests (absent: no references in this suite).
     pub quality: Option<Figure>,
+    /// The scorer `q` is by (the SLO's quality bar, else the first right/wrong scorer).
+    pub quality_scorer: Option<String>,
+    /// Whether the SLO's quality bar already counts only right answers as good (then `q` is
+    /// shown, not multiplied into the cost).
+    pub quality_in_attainment: bool,
     /// `P_idle`: loaded-idle power, W.
     pub idle_w: Figure,
     /// One-time setup energy, J.

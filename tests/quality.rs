@@ -1,0 +1,235 @@
+//! The quality layer end to end through the binary, on the mock method: a task workload's
+//! requests carry their references, answers are kept and scored, right answers count in the
+//! scorecards, the gate catches a quality drop, and bad task files are located.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+const TASKS: &str = r#"{"id": "q1", "question": "Which river flows through Paris?", "context": "Paris lies on the Seine.", "references": ["the Seine", "Seine"], "answer_type": "extractive", "group": "paris"}
+{"id": "q2", "question": "How many legs has a spider?", "references": ["8"], "answer_type": "numeric", "group": "animals"}
+{"id": "q3", "question": "Which is a primary colour?", "choices": ["green", "red", "purple"], "references": ["B"], "answer_type": "choice", "group": "colours"}
+{"id": "q4", "question": "Who wrote Hamlet?", "references": ["William Shakespeare", "Shakespeare"], "group": "books"}
+"#;
+
+fn oae() -> Command {
+    Command::cargo_bin("oae").unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn suite(mock_keys: &str, slo: &str) -> String {
+    // A quality bar needs every answer scored by its scorer: name it for the mixed task.
+    let scorers = if slo.is_empty() {
+        ""
+    } else {
+        ", scorers = [\"f1\", \"em\"]"
+    };
+    format!(
+        r#"name = "quality-test"
+[run]
+seed = 5
+requests = 60
+[energy]
+idle_baseline_s = 0.2
+{slo}
+[[workloads]]
+name = "qa"
+arrival = {{ process = "poisson", rate_qps = 40.0 }}
+task = {{ path = "tasks.jsonl", max_new_tokens = 4{scorers} }}
+[[methods]]
+id = "mock"
+prefill_ms = 1.0
+{mock_keys}
+"#
+    )
+}
+
+fn run(dir: &Path, name: &str, suite_text: &str) -> (PathBuf, Output) {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, suite_text).unwrap();
+    let out = dir.join(name);
+    let o = oae()
+        .arg("run")
+        .arg(&file)
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    (out, o)
+}
+
+fn records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn cell(dir: &Path) -> Value {
+    read_json(&dir.join("summary.json"))["cells"][0].clone()
+}
+
+fn row(dir: &Path) -> Value {
+    read_json(&dir.join("scorecards.json"))["rows"][0].clone()
+}
+
+#[test]
+fn right_answers_score_one_wrong_ones_zero_and_cost_follows() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tasks.jsonl"), TASKS).unwrap();
+
+    let (right, o) = run(tmp.path(), "right", &suite("answer = \"reference\"", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&right);
+    assert_eq!(recs.len(), 60);
+    for r in &recs {
+        let id = r["task_id"].as_str().expect("every request carries its task item");
+        assert!(["q1", "q2", "q3", "q4"].contains(&id), "{id}");
+        assert!(r["output_text"].is_string());
+        for (_, v) in r["quality"].as_object().unwrap() {
+            assert_eq!(v.as_f64(), Some(1.0), "{r}");
+        }
+    }
+    let scorers: Vec<&str> = recs
+        .iter()
+        .flat_map(|r| r["quality"].as_object().unwrap().keys().map(String::as_str))
+        .collect();
+    for s in ["em", "f1", "numeric", "choice", "contains"] {
+        assert!(scorers.contains(&s), "{s} never scored: {scorers:?}");
+    }
+    let c = cell(&right);
+    assert_eq!(c["quality"]["em"]["mean"]["value"].as_f64(), Some(1.0));
+    assert!(c["quality"]["em"]["n"].as_u64().unwrap() > 0);
+    // Each item was asked: the seeded draw covers the four items.
+    let mut ids: Vec<&str> = recs.iter().map(|r| r["task_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    assert!(text(&o).is_empty() || !text(&o).contains("panicked"));
+
+    let bar = "[slo]\nquality = { scorer = \"f1\", min = 0.5 }";
+    let (right_bar, o) = run(tmp.path(), "right-bar", &suite("answer = \"reference\"", bar));
+    assert!(o.status.success(), "{}", text(&o));
+    let (wrong_bar, o) = run(tmp.path(), "wrong-bar", &suite("answer = \"wrong\"", bar));
+    assert!(o.status.success(), "{}", text(&o));
+    let (rc, wc) = (cell(&right_bar), cell(&wrong_bar));
+    assert_eq!(
+        rc["goodput"]["good"], rc["goodput"]["measured"],
+        "right answers are good"
+    );
+    assert_eq!(wc["goodput"]["good"].as_u64(), Some(0), "wrong answers never count");
+    assert_eq!(wc["quality"]["f1"]["mean"]["value"].as_f64(), Some(0.0));
+    let (rr, wr) = (row(&right_bar), row(&wrong_bar));
+    assert!(rr["cost_per_1k_good_usd"]["value"].as_f64().unwrap().is_finite());
+    assert_eq!(rr["inputs"]["quality"]["value"].as_f64(), Some(1.0));
+    assert_eq!(rr["inputs"]["quality_in_attainment"], true);
+    // No right answer: no cost per right answer can be given.
+    assert!(
+        wr["cost_per_1k_good_usd"]["value"]
+            .as_f64()
+            .is_none_or(|v| !v.is_finite()),
+        "{wr}"
+    );
+
+    // Without a bar, q multiplies attainment: a third of answers wrong costs half as much
+    // again per right answer.
+    let (third, o) = run(
+        tmp.path(),
+        "third",
+        &suite("answer = \"reference\"\nwrong_every = 3", ""),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (r1, r3) = (row(&right), row(&third));
+    let q3 = r3["inputs"]["quality"]["value"].as_f64().unwrap();
+    assert!((0.55..0.8).contains(&q3), "{q3}");
+    assert_eq!(r3["inputs"]["quality_in_attainment"], false);
+    let c1 = r1["cost_per_1k_good_usd"]["value"].as_f64().unwrap();
+    let c3 = r3["cost_per_1k_good_usd"]["value"].as_f64().unwrap();
+    assert!(
+        c3 > c1 * 1.2,
+        "cost per right answer rises with wrong answers: {c1} → {c3}"
+    );
+}
+
+#[test]
+fn the_gate_fails_a_quality_drop_and_passes_an_identical_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tasks.jsonl"), TASKS).unwrap();
+    let (a, o) = run(tmp.path(), "a", &suite("answer = \"reference\"", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    let (b, o) = run(tmp.path(), "b", &suite("answer = \"reference\"\nwrong_every = 3", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    let gate = |base: &Path, cur: &Path, out: &str| {
+        oae()
+            .args(["gate", "--metrics", "quality", "--baseline"])
+            .arg(base)
+            .arg("--current")
+            .arg(cur)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let same = gate(&a, &a, "g-same");
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    let drop = gate(&a, &b, "g-drop");
+    assert_eq!(drop.status.code(), Some(1), "{}", text(&drop));
+    let report = read_json(&tmp.path().join("g-drop").join("gate.json"));
+    let c = report["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "quality")
+        .expect("a quality comparison");
+    assert_eq!(c["status"], "regression", "{c}");
+    assert!(c["change"].as_f64().unwrap() > 25.0, "positive change = worse: {c}");
+    assert!(c["ci_lo"].as_f64().unwrap() > 0.0, "{c}");
+}
+
+#[test]
+fn bad_task_files_and_bars_are_located() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = format!(
+        "{TASKS}{{\"id\": \"q5\", \"question\": \"?\", \"references\": [\"x\"], \"answer_type\": \"essay\"}}\n"
+    );
+    std::fs::write(tmp.path().join("tasks.jsonl"), bad).unwrap();
+    let (_, o) = run(tmp.path(), "bad", &suite("", ""));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("tasks.jsonl:5: answer_type"), "{t}");
+
+    std::fs::write(tmp.path().join("tasks.jsonl"), TASKS).unwrap();
+    let (_, o) = run(
+        tmp.path(),
+        "bar",
+        &suite("", "[slo]\nquality = { scorer = \"bleu\", min = 0.5 }"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("slo.quality.scorer") && text(&o).contains("unknown scorer `bleu`"),
+        "{}",
+        text(&o)
+    );
+    let (_, o) = run(
+        tmp.path(),
+        "bar2",
+        &suite("", "[slo]\nquality = { scorer = \"f1\", min = 1.5 }"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("slo.quality.min"), "{}", text(&o));
+}

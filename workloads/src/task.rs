@@ -1,0 +1,273 @@
+//! Task workloads: requests drawn from a task file, each carrying its reference answers.
+//!
+//! `task = { path = "qa.jsonl", groups = 3, limit = 300, seed = 7, template = "auto",
+//! scorers = ["em", "f1"], max_new_tokens = 32, shuffle = true, noise = { typos = 0.03 } }`
+//! in a `[[workloads]]` entry replaces prompt synthesis: request *i* asks item *i* of the
+//! drawn items (cycling when there are more requests than items), rendered by the template,
+//! with the optional noise applied to its question.
+
+use std::sync::Arc;
+
+use oae_quality::perturb::Noise;
+use oae_quality::template::Template;
+use oae_quality::{TaskItem, task};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::ConfigError;
+use crate::config::{ConfigTable, PositiveU32};
+use crate::rng::{open01, seeded};
+
+/// What a request carries of its task: the item and the scorers that judge the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRef {
+    /// The item asked.
+    pub item: Arc<TaskItem>,
+    /// Scorer names (registered in `oae_quality::scorers`).
+    pub scorers: Arc<[String]>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskConfig {
+    path: Option<String>,
+    dataset: Option<String>,
+    #[serde(default)]
+    subset: Vec<String>,
+    groups: Option<PositiveU32>,
+    limit: Option<PositiveU32>,
+    seed: Option<u64>,
+    template: Option<String>,
+    scorers: Option<Vec<String>>,
+    max_new_tokens: Option<PositiveU32>,
+    shuffle: Option<bool>,
+    noise: Option<Noise>,
+}
+
+/// A parsed `task = {...}`: the items drawn, in request order, and how to ask them.
+#[derive(Debug)]
+pub struct TaskSpec {
+    /// The task file, resolved against the suite's directory.
+    pub path: std::path::PathBuf,
+    /// Items in the order requests ask them.
+    pub items: Vec<Arc<TaskItem>>,
+    /// Items in the file.
+    pub items_in_file: usize,
+    /// The catalog dataset it came from, if any.
+    pub dataset: Option<String>,
+    /// Prompt template.
+    pub template: Template,
+    /// Scorers applied to every answer, when the workload names them (else each item gets
+    /// its answer type's defaults).
+    pub scorers: Option<Arc<[String]>>,
+    /// Generation cap when the workload gives no `output_tokens`.
+    pub max_new_tokens: u32,
+    /// Noise applied to the questions.
+    pub noise: Noise,
+    /// Seed of the draw and the noise (default: the run's seed).
+    pub seed: Option<u64>,
+    subset: Vec<String>,
+    groups: Option<u32>,
+    shuffle: bool,
+}
+
+/// Default generation cap of a task workload.
+pub const DEFAULT_MAX_NEW_TOKENS: u32 = 64;
+
+impl TaskSpec {
+    /// Parses and loads a `task` table (the file is read and checked now, so a bad row fails
+    /// the suite before anything runs).
+    pub fn from_table(table: ConfigTable) -> Result<Self, ConfigError> {
+        let c: TaskConfig = table.decode()?;
+        let path = match (&c.path, &c.dataset) {
+            (Some(p), None) => {
+                let path = table.source().resolve(p);
+                if !path.is_file() {
+                    return Err(table.error("path", format!("no task file at {}", path.display())));
+                }
+                path
+            }
+            (None, Some(name)) => {
+                let entry = oae_quality::datasets::entry(name).ok_or_else(|| {
+                    table.error(
+                        "dataset",
+                        format!("unknown dataset `{name}`; known: {}", oae_quality::datasets::names()),
+                    )
+                })?;
+                let root = oae_quality::datasets::cache_dir();
+                if !entry.present(&root) {
+                    return Err(table.error(
+                        "dataset",
+                        format!(
+                            "dataset `{name}` is not in the cache ({}); fetch it once with `oae datasets fetch {name}`",
+                            root.display()
+                        ),
+                    ));
+                }
+                entry.tasks_path(&root)
+            }
+            (Some(_), Some(_)) => return Err(table.error("dataset", "give `path` or `dataset`, not both")),
+            (None, None) => {
+                return Err(table.error(
+                    "path",
+                    "missing: give `path = \"tasks.jsonl\"` (oae's task format) or `dataset = \"squad\"` (`oae datasets list`)",
+                ));
+            }
+        };
+        let all = task::load(&path)?;
+        let items_in_file = all.len();
+        let template =
+            Template::parse(c.template.as_deref().unwrap_or("auto")).map_err(|m| table.error("template", m))?;
+        let mut items: Vec<TaskItem> = all;
+        if !c.subset.is_empty() {
+            for s in &c.subset {
+                if !items.iter().any(|i| i.group.as_deref() == Some(s)) {
+                    return Err(table.error(
+                        "subset",
+                        format!("no item of {} has \"group\": \"{s}\"", path.display()),
+                    ));
+                }
+            }
+            items.retain(|i| i.group.as_ref().is_some_and(|g| c.subset.contains(g)));
+        }
+        if let Some(g) = c.groups {
+            let mut kept: Vec<String> = Vec::new();
+            for i in &items {
+                let g_name = i.group.clone().unwrap_or_default();
+                if !kept.contains(&g_name) {
+                    kept.push(g_name);
+                }
+            }
+            if items.iter().all(|i| i.group.is_none()) {
+                return Err(table.error(
+                    "groups",
+                    "the items have no \"group\" field to draw whole groups by; use `limit`",
+                ));
+            }
+            kept.truncate(g.get() as usize);
+            items.retain(|i| kept.contains(&i.group.clone().unwrap_or_default()));
+        }
+        if let Some(l) = c.limit {
+            items.truncate(l.get() as usize);
+        }
+        if items.is_empty() {
+            return Err(table.error("subset", format!("no items of {} are left to ask", path.display())));
+        }
+        template.check(&items).map_err(|(_, m)| table.error("template", m))?;
+        let noise = c.noise.unwrap_or_default();
+        noise.check().map_err(|(f, m)| table.error(&format!("noise.{f}"), m))?;
+        if let Some(names) = &c.scorers {
+            for n in names {
+                if oae_quality::scorer(n).is_none() {
+                    let known: Vec<_> = oae_quality::registry().iter().map(|s| s.name()).collect();
+                    return Err(table.error("scorers", format!("unknown scorer `{n}`; known: {}", known.join(", "))));
+                }
+            }
+        }
+        Ok(Self {
+            path,
+            items: items.into_iter().map(Arc::new).collect(),
+            items_in_file,
+            dataset: c.dataset,
+            template,
+            scorers: c.scorers.map(Into::into),
+            max_new_tokens: c.max_new_tokens.map_or(DEFAULT_MAX_NEW_TOKENS, |m| m.get()),
+            noise,
+            seed: c.seed,
+            subset: c.subset,
+            groups: c.groups.map(|g| g.get()),
+            shuffle: c.shuffle.unwrap_or(true),
+        })
+    }
+
+    /// The item order for a run with `run_seed`: a seeded shuffle (unless `shuffle = false`)
+    /// of the drawn items. The draw (`limit`) is taken before the shuffle, so a limit keeps
+    /// the file's first items whatever the seed.
+    pub fn order(&self, run_seed: u64) -> Vec<Arc<TaskItem>> {
+        let mut items = self.items.clone();
+        if self.shuffle {
+            let mut rng = seeded(self.seed.unwrap_or(run_seed), &["task-order"]);
+            for i in (1..items.len()).rev() {
+                let j = ((open01(&mut rng) * (i + 1) as f64) as usize).min(i);
+                items.swap(i, j);
+            }
+        }
+        items
+    }
+
+    /// The prompt of `item` (noise applied to its question or verbatim prompt).
+    pub fn prompt(&self, item: &TaskItem, run_seed: u64) -> String {
+        if self.noise.is_none() {
+            return self.template.render(item);
+        }
+        let seed = self.seed.unwrap_or(run_seed);
+        let mut noisy = item.clone();
+        if let Some(q) = &item.question {
+            noisy.question = Some(self.noise.apply(q, seed, &item.id));
+        } else if let Some(p) = &item.prompt {
+            noisy.prompt = Some(self.noise.apply(p, seed, &item.id));
+        }
+        self.template.render(&noisy)
+    }
+
+    /// The reference a request carries, with the scorers that judge its answer.
+    pub fn reference(&self, item: &Arc<TaskItem>) -> TaskRef {
+        TaskRef {
+            item: item.clone(),
+            scorers: self.scorers.clone().unwrap_or_else(|| {
+                item.answer_type
+                    .default_scorers()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }),
+        }
+    }
+
+    /// Whether every answer of this task is scored by `scorer`.
+    pub fn scores_every_answer_with(&self, scorer: &str) -> bool {
+        match &self.scorers {
+            Some(names) => names.iter().any(|n| n == scorer),
+            None => self
+                .items
+                .iter()
+                .all(|i| i.answer_type.default_scorers().contains(&scorer)),
+        }
+    }
+
+    /// The scorers used, for messages: the named ones, or each answer type's defaults.
+    pub fn scorer_names(&self) -> String {
+        match &self.scorers {
+            Some(names) => names.join(", "),
+            None => {
+                let mut types: Vec<_> = self.items.iter().map(|i| i.answer_type).collect();
+                types.dedup();
+                types.sort_by_key(|t| t.as_str());
+                types.dedup();
+                types
+                    .iter()
+                    .map(|t| format!("{} for {} items", t.default_scorers().join("+"), t.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        }
+    }
+
+    /// For run.json.
+    pub fn describe(&self) -> serde_json::Value {
+        json!({
+            "path": self.path.display().to_string(),
+            "dataset": self.dataset,
+            "items_in_file": self.items_in_file,
+            "items_drawn": self.items.len(),
+            "subset": self.subset,
+            "groups": self.groups,
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+            "template": self.template.name(),
+            "scorers": self.scorers.as_deref().map_or_else(|| json!("by answer type"), |s| json!(s)),
+            "max_new_tokens": self.max_new_tokens,
+            "noise": self.noise,
+        })
+    }
+}
