@@ -1,6 +1,6 @@
 //! Task workloads: requests drawn from a task file, each carrying its reference answers.
 //!
-//! `task = { path = "qa.jsonl", groups = 3, limit = 300, seed = 7, template = "auto",
+//! `task = { path = "qa.jsonl", groups = 3, limit = 300, sample = 100, seed = 7, template = "auto",
 //! scorers = ["em", "f1"], max_new_tokens = 32, shuffle = true, noise = { typos = 0.03 } }`
 //! in a `[[workloads]]` entry replaces prompt synthesis: request *i* asks item *i* of the
 //! drawn items (cycling when there are more requests than items), rendered by the template,
@@ -36,6 +36,7 @@ struct TaskConfig {
     subset: Vec<String>,
     groups: Option<PositiveU32>,
     limit: Option<PositiveU32>,
+    sample: Option<PositiveU32>,
     seed: Option<u64>,
     template: Option<String>,
     scorers: Option<Vec<String>>,
@@ -68,6 +69,7 @@ pub struct TaskSpec {
     pub seed: Option<u64>,
     subset: Vec<String>,
     groups: Option<u32>,
+    sample: Option<usize>,
     shuffle: bool,
 }
 
@@ -176,23 +178,30 @@ impl TaskSpec {
             seed: c.seed,
             subset: c.subset,
             groups: c.groups.map(|g| g.get()),
+            sample: c.sample.map(|n| n.get() as usize),
             shuffle: c.shuffle.unwrap_or(true),
         })
     }
 
-    /// The item order for a run with `run_seed`: a seeded shuffle (unless `shuffle = false`)
-    /// of the drawn items. The draw (`limit`) is taken before the shuffle, so a limit keeps
-    /// the file's first items whatever the seed.
+    /// The item order for a run with `run_seed`: with `sample = N`, a seeded draw of N of
+    /// the selected items; then a seeded shuffle (unless `shuffle = false`, which keeps the
+    /// file's order). `limit` is taken before both, so it keeps the file's first items.
     pub fn order(&self, run_seed: u64) -> Vec<Arc<TaskItem>> {
-        let mut items = self.items.clone();
-        if self.shuffle {
-            let mut rng = seeded(self.seed.unwrap_or(run_seed), &["task-order"]);
-            for i in (1..items.len()).rev() {
+        let mut rng = seeded(self.seed.unwrap_or(run_seed), &["task-order"]);
+        let mut idx: Vec<usize> = (0..self.items.len()).collect();
+        if self.shuffle || self.sample.is_some() {
+            for i in (1..idx.len()).rev() {
                 let j = ((open01(&mut rng) * (i + 1) as f64) as usize).min(i);
-                items.swap(i, j);
+                idx.swap(i, j);
             }
         }
-        items
+        if let Some(n) = self.sample {
+            idx.truncate(n);
+            if !self.shuffle {
+                idx.sort_unstable();
+            }
+        }
+        idx.into_iter().map(|i| self.items[i].clone()).collect()
     }
 
     /// The prompt of `item` (noise applied to its question or verbatim prompt).
@@ -262,6 +271,7 @@ impl TaskSpec {
             "items_drawn": self.items.len(),
             "subset": self.subset,
             "groups": self.groups,
+            "sample": self.sample,
             "shuffle": self.shuffle,
             "seed": self.seed,
             "template": self.template.name(),

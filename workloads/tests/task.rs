@@ -94,6 +94,13 @@ fn subsets_groups_and_limits_select_items() {
     let mut got = ids(&schedule(tmp.path(), ", limit = 2", 3, 4));
     got.sort();
     assert_eq!(got, ["a1", "a1", "a2", "a2"], "a limit keeps the file's first items");
+    // A sample is a seeded draw across the selection; in file order without shuffle.
+    let draw = |seed| ids(&schedule(tmp.path(), ", sample = 3, shuffle = false", seed, 3));
+    let (a, b) = (draw(1), draw(1));
+    assert_eq!(a, b);
+    assert!((1..10).any(|s| draw(s) != a), "another seed draws other items");
+    let pos = |id: &String| ["a1", "a2", "b1", "c1", "c2"].iter().position(|x| x == id).unwrap();
+    assert!(a.windows(2).all(|w| pos(&w[0]) < pos(&w[1])), "{a:?}");
 }
 
 #[test]
