@@ -202,6 +202,63 @@ fn the_gate_fails_a_quality_drop_and_passes_an_identical_run() {
 }
 
 #[test]
+fn noisy_workloads_get_a_quality_robustness_ratio() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tasks.jsonl"), TASKS).unwrap();
+    let noisy = r#"
+[[workloads]]
+name = "qa-typos"
+perturbs = "qa"
+perturbation = "5 % typos"
+arrival = { process = "poisson", rate_qps = 40.0 }
+task = { path = "tasks.jsonl", max_new_tokens = 4, noise = { typos = 0.05 } }
+"#;
+    let suite_text = suite("answer = \"reference\"", "").replace("[[methods]]", &format!("{noisy}\n[[methods]]"));
+    let (dir, o) = run(tmp.path(), "noisy", &suite_text);
+    assert!(o.status.success(), "{}", text(&o));
+    let cards = read_json(&dir.join("scorecards.json"));
+    let nominal = cards["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["workload"] == "qa")
+        .unwrap();
+    let p = &nominal["robustness"]["perturbations"][0];
+    assert_eq!(p["perturbation"], "5 % typos");
+    // The mock answers the reference whatever the prompt: quality holds exactly.
+    assert_eq!(p["quality_ratio"].as_f64(), Some(1.0), "{p}");
+    assert_eq!(nominal["robustness"]["worst_quality"][0].as_f64(), Some(1.0));
+    // Both workloads ask the same items in the same order (the noise changes only their text).
+    let ids = |w: &str| -> Vec<String> {
+        records(&dir)
+            .iter()
+            .filter(|r| r["workload"] == w)
+            .map(|r| r["task_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("qa"), ids("qa-typos"), "the same items, in the same order");
+}
+
+#[test]
+fn a_method_that_returns_no_text_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tasks.jsonl"), TASKS).unwrap();
+    let (dir, o) = run(tmp.path(), "silent", &suite("", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("returned no text for 60 answered task request(s)"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        records(&dir)
+            .iter()
+            .all(|r| r["quality"].as_object().unwrap().is_empty() && r["output_text"].is_null())
+    );
+    assert!(cell(&dir)["quality"].as_object().unwrap().is_empty());
+}
+
+#[test]
 fn bad_task_files_and_bars_are_located() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = format!(

@@ -578,12 +578,15 @@ fn check_quality_bar(source: &SourceFile, slo: &Spanned<Slo>, workloads: &[Workl
         return Ok(());
     };
     let at = slo.span().start;
-    if oae_quality::scorer(&bar.scorer).is_none() {
-        let known: Vec<_> = oae_quality::registry().iter().map(|s| s.name()).collect();
+    if !oae_quality::scorers::known(&bar.scorer) {
         return Err(source.error_at(
             at,
             "slo.quality.scorer",
-            format!("unknown scorer `{}`; known: {}", bar.scorer, known.join(", ")),
+            format!(
+                "unknown scorer `{}`; known: {}",
+                bar.scorer,
+                oae_quality::scorers::all_names()
+            ),
         ));
     }
     if !(bar.min.is_finite() && (0.0..=1.0).contains(&bar.min)) {

@@ -10,13 +10,15 @@
 //! - `mock` — the harness's test double (`oae_harness::mock`, listed here so suites can name
 //!   it): fixed service time and failure pattern, no model.
 //!
-//! This is the only crate that depends on candle.
+//! Model-backed answer scorers ([`scorers`]: MiniLM similarity) live here too, beside the
+//! model code. This is the only crate that depends on candle.
 
 pub mod dense;
 mod error;
 pub mod generate;
 pub mod model;
 pub mod moe;
+pub mod scorers;
 pub mod speculative;
 
 pub use error::Error;

@@ -21,5 +21,5 @@ pub mod scorers;
 pub mod task;
 pub mod template;
 
-pub use scorers::{Scorer, registry, scorer};
+pub use scorers::{ModelScorer, Scorer, registry, scorer};
 pub use task::{AnswerType, TaskItem};

@@ -521,6 +521,20 @@ pub const COLUMNS: &[ColumnDef] = &[
             )
         },
     ),
+    col(
+        "worst_quality_ratio",
+        "worst quality ratio",
+        "",
+        MEASURED,
+        false,
+        Number,
+        |r, _| {
+            opt(r
+                .robustness
+                .as_ref()
+                .and_then(|x| x.worst_quality.as_ref().map(|w| w.0)))
+        },
+    ),
     col("valid", "valid", "", "", false, Flag, |r, _| Cell::Flag(r.valid)),
 ];
 

@@ -58,6 +58,9 @@ pub fn list(what: ListWhat) -> anyhow::Result<ExitCode> {
             for s in oae_quality::registry() {
                 println!("  {:<10} {}", s.name(), s.about());
             }
+            for m in oae_quality::scorers::MODEL_SCORERS {
+                println!("  {:<10} {}", m.name, m.about);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -108,6 +108,13 @@ pub fn execute_suite(
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.0.to_string()) };
     let registry = oae_methods::registry();
     let plan = session::plan(suite, &registry)?;
+    // Model-backed scorers load their models now: a missing model fails before the replay.
+    let scorers = plan
+        .model_scorers_needed()
+        .into_iter()
+        .map(oae_methods::scorers::load)
+        .collect::<Result<Vec<_>, _>>()?;
+    let plan = plan.with_model_scorers(scorers);
     let out = out.unwrap_or_else(|| default_out(&plan.suite.name));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -208,7 +215,8 @@ impl TerminalProgress {
 
 impl Progress for TerminalProgress {
     fn message(&mut self, msg: &str) {
-        if self.quiet {
+        // --quiet silences news, never warnings.
+        if self.quiet && !msg.starts_with("warning:") {
             return;
         }
         match &self.bar {

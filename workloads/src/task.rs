@@ -160,9 +160,11 @@ impl TaskSpec {
         noise.check().map_err(|(f, m)| table.error(&format!("noise.{f}"), m))?;
         if let Some(names) = &c.scorers {
             for n in names {
-                if oae_quality::scorer(n).is_none() {
-                    let known: Vec<_> = oae_quality::registry().iter().map(|s| s.name()).collect();
-                    return Err(table.error("scorers", format!("unknown scorer `{n}`; known: {}", known.join(", "))));
+                if !oae_quality::scorers::known(n) {
+                    return Err(table.error(
+                        "scorers",
+                        format!("unknown scorer `{n}`; known: {}", oae_quality::scorers::all_names()),
+                    ));
                 }
             }
         }
@@ -241,6 +243,17 @@ impl TaskSpec {
                 .items
                 .iter()
                 .all(|i| i.answer_type.default_scorers().contains(&scorer)),
+        }
+    }
+
+    /// Whether some answer of this task is scored by `scorer`.
+    pub fn scores_any_answer_with(&self, scorer: &str) -> bool {
+        match &self.scorers {
+            Some(names) => names.iter().any(|n| n == scorer),
+            None => self
+                .items
+                .iter()
+                .any(|i| i.answer_type.default_scorers().contains(&scorer)),
         }
     }
 

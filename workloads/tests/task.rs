@@ -174,3 +174,30 @@ fn a_dataset_not_fetched_says_how_to_fetch_it() {
     let e = spec(tmp.path(), text).unwrap_err().to_string();
     assert!(e.contains("workloads[0].task.path") && e.contains("dataset"), "{e}");
 }
+
+#[test]
+fn a_trace_times_the_requests_and_the_task_asks_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "t_s,input_tokens,output_tokens\n0.0,500,7\n1.5,20,9\n4.0,33,11\n",
+    )
+    .unwrap();
+    let text = "name = \"qa\"\ntrace = { path = \"t.csv\", format = \"oae-csv\" }\ntask = { path = \"tasks.jsonl\", shuffle = false }\n";
+    let s = spec(tmp.path(), text)
+        .unwrap()
+        .schedule(1, Limit::Count(3), None)
+        .unwrap();
+    let at: Vec<f64> = s.arrivals.iter().map(|a| a.at.as_secs_f64()).collect();
+    assert_eq!(at, [0.0, 1.5, 4.0], "the trace's timing");
+    let out: Vec<u32> = s.arrivals.iter().map(|a| a.request.max_new_tokens).collect();
+    assert_eq!(out, [7, 9, 11], "the trace's generation lengths");
+    assert_eq!(ids(&s), ["a1", "a2", "b1"], "the task's questions");
+    for a in &s.arrivals {
+        assert_eq!(
+            a.request.target_input_tokens as usize,
+            a.request.prompt.len(),
+            "the prompt's own length"
+        );
+    }
+}

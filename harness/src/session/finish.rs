@@ -9,6 +9,8 @@ use oae_core::rundir::energy::IdleDrift;
 use oae_core::rundir::{CellSummary, MethodInfo, TrialFigures};
 use oae_workloads::Schedule;
 
+use oae_quality::ModelScorer;
+
 use super::Progress;
 use crate::RequestRecord;
 use crate::carbon::CarbonModel;
@@ -81,6 +83,8 @@ pub(super) struct Finisher<'a> {
     pub all_records: Vec<RequestRecord>,
     /// Each idle baseline pair's drift, per primary domain.
     pub drifts: Vec<IdleDrift>,
+    /// Model-backed scorers, run over each cell's answers once its replays are done.
+    pub model_scorers: &'a mut [Box<dyn ModelScorer>],
 }
 
 impl Finisher<'_> {
@@ -170,6 +174,7 @@ impl Finisher<'_> {
         let (mut replay_s, mut steal_s, mut other_cpu_s) = (0.0, Some(0.0), Some(0.0));
         for p in trials {
             let mut recs = p.records;
+            self.score_with_models(progress, schedule, &mut recs);
             let window = CellWindow {
                 t0_s: p.t0_s,
                 end_s: p.end_s,
@@ -218,6 +223,64 @@ impl Finisher<'_> {
         self.summaries.push(summary);
         self.all_records.extend(records);
     }
+}
+
+impl Finisher<'_> {
+    /// Adds each model scorer's score to the records of answered task requests that name it
+    /// (after the replays: never on a request's timed path or in its energy window). A
+    /// failing scorer leaves those scores out and says why.
+    fn score_with_models(&mut self, progress: &mut dyn Progress, schedule: &Schedule, recs: &mut [RequestRecord]) {
+        for scorer in self.model_scorers.iter_mut() {
+            let name = scorer.name();
+            let picked: Vec<usize> = recs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.output_text.is_some())
+                .filter(|(_, r)| task_of(schedule, r).is_some_and(|t| t.scorers.iter().any(|s| s == name)))
+                .map(|(i, _)| i)
+                .collect();
+            if picked.is_empty() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let result = {
+                let answers: Vec<(&str, &oae_quality::TaskItem)> = picked
+                    .iter()
+                    .filter_map(|&i| {
+                        let t = task_of(schedule, &recs[i])?;
+                        Some((recs[i].output_text.as_deref()?, &*t.item))
+                    })
+                    .collect();
+                scorer.score_batch(&answers)
+            };
+            match result {
+                Ok(scores) if scores.len() == picked.len() => {
+                    for (&i, v) in picked.iter().zip(scores) {
+                        recs[i].quality.insert(name.to_string(), v);
+                    }
+                    progress.message(&format!(
+                        "scored {} answers with {name} in {:.1} s (after the replay, outside the measurements)",
+                        picked.len(),
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                Ok(scores) => progress.message(&format!(
+                    "warning: scorer {name} returned {} scores for {} answers; its scores are left out",
+                    scores.len(),
+                    picked.len()
+                )),
+                Err(e) => progress.message(&format!("warning: scorer {name} failed ({e}); its scores are left out")),
+            }
+        }
+    }
+}
+
+/// The task a record's request asked, from its schedule.
+fn task_of<'s>(schedule: &'s Schedule, r: &RequestRecord) -> Option<&'s oae_workloads::TaskRef> {
+    schedule
+        .arrivals
+        .get(usize::try_from(r.request_id).ok()?)
+        .and_then(|a| a.request.task.as_ref())
 }
 
 /// The gate's figures of one trial, from its own summary and records.

@@ -27,6 +27,7 @@ use crate::rundir::RunDir;
 use crate::runner::{CellPlan, Histograms, run_cell};
 use crate::suite::{MethodEntry, Order, Suite};
 use crate::{BuildContext, HarnessError, Method, MethodSpec, RequestRecord, host};
+use oae_quality::ModelScorer;
 
 mod finish;
 mod runjson;
@@ -96,9 +97,33 @@ pub struct Plan {
     /// One schedule per workload.
     pub schedules: Vec<Schedule>,
     meters: Option<Vec<Box<dyn crate::meters::Meter>>>,
+    model_scorers: Vec<Box<dyn ModelScorer>>,
 }
 
 impl Plan {
+    /// The model-backed scorers the suite's task workloads name (`oae_quality::scorers::
+    /// MODEL_SCORERS`), which the caller must load and hand over with
+    /// [`Plan::with_model_scorers`] before [`execute`].
+    pub fn model_scorers_needed(&self) -> Vec<&'static str> {
+        oae_quality::scorers::MODEL_SCORERS
+            .iter()
+            .map(|m| m.name)
+            .filter(|name| {
+                self.suite
+                    .workloads
+                    .iter()
+                    .filter_map(|w| w.task.as_ref())
+                    .any(|t| t.scores_any_answer_with(name))
+            })
+            .collect()
+    }
+
+    /// Runs with these model-backed scorers (loaded by the caller: they need models).
+    pub fn with_model_scorers(mut self, scorers: Vec<Box<dyn ModelScorer>>) -> Plan {
+        self.model_scorers = scorers;
+        self
+    }
+
     /// Runs with these meters instead of the machine's (tests, replays).
     pub fn with_meters(mut self, meters: Vec<Box<dyn crate::meters::Meter>>) -> Plan {
         self.meters = Some(meters);
@@ -147,6 +172,7 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
         methods,
         schedules,
         meters: None,
+        model_scorers: Vec::new(),
     })
 }
 
@@ -175,11 +201,22 @@ pub fn execute(
     progress: &mut dyn Progress,
     invocation: &Invocation,
 ) -> Result<RunResult, HarnessError> {
+    let needed = plan.model_scorers_needed();
+    if let Some(missing) = needed
+        .iter()
+        .find(|n| !plan.model_scorers.iter().any(|s| s.name() == **n))
+    {
+        return Err(HarnessError::Invalid(format!(
+            "{}: scorer `{missing}` needs its model loaded before the run (oae run does this; a library caller uses Plan::with_model_scorers)",
+            plan.suite.source.label
+        )));
+    }
     let Plan {
         suite,
         methods,
         schedules,
         meters: meters_override,
+        mut model_scorers,
     } = plan;
     let mut dir = RunDir::create(out)?;
     let epoch = Instant::now();
@@ -236,6 +273,7 @@ pub fn execute(
         hists: Vec::new(),
         all_records: Vec::new(),
         drifts: Vec::new(),
+        model_scorers: &mut model_scorers,
     };
     let mut abort: Option<String> = None;
     let mut ctx = MethodRun {
@@ -494,6 +532,17 @@ impl MethodRun<'_> {
             Ok(())
         })?;
         let end_s = self.sampler.read_now();
+        let unscored = result
+            .records
+            .iter()
+            .filter(|r| r.task_id.is_some() && r.outcome == crate::Outcome::Ok && r.output_text.is_none())
+            .count();
+        if unscored > 0 {
+            progress.message(&format!(
+                "warning: `{}` returned no text for {unscored} answered task request(s) on `{}` (the method cannot detokenize, or the mock has no `answer`): their quality is unknown and a quality bar counts them as wrong",
+                entry.label, schedule.workload
+            ));
+        }
         let mut records = result.records;
         records.sort_by_key(|r| r.request_id);
         crate::summary::fill_idle_before(&mut records);
@@ -630,6 +679,72 @@ mod tests {
         let out = dir.path().join("run");
         let r = execute(plan, &out, &AtomicBool::new(false), &mut Silent, &Invocation::default()).unwrap();
         (dir, r)
+    }
+
+    /// A model scorer without a model: scores an answer by its length (0.1 per character,
+    /// at most 1) and counts its calls.
+    struct FakeModelScorer(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl ModelScorer for FakeModelScorer {
+        fn name(&self) -> &'static str {
+            "minilm"
+        }
+        fn score_batch(&mut self, answers: &[(&str, &oae_quality::TaskItem)]) -> Result<Vec<f64>, String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(answers.iter().map(|(a, _)| (a.len() as f64 / 10.0).min(1.0)).collect())
+        }
+    }
+
+    #[test]
+    fn model_scorers_score_each_cell_after_its_replay_and_reach_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.jsonl"),
+            "{\"id\": \"a\", \"question\": \"q?\", \"references\": [\"abc\"]}\n",
+        )
+        .unwrap();
+        let text = "[run]\nseed = 2\nrequests = 5\n[energy]\nidle_baseline_s = 0.3\n[[workloads]]\nname = \"w\"\narrival = { process = \"constant\", rate_qps = 40 }\ntask = { path = \"t.jsonl\", scorers = [\"em\", \"minilm\"], max_new_tokens = 2 }\n[[methods]]\nid = \"mock\"\nanswer = \"reference\"\n";
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, text).unwrap();
+        let suite = Suite::parse(&path.display().to_string(), text, "s").unwrap();
+        let p = plan(suite, &[&crate::mock::SPEC]).unwrap().with_meters(meter());
+        assert_eq!(p.model_scorers_needed(), ["minilm"]);
+        // Without the scorer loaded, the run refuses to start.
+        let refused = execute(
+            p,
+            &dir.path().join("no"),
+            &AtomicBool::new(false),
+            &mut Silent,
+            &Invocation::default(),
+        );
+        assert!(matches!(refused, Err(HarnessError::Invalid(m)) if m.contains("minilm")));
+
+        let suite = Suite::parse(&path.display().to_string(), text, "s").unwrap();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let p = plan(suite, &[&crate::mock::SPEC])
+            .unwrap()
+            .with_meters(meter())
+            .with_model_scorers(vec![Box::new(FakeModelScorer(calls.clone()))]);
+        let out = dir.path().join("run");
+        let r = execute(p, &out, &AtomicBool::new(false), &mut Silent, &Invocation::default()).unwrap();
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one batch for the cell"
+        );
+        let run = read_run(&r.dir).unwrap();
+        let records: Vec<RequestRecord> = oae_core::rundir::RecordReader::open(&r.dir)
+            .unwrap()
+            .map(|x| x.unwrap().1)
+            .collect();
+        assert_eq!(records.len(), 5);
+        for rec in &records {
+            assert_eq!(rec.quality.get("em"), Some(&1.0));
+            assert!((rec.quality["minilm"] - 0.3).abs() < 1e-12, "{:?}", rec.quality);
+        }
+        let summary = read_summary(&r.dir, &run).unwrap().unwrap();
+        let q = &summary.cells[0].quality["minilm"];
+        assert!((q.mean.value - 0.3).abs() < 1e-12);
     }
 
     #[test]

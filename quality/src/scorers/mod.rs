@@ -22,6 +22,48 @@ pub trait Scorer: Sync {
     fn score(&self, output: &str, item: &TaskItem) -> f64;
 }
 
+/// A scorer backed by a model (sentence embeddings): loaded once before the run by the
+/// binary, and run after a cell's replays over all its answers at once — milliseconds per
+/// answer on a CPU, too slow to run between requests without delaying the next one and being
+/// metered as the method's energy.
+pub trait ModelScorer: Send {
+    /// The name used in suites and records.
+    fn name(&self) -> &'static str;
+    /// The score of each (answer, item), in [0, 1], in order.
+    fn score_batch(&mut self, answers: &[(&str, &TaskItem)]) -> Result<Vec<f64>, String>;
+}
+
+/// A model scorer's entry: its name and what it needs. The implementation lives where its
+/// model code does (oae-methods), registered there with one line.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelScorerSpec {
+    /// Name in suites.
+    pub name: &'static str,
+    /// One line for `oae list scorers`.
+    pub about: &'static str,
+}
+
+/// Every model-backed scorer (implemented in oae-methods).
+pub const MODEL_SCORERS: &[ModelScorerSpec] = &[ModelScorerSpec {
+    name: "minilm",
+    about: "cosine similarity of all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2 norm) of the answer and the closest reference, negatives as 0; needs `oae models fetch all-minilm-l6-v2`",
+}];
+
+/// Whether `name` is a scorer (built-in or model-backed).
+pub fn known(name: &str) -> bool {
+    scorer(name).is_some() || MODEL_SCORERS.iter().any(|m| m.name == name)
+}
+
+/// Every scorer name, for messages.
+pub fn all_names() -> String {
+    registry()
+        .iter()
+        .map(|s| s.name())
+        .chain(MODEL_SCORERS.iter().map(|m| m.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Every built-in scorer.
 pub fn registry() -> &'static [&'static dyn Scorer] {
     &[

@@ -246,17 +246,18 @@ fn robustness(c: &Scorecards, out: &mut String) {
         out.push_str("<p class=\"legend\">This suite has no perturbation workloads (`perturbs = \"…\"`), so robustness is not scored.</p>");
         return;
     }
-    out.push_str("<table><thead><tr><th class=\"t\">method</th><th class=\"t\">nominal workload</th><th class=\"t\">perturbation</th><th>goodput ratio</th><th>p95 E2E ratio</th></tr></thead><tbody>");
+    out.push_str("<table><thead><tr><th class=\"t\">method</th><th class=\"t\">nominal workload</th><th class=\"t\">perturbation</th><th>goodput ratio</th><th>p95 E2E ratio</th><th>quality ratio</th></tr></thead><tbody>");
     for r in rows {
         for p in &r.robustness.as_ref().expect("filtered").perturbations {
             let _ = write!(
                 out,
-                "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&r.method),
                 esc(&r.workload),
                 esc(&p.perturbation),
                 p.goodput_ratio.map(fmt_num).unwrap_or_else(|| "—".into()),
-                p.p95_e2e_ratio.map(fmt_num).unwrap_or_else(|| "—".into())
+                p.p95_e2e_ratio.map(fmt_num).unwrap_or_else(|| "—".into()),
+                p.quality_ratio.map(fmt_num).unwrap_or_else(|| "—".into())
             );
         }
     }

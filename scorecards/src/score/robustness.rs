@@ -1,5 +1,6 @@
-//! Robustness: how each method's goodput and p95 latency on a nominal workload hold up
-//! under the suite's perturbations of it (workloads with `perturbs = "<nominal>"`).
+//! Robustness: how each method's goodput, p95 latency and (for task workloads) answer
+//! quality on a nominal workload hold up under the suite's perturbations of it (workloads with
+//! `perturbs = "<nominal>"`).
 
 use super::types::{Perturbation, Robustness, Row};
 use crate::rundir::RunData;
@@ -21,9 +22,14 @@ pub(super) fn add_robustness(data: &RunData, rows: &mut [Row]) {
     }
     let stat = |method: &str, workload: &str| {
         let c = data.summary_cell(method, workload)?;
+        let quality = crate::rundir::quality_scorer(&data.run.slo, &c.quality)
+            .and_then(|name| c.quality.get(name))
+            .map(|s| s.mean.value)
+            .filter(|v| v.is_finite());
         Some((
             Some(c.goodput.goodput_qps),
             c.latency.get("e2e_ms").map(|s| s.p95.value).filter(|v| v.is_finite()),
+            quality,
         ))
     };
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -35,18 +41,19 @@ pub(super) fn add_robustness(data: &RunData, rows: &mut [Row]) {
         if mine.is_empty() {
             continue;
         }
-        let Some((good_n, p95_n)) = stat(&row.method, &row.workload) else {
+        let Some((good_n, p95_n, q_n)) = stat(&row.method, &row.workload) else {
             continue;
         };
         let list: Vec<Perturbation> = mine
             .iter()
             .filter_map(|(w, _, what)| {
-                let (good_p, p95_p) = stat(&row.method, w)?;
+                let (good_p, p95_p, q_p) = stat(&row.method, w)?;
                 Some(Perturbation {
                     workload: w.clone(),
                     perturbation: if what.is_empty() { w.clone() } else { what.clone() },
                     goodput_ratio: ratio(good_p, good_n),
                     p95_e2e_ratio: ratio(p95_p, p95_n),
+                    quality_ratio: ratio(q_p, q_n),
                 })
             })
             .collect();
@@ -58,9 +65,14 @@ pub(super) fn add_robustness(data: &RunData, rows: &mut [Row]) {
             .iter()
             .filter_map(|p| Some((p.p95_e2e_ratio?, p.perturbation.clone())))
             .max_by(|a, b| a.0.total_cmp(&b.0));
+        let worst_quality = list
+            .iter()
+            .filter_map(|p| Some((p.quality_ratio?, p.perturbation.clone())))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
         row.robustness = Some(Robustness {
             worst_goodput,
             worst_p95_e2e,
+            worst_quality,
             perturbations: list,
         });
     }

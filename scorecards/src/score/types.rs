@@ -167,6 +167,8 @@ pub struct Perturbation {
     pub goodput_ratio: Option<f64>,
     /// p95_e2e_perturbed / p95_e2e_nominal.
     pub p95_e2e_ratio: Option<f64>,
+    /// quality_perturbed / quality_nominal (task workloads; the quality scorer's mean).
+    pub quality_ratio: Option<f64>,
 }
 
 /// Robustness of a method on a nominal workload: every perturbation and the worst case.
@@ -176,6 +178,8 @@ pub struct Robustness {
     pub worst_goodput: Option<(f64, String)>,
     /// Largest p95 E2E ratio and the perturbation that caused it.
     pub worst_p95_e2e: Option<(f64, String)>,
+    /// Smallest quality ratio and the perturbation that caused it (task workloads).
+    pub worst_quality: Option<(f64, String)>,
     /// Each perturbation.
     pub perturbations: Vec<Perturbation>,
 }
