@@ -43,9 +43,10 @@ pub struct Sample {
     pub quality: f64,
 }
 
-/// Scorers whose score is a right/wrong verdict, preferred in this order for `q`; F1 (partial
-/// credit) last.
-pub const QUALITY_PREFERENCE: [&str; 5] = ["numeric", "choice", "em", "contains", "f1"];
+/// Scorers whose score is a right/wrong verdict, preferred in this order for `q`: `contains`
+/// before `em` because generated answers are sentences, which exact match never accepts (the
+/// usual accuracy of LLM QA evaluations); F1 and embedding similarity (partial credit) last.
+pub const QUALITY_PREFERENCE: [&str; 6] = ["numeric", "choice", "contains", "em", "f1", "minilm"];
 
 /// The scorer that gives `q`: the SLO's quality bar when set, else the first of
 /// [`QUALITY_PREFERENCE`] the record was scored by, else any it was scored by.
