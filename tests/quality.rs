@@ -289,4 +289,11 @@ fn bad_task_files_and_bars_are_located() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("slo.quality.min"), "{}", text(&o));
+    // A model scorer reads the kept text: keeping none is refused before anything loads.
+    let no_text = suite("", "")
+        .replace("max_new_tokens = 4", "max_new_tokens = 4, scorers = [\"minilm\"]")
+        .replace("requests = 60", "requests = 60\nkeep_output_chars = 0");
+    let (_, o) = run(tmp.path(), "no-text", &no_text);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("run.keep_output_chars"), "{}", text(&o));
 }

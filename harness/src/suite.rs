@@ -381,6 +381,7 @@ impl Suite {
             }
             None => default_name.to_string(),
         };
+        let run_at = file.run.span().start;
         let run = run_config(&source, file.run)?;
         let energy = energy_config(&source, file.energy)?;
         let carbon = crate::carbon::CarbonConfig::from_section(&source, file.carbon)?;
@@ -389,6 +390,7 @@ impl Suite {
         if let Some(slo) = &file.slo {
             check_quality_bar(&source, slo, &workloads)?;
         }
+        check_model_scorers_keep_text(&source, run_at, &run, &workloads)?;
         let methods = methods(&source, file.methods)?;
         let score = file
             .score
@@ -568,6 +570,35 @@ fn run_config(source: &SourceFile, run: Spanned<RunSection>) -> Result<RunConfig
                 k.min(usize::MAX as u64) as usize
             }),
     })
+}
+
+/// Model-backed scorers read the kept answer text after the replays: refuse a suite that
+/// names one and keeps no text.
+fn check_model_scorers_keep_text(
+    source: &SourceFile,
+    run_at: usize,
+    run: &RunConfig,
+    workloads: &[WorkloadSpec],
+) -> Result<(), ConfigError> {
+    if run.keep_output_chars > 0 {
+        return Ok(());
+    }
+    for m in oae_quality::scorers::MODEL_SCORERS {
+        if let Some(w) = workloads
+            .iter()
+            .find(|w| w.task.as_ref().is_some_and(|t| t.scores_any_answer_with(m.name)))
+        {
+            return Err(source.error_at(
+                run_at,
+                "run.keep_output_chars",
+                format!(
+                    "workload `{}` scores answers with `{}`, which reads the kept answer text after the replays; keep it (the default 2000 characters covers the model's 256 tokens)",
+                    w.name, m.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `[slo] quality` against the scorers and the workloads: the bar must be in [0, 1],
