@@ -296,4 +296,24 @@ fn bad_task_files_and_bars_are_located() {
     let (_, o) = run(tmp.path(), "no-text", &no_text);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("run.keep_output_chars"), "{}", text(&o));
+    // A model scorer whose model is not cached stops the run before anything is replayed.
+    let file = tmp.path().join("minilm.toml");
+    std::fs::write(
+        &file,
+        suite("", "").replace("max_new_tokens = 4", "max_new_tokens = 4, scorers = [\"minilm\"]"),
+    )
+    .unwrap();
+    let out = tmp.path().join("minilm");
+    let o = oae()
+        .arg("run")
+        .arg(&file)
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .env("OAE_MODELS_DIR", tmp.path().join("no-models"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("oae models fetch all-minilm-l6-v2"), "{}", text(&o));
+    assert!(!out.join("requests.jsonl").exists(), "nothing replayed");
 }

@@ -10,6 +10,7 @@
 //!
 //! Every other oae crate depends on this one; it depends on none of them.
 
+pub mod cache;
 pub mod config;
 mod error;
 pub mod fmt;

@@ -14,6 +14,7 @@
 //! completes, outside its timed path.
 
 pub mod datasets;
+pub mod jsonl;
 pub mod kb;
 pub mod normalize;
 pub mod perturb;

