@@ -71,6 +71,17 @@ pub struct ScoringArgs {
     /// Bootstrap resamples per cell (default 1000, fewer for very large runs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(50..=100000))]
     pub draws: Option<u64>,
+    /// Cost every cell at this request rate (req/s) — the site's traffic — instead of the
+    /// rate its workload replayed (verdicts and break-even are read at it).
+    #[arg(long, value_name = "REQ_PER_S", value_parser = positive_rate)]
+    pub rate: Option<f64>,
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a request rate > 0 (req/s)")),
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -53,11 +53,21 @@ pub enum MethodError {
     /// Anything else, in words.
     #[error("{0}")]
     Failed(String),
+    /// The method cannot apply to this suite (found at setup: a knowledge base larger than
+    /// the model's context, …). A finding, not a failure: the run records it, skips the
+    /// method's replays and goes on; the scorecards list the method as not applicable.
+    #[error("not applicable: {0}")]
+    NotApplicable(String),
 }
 
 impl MethodError {
     /// A failure described in words.
     pub fn failed(message: impl Into<String>) -> Self {
         Self::Failed(message.into())
+    }
+
+    /// A limit that makes the method inapplicable here, in words (the sizes and the fix).
+    pub fn not_applicable(message: impl Into<String>) -> Self {
+        Self::NotApplicable(message.into())
     }
 }

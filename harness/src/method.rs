@@ -62,6 +62,8 @@ pub struct BuildContext {
     pub label: String,
     /// Which instance of the method this is (0-based), when `instances > 1`.
     pub instance: u32,
+    /// The suite's `[[knowledge]]` bases (a knowledge method names one with `knowledge = …`).
+    pub knowledge: oae_workloads::KnowledgeBases,
 }
 
 /// One configuration key of a method, for `oae list methods`.
@@ -88,6 +90,12 @@ pub trait MethodSpec: Sync {
     /// The method's declared adoption cost: the text of the `manifest.toml` in its folder
     /// (schema in oae-scorecards), or `None` when it declares none.
     fn manifest(&self) -> Option<&'static str> {
+        None
+    }
+    /// The declared adoption cost of one configuration of the method, when it differs from
+    /// [`manifest`](Self::manifest) (a pipeline whose options add components and
+    /// engineer-weeks); `None` to use the shipped manifest as it is.
+    fn manifest_for(&self, _config: &ConfigTable) -> Option<String> {
         None
     }
 }
@@ -247,8 +255,9 @@ pub trait Method: Send {
         BTreeMap::new()
     }
 
-    /// Bytes of weights resident while serving (all models the method keeps loaded), for
-    /// the scorecards' memory term; `None` when unknown.
+    /// Bytes of weights resident while serving (all models the method keeps loaded, and
+    /// any cache or index it keeps resident across requests), for the scorecards' memory
+    /// term; `None` when unknown.
     fn weight_bytes(&self) -> Option<u64> {
         None
     }

@@ -49,7 +49,7 @@ pub use oae_core::config::PositiveF64;
 use oae_core::config::{ConfigTable, PositiveU32, PositiveU64, SourceFile, SpannedEntries, toml_error};
 pub use oae_core::rundir::Slo;
 use oae_workloads::workload::WorkloadEntry;
-use oae_workloads::{Limit, WorkloadSpec};
+use oae_workloads::{KnowledgeBase, KnowledgeBases, Limit, WorkloadSpec};
 
 use crate::runner::LoadControls;
 use crate::{DeviceSpec, HarnessError, MethodSpec};
@@ -65,6 +65,8 @@ struct SuiteFile {
     energy: EnergySection,
     #[serde(default)]
     carbon: crate::carbon::CarbonSection,
+    #[serde(default)]
+    knowledge: Vec<Spanned<SpannedEntries>>,
     workloads: Vec<WorkloadEntry>,
     methods: Vec<Spanned<SpannedEntries>>,
     score: Option<Spanned<SpannedEntries>>,
@@ -296,6 +298,8 @@ pub struct Suite {
     pub energy: EnergyConfig,
     /// `[carbon]`.
     pub carbon: crate::carbon::CarbonConfig,
+    /// `[[knowledge]]`: the knowledge bases its methods and task workloads share.
+    pub knowledge: KnowledgeBases,
     /// `[[workloads]]`.
     pub workloads: Vec<WorkloadSpec>,
     /// `[[methods]]`.
@@ -386,7 +390,8 @@ impl Suite {
         let energy = energy_config(&source, file.energy)?;
         let carbon = crate::carbon::CarbonConfig::from_section(&source, file.carbon)?;
 
-        let workloads = workloads(&source, file.workloads)?;
+        let knowledge = knowledge(&source, file.knowledge)?;
+        let workloads = workloads(&source, file.workloads, &knowledge)?;
         if let Some(slo) = &file.slo {
             check_quality_bar(&source, slo, &workloads)?;
         }
@@ -407,6 +412,7 @@ impl Suite {
             slo: file.slo.map(Spanned::into_inner).unwrap_or_default(),
             energy,
             carbon,
+            knowledge,
             workloads,
             methods,
             score,
@@ -657,8 +663,31 @@ fn check_quality_bar(source: &SourceFile, slo: &Spanned<Slo>, workloads: &[Workl
     Ok(())
 }
 
+/// The `[[knowledge]]` bases: each read and checked, names unique.
+fn knowledge(source: &Arc<SourceFile>, entries: Vec<Spanned<SpannedEntries>>) -> Result<KnowledgeBases, ConfigError> {
+    let mut bases: Vec<Arc<KnowledgeBase>> = Vec::new();
+    for (i, t) in entries.into_iter().enumerate() {
+        let span = t.span();
+        let table = ConfigTable::new(source.clone(), format!("knowledge[{i}]"), span.clone(), t.into_inner());
+        let kb = KnowledgeBase::from_table(table)?;
+        if bases.iter().any(|k| k.name == kb.name) {
+            return Err(source.error_at(
+                span.start,
+                &format!("knowledge[{i}].name"),
+                format!("duplicate knowledge name `{}`", kb.name),
+            ));
+        }
+        bases.push(Arc::new(kb));
+    }
+    Ok(bases.into())
+}
+
 /// The `[[workloads]]`: each built, names unique, every `perturbs` naming a nominal one.
-fn workloads(source: &Arc<SourceFile>, entries: Vec<WorkloadEntry>) -> Result<Vec<WorkloadSpec>, ConfigError> {
+fn workloads(
+    source: &Arc<SourceFile>,
+    entries: Vec<WorkloadEntry>,
+    knowledge: &KnowledgeBases,
+) -> Result<Vec<WorkloadSpec>, ConfigError> {
     if entries.is_empty() {
         return Err(source.error_at(
             source.text.len(),
@@ -670,7 +699,7 @@ fn workloads(source: &Arc<SourceFile>, entries: Vec<WorkloadEntry>) -> Result<Ve
     let mut seen = BTreeMap::new();
     for (i, w) in entries.into_iter().enumerate() {
         let offset = w.name.span().start;
-        let spec = WorkloadSpec::from_entry(w, source, i)?;
+        let spec = WorkloadSpec::from_entry(w, source, i, knowledge)?;
         if seen.insert(spec.name.clone(), i).is_some() {
             return Err(source.error_at(
                 offset,

@@ -153,6 +153,12 @@ fn latency(
         ),
     );
     put("service_ms", stat(ok, &of(|r| r.service_ms)));
+    // First token from the start of service: TTFT without queueing, what a sporadic request
+    // sees when the method is idle.
+    put(
+        "service_ttft_ms",
+        stat(ok, &of(|r| Some((r.first_token_s? - r.started_s?) * 1e3))),
+    );
     put("queue_ms", stat(measured, &of(|r| r.queue_ms)));
     put("dispatch_lag_ms", stat(measured, &of(|r| Some(r.dispatch_lag_ms))));
     // Busy periods are per replay: each trial's times start at its own zero.

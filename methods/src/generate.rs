@@ -161,6 +161,12 @@ impl Generator {
         Ok(ids)
     }
 
+    /// The text of a one-turn prompt: `user` in the chat template (when the config uses
+    /// it), with the config's system message.
+    pub fn render(&self, m: &LoadedModel, user: &str) -> Result<String, MethodError> {
+        Ok(m.render(user, self.cfg.chat, self.cfg.system.as_deref())?)
+    }
+
     /// The request's own sampling stream (independent of which requests came before).
     pub fn rng(&self, label: &str, request: &Request) -> SeededRng {
         seeded(self.cfg.seed, &[label, &request.id.to_string()])
@@ -278,9 +284,30 @@ pub fn serve_autoregressive(
 ) -> Result<Completion, MethodError> {
     probe.phase("prefill");
     let ids = generator.prompt(m, request)?;
+    let cache = KvCache::new(m.decoder.config().layers);
+    continue_and_decode(generator, m, label, request, cache, &ids, sink, probe)
+}
+
+/// Runs `ids` after `cache` (in blocks of [`crate::knowledge::prefill_block`]), chooses the
+/// first token, then decodes one forward per token. The caller has opened the `prefill`
+/// phase (or the phase its own setup belongs to); this marks `decode`, and sets
+/// `kv_tokens` and `kv_bytes_peak`. The completion's input tokens are everything the
+/// answer was conditioned on: the cache's and `ids`.
+#[allow(clippy::too_many_arguments)]
+pub fn continue_and_decode(
+    generator: &Generator,
+    m: &LoadedModel,
+    label: &str,
+    request: &Request,
+    mut cache: KvCache,
+    ids: &[u32],
+    sink: &mut dyn TokenSink,
+    probe: &mut Probe,
+) -> Result<Completion, MethodError> {
+    let input_tokens = (cache.len() + ids.len()) as u32;
     let mut rng = generator.rng(label, request);
-    let mut cache = KvCache::new(m.decoder.config().layers);
-    let mut next = next_token(m, &ids, &mut cache, &generator.sampling, &mut rng)?;
+    let logits = crate::knowledge::prefill(m, ids, &mut cache)?;
+    let mut next = sample(&last_row(&logits)?, &generator.sampling, &mut rng);
     probe.phase("decode");
     let mut out = generator.emitter(m, request);
     let stop = loop {
@@ -292,8 +319,5 @@ pub fn serve_autoregressive(
     probe.end();
     probe.set("kv_tokens", cache.len() as f64);
     probe.set("kv_bytes_peak", cache.bytes() as f64);
-    Ok(Completion {
-        input_tokens: ids.len() as u32,
-        stop,
-    })
+    Ok(Completion { input_tokens, stop })
 }

@@ -7,17 +7,23 @@
 //! - `dense` — the baseline: prefill + KV-cache decode, greedy or seeded top-k/top-p.
 //! - `moe` — sparse mixture of experts: synthetic, a Mixtral directory, or upcycled.
 //! - `speculative` — draft-and-verify decoding (separate draft model or early exit).
+//! - `rag` — retrieval-augmented generation over a suite's `[[knowledge]]` base (BM25,
+//!   dense, hybrid; rerank and follow-up query; closed-book and full-context baselines).
+//! - `cag` — cache-augmented generation: the knowledge base prefilled into the KV cache once.
 //! - `mock` — the harness's test double (`oae_harness::mock`, listed here so suites can name
 //!   it): fixed service time and failure pattern, no model.
 //!
 //! Model-backed answer scorers ([`scorers`]: MiniLM similarity) live here too, beside the
 //! model code. This is the only crate that depends on candle.
 
+pub mod cag;
 pub mod dense;
 mod error;
 pub mod generate;
+pub mod knowledge;
 pub mod model;
 pub mod moe;
+pub mod rag;
 pub mod scorers;
 pub mod speculative;
 
@@ -27,5 +33,12 @@ use oae_harness::MethodSpec;
 
 /// Every method oae can run, one line each.
 pub fn registry() -> Vec<&'static dyn MethodSpec> {
-    vec![&dense::SPEC, &moe::SPEC, &speculative::SPEC, &oae_harness::mock::SPEC]
+    vec![
+        &dense::SPEC,
+        &moe::SPEC,
+        &speculative::SPEC,
+        &rag::SPEC,
+        &cag::SPEC,
+        &oae_harness::mock::SPEC,
+    ]
 }

@@ -27,6 +27,8 @@ pub struct ScoringInputs {
     pub against: Option<String>,
     /// Bootstrap resamples per cell.
     pub draws: Option<usize>,
+    /// Cost every cell at this request rate instead of its workload's.
+    pub rate_qps: Option<f64>,
     /// Every method's shipped manifest by id — (file label, TOML text) — for runs that did
     /// not record one.
     pub shipped: BTreeMap<String, (String, String)>,
@@ -43,6 +45,7 @@ pub fn options(inputs: &ScoringInputs) -> Result<Options, ScoreError> {
         manifests: inputs.shipped.clone(),
         baseline: inputs.against.clone(),
         draws: inputs.draws,
+        rate_qps: inputs.rate_qps,
         ..Options::default()
     };
     if let Some(path) = &inputs.site {
@@ -322,12 +325,14 @@ pub fn after_run(dir: &Path, inputs: &ScoringInputs, after: &AfterRun) -> Result
 
 /// run.json's `scoring` record for a suite about to run: its `[score]` and `[gate]`
 /// checked, the baseline resolved (`[score] baseline`, else the first `dense` method, else
-/// the first method) and each method's shipped manifest. `methods` are (label, id).
+/// the first method) and each method's shipped manifest. `methods` are (label, id);
+/// `composed` are the manifests methods composed from their configuration, by label.
 pub fn scoring_for_run(
     score: Option<&oae_core::config::ConfigTable>,
     gate: Option<&oae_core::config::ConfigTable>,
     methods: &[(String, String)],
     shipped: &BTreeMap<String, (String, String)>,
+    composed: &BTreeMap<String, String>,
 ) -> Result<oae_core::rundir::ScoringSettings, oae_core::ConfigError> {
     let mut scoring = Scoring::from_suite(score, gate)?;
     match (&scoring.baseline, score) {
@@ -351,5 +356,5 @@ pub fn scoring_for_run(
         .iter()
         .filter_map(|(_, id)| shipped.get(id).map(|(_, text)| (id.clone(), text.clone())))
         .collect();
-    Ok(scoring.to_settings(&used))
+    Ok(scoring.to_settings(&used, composed))
 }

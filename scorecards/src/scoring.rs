@@ -47,6 +47,8 @@ pub struct Scoring {
     pub thresholds: Thresholds,
     /// Declared manifests by method id.
     pub manifests: BTreeMap<String, Manifest>,
+    /// Manifests a method composed from its configuration, by label.
+    pub label_manifests: BTreeMap<String, Manifest>,
 }
 
 fn thresholds_from(section: GateSection, err: impl Fn(&str, String) -> ConfigError) -> Result<Thresholds, ConfigError> {
@@ -94,11 +96,17 @@ impl Scoring {
             baseline,
             thresholds,
             manifests: BTreeMap::new(),
+            label_manifests: BTreeMap::new(),
         })
     }
 
-    /// The run.json `scoring` record: these settings and each method's manifest text.
-    pub fn to_settings(&self, manifests: &BTreeMap<String, String>) -> ScoringSettings {
+    /// The run.json `scoring` record: these settings, each method's manifest text by id and
+    /// the manifests methods composed from their configuration, by label.
+    pub fn to_settings(
+        &self,
+        manifests: &BTreeMap<String, String>,
+        label_manifests: &BTreeMap<String, String>,
+    ) -> ScoringSettings {
         ScoringSettings {
             baseline: self.baseline.clone(),
             gate: GateSettings {
@@ -112,6 +120,7 @@ impl Scoring {
                 metrics: self.thresholds.metrics.iter().map(|m| m.name().to_string()).collect(),
             },
             manifests: manifests.clone(),
+            label_manifests: label_manifests.clone(),
         }
     }
 
@@ -137,10 +146,16 @@ impl Scoring {
             let label = format!("{file} (scoring.manifests.{id})");
             manifests.insert(id.clone(), Manifest::parse(&label, text)?);
         }
+        let mut label_manifests = BTreeMap::new();
+        for (method, text) in &v.label_manifests {
+            let label = format!("{file} (scoring.label_manifests.{method})");
+            label_manifests.insert(method.clone(), Manifest::parse(&label, text)?);
+        }
         Ok(Scoring {
             baseline: v.baseline.clone(),
             thresholds,
             manifests,
+            label_manifests,
         })
     }
 }

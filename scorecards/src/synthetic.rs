@@ -141,6 +141,7 @@ pub fn scoring(baseline: Option<&str>, manifests: &[(&str, String)], thresholds:
             metrics: Metric::ALL.iter().map(|m| m.name().to_string()).collect(),
         },
         manifests: manifests.iter().map(|(id, t)| (id.to_string(), t.clone())).collect(),
+        label_manifests: BTreeMap::new(),
     }
 }
 
@@ -410,7 +411,9 @@ impl SynthRun {
             },
             carbon: default_carbon(),
             workloads: self.workloads.iter().map(workload_info).collect(),
+            knowledge: Vec::new(),
             methods,
+            not_applicable: Vec::new(),
             replays: Vec::new(),
             energy: EnergyInfo {
                 meters: Vec::new(),

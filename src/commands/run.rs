@@ -99,7 +99,21 @@ pub fn execute_suite(
     quiet: bool,
 ) -> anyhow::Result<(RunResult, Arc<AtomicBool>)> {
     let methods: Vec<(String, String)> = suite.methods.iter().map(|m| (m.label.clone(), m.id.clone())).collect();
-    let scoring = flow::scoring_for_run(suite.score.as_ref(), suite.gate.as_ref(), &methods, &inputs.shipped)?;
+    let composed: BTreeMap<String, String> = suite
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let spec = oae_methods::registry().into_iter().find(|s| s.id() == m.id)?;
+            Some((m.label.clone(), spec.manifest_for(&m.config)?))
+        })
+        .collect();
+    let scoring = flow::scoring_for_run(
+        suite.score.as_ref(),
+        suite.gate.as_ref(),
+        &methods,
+        &inputs.shipped,
+        &composed,
+    )?;
     // Bad site or manifest files fail before the replay, not after it.
     let opts = flow::options(inputs)?;
     let threads = compute_threads(suite.run.threads);

@@ -36,6 +36,7 @@ pub fn inputs(args: &ScoringArgs) -> ScoringInputs {
         allow_partial: args.allow_partial,
         against: args.against.clone(),
         draws: args.draws.map(|d| d as usize),
+        rate_qps: args.rate,
         shipped: shipped_manifests(),
     }
 }
@@ -71,6 +72,9 @@ fn print_cards(cards: &Scorecards) {
 
 /// The verdict sentences and the warnings.
 fn print_verdicts(cards: &Scorecards) {
+    for n in &cards.not_applicable {
+        println!("  {} is not applicable to this suite: {}", n.label, n.reason);
+    }
     for s in oae_reports::headline_sentences(cards) {
         println!("  {s}");
     }

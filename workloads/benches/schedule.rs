@@ -17,7 +17,7 @@ const N: u64 = 1_000_000;
 fn workload(text: &str) -> WorkloadSpec {
     let source: Arc<SourceFile> = SourceFile::new("bench.toml", text);
     let entry: WorkloadEntry = toml::from_str(text).unwrap();
-    WorkloadSpec::from_entry(entry, &source, 0).unwrap()
+    WorkloadSpec::from_entry(entry, &source, 0, &[]).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

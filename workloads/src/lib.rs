@@ -10,6 +10,7 @@
 
 pub mod arrivals;
 pub mod fit;
+pub mod knowledge;
 pub mod lengths;
 pub mod prompts;
 mod request;
@@ -19,6 +20,7 @@ pub mod traces;
 pub mod workload;
 
 pub use arrivals::{ArrivalProcess, ArrivalSpec, Limit};
+pub use knowledge::{KnowledgeBase, KnowledgeBases};
 pub use lengths::LengthDist;
 pub use request::{Arrival, Request};
 pub use schedule::{Compression, Schedule};

@@ -1,6 +1,6 @@
 //! Task workloads: requests drawn from a task file, each carrying its reference answers.
 //!
-//! `task = { path = "qa.jsonl", groups = 3, limit = 300, sample = 100, seed = 7, template = "auto",
+//! `task = { path = "qa.jsonl", knowledge = "kb", groups = 3, limit = 300, sample = 100, seed = 7, template = "auto",
 //! scorers = ["em", "f1"], max_new_tokens = 32, shuffle = true, noise = { typos = 0.03 } }`
 //! in a `[[workloads]]` entry replaces prompt synthesis: request *i* asks item *i* of the
 //! drawn items (cycling when there are more requests than items), rendered by the template,
@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::ConfigError;
 use crate::config::{ConfigTable, PositiveU32};
+use crate::knowledge::KnowledgeBase;
 use crate::rng::{open01, seeded};
 
 /// What a request carries of its task: the item and the scorers that judge the answer.
@@ -43,6 +44,7 @@ struct TaskConfig {
     max_new_tokens: Option<PositiveU32>,
     shuffle: Option<bool>,
     noise: Option<Noise>,
+    knowledge: Option<String>,
 }
 
 /// A parsed `task = {...}`: the items drawn, in request order, and how to ask them.
@@ -67,10 +69,51 @@ pub struct TaskSpec {
     pub noise: Noise,
     /// Seed of the draw and the noise (default: the run's seed).
     pub seed: Option<u64>,
+    /// The `[[knowledge]]` base its items are asked about (only items whose supporting
+    /// documents it holds are drawn; the prompt is the question alone unless a template says
+    /// otherwise).
+    pub knowledge: Option<String>,
     subset: Vec<String>,
     groups: Option<u32>,
     sample: Option<usize>,
     shuffle: bool,
+}
+
+/// The file a `path` or `dataset` key names: `path` resolved against the suite's folder, or
+/// `file(entry, cache root)` of a fetched catalog dataset. Errors name the key and the fix.
+pub(crate) fn source_file(
+    table: &ConfigTable,
+    path: Option<&str>,
+    dataset: Option<&str>,
+    file: impl Fn(&oae_quality::datasets::Entry, &std::path::Path) -> std::path::PathBuf,
+) -> Result<std::path::PathBuf, ConfigError> {
+    match (path, dataset) {
+        (Some(p), None) => Ok(table.source().resolve(p)),
+        (None, Some(name)) => {
+            let entry = oae_quality::datasets::entry(name).ok_or_else(|| {
+                table.error(
+                    "dataset",
+                    format!("unknown dataset `{name}`; known: {}", oae_quality::datasets::names()),
+                )
+            })?;
+            let root = oae_quality::datasets::cache_dir();
+            if !entry.present(&root) {
+                return Err(table.error(
+                    "dataset",
+                    format!(
+                        "dataset `{name}` is not in the cache ({}); fetch it once with `oae datasets fetch {name}`",
+                        root.display()
+                    ),
+                ));
+            }
+            Ok(file(entry, &root))
+        }
+        (Some(_), Some(_)) => Err(table.error("dataset", "give `path` or `dataset`, not both")),
+        (None, None) => Err(table.error(
+            "path",
+            "missing: give `path = \"….jsonl\"` (oae's format) or `dataset = \"squad\"` (`oae datasets list`)",
+        )),
+    }
 }
 
 /// Default generation cap of a task workload.
@@ -79,48 +122,41 @@ pub const DEFAULT_MAX_NEW_TOKENS: u32 = 64;
 impl TaskSpec {
     /// Parses and loads a `task` table (the file is read and checked now, so a bad row fails
     /// the suite before anything runs).
-    pub fn from_table(table: ConfigTable) -> Result<Self, ConfigError> {
+    pub fn from_table(table: ConfigTable, knowledge: &[Arc<KnowledgeBase>]) -> Result<Self, ConfigError> {
         let c: TaskConfig = table.decode()?;
-        let path = match (&c.path, &c.dataset) {
-            (Some(p), None) => {
-                let path = table.source().resolve(p);
-                if !path.is_file() {
-                    return Err(table.error("path", format!("no task file at {}", path.display())));
-                }
-                path
-            }
-            (None, Some(name)) => {
-                let entry = oae_quality::datasets::entry(name).ok_or_else(|| {
-                    table.error(
-                        "dataset",
-                        format!("unknown dataset `{name}`; known: {}", oae_quality::datasets::names()),
-                    )
-                })?;
-                let root = oae_quality::datasets::cache_dir();
-                if !entry.present(&root) {
-                    return Err(table.error(
-                        "dataset",
-                        format!(
-                            "dataset `{name}` is not in the cache ({}); fetch it once with `oae datasets fetch {name}`",
-                            root.display()
-                        ),
-                    ));
-                }
-                entry.tasks_path(&root)
-            }
-            (Some(_), Some(_)) => return Err(table.error("dataset", "give `path` or `dataset`, not both")),
-            (None, None) => {
-                return Err(table.error(
-                    "path",
-                    "missing: give `path = \"tasks.jsonl\"` (oae's task format) or `dataset = \"squad\"` (`oae datasets list`)",
-                ));
-            }
-        };
+        let path = source_file(&table, c.path.as_deref(), c.dataset.as_deref(), |e, root| {
+            e.tasks_path(root)
+        })?;
+        if c.path.is_some() && !path.is_file() {
+            return Err(table.error("path", format!("no task file at {}", path.display())));
+        }
         let all = task::load(&path)?;
         let items_in_file = all.len();
-        let template =
-            Template::parse(c.template.as_deref().unwrap_or("auto")).map_err(|m| table.error("template", m))?;
+        // Knowledge methods retrieve or preload the passages: the prompt is the question.
+        let default_template = if c.knowledge.is_some() { "{question}" } else { "auto" };
+        let template = Template::parse(c.template.as_deref().unwrap_or(default_template))
+            .map_err(|m| table.error("template", m))?;
         let mut items: Vec<TaskItem> = all;
+        if let Some(name) = &c.knowledge {
+            let kb = crate::knowledge::find(knowledge, name, &table, "knowledge")?;
+            if matches!(template, Template::QaContext) {
+                return Err(table.error(
+                    "template",
+                    "template \"qa-context\" puts each item's gold passage in its prompt, which defeats a knowledge base; leave `template` out (the question alone) or use one without {context}",
+                ));
+            }
+            let ids = kb.ids();
+            items.retain(|i| i.doc_ids.iter().any(|d| ids.contains(d.as_str())));
+            if items.is_empty() {
+                return Err(table.error(
+                    "knowledge",
+                    format!(
+                        "no item of {} names a document of knowledge base `{name}` in its doc_ids; check the base's subset/limit",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         if !c.subset.is_empty() {
             for s in &c.subset {
                 if !items.iter().any(|i| i.group.as_deref() == Some(s)) {
@@ -178,6 +214,7 @@ impl TaskSpec {
             max_new_tokens: c.max_new_tokens.map_or(DEFAULT_MAX_NEW_TOKENS, |m| m.get()),
             noise,
             seed: c.seed,
+            knowledge: c.knowledge,
             subset: c.subset,
             groups: c.groups.map(|g| g.get()),
             sample: c.sample.map(|n| n.get() as usize),
@@ -291,6 +328,7 @@ impl TaskSpec {
             "scorers": self.scorers.as_deref().map_or_else(|| json!("by answer type"), |s| json!(s)),
             "max_new_tokens": self.max_new_tokens,
             "noise": self.noise,
+            "knowledge": self.knowledge,
         })
     }
 }

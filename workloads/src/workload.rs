@@ -119,7 +119,12 @@ pub struct WorkloadSpec {
 
 impl WorkloadSpec {
     /// Builds the workload from its suite entry; `index` is its position in `[[workloads]]`.
-    pub fn from_entry(entry: WorkloadEntry, source: &Arc<SourceFile>, index: usize) -> Result<Self, ConfigError> {
+    pub fn from_entry(
+        entry: WorkloadEntry,
+        source: &Arc<SourceFile>,
+        index: usize,
+        knowledge: &[Arc<crate::KnowledgeBase>],
+    ) -> Result<Self, ConfigError> {
         let path = format!("workloads[{index}]");
         let at = entry.name.span().start;
         let name = entry.name.get_ref().trim().to_string();
@@ -141,7 +146,7 @@ impl WorkloadSpec {
                 }
                 let span = t.span();
                 let table = ConfigTable::new(source.clone(), format!("{path}.task"), span, t.into_inner());
-                Some(TaskSpec::from_table(table)?)
+                Some(TaskSpec::from_table(table, knowledge)?)
             }
             None => None,
         };

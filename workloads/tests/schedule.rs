@@ -10,7 +10,7 @@ use oae_workloads::{Limit, WorkloadSpec};
 fn workload(text: &str) -> WorkloadSpec {
     let source: Arc<SourceFile> = SourceFile::new("w.toml", text);
     let entry: WorkloadEntry = toml::from_str(text).unwrap();
-    WorkloadSpec::from_entry(entry, &source, 0).unwrap()
+    WorkloadSpec::from_entry(entry, &source, 0, &[]).unwrap()
 }
 
 const POISSON: &str = r#"
@@ -65,7 +65,7 @@ fn trace_workload(
     let text = format!("name = \"t\"\ntrace = {{ path = \"{file}\", {trace_keys} }}\n");
     let source: Arc<SourceFile> = SourceFile::new(suite_path.display().to_string(), text.clone());
     let entry: WorkloadEntry = toml::from_str(&text).unwrap();
-    WorkloadSpec::from_entry(entry, &source, 0)
+    WorkloadSpec::from_entry(entry, &source, 0, &[])
 }
 
 fn burst_csv(rows: usize) -> String {

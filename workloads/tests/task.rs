@@ -20,7 +20,7 @@ fn spec(dir: &Path, workload: &str) -> Result<WorkloadSpec, oae_core::ConfigErro
     let suite_path = dir.join("suite.toml");
     let source: Arc<SourceFile> = SourceFile::new(suite_path.display().to_string(), workload);
     let entry: WorkloadEntry = toml::from_str(workload).unwrap();
-    WorkloadSpec::from_entry(entry, &source, 0)
+    WorkloadSpec::from_entry(entry, &source, 0, &[])
 }
 
 fn schedule(dir: &Path, task_keys: &str, seed: u64, n: u64) -> Schedule {

@@ -195,6 +195,20 @@ pub struct MethodInfo {
     pub idle_baseline: IdleBaseline,
 }
 
+/// A method that could not apply to the suite, and why (its own words: the sizes and the fix).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotApplicable {
+    /// Its label in the suite.
+    pub label: String,
+    /// Registry id.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+    /// Setup time spent finding out, s.
+    pub setup_s: f64,
+}
+
 /// run.json `host`: what the machine is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,6 +258,10 @@ pub struct ScoringSettings {
     pub gate: GateSettings,
     /// Each method's declared adoption-cost manifest (TOML text), by method id.
     pub manifests: BTreeMap<String, String>,
+    /// Manifests a method composed from its configuration (a RAG pipeline adds its
+    /// reranker's and rewriter's costs), by label: they take precedence over the id's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_manifests: BTreeMap<String, String>,
 }
 
 /// run.json.
@@ -293,8 +311,15 @@ pub struct RunJson {
     pub carbon: CarbonAssumptions,
     /// Workloads.
     pub workloads: Vec<WorkloadInfo>,
+    /// Knowledge bases (`[[knowledge]]`), as configured: free-form descriptions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge: Vec<Value>,
     /// Methods, as each finishes.
     pub methods: Vec<MethodInfo>,
+    /// Methods that could not apply to this suite (a knowledge base larger than the model's
+    /// context, …): found at setup, recorded, not replayed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable: Vec<NotApplicable>,
     /// Every replay in the order it ran (the interleaving of methods and trials).
     pub replays: Vec<ReplayInfo>,
     /// Energy sources, baselines and validity.

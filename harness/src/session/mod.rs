@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use oae_core::rundir::carbon::CarbonOverrides;
 use oae_core::rundir::energy::Unavailable;
-use oae_core::rundir::{CellSummary, RUN_JSON, ReplayInfo, ScoringSettings};
+use oae_core::rundir::{CellSummary, NotApplicable, RUN_JSON, ReplayInfo, ScoringSettings};
 use oae_workloads::Schedule;
 
 use crate::carbon::Hardware;
@@ -26,7 +26,7 @@ use crate::meters::{self, Sampler};
 use crate::rundir::RunDir;
 use crate::runner::{CellPlan, Histograms, run_cell};
 use crate::suite::{MethodEntry, Order, Suite};
-use crate::{BuildContext, HarnessError, Method, MethodSpec, RequestRecord, host};
+use crate::{BuildContext, HarnessError, Method, MethodError, MethodSpec, RequestRecord, host};
 use oae_quality::ModelScorer;
 
 mod finish;
@@ -144,6 +144,7 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
                 seed: suite.run.seed,
                 label: entry.label.clone(),
                 instance,
+                knowledge: suite.knowledge.clone(),
             };
             let m = spec.build(&entry.config, &ctx).map_err(|source| match source {
                 crate::MethodError::Config(c) => HarnessError::Config(c),
@@ -257,6 +258,7 @@ pub fn execute(
             })
             .collect(),
         methods: Vec::new(),
+        not_applicable: Vec::new(),
         replays: Vec::new(),
         dispatcher_priority: None,
     };
@@ -365,15 +367,17 @@ pub(crate) fn turn_order(n: usize, trial: u32, order: Order, seed: u64) -> Vec<u
 }
 
 impl MethodRun<'_> {
-    /// Prepares one method (setup, timed and metered); `None` when setup failed (`abort`
-    /// says why).
+    /// Prepares one method (setup, timed and metered); `Err(true)` when setup failed
+    /// (`abort` says why), `Err(false)` when the method found it cannot apply to this suite
+    /// (recorded in `writer.not_applicable`; the run goes on without it).
     fn prepare(
         &self,
         entry: MethodEntry,
         mut instances: Vec<Box<dyn Method>>,
+        writer: &mut RunJsonWriter<'_>,
         progress: &mut dyn Progress,
         abort: &mut Option<String>,
-    ) -> Option<Member> {
+    ) -> Result<Member, bool> {
         progress.message(&format!(
             "preparing `{}` ({} instance(s))",
             entry.label,
@@ -381,9 +385,25 @@ impl MethodRun<'_> {
         ));
         let setup_from = self.sampler.read_now();
         for m in instances.iter_mut() {
-            if let Err(e) = m.prepare().and_then(|_| m.sync()) {
-                *abort = Some(format!("method `{}`: setup failed: {e}", entry.label));
-                return None;
+            match m.prepare().and_then(|_| m.sync()) {
+                Ok(()) => {}
+                Err(MethodError::NotApplicable(reason)) => {
+                    progress.message(&format!(
+                        "`{}` is not applicable to this suite, skipped: {reason}",
+                        entry.label
+                    ));
+                    writer.not_applicable.push(NotApplicable {
+                        label: entry.label.clone(),
+                        id: entry.id.clone(),
+                        reason,
+                        setup_s: self.sampler.read_now() - setup_from,
+                    });
+                    return Err(false);
+                }
+                Err(e) => {
+                    *abort = Some(format!("method `{}`: setup failed: {e}", entry.label));
+                    return Err(true);
+                }
             }
         }
         let setup_to = self.sampler.read_now();
@@ -400,7 +420,7 @@ impl MethodRun<'_> {
             before: None,
             after: None,
         };
-        Some(Member {
+        Ok(Member {
             entry,
             instances,
             done,
@@ -423,10 +443,14 @@ impl MethodRun<'_> {
     ) -> MethodEnd {
         let mut members = Vec::new();
         for (entry, instances) in block {
-            match self.prepare(entry, instances, progress, abort) {
-                Some(m) => members.push(m),
-                None => return MethodEnd::Lost,
+            match self.prepare(entry, instances, writer, progress, abort) {
+                Ok(m) => members.push(m),
+                Err(false) => {}
+                Err(true) => return MethodEnd::Lost,
             }
+        }
+        if members.is_empty() {
+            return MethodEnd::Done;
         }
         let idle_s = self.suite.energy.idle_baseline;
         let before = idle_window(self.sampler, idle_s, self.stop, progress, "before");

@@ -3,8 +3,8 @@
 
 use oae_core::rundir::energy::{EnergyInfo, EnergyValidity, SourceStatus, Unavailable};
 use oae_core::rundir::{
-    CarbonAssumptions, HostFacts, LimitInfo, MethodInfo, ReplayInfo, RunJson, RunSettings, RunStatus, SCHEMA_VERSION,
-    SuiteInfo, WorkloadInfo,
+    CarbonAssumptions, HostFacts, LimitInfo, MethodInfo, NotApplicable, ReplayInfo, RunJson, RunSettings, RunStatus,
+    SCHEMA_VERSION, SuiteInfo, WorkloadInfo,
 };
 use oae_workloads::{Limit, Schedule};
 
@@ -32,6 +32,8 @@ pub struct RunJsonWriter<'a> {
     pub unavailable: Vec<Unavailable>,
     /// Methods finished so far.
     pub methods: Vec<MethodInfo>,
+    /// Methods found not applicable at setup.
+    pub not_applicable: Vec<NotApplicable>,
     /// Replays so far, in run order.
     pub replays: Vec<ReplayInfo>,
     /// The dispatcher thread's scheduling priority, once known.
@@ -120,7 +122,9 @@ impl RunJsonWriter<'_> {
             host: self.host.clone(),
             carbon: self.carbon.clone(),
             workloads: self.workloads(),
+            knowledge: self.suite.knowledge.iter().map(|k| k.describe()).collect(),
             methods: self.methods.clone(),
+            not_applicable: self.not_applicable.clone(),
             replays: self.replays.clone(),
             energy: EnergyInfo {
                 meters: t.meters.clone(),
@@ -187,6 +191,7 @@ id = "mock"
             sources: Vec::new(),
             unavailable: Vec::new(),
             methods: Vec::new(),
+            not_applicable: Vec::new(),
             replays: Vec::new(),
             dispatcher_priority: None,
         };

@@ -115,21 +115,20 @@ pub enum ChatMode {
 impl LoadedModel {
     /// Token ids for a request prompt under `mode`.
     pub fn prompt_ids(&self, text: &str, mode: ChatMode, system: Option<&str>) -> Result<Vec<u32>> {
-        let rendered;
-        let text = match (mode, &self.chat) {
-            (ChatMode::Off, _) | (ChatMode::Auto, None) => text,
-            (_, Some(t)) => {
-                rendered = t.render(text, system);
-                &rendered
-            }
-            (ChatMode::On, None) => {
-                return Err(Error::Model(format!(
-                    "chat = \"on\" but {} has no recognised chat template; use chat = \"off\"",
-                    self.name
-                )));
-            }
-        };
-        self.tokenizer.encode(text)
+        self.tokenizer.encode(&self.render(text, mode, system)?)
+    }
+
+    /// The text of a one-turn prompt under `mode`: `user` wrapped in the chat template, or
+    /// as it is.
+    pub fn render(&self, user: &str, mode: ChatMode, system: Option<&str>) -> Result<String> {
+        match (mode, &self.chat) {
+            (ChatMode::Off, _) | (ChatMode::Auto, None) => Ok(user.to_string()),
+            (_, Some(t)) => Ok(t.render(user, system)),
+            (ChatMode::On, None) => Err(Error::Model(format!(
+                "chat = \"on\" but {} has no recognised chat template; use chat = \"off\"",
+                self.name
+            ))),
+        }
     }
 
     /// Whether `id` ends generation.

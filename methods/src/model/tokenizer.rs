@@ -8,6 +8,10 @@ pub trait Tokenizer: Send + Sync {
     /// Encodes a prompt, including any begin marker; special-token text such as
     /// `<|im_start|>` is recognised as the special token.
     fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Encodes text that continues a sequence: no begin marker (special-token text is still
+    /// recognised). `encode(a) ++ encode_more(b)` is how a prompt is built from a cached
+    /// prefix `a` and a per-request suffix `b`.
+    fn encode_more(&self, text: &str) -> Result<Vec<u32>>;
     /// Decodes generated ids (markers and ids outside the text range are skipped).
     fn decode(&self, ids: &[u32]) -> String;
     /// End-of-sequence id, if the tokenizer has one.
@@ -38,6 +42,9 @@ impl ByteTokenizer {
 impl Tokenizer for ByteTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         Ok(std::iter::once(Self::BOS).chain(text.bytes().map(u32::from)).collect())
+    }
+    fn encode_more(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(text.bytes().map(u32::from).collect())
     }
     fn decode(&self, ids: &[u32]) -> String {
         let bytes: Vec<u8> = ids.iter().filter(|&&i| i < 256).map(|&i| i as u8).collect();
@@ -125,6 +132,13 @@ impl Tokenizer for HfTokenizer {
         let enc = self
             .inner
             .encode(text, true)
+            .map_err(|e| Error::Request(format!("tokenization failed: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+    fn encode_more(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
             .map_err(|e| Error::Request(format!("tokenization failed: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }

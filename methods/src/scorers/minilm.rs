@@ -30,6 +30,7 @@ pub struct MiniLm {
     model: BertModel,
     tokenizer: Tokenizer,
     device: Device,
+    weight_bytes: u64,
 }
 
 fn err(e: impl std::fmt::Display) -> Error {
@@ -62,6 +63,7 @@ impl MiniLm {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &device) }
             .map_err(err)?;
         let model = BertModel::load(vb, &config).map_err(err)?;
+        let weight_bytes = std::fs::metadata(dir.join("model.safetensors")).map_or(0, |m| m.len());
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(err)?;
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -74,7 +76,13 @@ impl MiniLm {
             model,
             tokenizer,
             device,
+            weight_bytes,
         })
+    }
+
+    /// Bytes of its weights (the safetensors file).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 
     /// Unit-length sentence embeddings of `texts`, in order.

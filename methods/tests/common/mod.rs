@@ -29,6 +29,7 @@ pub fn build(id: &str, toml: &str) -> Result<Box<dyn Method>, MethodError> {
             seed: 0,
             label: id.into(),
             instance: 0,
+            knowledge: Vec::new().into(),
         },
     )
 }

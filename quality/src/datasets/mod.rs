@@ -138,6 +138,11 @@ impl Entry {
         self.dir(root).join(TASKS_FILE)
     }
 
+    /// Its converted knowledge base (present for sets with passages, e.g. SQuAD).
+    pub fn kb_path(&self, root: &Path) -> PathBuf {
+        self.dir(root).join(KB_FILE)
+    }
+
     /// Whether it has been fetched (`verify` re-hashes).
     pub fn present(&self, root: &Path) -> bool {
         self.dir(root).join(RECORD_FILE).is_file() && self.tasks_path(root).is_file()

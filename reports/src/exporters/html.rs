@@ -419,6 +419,19 @@ impl Exporter for Html {
         o.push_str("</section>\n<section id=\"assumptions\"><h2>Assumptions</h2>");
         assumptions(c, &mut o);
         o.push_str("</section>\n");
+        if !c.not_applicable.is_empty() {
+            o.push_str("<section id=\"not-applicable\"><h2>Not applicable</h2><ul>");
+            for n in &c.not_applicable {
+                let _ = write!(
+                    o,
+                    "<li><b>{}</b> ({}): {}</li>",
+                    esc(&n.label),
+                    esc(&n.id),
+                    esc(&n.reason)
+                );
+            }
+            o.push_str("</ul></section>\n");
+        }
         if !c.warnings.is_empty() {
             o.push_str("<section id=\"warnings\"><h2>Warnings</h2><ul>");
             for w in &c.warnings {

@@ -101,6 +101,15 @@ impl Exporter for Markdown {
             c.bootstrap.draws,
             md(&c.site_source)
         );
+        for n in &c.not_applicable {
+            let _ = writeln!(
+                s,
+                "\n**{}** (`{}`): not applicable — {}",
+                md(&n.label),
+                md(&n.id),
+                md(&n.reason)
+            );
+        }
         for w in &c.warnings {
             let _ = writeln!(s, "\n> ⚠ {}", md(w));
         }

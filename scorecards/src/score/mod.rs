@@ -44,6 +44,9 @@ pub struct Options {
     pub draws: Option<usize>,
     /// Resampling seed.
     pub seed: u64,
+    /// The site's request rate, req/s: every cell is costed at it instead of its workload's
+    /// mean rate (`oae score --rate`).
+    pub rate_qps: Option<f64>,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             baseline: None,
             draws: None,
             seed: 0x0AE,
+            rate_qps: None,
         }
     }
 }
@@ -213,16 +217,19 @@ pub fn score(data: &RunData, opts: &Options) -> Result<Scorecards, ScoreError> {
             seed: opts.seed,
         },
         rows,
+        not_applicable: data.run.not_applicable.clone(),
         warnings,
     })
 }
 
-/// The declared manifest of a method: a site override, else the one the run recorded, else
-/// the one this oae ships.
+/// The declared manifest of a method: a site override (of its label, else its id), else the
+/// one the run recorded (composed for its label, else its id's), else the one this oae ships.
 fn manifest_of(method_id: &str, label: &str, opts: &Options, scoring: &Scoring) -> Result<Manifest, ScoreError> {
     if let Some(m) = opts
         .manifest_overrides
-        .get(method_id)
+        .get(label)
+        .or(opts.manifest_overrides.get(method_id))
+        .or(scoring.label_manifests.get(label))
         .or(scoring.manifests.get(method_id))
     {
         return Ok(m.clone());
@@ -269,8 +276,9 @@ fn prepare<'a>(
     });
     let memory_bytes = weight_bytes as f64 + cell.kv_bytes_peak;
     let workload = data.run.workload(&cell.workload);
-    let rate_qps = workload
-        .and_then(|w| w.mean_rate_qps_before_compression)
+    let rate_qps = opts
+        .rate_qps
+        .or_else(|| workload.and_then(|w| w.mean_rate_qps_before_compression))
         .or_else(|| workload.map(|w| w.offered_rate_qps))
         .or_else(|| summary.map(|s| s.offered_rate_qps))
         .unwrap_or(0.0);

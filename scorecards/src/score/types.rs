@@ -355,6 +355,10 @@ pub struct Scorecards {
     pub bootstrap: BootstrapInfo,
     /// One row per (method, workload).
     pub rows: Vec<Row>,
+    /// Methods that could not apply to the suite (found at setup), with the reason: they
+    /// have no rows, and no verdict but "not applicable".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable: Vec<oae_core::rundir::NotApplicable>,
     /// Things a reader must know (missing baselines, fallbacks).
     pub warnings: Vec<String>,
 }
