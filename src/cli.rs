@@ -16,6 +16,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a benchmark suite (without SUITE: the embedded quick suite).
@@ -75,6 +77,22 @@ pub struct ScoringArgs {
     /// rate its workload replayed (verdicts and break-even are read at it).
     #[arg(long, value_name = "REQ_PER_S", value_parser = positive_rate)]
     pub rate: Option<f64>,
+    /// The scorer whose score is an answer's quality q (default: the first of numeric,
+    /// choice, contains, em, f1, minilm the answers were scored by). `f1` or `minilm` give
+    /// partial credit where right/wrong scorers find almost nothing right.
+    #[arg(long, value_name = "SCORER", value_parser = known_scorer)]
+    pub quality: Option<String>,
+}
+
+fn known_scorer(s: &str) -> Result<String, String> {
+    if oae_quality::scorers::known(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown scorer `{s}`; known: {}",
+            oae_quality::scorers::all_names()
+        ))
+    }
 }
 
 fn positive_rate(s: &str) -> Result<f64, String> {

@@ -134,6 +134,31 @@ fn a_cag_over_the_context_is_not_applicable_and_the_run_goes_on() {
     assert!(text(&o).contains("not applicable"), "{}", text(&o));
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("cag-small") && md.contains("not applicable"), "{md}");
+
+    // Re-scored at a site's rate, with F1 as the quality.
+    let o = Command::cargo_bin("oae")
+        .unwrap()
+        .args(["score", "--rate", "0.01", "--quality", "f1"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let cards = json(&out.join("scorecards.json"));
+    for row in cards["rows"].as_array().unwrap() {
+        assert_eq!(row["rate_qps"], 0.01);
+        assert_eq!(row["inputs"]["quality_scorer"], "f1");
+    }
+    for bad in [["--rate", "-1"], ["--quality", "bleu"]] {
+        let o = Command::cargo_bin("oae")
+            .unwrap()
+            .arg("score")
+            .args(bad)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(text(&o).contains(bad[1]), "{}", text(&o));
+    }
 }
 
 #[test]
@@ -159,6 +184,16 @@ fn bad_knowledge_files_and_names_are_located() {
         t.contains("village") && t.contains("town") && t.contains("k.toml:"),
         "{t}"
     );
+    // The gold passage in every prompt would defeat the base.
+    let (_, o) = run(
+        dir.path(),
+        &suite(3).replace(
+            "knowledge = \"town\", max_new_tokens",
+            "knowledge = \"town\", template = \"qa-context\", max_new_tokens",
+        ),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("gold passage"), "{}", text(&o));
     // A base that holds no asked document.
     let (_, o) = run(dir.path(), &suite(3).replace("limit = 3", "subset = [\"Elsewhere\"]"));
     assert!(!o.status.success());

@@ -21,6 +21,9 @@
 //! replay_timeline = "old/timeline.csv" # replay a recorded timeline instead of live meters
 //! [carbon]                             # optional; see `oae_harness::carbon`
 //! region = "DEU"
+//! [[knowledge]]                        # optional: documents knowledge methods search or preload
+//! name = "docs"                        # (see `oae_workloads::knowledge`)
+//! path = "docs.jsonl"
 //! [[workloads]]
 //! name = "sporadic"
 //! arrival = { process = "poisson", rate_qps = 3.0 }

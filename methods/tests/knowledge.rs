@@ -305,3 +305,41 @@ fn dense_retrieval_with_minilm_finds_the_gold_document() {
         assert!(phases.contains_key("embed"), "{retriever}: {phases:?}");
     }
 }
+
+#[test]
+fn cag_on_smollm2_gives_the_logits_of_a_fresh_prefill() {
+    let root = oae_methods::model::catalog::cache_dir();
+    if oae_methods::model::catalog::entry("smollm2-135m-instruct").is_none_or(|e| !e.present(&root)) {
+        eprintln!(
+            "skipped: smollm2-135m-instruct is not in the model cache (`oae models fetch smollm2-135m-instruct`)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kb = base(dir.path(), "chunk_tokens = 64\nchunk_overlap = 8");
+    let model = "model = { kind = \"gguf\", name = \"smollm2-135m-instruct\", max_seq = 1024 }";
+    let mut cag = Cag::new(&table(&format!("knowledge = \"town\"\n{model}")), &ctx(&kb)).unwrap();
+    cag.prepare().unwrap();
+    let restored = cag.restored_logits(Q).unwrap();
+    let (g, _) = Generator::from_config(&table(model), &ctx(&kb)).unwrap();
+    let m = g.load().unwrap();
+    let chunks = knowledge::chunk(&kb, &m).unwrap();
+    let all: Vec<_> = chunks.iter().collect();
+    let ids = Prompt::build(&g, &m, &all, Q).unwrap().ids();
+    let mut cache = KvCache::new(m.decoder.config().layers);
+    let fresh = last_row(&m.decoder.forward(&ids, &mut cache, Logits::Last).unwrap()).unwrap();
+    let worst = restored
+        .iter()
+        .zip(&fresh)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let scale = fresh.iter().fold(0.0f32, |a, b| a.max(b.abs()));
+    eprintln!(
+        "SmolLM2 CAG: {} prompt tokens, largest logit difference {worst:e} (largest |logit| {scale})",
+        ids.len()
+    );
+    assert!(
+        worst < 1e-4 * scale.max(1.0),
+        "largest logit difference {worst} at |logit| up to {scale}"
+    );
+}

@@ -29,6 +29,8 @@ pub struct ScoringInputs {
     pub draws: Option<usize>,
     /// Cost every cell at this request rate instead of its workload's.
     pub rate_qps: Option<f64>,
+    /// The scorer that defines an answer's quality `q` (instead of the default preference).
+    pub quality: Option<String>,
     /// Every method's shipped manifest by id — (file label, TOML text) — for runs that did
     /// not record one.
     pub shipped: BTreeMap<String, (String, String)>,
@@ -64,7 +66,7 @@ pub fn options(inputs: &ScoringInputs) -> Result<Options, ScoreError> {
 /// Reads and scores `dir`.
 pub fn score_dir(dir: &Path, inputs: &ScoringInputs) -> Result<(RunData, Scorecards), ScoreError> {
     let opts = options(inputs)?;
-    let data = RunData::load(dir, inputs.allow_partial)?;
+    let data = RunData::load_with(dir, inputs.allow_partial, inputs.quality.as_deref())?;
     let cards = score::score(&data, &opts)?;
     Ok((data, cards))
 }

@@ -48,11 +48,21 @@ pub struct Sample {
 /// usual accuracy of LLM QA evaluations); F1 and embedding similarity (partial credit) last.
 pub const QUALITY_PREFERENCE: [&str; 6] = ["numeric", "choice", "contains", "em", "f1", "minilm"];
 
-/// The scorer that gives `q`: the SLO's quality bar when set, else the first of
-/// [`QUALITY_PREFERENCE`] the record was scored by, else any it was scored by.
-pub fn quality_scorer<'a, V>(slo: &'a Slo, scores: &'a std::collections::BTreeMap<String, V>) -> Option<&'a str> {
+/// The scorer that gives `q`: the SLO's quality bar when set, else `preferred` (`oae score
+/// --quality`) when the record was scored by it, else the first of [`QUALITY_PREFERENCE`]
+/// the record was scored by, else any it was scored by.
+pub fn quality_scorer<'a, V>(
+    slo: &'a Slo,
+    preferred: Option<&'a str>,
+    scores: &'a std::collections::BTreeMap<String, V>,
+) -> Option<&'a str> {
     if let Some(bar) = &slo.quality {
         return Some(bar.scorer.as_str());
+    }
+    if let Some(p) = preferred
+        && scores.contains_key(p)
+    {
+        return Some(p);
     }
     QUALITY_PREFERENCE
         .iter()
@@ -62,8 +72,9 @@ pub fn quality_scorer<'a, V>(slo: &'a Slo, scores: &'a std::collections::BTreeMa
 }
 
 impl Sample {
-    /// The scoring view of a measured record under `slo`.
-    pub fn of<Itl>(r: &RequestRecord<Itl>, slo: &Slo) -> Sample {
+    /// The scoring view of a measured record under `slo`, its quality by `preferred` when
+    /// given (see [`quality_scorer`]).
+    pub fn of<Itl>(r: &RequestRecord<Itl>, slo: &Slo, preferred: Option<&str>) -> Sample {
         let nan = f64::NAN;
         let ok = r.outcome == Outcome::Ok;
         Sample {
@@ -77,7 +88,7 @@ impl Sample {
             tpot_ms: r.tpot_ms.unwrap_or(nan),
             failed: if ok { 0.0 } else { 1.0 },
             trial: r.trial,
-            quality: match quality_scorer(slo, &r.quality) {
+            quality: match quality_scorer(slo, preferred, &r.quality) {
                 Some(name) if ok => r.quality.get(name).copied().unwrap_or(nan),
                 _ => nan,
             },
@@ -117,6 +128,8 @@ pub struct RunData {
     pub cells: Vec<Cell>,
     /// What reading left out, and why (a record cut short by a crash).
     pub warnings: Vec<String>,
+    /// The scorer asked to define `q` (`oae score --quality`), if any.
+    pub quality_preference: Option<String>,
 }
 
 impl From<RunDirError> for ScoreError {
@@ -142,6 +155,13 @@ impl From<RunDirError> for ScoreError {
 impl RunData {
     /// Reads `dir`. A run whose status is not `complete` is refused unless `allow_partial`.
     pub fn load(dir: &Path, allow_partial: bool) -> Result<RunData, ScoreError> {
+        Self::load_with(dir, allow_partial, None)
+    }
+
+    /// Reads `dir`, taking each answer's quality from scorer `quality` where it was scored
+    /// by it (a run's `[slo] quality` bar, when set, decides instead: asking for another
+    /// scorer is refused).
+    pub fn load_with(dir: &Path, allow_partial: bool, quality: Option<&str>) -> Result<RunData, ScoreError> {
         let run = read_run(dir)?;
         let complete = run.status == RunStatus::Complete;
         if !complete && !allow_partial {
@@ -163,7 +183,16 @@ impl RunData {
             )));
         }
         let mut warnings = Vec::new();
-        let cells = read_records(dir, &run.slo, complete, &mut warnings)?;
+        if let (Some(q), Some(bar)) = (quality, &run.slo.quality)
+            && bar.scorer != q
+        {
+            return Err(ScoreError::Usage(format!(
+                "{}: the run's [slo] quality bar defines a right answer by `{}`; --quality {q} cannot change that (leave --quality out)",
+                dir.join("run.json").display(),
+                bar.scorer
+            )));
+        }
+        let cells = read_records(dir, &run.slo, quality, complete, &mut warnings)?;
         if cells.is_empty() {
             return Err(ScoreError::Usage(format!(
                 "{} holds no request records; nothing to score",
@@ -176,6 +205,7 @@ impl RunData {
             summary,
             cells,
             warnings,
+            quality_preference: quality.map(str::to_string),
         })
     }
 
@@ -235,6 +265,7 @@ impl RunData {
             summary,
             cells,
             warnings: self.warnings.clone(),
+            quality_preference: self.quality_preference.clone(),
         }
     }
 
@@ -258,12 +289,18 @@ struct Seen {
 /// Reads every record, parsing on every core. In a run that did not complete, a last line
 /// cut short by the crash is left out with a warning; anywhere else a malformed line is an
 /// error naming it.
-fn read_records(dir: &Path, slo: &Slo, complete: bool, warnings: &mut Vec<String>) -> Result<Vec<Cell>, ScoreError> {
+fn read_records(
+    dir: &Path,
+    slo: &Slo,
+    quality: Option<&str>,
+    complete: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Cell>, ScoreError> {
     let mut cells: Vec<Cell> = Vec::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Scoring needs every field but the inter-token latencies: skipped, not parsed.
     let seen = |r: RecordWithoutItl| Seen {
-        sample: r.measured().then(|| Sample::of(&r, slo)),
+        sample: r.measured().then(|| Sample::of(&r, slo, quality)),
         kv_bytes_peak: r.counters.get("kv_bytes_peak").copied(),
         energy_estimated: r.energy_estimated,
         co2e_g: r.co2e_g.unwrap_or(0.0),

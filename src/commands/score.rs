@@ -37,6 +37,7 @@ pub fn inputs(args: &ScoringArgs) -> ScoringInputs {
         against: args.against.clone(),
         draws: args.draws.map(|d| d as usize),
         rate_qps: args.rate,
+        quality: args.quality.clone(),
         shipped: shipped_manifests(),
     }
 }

@@ -22,7 +22,7 @@ pub(super) fn add_robustness(data: &RunData, rows: &mut [Row]) {
     }
     let stat = |method: &str, workload: &str| {
         let c = data.summary_cell(method, workload)?;
-        let quality = crate::rundir::quality_scorer(&data.run.slo, &c.quality)
+        let quality = crate::rundir::quality_scorer(&data.run.slo, data.quality_preference.as_deref(), &c.quality)
             .and_then(|name| c.quality.get(name))
             .map(|s| s.mean.value)
             .filter(|v| v.is_finite());

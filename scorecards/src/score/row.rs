@@ -310,7 +310,9 @@ pub(super) fn score_row(ctx: &Context<'_>, p: &Prepared, base: Option<&Prepared>
                 Figure::new(p.means.quality, &[MEASURED]).ci(&draws, conf)
             }),
             quality_scorer: summary
-                .and_then(|s| crate::rundir::quality_scorer(&ctx.data.run.slo, &s.quality))
+                .and_then(|s| {
+                    crate::rundir::quality_scorer(&ctx.data.run.slo, ctx.data.quality_preference.as_deref(), &s.quality)
+                })
                 .map(str::to_string),
             quality_in_attainment: ctx.data.run.slo.quality.is_some(),
             idle_w: Figure::new(p.idle_w, &[MEASURED]).estimated(estimated),
