@@ -10,12 +10,14 @@
 //! - `rag` — retrieval-augmented generation over a suite's `[[knowledge]]` base (BM25,
 //!   dense, hybrid; rerank and follow-up query; closed-book and full-context baselines).
 //! - `cag` — cache-augmented generation: the knowledge base prefilled into the KV cache once.
+//! - `beam` — batch beam search (one KV cache per beam), the baseline of trie-based beam search.
 //! - `mock` — the harness's test double (`oae_harness::mock`, listed here so suites can name
 //!   it): fixed service time and failure pattern, no model.
 //!
 //! Model-backed answer scorers ([`scorers`]: MiniLM similarity) live here too, beside the
 //! model code. This is the only crate that depends on candle.
 
+pub mod beam;
 pub mod cag;
 pub mod dense;
 mod error;
@@ -39,6 +41,7 @@ pub fn registry() -> Vec<&'static dyn MethodSpec> {
         &speculative::SPEC,
         &rag::SPEC,
         &cag::SPEC,
+        &beam::SPEC,
         &oae_harness::mock::SPEC,
     ]
 }
