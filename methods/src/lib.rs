@@ -11,6 +11,7 @@
 //!   dense, hybrid; rerank and follow-up query; closed-book and full-context baselines).
 //! - `cag` — cache-augmented generation: the knowledge base prefilled into the KV cache once.
 //! - `beam` — batch beam search (one KV cache per beam), the baseline of trie-based beam search.
+//! - `trie-beam` — beam search over one prefix-trie KV cache, all beams in one masked forward.
 //! - `mock` — the harness's test double (`oae_harness::mock`, listed here so suites can name
 //!   it): fixed service time and failure pattern, no model.
 //!
@@ -28,6 +29,7 @@ pub mod moe;
 pub mod rag;
 pub mod scorers;
 pub mod speculative;
+pub mod trie_beam;
 
 pub use error::Error;
 
@@ -42,6 +44,7 @@ pub fn registry() -> Vec<&'static dyn MethodSpec> {
         &rag::SPEC,
         &cag::SPEC,
         &beam::SPEC,
+        &trie_beam::SPEC,
         &oae_harness::mock::SPEC,
     ]
 }

@@ -67,65 +67,47 @@ impl MethodSpec for Spec {
         Some(include_str!("manifest.toml"))
     }
     fn keys(&self) -> &'static [ConfigKey] {
-        crate::generation_keys!(
-            ConfigKey {
-                name: "width",
-                default: "4",
-                help: "beams kept per step (1 = greedy)"
-            },
-            ConfigKey {
-                name: "length_penalty",
-                default: "1.0",
-                help: "score = summed log-prob / length^length_penalty (0 = none)"
-            },
-            ConfigKey {
-                name: "early_stopping",
-                default: "true",
-                help: "stop once `width` hypotheses have finished"
-            },
-        )
+        crate::generation_keys!(WIDTH_KEY, PENALTY_KEY, EARLY_KEY)
     }
     fn build(&self, config: &ConfigTable, ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
-        let (generator, rest) = Generator::from_config(config, ctx)?;
-        let cfg: BeamConfig = rest.decode()?;
-        if !generator.sampling.is_greedy() {
-            return Err(config
-                .error(
-                    "temperature",
-                    "beam search ranks continuations by log-probability and samples nothing; leave temperature/top_k/top_p out (compare sampling with `dense`)",
-                )
-                .into());
-        }
-        if !(cfg.length_penalty.is_finite() && (0.0..=10.0).contains(&cfg.length_penalty)) {
-            return Err(config
-                .error(
-                    "length_penalty",
-                    format!("must be between 0 and 10, got {}", cfg.length_penalty),
-                )
-                .into());
-        }
-        Ok(Box::new(Beam {
-            generator,
-            cfg,
-            model: None,
-        }))
+        Ok(Box::new(Beam::new(config, ctx, "beam", batch)?))
     }
 }
 
-/// A beam instance.
+/// `width` in `oae list methods`.
+pub(crate) const WIDTH_KEY: ConfigKey = ConfigKey {
+    name: "width",
+    default: "4",
+    help: "beams kept per step (1 = greedy)",
+};
+/// `length_penalty` in `oae list methods`.
+pub(crate) const PENALTY_KEY: ConfigKey = ConfigKey {
+    name: "length_penalty",
+    default: "1.0",
+    help: "score = summed log-prob / length^length_penalty (0 = none)",
+};
+/// `early_stopping` in `oae list methods`.
+pub(crate) const EARLY_KEY: ConfigKey = ConfigKey {
+    name: "early_stopping",
+    default: "true",
+    help: "stop once `width` hypotheses have finished",
+};
+
+/// Builds a [`BatchFrontier`] over a prompt.
+fn batch<'a>(m: &'a LoadedModel, prompt: &[u32]) -> Result<Box<dyn Frontier + 'a>, MethodError> {
+    Ok(Box::new(BatchFrontier::new(m, prompt)?))
+}
+
+/// How a beam method keeps its beams: a frontier over a prompt.
+pub(crate) type MakeFrontier = for<'a> fn(&'a LoadedModel, &[u32]) -> Result<Box<dyn Frontier + 'a>, MethodError>;
+
+/// A beam-search instance (`beam`, and `trie-beam` with its own frontier).
 pub struct Beam {
     generator: Generator,
     cfg: BeamConfig,
     model: Option<LoadedModel>,
-}
-
-/// A live beam.
-struct Live {
-    tokens: Vec<u32>,
-    logp: f64,
-    cache: KvCache,
-    /// Log-probabilities of the next token.
-    next: Vec<f64>,
+    label: &'static str,
+    make: MakeFrontier,
 }
 
 /// What a search found.
@@ -161,104 +143,218 @@ fn best(lp: &[f64], n: usize) -> Vec<u32> {
     idx
 }
 
-impl Beam {
-    /// Runs the search over `prompt` for at most `max_new` tokens; counters on `probe`.
-    pub fn search(&self, prompt: &[u32], max_new: usize, probe: &mut Probe) -> Result<Hypothesis, MethodError> {
-        let m = crate::generate::prepared(&self.model, "beam")?;
-        let width = self.cfg.width.get() as usize;
-        let alpha = self.cfg.length_penalty;
-        let stops: Vec<u32> = if self.generator.cfg.ignore_eos {
-            Vec::new()
-        } else {
-            m.stops.clone()
-        };
-        let norm = |logp: f64, len: usize| logp / (len.max(1) as f64).powf(alpha);
-        let mut cache = KvCache::new(m.decoder.config().layers);
-        let logits = crate::knowledge::prefill(m, prompt, &mut cache)?;
-        let mut live = vec![Live {
-            tokens: Vec::new(),
-            logp: 0.0,
-            cache,
-            next: log_softmax(&last_row(&logits)?),
-        }];
-        let mut finished: Vec<Hypothesis> = Vec::new();
-        let (mut forwards, mut kv_peak) = (1u64, live[0].cache.bytes());
-        probe.phase("decode");
-        for step in 0..max_new {
-            // Every live beam's best 2·width continuations, ranked together.
-            let mut cands: Vec<(f64, usize, u32)> = Vec::new();
-            for (bi, b) in live.iter().enumerate() {
-                for t in best(&b.next, 2 * width) {
-                    cands.push((b.logp + b.next[t as usize], bi, t));
-                }
+/// How the live beams' key/value state is kept and extended: one cache per beam
+/// ([`BatchFrontier`]) or one shared prefix trie (`trie-beam`). The search itself
+/// ([`search`]) is the same for both, so they return the same beams.
+pub trait Frontier {
+    /// Next-token log-probabilities of live beam `i`.
+    fn next(&self, i: usize) -> &[f64];
+    /// Replaces the live beams by `children` — (parent beam, token) — in order; with
+    /// `score`, runs the model so that [`next`](Self::next) is defined for each child.
+    fn advance(&mut self, children: &[(usize, u32)], score: bool) -> Result<(), MethodError>;
+    /// Bytes of key/value cache held now.
+    fn kv_bytes(&self) -> usize;
+    /// Forward passes run so far (the prompt's included).
+    fn forwards(&self) -> u64;
+    /// Counters of its own, set on the request's probe when the search ends.
+    fn counters(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+}
+
+/// The search settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Beams kept per step.
+    pub width: usize,
+    /// Length-normalisation exponent.
+    pub length_penalty: f64,
+    /// Stop once `width` hypotheses have finished.
+    pub early_stopping: bool,
+    /// Tokens that end a hypothesis.
+    pub stops: Vec<u32>,
+}
+
+/// Runs the search for at most `max_new` tokens over a frontier whose single live beam is
+/// the prompt; counters `beams`, `forwards`, `kv_bytes_peak`, `finished_hypotheses` and
+/// `score` on `probe`.
+pub fn search(
+    f: &mut dyn Frontier,
+    s: &Settings,
+    max_new: usize,
+    probe: &mut Probe,
+) -> Result<Hypothesis, MethodError> {
+    let width = s.width;
+    let norm = |logp: f64, len: usize| logp / (len.max(1) as f64).powf(s.length_penalty);
+    // (tokens, summed log-probability) of each live beam, in the frontier's order.
+    let mut live: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0)];
+    let mut finished: Vec<Hypothesis> = Vec::new();
+    let mut kv_peak = f.kv_bytes();
+    for step in 0..max_new {
+        // Every live beam's best 2·width continuations, ranked together.
+        let mut cands: Vec<(f64, usize, u32)> = Vec::new();
+        for (bi, b) in live.iter().enumerate() {
+            let next = f.next(bi);
+            for t in best(next, 2 * width) {
+                cands.push((b.1 + next[t as usize], bi, t));
             }
-            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-            let mut chosen: Vec<(f64, usize, u32)> = Vec::new();
-            for (rank, c) in cands.into_iter().enumerate() {
-                if stops.contains(&c.2) {
-                    if rank < width {
-                        let tokens = live[c.1].tokens.clone();
-                        let len = tokens.len() + 1;
-                        finished.push(Hypothesis {
-                            tokens,
-                            logp: c.0,
-                            score: norm(c.0, len),
-                            eos: true,
-                        });
-                    }
-                } else {
-                    chosen.push(c);
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut chosen: Vec<(f64, usize, u32)> = Vec::new();
+        for (rank, c) in cands.into_iter().enumerate() {
+            if s.stops.contains(&c.2) {
+                if rank < width {
+                    let tokens = live[c.1].0.clone();
+                    let len = tokens.len() + 1;
+                    finished.push(Hypothesis {
+                        tokens,
+                        logp: c.0,
+                        score: norm(c.0, len),
+                        eos: true,
+                    });
                 }
-                if chosen.len() == width {
-                    break;
-                }
+            } else {
+                chosen.push(c);
             }
-            if (self.cfg.early_stopping && finished.len() >= width) || chosen.is_empty() {
-                live.clear();
+            if chosen.len() == width {
                 break;
             }
-            let last = step + 1 == max_new;
-            let mut next_live = Vec::with_capacity(chosen.len());
-            for (logp, bi, t) in chosen {
-                let parent = &live[bi];
-                let mut tokens = parent.tokens.clone();
-                tokens.push(t);
-                let mut cache = parent.cache.clone();
-                let next = if last {
-                    Vec::new()
-                } else {
-                    forwards += 1;
-                    log_softmax(&last_row(&m.decoder.forward(&[t], &mut cache, Logits::Last)?)?)
-                };
-                next_live.push(Live {
-                    tokens,
-                    logp,
-                    cache,
-                    next,
-                });
-            }
-            live = next_live;
-            kv_peak = kv_peak.max(live.iter().map(|b| b.cache.bytes()).sum());
         }
-        for b in live {
-            let len = b.tokens.len();
-            finished.push(Hypothesis {
-                tokens: b.tokens,
-                logp: b.logp,
-                score: norm(b.logp, len),
-                eos: false,
-            });
+        if (s.early_stopping && finished.len() >= width) || chosen.is_empty() {
+            live.clear();
+            break;
         }
-        probe.set("beams", width as f64);
-        probe.set("forwards", forwards as f64);
-        probe.set("kv_bytes_peak", kv_peak as f64);
-        probe.set("finished_hypotheses", finished.len() as f64);
-        let best = finished
+        let children: Vec<(usize, u32)> = chosen.iter().map(|c| (c.1, c.2)).collect();
+        f.advance(&children, step + 1 < max_new)?;
+        live = chosen
             .into_iter()
-            .reduce(|a, b| if b.score > a.score { b } else { a })
-            .ok_or_else(|| MethodError::failed("beam search produced no hypothesis"))?;
-        probe.set("score", best.score);
-        Ok(best)
+            .map(|(logp, bi, t)| {
+                let mut tokens = live[bi].0.clone();
+                tokens.push(t);
+                (tokens, logp)
+            })
+            .collect();
+        kv_peak = kv_peak.max(f.kv_bytes());
+    }
+    for (tokens, logp) in live {
+        let len = tokens.len();
+        finished.push(Hypothesis {
+            tokens,
+            logp,
+            score: norm(logp, len),
+            eos: false,
+        });
+    }
+    probe.set("beams", width as f64);
+    probe.set("forwards", f.forwards() as f64);
+    probe.set("kv_bytes_peak", kv_peak as f64);
+    probe.set("finished_hypotheses", finished.len() as f64);
+    for (name, v) in f.counters() {
+        probe.set(name, v);
+    }
+    let best = finished
+        .into_iter()
+        .reduce(|a, b| if b.score > a.score { b } else { a })
+        .ok_or_else(|| MethodError::failed("beam search produced no hypothesis"))?;
+    probe.set("score", best.score);
+    Ok(best)
+}
+
+/// One KV cache per live beam; a child copies its parent's and runs its token alone.
+pub struct BatchFrontier<'a> {
+    m: &'a LoadedModel,
+    beams: Vec<(KvCache, Vec<f64>)>,
+    forwards: u64,
+}
+
+impl<'a> BatchFrontier<'a> {
+    /// Prefills `prompt`: one live beam.
+    pub fn new(m: &'a LoadedModel, prompt: &[u32]) -> Result<Self, MethodError> {
+        let mut cache = KvCache::new(m.decoder.config().layers);
+        let logits = crate::knowledge::prefill(m, prompt, &mut cache)?;
+        Ok(Self {
+            m,
+            beams: vec![(cache, log_softmax(&last_row(&logits)?))],
+            forwards: 1,
+        })
+    }
+}
+
+impl Frontier for BatchFrontier<'_> {
+    fn next(&self, i: usize) -> &[f64] {
+        &self.beams[i].1
+    }
+    fn advance(&mut self, children: &[(usize, u32)], score: bool) -> Result<(), MethodError> {
+        let mut out = Vec::with_capacity(children.len());
+        for &(p, t) in children {
+            let mut cache = self.beams[p].0.clone();
+            let next = if score {
+                self.forwards += 1;
+                log_softmax(&last_row(&self.m.decoder.forward(&[t], &mut cache, Logits::Last)?)?)
+            } else {
+                Vec::new()
+            };
+            out.push((cache, next));
+        }
+        self.beams = out;
+        Ok(())
+    }
+    fn kv_bytes(&self) -> usize {
+        self.beams.iter().map(|b| b.0.bytes()).sum()
+    }
+    fn forwards(&self) -> u64 {
+        self.forwards
+    }
+}
+
+impl Beam {
+    /// Builds an instance whose beams live in `make`'s frontier; `label` names it in facts
+    /// and errors.
+    pub(crate) fn new(
+        config: &ConfigTable,
+        ctx: &BuildContext,
+        label: &'static str,
+        make: MakeFrontier,
+    ) -> Result<Self, MethodError> {
+        let (generator, rest) = Generator::from_config(config, ctx)?;
+        let cfg: BeamConfig = rest.decode()?;
+        if !generator.sampling.is_greedy() {
+            return Err(config
+                .error(
+                    "temperature",
+                    "beam search ranks continuations by log-probability and samples nothing; leave temperature/top_k/top_p out (compare sampling with `dense`)",
+                )
+                .into());
+        }
+        if !(cfg.length_penalty.is_finite() && (0.0..=10.0).contains(&cfg.length_penalty)) {
+            return Err(config
+                .error(
+                    "length_penalty",
+                    format!("must be between 0 and 10, got {}", cfg.length_penalty),
+                )
+                .into());
+        }
+        Ok(Self {
+            generator,
+            cfg,
+            model: None,
+            label,
+            make,
+        })
+    }
+
+    /// The search settings of this instance.
+    fn settings(&self, m: &LoadedModel) -> Settings {
+        Settings {
+            width: self.cfg.width.get() as usize,
+            length_penalty: self.cfg.length_penalty,
+            early_stopping: self.cfg.early_stopping,
+            stops: if self.generator.cfg.ignore_eos {
+                Vec::new()
+            } else {
+                m.stops.clone()
+            },
+        }
     }
 }
 
@@ -275,9 +371,16 @@ impl Method for Beam {
         probe: &mut Probe,
     ) -> Result<Completion, MethodError> {
         probe.phase("prefill");
-        let m = crate::generate::prepared(&self.model, "beam")?;
+        let m = crate::generate::prepared(&self.model, self.label)?;
         let ids = self.generator.prompt(m, request)?;
-        let best = self.search(&ids, request.max_new_tokens as usize, probe)?;
+        let mut frontier = (self.make)(m, &ids)?;
+        probe.phase("decode");
+        let best = search(
+            frontier.as_mut(),
+            &self.settings(m),
+            request.max_new_tokens as usize,
+            probe,
+        )?;
         probe.end();
         // The answer exists only now: every token reaches the harness at once.
         let mut stop = if best.eos { StopReason::Eos } else { StopReason::Length };
@@ -296,7 +399,7 @@ impl Method for Beam {
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         let mut f = self.generator.facts(self.model.as_ref());
         f.insert(
-            "beam".into(),
+            self.label.into(),
             json!({"width": self.cfg.width.get(), "length_penalty": self.cfg.length_penalty, "early_stopping": self.cfg.early_stopping}),
         );
         f
