@@ -1,0 +1,46 @@
+"""Shared pieces of the bench/*-table.py scripts (standard library only): number and
+statistic formatting, and OAE verdicts at a site's request rates via `oae score --rate`."""
+
+import json
+import subprocess
+import sys
+
+
+def num(x, digits=3):
+    """Plain notation: whole numbers from 100 up, else `digits` significant figures."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.{digits}g}"
+
+
+def stat(s, key="mean", scale=1.0, digits=3):
+    if not s:
+        return "—"
+    v = s[key]
+    lo, hi = v.get("ci_lo"), v.get("ci_hi")
+    f = lambda x: num(x * scale, digits)
+    if lo is None or hi is None:
+        return f(v["value"]) + "*"
+    return f"{f(v['value'])} [{f(lo)}, {f(hi)}]"
+
+
+def verdicts(run, oae, quality):
+    name = f"quality = {quality}" if quality else "quality = the default scorer"
+    print(f"\nOAE verdict against the baseline at a site's request rate ({name}; `oae score RUN --rate R`):\n")
+    rates = [0.01, 0.1, 1.0]
+    table = {}
+    for r in rates:
+        cmd = [oae, "score", str(run), "--rate", str(r)] + (["--quality", quality] if quality else [])
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed:\n{out.stdout}{out.stderr}")
+        cards = json.loads((run / "scorecards.json").read_text())
+        for row in cards["rows"]:
+            ratio = row.get("oae_ratio")
+            text = row["verdict"]
+            num = lambda x: "—" if x is None else f"{x:.2f}"
+            if ratio and ratio.get("value") is not None:
+                text += f" {num(ratio['value'])} [{num(ratio.get('ci_lo'))}, {num(ratio.get('ci_hi'))}]"
+            table.setdefault(row["method"], {})[r] = text
+    print("| method | " + " | ".join(f"{r:g} req/s" for r in rates) + " |")
+    print("|---|" + "---|" * len(rates))
+    for label, v in table.items():
+        print(f"| {label} | " + " | ".join(v.get(r, "—") for r in rates) + " |")
