@@ -145,6 +145,18 @@ fn right_answers_score_one_wrong_ones_zero_and_cost_follows() {
             .is_none_or(|v| !v.is_finite()),
         "{wr}"
     );
+    // The bar defines a right answer: `oae score --quality` may not redefine it.
+    let o = oae()
+        .args(["score", "--quality", "contains"])
+        .arg(&right_bar)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("quality bar") && text(&o).contains("`f1`"),
+        "{}",
+        text(&o)
+    );
 
     // Without a bar, q multiplies attainment: a third of answers wrong costs half as much
     // again per right answer.

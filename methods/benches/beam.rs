@@ -13,37 +13,17 @@
 
 use std::time::Instant;
 
-use oae_harness::{Flow, Method, Probe, TokenSink};
+use oae_harness::Method;
 use oae_methods::model::catalog;
-use oae_workloads::Request;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-struct Count(u64);
-impl TokenSink for Count {
-    fn token(&mut self, _: u32) -> Flow {
-        self.0 += 1;
-        Flow::Continue
-    }
-}
-
-fn run(m: &mut dyn Method, prompt: &str) -> (f64, f64, f64) {
-    let r = Request {
-        id: 0,
-        prompt: prompt.into(),
-        max_new_tokens: 32,
-        target_input_tokens: 0,
-        source_failed: false,
-        task: None,
-    };
-    let mut sink = Count(0);
-    let mut probe = Probe::default();
+/// (answer tokens/s, KV bytes at peak) of one request for 32 tokens.
+fn run(m: &mut dyn Method, prompt: &str) -> (f64, f64) {
     let t = Instant::now();
-    m.serve(&r, &mut sink, &mut probe).unwrap();
-    let s = t.elapsed().as_secs_f64();
-    let c = probe.finish().1;
-    (sink.0 as f64 / s, c["kv_bytes_peak"], s)
+    let (tokens, _, c) = common::serve(m, &common::request(0, prompt, 32));
+    (tokens.len() as f64 / t.elapsed().as_secs_f64(), c["kv_bytes_peak"])
 }
 
 fn main() {
@@ -77,8 +57,8 @@ fn main() {
             let mut trie = common::ready("trie-beam", &cfg);
             run(batch.as_mut(), prompt);
             run(trie.as_mut(), prompt);
-            let (bt, bkv, _) = run(batch.as_mut(), prompt);
-            let (tt, tkv, _) = run(trie.as_mut(), prompt);
+            let (bt, bkv) = run(batch.as_mut(), prompt);
+            let (tt, tkv) = run(trie.as_mut(), prompt);
             println!(
                 "| {name} | {w} | {bt:.1} | {tt:.1} | {:.2}× | {:.1} | {:.1} | {:.2}× |",
                 tt / bt,

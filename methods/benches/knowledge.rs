@@ -16,7 +16,6 @@ use std::time::Instant;
 use oae_core::config::ConfigTable;
 use oae_harness::{BuildContext, DeviceSpec};
 use oae_methods::generate::Generator;
-use oae_methods::knowledge;
 use oae_methods::model::{KvCache, catalog};
 use oae_methods::rag::bm25::Bm25;
 use oae_methods::rag::dense::{self, DenseIndex, HnswParams, Vectors};
@@ -201,14 +200,14 @@ fn cag(paragraphs: &Option<(Vec<String>, Vec<String>)>) {
         }
         let mut cache = KvCache::new(m.decoder.config().layers);
         let t = Instant::now();
-        knowledge::prefill(&m, &all[..n], &mut cache).unwrap();
+        oae_methods::generate::prefill(&m, &all[..n], &mut cache).unwrap();
         let preload = t.elapsed().as_secs_f64();
         let (restore, _) = latencies(100, |_| {
             std::hint::black_box(cache.clone());
         });
         let (first, _) = latencies(5, |_| {
             let mut c = cache.clone();
-            knowledge::prefill(&m, &question, &mut c).unwrap();
+            oae_methods::generate::prefill(&m, &question, &mut c).unwrap();
         });
         println!(
             "| {n} | {preload:.2} | {:.0} | {:.1} | {:.1} | {first:.1} |",

@@ -1,6 +1,7 @@
 //! What every model-driving adapter shares: the model and sampling keys of its config, the
-//! prompt (chat template, context check), the emission of tokens with stop handling, and
-//! the autoregressive prefill + decode loop that `dense` and `moe` serve with.
+//! prompt (chat template, context check), the emission of tokens with stop handling,
+//! prefill of long prompts in memory-bounded blocks, and the autoregressive prefill + decode
+//! loop that `dense`, `moe`, `rag` and `cag` serve with.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,8 @@ use oae_core::config::ConfigTable;
 use oae_core::rng::{SeededRng, seeded};
 use oae_harness::{BuildContext, Completion, Flow, MethodError, Probe, StopReason, TokenSink};
 use oae_workloads::Request;
+
+use candle_core::Tensor;
 
 use crate::model::{self, ChatMode, KvCache, LoadedModel, Logits, ModelSpec, Sampling, last_row, sample};
 
@@ -141,9 +144,18 @@ impl Generator {
         Ok((Self { cfg, sampling, device }, rest))
     }
 
-    /// Loads (or builds) the model.
+    /// Loads (or builds) the model and warms it up: one short forward pass, discarded, so
+    /// first-call costs (thread pool start, first allocations, lazy tokenizer state) land in
+    /// setup, not in the first measured request.
     pub fn load(&self) -> Result<LoadedModel, MethodError> {
-        Ok(self.cfg.model.load(&self.device)?)
+        let m = self.cfg.model.load(&self.device)?;
+        let ids = m.tokenizer.encode("Warm-up: the first pass.")?;
+        let mut cache = KvCache::new(m.decoder.config().layers);
+        m.decoder.forward(&ids, &mut cache, Logits::Last)?;
+        m.decoder.forward(&ids[..1], &mut cache, Logits::Last)?;
+        // Routing counters count requests' tokens only.
+        m.decoder.take_moe_counters();
+        Ok(m)
     }
 
     /// The prompt's token ids, checked to fit the context with the request's output.
@@ -288,7 +300,7 @@ pub fn serve_autoregressive(
     continue_and_decode(generator, m, label, request, cache, &ids, sink, probe)
 }
 
-/// Runs `ids` after `cache` (in blocks of [`crate::knowledge::prefill_block`]), chooses the
+/// Runs `ids` after `cache` (in blocks of [`prefill_block`]), chooses the
 /// first token, then decodes one forward per token. The caller has opened the `prefill`
 /// phase (or the phase its own setup belongs to); this marks `decode`, and sets
 /// `kv_tokens` and `kv_bytes_peak`. The completion's input tokens are everything the
@@ -306,7 +318,7 @@ pub fn continue_and_decode(
 ) -> Result<Completion, MethodError> {
     let input_tokens = (cache.len() + ids.len()) as u32;
     let mut rng = generator.rng(label, request);
-    let logits = crate::knowledge::prefill(m, ids, &mut cache)?;
+    let logits = prefill(m, ids, &mut cache)?;
     let mut next = sample(&last_row(&logits)?, &generator.sampling, &mut rng);
     probe.phase("decode");
     let mut out = generator.emitter(m, request);
@@ -320,4 +332,27 @@ pub fn continue_and_decode(
     probe.set("kv_tokens", cache.len() as f64);
     probe.set("kv_bytes_peak", cache.bytes() as f64);
     Ok(Completion { input_tokens, stop })
+}
+
+/// Bytes of attention scores one prefill block may allocate per layer. glibc serves blocks
+/// under its 32 MiB mmap ceiling from reusable heap; larger ones are mapped and page-faulted
+/// afresh for every layer, which on a 7.5k-token SmolLM2 preload cost 45 s of system time
+/// (141 s preload with 512-token blocks, 82 s with blocks under this bound, 1 thread).
+const SCORE_BYTES: usize = 16 << 20;
+
+/// Tokens per forward pass when prefilling up to a context of `ctx` tokens with `heads`
+/// query heads: as many as keep the scores under [`SCORE_BYTES`], 16 to 512.
+pub fn prefill_block(heads: usize, ctx: usize) -> usize {
+    (SCORE_BYTES / (heads.max(1) * ctx.max(1) * 4)).clamp(16, 512)
+}
+
+/// Runs `ids` after `cache` in blocks of [`prefill_block`] tokens; the last position's
+/// logits.
+pub fn prefill(m: &LoadedModel, ids: &[u32], cache: &mut KvCache) -> Result<Tensor, MethodError> {
+    let block = prefill_block(m.decoder.config().heads, cache.len() + ids.len());
+    let mut last = None;
+    for block in ids.chunks(block) {
+        last = Some(m.decoder.forward(block, cache, Logits::Last)?);
+    }
+    last.ok_or_else(|| MethodError::failed("nothing to prefill"))
 }

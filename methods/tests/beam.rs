@@ -3,37 +3,18 @@
 //! forward), the search is deterministic, every beam holds its own cache, and sampling
 //! settings are refused.
 
-use oae_harness::{Flow, Method, Probe, TokenSink};
+use oae_harness::Method;
 use oae_methods::beam::log_softmax;
 use oae_methods::model::{KvCache, Logits, ModelSpec, all_rows};
 use oae_workloads::Request;
 
 mod common;
+use common::request;
 
-struct Collect(Vec<u32>);
-impl TokenSink for Collect {
-    fn token(&mut self, id: u32) -> Flow {
-        self.0.push(id);
-        Flow::Continue
-    }
-}
-
-fn request(id: u64, prompt: &str, n: u32) -> Request {
-    Request {
-        id,
-        prompt: prompt.into(),
-        max_new_tokens: n,
-        target_input_tokens: 0,
-        source_failed: false,
-        task: None,
-    }
-}
-
+/// The streamed tokens and the counters.
 fn serve(m: &mut dyn Method, r: &Request) -> (Vec<u32>, std::collections::BTreeMap<String, f64>) {
-    let mut sink = Collect(Vec::new());
-    let mut probe = Probe::default();
-    m.serve(r, &mut sink, &mut probe).unwrap();
-    (sink.0, probe.finish().1)
+    let (tokens, _, counters) = common::serve(m, r);
+    (tokens, counters)
 }
 
 const PROMPTS: [&str; 3] = ["The river town keeps", "0123456789", "Beam search ranks"];

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use oae_core::config::ConfigTable;
-use oae_harness::{BuildContext, DeviceSpec, Flow, Method, MethodError, MethodSpec, Probe, TokenSink};
+use oae_harness::{BuildContext, DeviceSpec, Method, MethodError, MethodSpec, Probe};
 use oae_methods::cag::Cag;
 use oae_methods::generate::Generator;
 use oae_methods::knowledge::{self, Prompt};
@@ -19,20 +19,14 @@ use oae_methods::rag::dense::{self, DenseIndex, HnswParams, Vectors};
 use oae_quality::TaskItem;
 use oae_workloads::{KnowledgeBase, Request, TaskRef};
 
+mod common;
+
 /// Four short documents about an invented town, so no model has seen them.
 const KB: &str = r#"{"id": "Velmora#0", "title": "Velmora", "text": "Velmora is a river town in the invented province of Castrel. Its old bridge, the Pont Amarel, was built of grey limestone in 1642 by the mason Idris Falk, and it still carries carts to the market square every Thursday morning."}
 {"id": "Velmora#1", "title": "Velmora", "text": "The Velmora lantern festival falls on the first new moon of autumn. Households float paper lanterns down the river Sasse, and the lantern that travels farthest wins a jar of quince honey from the guild of beekeepers."}
 {"id": "Castrel#0", "title": "Castrel", "text": "Castrel is governed from the hill city of Orvane. Its council of nine meets in the copper-roofed hall and elects a warden for a term of seven years; the present warden is the botanist Mirela Ost."}
 {"id": "Castrel#1", "title": "Castrel", "text": "Castrel's main export is saffron, grown on terraces above the Sasse valley. Harvest lasts three weeks in October, and the crocus threads are dried over oak embers in long stone sheds."}
 "#;
-
-struct Sink(Vec<u32>);
-impl TokenSink for Sink {
-    fn token(&mut self, id: u32) -> Flow {
-        self.0.push(id);
-        Flow::Continue
-    }
-}
 
 fn base(dir: &Path, keys: &str) -> Arc<KnowledgeBase> {
     std::fs::write(dir.join("kb.jsonl"), KB).unwrap();
@@ -106,7 +100,7 @@ fn cag_after_restore_gives_the_logits_of_a_fresh_prefill() {
     assert!(chunks.len() > kb.documents.len(), "long documents are split");
     let all: Vec<_> = chunks.iter().collect();
     let ids = Prompt::build(&g, &m, &all, Q).unwrap().ids();
-    assert!(ids.len() > knowledge::prefill_block(m.decoder.config().heads, ids.len()));
+    assert!(ids.len() > oae_methods::generate::prefill_block(m.decoder.config().heads, ids.len()));
     let mut cache = KvCache::new(m.decoder.config().layers);
     let fresh = last_row(&m.decoder.forward(&ids, &mut cache, Logits::Last).unwrap()).unwrap();
     let worst = restored
@@ -181,7 +175,7 @@ fn bm25_finds_the_gold_document_and_counts_it() {
     let kb = base(dir.path(), "");
     let mut r = rag(&kb, "k = 1");
     let mut probe = Probe::default();
-    let mut sink = Sink(Vec::new());
+    let mut sink = common::Collect(Vec::new());
     let done = r
         .serve(
             &request("Which guild gives quince honey for the lantern?", Some("Velmora#1")),
@@ -198,7 +192,7 @@ fn bm25_finds_the_gold_document_and_counts_it() {
     let mut probe = Probe::default();
     r.serve(
         &request("What is the main export of Castrel?", Some("Velmora#0")),
-        &mut Sink(Vec::new()),
+        &mut common::Collect(Vec::new()),
         &mut probe,
     )
     .unwrap();
@@ -214,8 +208,12 @@ fn rerank_and_follow_up_query_run_their_stages() {
         "k = 1\nrerank = \"generator\"\ncandidates = 3\nrewrite = \"generator\"\nrewrite_tokens = 4",
     );
     let mut probe = Probe::default();
-    r.serve(&request(Q, Some("Velmora#0")), &mut Sink(Vec::new()), &mut probe)
-        .unwrap();
+    r.serve(
+        &request(Q, Some("Velmora#0")),
+        &mut common::Collect(Vec::new()),
+        &mut probe,
+    )
+    .unwrap();
     let (phases, counters) = probe.finish();
     assert_eq!(counters["candidates_reranked"], 3.0);
     assert!(counters["rewrite_tokens"] <= 4.0);
@@ -291,18 +289,27 @@ fn dense_retrieval_with_minilm_finds_the_gold_document() {
     }
     let dir = tempfile::tempdir().unwrap();
     let kb = base(dir.path(), "");
-    for retriever in ["dense", "hybrid"] {
+    for retriever in ["dense", "hybrid", "dense\"\nindex = \"hnsw"] {
         let mut r = rag(&kb, &format!("retriever = \"{retriever}\"\nk = 1"));
         let mut probe = Probe::default();
         r.serve(
             &request("Who leads the council of nine in Orvane?", Some("Castrel#0")),
-            &mut Sink(Vec::new()),
+            &mut common::Collect(Vec::new()),
             &mut probe,
         )
         .unwrap();
         let (phases, counters) = probe.finish();
         assert_eq!(counters["recall_at_k"], 1.0, "{retriever}");
         assert!(phases.contains_key("embed"), "{retriever}: {phases:?}");
+        let setup = &r.facts()["rag"]["setup"];
+        assert_eq!(
+            setup["index"],
+            if retriever.contains("hnsw") { "hnsw" } else { "exact" }
+        );
+        if retriever.contains("hnsw") {
+            let recall = setup["hnsw_recall"]["recall_at_k"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&recall), "{setup}");
+        }
     }
 }
 

@@ -6,35 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use oae_harness::{Flow, Method, Probe, TokenSink};
+use oae_harness::Method;
 use oae_methods::beam::{Frontier, log_softmax};
 use oae_methods::model::{Device, KvCache, Logits, ModelSpec, last_row};
 use oae_methods::trie_beam::TrieFrontier;
-use oae_workloads::Request;
 
 mod common;
 
-struct Collect(Vec<u32>);
-impl TokenSink for Collect {
-    fn token(&mut self, id: u32) -> Flow {
-        self.0.push(id);
-        Flow::Continue
-    }
-}
-
+/// The streamed tokens and the counters.
 fn serve(m: &mut dyn Method, id: u64, prompt: &str, n: u32) -> (Vec<u32>, BTreeMap<String, f64>) {
-    let r = Request {
-        id,
-        prompt: prompt.into(),
-        max_new_tokens: n,
-        target_input_tokens: 0,
-        source_failed: false,
-        task: None,
-    };
-    let mut sink = Collect(Vec::new());
-    let mut probe = Probe::default();
-    m.serve(&r, &mut sink, &mut probe).unwrap();
-    (sink.0, probe.finish().1)
+    let (tokens, _, counters) = common::serve(m, &common::request(id, prompt, n));
+    (tokens, counters)
 }
 
 #[test]

@@ -271,7 +271,7 @@ impl<'a> BatchFrontier<'a> {
     /// Prefills `prompt`: one live beam.
     pub fn new(m: &'a LoadedModel, prompt: &[u32]) -> Result<Self, MethodError> {
         let mut cache = KvCache::new(m.decoder.config().layers);
-        let logits = crate::knowledge::prefill(m, prompt, &mut cache)?;
+        let logits = crate::generate::prefill(m, prompt, &mut cache)?;
         Ok(Self {
             m,
             beams: vec![(cache, log_softmax(&last_row(&logits)?))],

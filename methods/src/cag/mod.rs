@@ -42,7 +42,7 @@ pub static SPEC: Spec = Spec;
 #[serde(deny_unknown_fields)]
 struct CagConfig {
     knowledge: Option<String>,
-    #[serde(default = "crate::rag::default_reserve")]
+    #[serde(default = "knowledge::default_reserve")]
     reserve_tokens: u32,
 }
 
@@ -63,11 +63,7 @@ impl MethodSpec for Spec {
                 default: "(required)",
                 help: "name of the suite's [[knowledge]] base to preload"
             },
-            ConfigKey {
-                name: "reserve_tokens",
-                default: "128",
-                help: "context kept free for question and answer; a bigger base is not applicable"
-            },
+            knowledge::RESERVE_KEY,
         )
     }
     fn build(&self, config: &ConfigTable, ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
@@ -106,7 +102,7 @@ impl Cag {
             .ok_or_else(|| MethodError::failed("cag: called before prepare()"))?;
         let mut cache = r.snapshot.clone();
         let tail = Prompt::tail(&self.generator, &r.model, question)?;
-        let logits = knowledge::prefill(&r.model, &tail, &mut cache)?;
+        let logits = crate::generate::prefill(&r.model, &tail, &mut cache)?;
         Ok(crate::model::last_row(&logits)?)
     }
 }
@@ -152,7 +148,7 @@ impl Method for Cag {
         }
         let t = Instant::now();
         let mut cache = KvCache::new(model.decoder.config().layers);
-        knowledge::prefill(&model, &head, &mut cache)?;
+        crate::generate::prefill(&model, &head, &mut cache)?;
         let preload_s = t.elapsed().as_secs_f64();
         facts.insert("preload_s".into(), json!(preload_s));
         facts.insert(

@@ -1,7 +1,7 @@
 //! What the knowledge methods (`rag`, `cag`) share: chunking a suite's knowledge base with
 //! the generator's tokenizer, the one prompt layout every knowledge configuration uses (so
 //! closed-book, full-context, retrieval and cache-augmented answers differ only in which
-//! passages precede the question), and prefill in blocks.
+//! passages precede the question), and the `knowledge` / `reserve_tokens` keys.
 //!
 //! The prompt of a question is `head ++ tail` in tokens: `head` = the chat template's
 //! opening, the instruction and the passages; `tail` = the question and the template's
@@ -10,24 +10,24 @@
 
 use std::sync::Arc;
 
-use candle_core::Tensor;
 use oae_harness::MethodError;
 use oae_workloads::{KnowledgeBase, Request};
 
 use crate::generate::Generator;
-use crate::model::{KvCache, LoadedModel, Logits};
+use crate::model::LoadedModel;
 
-/// Bytes of attention scores one prefill block may allocate per layer. glibc serves blocks
-/// under its 32 MiB mmap ceiling from reusable heap; larger ones are mapped and page-faulted
-/// afresh for every layer, which on a 7.5k-token SmolLM2 preload cost 45 s of system time
-/// (141 s preload with 512-token blocks, 82 s with blocks under this bound, 1 thread).
-const SCORE_BYTES: usize = 16 << 20;
-
-/// Tokens per forward pass when prefilling up to a context of `ctx` tokens with `heads`
-/// query heads: as many as keep the scores under [`SCORE_BYTES`], 16 to 512.
-pub fn prefill_block(heads: usize, ctx: usize) -> usize {
-    (SCORE_BYTES / (heads.max(1) * ctx.max(1) * 4)).clamp(16, 512)
+/// Default of `reserve_tokens`: context kept free for the question and the answer when the
+/// whole base is the context (`cag`, `rag` with `retriever = "all"`).
+pub fn default_reserve() -> u32 {
+    128
 }
+
+/// `reserve_tokens` in `oae list methods`.
+pub const RESERVE_KEY: oae_harness::ConfigKey = oae_harness::ConfigKey {
+    name: "reserve_tokens",
+    default: "128",
+    help: "with the whole base as context (cag, rag retriever = all): tokens kept free for question and answer; a bigger base is not applicable",
+};
 
 /// One chunk of a knowledge-base document.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,17 +150,6 @@ fn split(g: &Generator, m: &LoadedModel, head: &str, question: &str) -> Result<(
         .split_once(SPLIT)
         .ok_or_else(|| MethodError::failed("the chat template dropped the prompt's text"))?;
     Ok((h.to_string(), t.to_string()))
-}
-
-/// Runs `ids` after `cache` in blocks of [`prefill_block`] tokens; the last position's
-/// logits.
-pub fn prefill(m: &LoadedModel, ids: &[u32], cache: &mut KvCache) -> Result<Tensor, MethodError> {
-    let block = prefill_block(m.decoder.config().heads, cache.len() + ids.len());
-    let mut last = None;
-    for block in ids.chunks(block) {
-        last = Some(m.decoder.forward(block, cache, Logits::Last)?);
-    }
-    last.ok_or_else(|| MethodError::failed("nothing to prefill"))
 }
 
 /// The knowledge base named by a method's `knowledge` key.

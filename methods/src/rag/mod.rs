@@ -170,7 +170,7 @@ pub struct RagConfig {
     /// Tokens kept free for the question and the answer when the whole base is the
     /// context (`retriever = "all"`): a base larger than the context minus this is not
     /// applicable.
-    #[serde(default = "default_reserve")]
+    #[serde(default = "knowledge::default_reserve")]
     pub reserve_tokens: u32,
 }
 
@@ -194,9 +194,6 @@ fn default_rewrite_tokens() -> PositiveU32 {
 }
 fn default_fusion_depth() -> PositiveU32 {
     PositiveU32(50)
-}
-pub(crate) fn default_reserve() -> u32 {
-    128
 }
 
 impl MethodSpec for Spec {
@@ -281,11 +278,7 @@ impl MethodSpec for Spec {
                 default: "50",
                 help: "ranks of each retriever fused by hybrid"
             },
-            ConfigKey {
-                name: "reserve_tokens",
-                default: "128",
-                help: "retriever = all: tokens kept for question and answer; a bigger base is not applicable"
-            },
+            knowledge::RESERVE_KEY,
         )
     }
     fn build(&self, config: &ConfigTable, ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
@@ -594,6 +587,8 @@ impl Rag {
                 minilm::MODEL
             ))
         })?;
+        // Warm-up (its first pass allocates and starts threads): setup, not the first query.
+        embedder.embed(&["warm-up query"])?;
         facts.insert("embedder_load_s".into(), json!(secs(t)));
         let t = Instant::now();
         let texts: Vec<String> = chunks.iter().map(|c| format!("{}\n{}", c.title, c.text)).collect();
@@ -622,12 +617,11 @@ impl Rag {
             let idx = DenseIndex::hnsw(&vectors, params);
             facts.insert("index_build_s".into(), json!(secs(t)));
             let k = self.cfg.k.get() as usize;
-            let step = (rows.len() / RECALL_QUERIES).max(1);
-            let queries: Vec<Vec<f32>> = rows.iter().step_by(step).take(RECALL_QUERIES).cloned().collect();
+            let queries = recall_queries(&rows, RECALL_QUERIES);
             let recall = dense::recall_at_k(&vectors, &idx, &queries, k);
             facts.insert(
                 "hnsw_recall".into(),
-                json!({"recall_at_k": recall, "k": k, "queries": queries.len(), "against": "exact search", "query_source": "chunk embeddings"}),
+                json!({"recall_at_k": recall, "k": k, "queries": queries.len(), "against": "exact search", "query_source": "normalised midpoints of seeded pairs of chunk embeddings (no query is a chunk itself)"}),
             );
             idx
         } else {
@@ -667,6 +661,25 @@ impl Rag {
     }
 }
 
+/// Up to `n` queries for measuring an index's recall at setup, when no real query exists
+/// yet: the normalised midpoints of chunk pairs spread over the base (a chunk's own
+/// embedding would find itself first and flatter the index).
+fn recall_queries(rows: &[Vec<f32>], n: usize) -> Vec<Vec<f32>> {
+    let len = rows.len();
+    if len < 2 {
+        return rows.to_vec();
+    }
+    (0..n.min(len))
+        .map(|i| {
+            let a = &rows[i * len / n.min(len)];
+            let b = &rows[(i * len / n.min(len) + len / 2 + 1) % len];
+            let mid: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + y).collect();
+            let norm = mid.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            mid.into_iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
 /// Reciprocal-rank fusion of ranked lists: Σ 1 / (60 + rank); ties to the lower index.
 pub fn fuse(lists: &[Vec<usize>], n: usize, depth: usize) -> Vec<usize> {
     let mut score = vec![0.0; n];
@@ -704,7 +717,7 @@ fn rerank(
         );
         let ids = r.model.tokenizer.encode(&g.render(&r.model, &user)?)?;
         let mut cache = KvCache::new(r.model.decoder.config().layers);
-        let logits = knowledge::prefill(&r.model, &ids, &mut cache)?;
+        let logits = crate::generate::prefill(&r.model, &ids, &mut cache)?;
         let row = last_row(&logits)?;
         let best = |ids: &[u32]| {
             ids.iter()
@@ -729,7 +742,7 @@ fn follow_up(g: &Generator, r: &Ready, q: &str, chosen: &[usize], max: usize) ->
     );
     let ids = r.model.tokenizer.encode(&g.render(&r.model, &user)?)?;
     let mut cache = KvCache::new(r.model.decoder.config().layers);
-    let mut logits = knowledge::prefill(&r.model, &ids, &mut cache)?;
+    let mut logits = crate::generate::prefill(&r.model, &ids, &mut cache)?;
     let mut out: Vec<u32> = Vec::new();
     while out.len() < max && cache.len() < r.model.decoder.config().max_seq {
         let next = crate::model::argmax(&last_row(&logits)?);
@@ -746,6 +759,19 @@ fn follow_up(g: &Generator, r: &Ready, q: &str, chosen: &[usize], max: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recall_queries_are_unit_midpoints_not_chunks() {
+        let rows = dense::seeded_unit_vectors(50, 16, 5, 0.1, 3);
+        let q = recall_queries(&rows, 20);
+        assert_eq!(q.len(), 20);
+        for v in &q {
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5);
+            assert!(!rows.contains(v), "a chunk's own embedding is no test of recall");
+        }
+        assert_eq!(recall_queries(&rows[..1], 20), rows[..1].to_vec());
+    }
 
     #[test]
     fn fusion_rewards_agreement() {

@@ -77,7 +77,7 @@ impl<'a> TrieFrontier<'a> {
     /// Prefills `prompt`: the root, one live leaf.
     pub fn new(m: &'a LoadedModel, prompt: &[u32]) -> Result<Self, MethodError> {
         let mut cache = KvCache::new(m.decoder.config().layers);
-        let logits = crate::knowledge::prefill(m, prompt, &mut cache)?;
+        let logits = crate::generate::prefill(m, prompt, &mut cache)?;
         Ok(Self {
             m,
             cache,
