@@ -149,10 +149,17 @@ impl Generator {
     /// setup, not in the first measured request.
     pub fn load(&self) -> Result<LoadedModel, MethodError> {
         let m = self.cfg.model.load(&self.device)?;
-        let ids = m.tokenizer.encode("Warm-up: the first pass.")?;
+        let mut ids = m.tokenizer.encode("Warm-up: the first pass.")?;
+        // A prompt pass and a decode step, within however small a context the model has.
+        let max_seq = m.decoder.config().max_seq;
+        ids.truncate(max_seq.saturating_sub(1).max(1));
         let mut cache = KvCache::new(m.decoder.config().layers);
-        m.decoder.forward(&ids, &mut cache, Logits::Last)?;
-        m.decoder.forward(&ids[..1], &mut cache, Logits::Last)?;
+        if !ids.is_empty() {
+            m.decoder.forward(&ids, &mut cache, Logits::Last)?;
+            if ids.len() < max_seq {
+                m.decoder.forward(&ids[..1], &mut cache, Logits::Last)?;
+            }
+        }
         // Routing counters count requests' tokens only.
         m.decoder.take_moe_counters();
         Ok(m)
