@@ -125,6 +125,40 @@ fn energy(out: &mut String, e: Option<&oae_core::rundir::EnergySummary>) {
                 o(s.time_share_j),
                 o(s.equal_share_j)
             );
+            if e.domains.len() > 1 {
+                for d in &e.domains {
+                    let _ = writeln!(
+                        out,
+                        "            {}: {} J/request amortized, {} active — {} by {}",
+                        d.domain,
+                        per(&d.amortized_j_per_request),
+                        per(&d.active_j_per_request),
+                        d.kind.as_str(),
+                        d.source
+                    );
+                }
+            }
+            if let Some(p) = &e.process_view {
+                let share = p
+                    .share_of_machine
+                    .map(|s| format!("{:.0}% of the machine's", s * 100.0))
+                    .unwrap_or_else(|| "share unknown".into());
+                let d = &p.energy;
+                let _ = writeln!(
+                    out,
+                    "  process   {} (oae's own share, {share}): {} J/request dynamic, {} active — {} by {}{}",
+                    d.domain,
+                    per(&d.dyn_j_per_request),
+                    per(&d.active_j_per_request),
+                    d.kind.as_str(),
+                    d.source,
+                    if p.co_tenant_flagged {
+                        "; FLAGGED: the machine was busy with other work, read this view"
+                    } else {
+                        ""
+                    }
+                );
+            }
             for f in &e.fallbacks {
                 let _ = writeln!(out, "  FALLBACK  {f}");
             }

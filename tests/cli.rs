@@ -203,6 +203,45 @@ fn failures_are_recorded_and_counted() {
 }
 
 #[test]
+fn a_warm_up_in_prepare_keeps_the_cold_start_out_of_the_first_request() {
+    // A scripted 400 ms first-call cost (a GPU's context creation and JIT), paid in setup
+    // with `warm_up = true`, in the first request without.
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = |warm: bool| {
+        format!(
+            "name = \"cold\"\n[run]\nseed = 1\nrequests = 4\nwarmup_s = 0.0\n[[workloads]]\nname = \"w\"\narrival = {{ process = \"constant\", rate_qps = 20.0 }}\ninput_tokens = 4\noutput_tokens = 2\n[[methods]]\nid = \"mock\"\nlabel = \"m\"\nprefill_ms = 1.0\ncold_start_ms = 400.0\nwarm_up = {warm}\n"
+        )
+    };
+    let first_e2e_and_setup = |warm: bool| {
+        let dir = tmp.path().join(format!("w{warm}"));
+        let out = dir.join("run");
+        let o = run_suite(&write_suite(&dir, &suite(warm)), &out, &["--no-report"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let recs = records(&out);
+        let first = recs.iter().find(|r| r["request_id"] == 0).unwrap();
+        let method = &read_json(&out.join("run.json"))["methods"][0];
+        (
+            first["service_ms"].as_f64().unwrap(),
+            method["setup_s"].as_f64().unwrap(),
+            method["cold_start_s"].as_f64(),
+        )
+    };
+    let (service, setup, cold) = first_e2e_and_setup(true);
+    assert!(service < 200.0, "the first request is served warm: {service} ms");
+    assert!(setup >= 0.4, "setup paid the cold start: {setup} s");
+    assert!(
+        cold.is_some_and(|c| c >= 0.4 && c <= setup),
+        "run.json cold_start_s: {cold:?}"
+    );
+    let (service, setup, cold) = first_e2e_and_setup(false);
+    assert!(
+        service >= 400.0,
+        "without a warm-up the first request pays it: {service} ms"
+    );
+    assert!(setup < 0.4 && cold.is_none(), "{setup} {cold:?}");
+}
+
+#[test]
 fn same_seed_same_schedule_different_seed_different_schedule() {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(tmp.path(), MOCK_SUITE);

@@ -238,6 +238,12 @@ pub trait Method: Send {
     /// Clears per-request state after a failure (a panic or error mid-request).
     fn reset(&mut self) {}
 
+    /// Seconds of `prepare()` spent making the model ready to serve (load, conversion,
+    /// warm-up), when the method has a model; run.json records it beside `setup_s`.
+    fn cold_start_s(&self) -> Option<f64> {
+        None
+    }
+
     /// Blocks until device work has finished; called before closing a timed span.
     fn sync(&mut self) -> Result<(), MethodError> {
         Ok(())

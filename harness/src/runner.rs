@@ -192,6 +192,8 @@ pub fn build_record(
         co2e_g: None,
         energy_source: None,
         energy_estimated: false,
+        energy_by_domain: Default::default(),
+        energy_process_cpu: None,
         task_id: arrival.request.task.as_ref().map(|t| t.item.id.clone()),
         output_text,
         output_truncated,

@@ -407,6 +407,8 @@ mod tests {
             co2e_g: None,
             energy_source: None,
             energy_estimated: true,
+            energy_by_domain: Default::default(),
+            energy_process_cpu: None,
             task_id: None,
             output_text: None,
             output_truncated: false,

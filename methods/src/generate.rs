@@ -13,7 +13,11 @@ use oae_core::rng::{SeededRng, seeded};
 use oae_harness::{BuildContext, Completion, Flow, MethodError, Probe, StopReason, TokenSink};
 use oae_workloads::Request;
 
-use candle_core::Tensor;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+
+use crate::cold_start::{ColdStart, JitCache};
 
 use crate::model::{self, ChatMode, KvCache, LoadedModel, Logits, ModelSpec, Sampling, last_row, sample};
 
@@ -27,6 +31,7 @@ pub const KEYS: &[&str] = &[
     "ignore_eos",
     "chat",
     "system",
+    "dtype",
 ];
 
 /// `oae list methods` documentation of [`KEYS`], followed by an adapter's own keys.
@@ -74,6 +79,11 @@ macro_rules! generation_keys {
                 default: "(template default)",
                 help: "system message for chat-templated prompts",
             },
+            oae_harness::ConfigKey {
+                name: "dtype",
+                default: "f32 on CPU, bf16 on CUDA",
+                help: "element type of weights, activations and KV cache: f32, bf16 or f16 (logits are returned in f32)",
+            },
             $($extra),*
         ]
     };
@@ -102,10 +112,57 @@ pub struct GenConfig {
     chat: ChatMode,
     #[serde(default)]
     system: Option<String>,
+    #[serde(default)]
+    dtype: Option<DtypeName>,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+/// The `dtype` key's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtypeName {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+impl DtypeName {
+    /// The candle type.
+    pub fn dtype(self) -> DType {
+        match self {
+            DtypeName::F32 => DType::F32,
+            DtypeName::Bf16 => DType::BF16,
+            DtypeName::F16 => DType::F16,
+        }
+    }
+
+    /// The serving default: bf16 on a GPU (half the bytes per token of a memory-bound
+    /// decode, and the precision GPU serving stacks default to), f32 on CPU (where this
+    /// decoder's single-row fast path is f32, and candle's f16/bf16 products are slower).
+    pub fn default_for(device: &candle_core::Device) -> Self {
+        if device.is_cpu() {
+            DtypeName::F32
+        } else {
+            DtypeName::Bf16
+        }
+    }
+}
+
+/// The name run.json gives a dtype.
+pub fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        DType::F16 => "f16",
+        DType::F64 => "f64",
+        _ => "other",
+    }
 }
 
 /// A model-driving adapter's shared half: settings, device and (after `load`) the model.
@@ -116,6 +173,10 @@ pub struct Generator {
     pub sampling: Sampling,
     /// Where the model runs.
     pub device: candle_core::Device,
+    /// Element type the model serves in.
+    pub dtype: DType,
+    /// What the last `load` cost (for run.json).
+    cold_start: std::sync::Mutex<Option<ColdStart>>,
 }
 
 impl Generator {
@@ -141,28 +202,62 @@ impl Generator {
         // Shape and path errors are configuration errors: report them before the run.
         cfg.model.check().map_err(|e| config.error("model", e.to_string()))?;
         let device = model::device(ctx.device).map_err(|e| config.error("", e.to_string()))?;
-        Ok((Self { cfg, sampling, device }, rest))
+        let dtype = cfg.dtype.unwrap_or_else(|| DtypeName::default_for(&device));
+        Ok((
+            Self {
+                cfg,
+                sampling,
+                device,
+                dtype: dtype.dtype(),
+                cold_start: std::sync::Mutex::new(None),
+            },
+            rest,
+        ))
     }
 
-    /// Loads (or builds) the model and warms it up: one short forward pass, discarded, so
-    /// first-call costs (thread pool start, first allocations, lazy tokenizer state) land in
-    /// setup, not in the first measured request.
+    /// Loads (or builds) the model, converts it to the serving dtype and warms it up
+    /// ([`crate::cold_start`]), so first-call costs land in setup, not in the first measured
+    /// request.
     pub fn load(&self) -> Result<LoadedModel, MethodError> {
-        let m = self.cfg.model.load(&self.device)?;
-        let mut ids = m.tokenizer.encode("Warm-up: the first pass.")?;
-        // A prompt pass and a decode step, within however small a context the model has.
-        let max_seq = m.decoder.config().max_seq;
-        ids.truncate(max_seq.saturating_sub(1).max(1));
-        let mut cache = KvCache::new(m.decoder.config().layers);
-        if !ids.is_empty() {
-            m.decoder.forward(&ids, &mut cache, Logits::Last)?;
-            if ids.len() < max_seq {
-                m.decoder.forward(&ids[..1], &mut cache, Logits::Last)?;
-            }
-        }
-        // Routing counters count requests' tokens only.
-        m.decoder.take_moe_counters();
+        self.load_then(Ok)
+    }
+
+    /// [`load`](Self::load) with a method's own transform (e.g. MoE upcycling) applied to
+    /// the F32 model before conversion and warm-up, so the warm-up runs the kernels the
+    /// method serves with.
+    pub fn load_then(
+        &self,
+        transform: impl FnOnce(LoadedModel) -> Result<LoadedModel, MethodError>,
+    ) -> Result<LoadedModel, MethodError> {
+        let jit = (!self.device.is_cpu()).then(JitCache::probe);
+        let started = Instant::now();
+        let m = transform(self.cfg.model.load(&self.device)?)?;
+        let load_s = started.elapsed().as_secs_f64();
+        let (m, convert_s) = self.convert(m)?;
+        let (warmup_s, first_pass_s) = crate::cold_start::warm_up(&m)?;
+        let record = ColdStart {
+            load_s,
+            convert_s,
+            warmup_s,
+            first_pass_s,
+            jit_cache: jit.map(JitCache::after),
+        };
+        *self.cold_start.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
         Ok(m)
+    }
+
+    /// `m` in the serving dtype, and the seconds the conversion took.
+    pub fn convert(&self, mut m: LoadedModel) -> Result<(LoadedModel, f64), MethodError> {
+        let started = Instant::now();
+        if m.decoder.dtype() != self.dtype {
+            m.decoder = m.decoder.to_dtype(self.dtype)?;
+        }
+        Ok((m, started.elapsed().as_secs_f64()))
+    }
+
+    /// What the last [`load`](Self::load) cost.
+    pub fn cold_start(&self) -> Option<ColdStart> {
+        self.cold_start.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The prompt's token ids, checked to fit the context with the request's output.
@@ -218,7 +313,15 @@ impl Generator {
             f.insert("params".into(), json!(c.params()));
             f.insert("active_params".into(), json!(c.active_params()));
             f.insert("weight_bytes".into(), json!(m.decoder.weight_bytes()));
-            f.insert("dtype".into(), json!("f32"));
+            f.insert("dtype".into(), json!(dtype_name(m.decoder.dtype())));
+            f.insert("kv_cache_dtype".into(), json!(dtype_name(m.decoder.dtype())));
+            f.insert(
+                "logits".into(),
+                json!(format!(
+                    "computed in {}, returned in f32",
+                    dtype_name(m.decoder.dtype())
+                )),
+            );
             f.insert("weight_bytes_per_token".into(), json!(c.weight_bytes_per_token()));
             let chat = match (self.cfg.chat, &m.chat) {
                 (ChatMode::Off, _) | (_, None) => "off".to_string(),
@@ -233,6 +336,9 @@ impl Generator {
         );
         f.insert("ignore_eos".into(), json!(self.cfg.ignore_eos));
         f.insert("device".into(), json!(format!("{:?}", self.device)));
+        if let Some(c) = self.cold_start() {
+            f.insert("cold_start".into(), c.facts());
+        }
         f
     }
 }

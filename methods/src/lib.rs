@@ -20,6 +20,7 @@
 
 pub mod beam;
 pub mod cag;
+pub mod cold_start;
 pub mod dense;
 mod error;
 pub mod generate;

@@ -363,6 +363,40 @@ pub const COLUMNS: &[ColumnDef] = &[
     col("energy_estimated", "energy estimated", "", "", false, Flag, |r, _| {
         Cell::Flag(r.energy_per_request.amortized_j.estimated)
     }),
+    col(
+        "energy_by_domain",
+        "energy by domain (J/req amortized)",
+        "J",
+        MEASURED,
+        false,
+        Text,
+        |r, _| {
+            let e = &r.energy_per_request;
+            Cell::Text(
+                e.by_domain
+                    .iter()
+                    .map(|d| format!("{} {:.4} ({})", d.domain, d.amortized_j.value, d.kind))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        },
+    ),
+    col(
+        "energy_process_cpu_j",
+        "oae's CPU share (J/req active)",
+        "J",
+        MEASURED,
+        false,
+        Text,
+        |r, _| {
+            let e = &r.energy_per_request;
+            Cell::Text(match e.process_cpu_active_j {
+                Some(j) if e.co_tenant_flagged => format!("{j:.4} (co-tenant: machine view unreliable)"),
+                Some(j) => format!("{j:.4}"),
+                None => String::new(),
+            })
+        },
+    ),
     fig(
         "gco2e_per_request",
         "gCO2e/req",

@@ -189,6 +189,8 @@ fn record(c: &SynthCell, id: u64, service_s: f64, ok: bool, dyn_j: f64, itl: &[f
         co2e_g: Some(active * 2.0 * 1.56 * 480.6 / 3.6e6),
         energy_source: Some("synthetic".into()),
         energy_estimated: !c.energy_measured,
+        energy_by_domain: Default::default(),
+        energy_process_cpu: None,
         task_id: None,
         output_text: None,
         output_truncated: false,
@@ -348,7 +350,9 @@ impl SynthRun {
                     instances: 1,
                     setup_s: 1.0,
                     setup_energy_j: Some(50.0),
+                    cold_start_s: None,
                     setup_energy_estimated: true,
+                    setup_energy_by_domain: Default::default(),
                     weight_bytes: Some(c.weight_bytes),
                     facts: BTreeMap::new(),
                     idle_baseline: IdleBaseline {
@@ -499,6 +503,9 @@ fn synthetic_energy(idle_w: f64, measured: bool) -> oae_core::rundir::EnergySumm
         band: None,
         conservation_error_j: 0.0,
         setup_j: Some(50.0),
+        domains: Vec::new(),
+        estimated_domains: Vec::new(),
+        process_view: None,
     }
 }
 
@@ -511,6 +518,7 @@ fn synthetic_validity() -> EnergyValidity {
         sampler_max_gap_ms: 0.0,
         sampler_cpu_s: None,
         read_errors: 0,
+        read_errors_by_kind: Vec::new(),
         meter_failures: Vec::new(),
         counter_monotonic: true,
         counter_vs_power_ratio: None,

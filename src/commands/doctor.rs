@@ -49,10 +49,8 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     for (name, reason) in &opened.unavailable {
         println!("    {name}: unavailable: {reason}");
     }
-    if cfg!(feature = "cuda") {
-        println!("  devices   cpu, cuda:N (built with --features cuda)");
-    } else {
-        println!("  devices   cpu (CUDA support is not compiled into this build; `--features cuda` adds it)");
+    for (i, line) in oae_methods::model::cuda_info::report().iter().enumerate() {
+        println!("  {}{line}", if i == 0 { "devices   " } else { "            " });
     }
     let root = oae_methods::model::catalog::cache_dir();
     println!("  models    cache {}", root.display());

@@ -47,6 +47,10 @@ pub struct MeterInfo {
     /// its domain (first registered on a tie). The others are recorded as cross-checks, never
     /// added, so no domain is counted twice.
     pub primary: bool,
+    /// A process view (`cpu-process`): oae's own share of its domain, reported beside the
+    /// machine's figures, never serving or cross-checking them.
+    #[serde(default)]
+    pub process_view: bool,
 }
 
 /// Whether an energy source can be used on this machine, and the details or the reason.
@@ -138,8 +142,29 @@ pub struct SourceResolution {
     pub source: String,
     /// Domain.
     pub domain: String,
-    /// Resolution, ms.
+    /// Resolution, ms (what the source's documentation or driver promises).
     pub resolution_ms: f64,
+    /// The median interval between successive changes of its reading over the run, ms: the
+    /// resolution it really gave. Sampling faster than this adds readings, not detail.
+    /// `None` with fewer than two changes.
+    #[serde(default)]
+    pub observed_update_ms: Option<f64>,
+}
+
+/// Read errors of one meter, of one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadErrorCount {
+    /// Source name.
+    pub source: String,
+    /// Domain.
+    pub domain: String,
+    /// `not_supported`, `device_lost`, `permission`, `timeout`, `io` or `other`.
+    pub kind: String,
+    /// How many.
+    pub count: usize,
+    /// The first one's message.
+    pub first_message: String,
 }
 
 /// run.json `energy.validity`: what makes the run's energy trustworthy, or not.
@@ -162,6 +187,9 @@ pub struct EnergyValidity {
     pub sampler_cpu_s: Option<f64>,
     /// Failed reads.
     pub read_errors: usize,
+    /// Failed reads by meter and kind.
+    #[serde(default)]
+    pub read_errors_by_kind: Vec<ReadErrorCount>,
     /// Meters given up on.
     pub meter_failures: Vec<MeterFailureInfo>,
     /// No hardware counter went backwards.

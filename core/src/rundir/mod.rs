@@ -24,14 +24,15 @@ mod summary;
 pub use carbon::{CarbonAssumptions, CarbonSummary, Embodied};
 pub use energy::{EnergyKind, MeterInfo, SourceStatus};
 pub use read::{RecordReader, RunDirError, read_run, read_summary};
-pub use record::{Outcome, RecordWithoutItl, RequestRecord, Skipped};
+pub use record::{DomainJ, Outcome, RecordWithoutItl, RequestRecord, Skipped};
 pub use run::{
     Compression, GateSettings, HostFacts, LimitInfo, MethodInfo, NotApplicable, ReplayInfo, RunJson, RunSettings,
     RunStatus, ScoringSettings, SuiteInfo, WorkloadInfo,
 };
 pub use slo::{QualityBar, Slo};
 pub use summary::{
-    CellSummary, EnergySummary, Goodput, Sensitivity, SummaryJson, TrialFigures, Validity, WakeupBucket,
+    CO_TENANT_SHARE, CellSummary, DomainEnergy, EnergySummary, Goodput, ProcessView, Sensitivity, SummaryJson,
+    TrialFigures, Validity, WakeupBucket,
 };
 
 use serde::{Deserialize, Deserializer};
@@ -41,7 +42,10 @@ use serde::{Deserialize, Deserializer};
 /// is renamed or removed. 2: trials (`trials`, `order`, `replays`, per-trial figures) and
 /// `host_other_cpu_s`. 3: quality — records carry `task_id`, `output_text`,
 /// `output_truncated` and `quality` scores; summaries per-scorer `quality` statistics.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: the GPU path — methods' `cold_start_s` and `setup_energy_by_domain`; energy by domain
+/// (`energy_by_domain` in records, `domains` and `estimated_domains` in cell summaries);
+/// `read_errors_by_kind` and each meter's `observed_update_ms`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `run.json`.
 pub const RUN_JSON: &str = "run.json";

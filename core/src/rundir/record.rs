@@ -156,6 +156,13 @@ pub struct RequestRecord<Itl = Vec<f64>> {
     pub energy_source: Option<String>,
     /// Whether the energy is an estimate rather than a measurement.
     pub energy_estimated: bool,
+    /// The energy by domain (`gpu:0`, `cpu`, …): the parts the totals above sum.
+    #[serde(default)]
+    pub energy_by_domain: BTreeMap<String, DomainJ>,
+    /// The CPU energy in the process view (oae's own share of the machine's; beside
+    /// `energy_by_domain["cpu"]`, never added to the totals).
+    #[serde(default)]
+    pub energy_process_cpu: Option<DomainJ>,
     /// The task item asked (task workloads; `None` for synthetic prompts).
     #[serde(deserialize_with = "super::present")]
     pub task_id: Option<String>,
@@ -167,6 +174,18 @@ pub struct RequestRecord<Itl = Vec<f64>> {
     pub output_truncated: bool,
     /// Quality scores by scorer (`em`, `f1`, …), in [0, 1]; empty without a reference.
     pub quality: BTreeMap<String, f64>,
+}
+
+/// One domain's part of a request's energy, J.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainJ {
+    /// Active energy.
+    pub active_j: Option<f64>,
+    /// Dynamic energy (`None` without an idle baseline).
+    pub dyn_j: Option<f64>,
+    /// Amortized energy.
+    pub amortized_j: Option<f64>,
 }
 
 /// A request record read without its inter-token latencies.

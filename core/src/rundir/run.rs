@@ -186,6 +186,14 @@ pub struct MethodInfo {
     pub setup_energy_j: Option<f64>,
     /// Whether the setup energy is an estimate.
     pub setup_energy_estimated: bool,
+    /// Setup energy by domain, J (`None` where the domain's meter did not cover setup).
+    #[serde(default)]
+    pub setup_energy_by_domain: BTreeMap<String, Option<f64>>,
+    /// The part of setup that made the model ready to serve — loading, dtype conversion and
+    /// the warm-up that takes device context creation, kernel JIT and library start-up out
+    /// of the first request — s; `None` for methods without a model. Included in `setup_s`.
+    #[serde(default)]
+    pub cold_start_s: Option<f64>,
     /// Bytes of weights resident while serving, as the method reports them.
     #[serde(deserialize_with = "super::present")]
     pub weight_bytes: Option<u64>,

@@ -75,6 +75,69 @@ pub struct EnergySummary {
     /// Energy of the method's setup (`prepare`), J.
     #[serde(deserialize_with = "super::present")]
     pub setup_j: Option<f64>,
+    /// The same figures for each domain on its own (GPU, CPU, DRAM), each with its own
+    /// meter and kind: a measured GPU figure stays measured beside a modelled CPU one. The
+    /// totals above are their sums.
+    #[serde(default)]
+    pub domains: Vec<DomainEnergy>,
+    /// The domains whose figures are estimates (modelled or integrated, not counted by
+    /// hardware): the parts of the totals a reader should discount.
+    #[serde(default)]
+    pub estimated_domains: Vec<String>,
+    /// The CPU domain in the process view: oae's own share of the machine's CPU energy, beside
+    /// the machine view in `domains` (never added to the totals).
+    #[serde(default)]
+    pub process_view: Option<ProcessView>,
+}
+
+/// A cell's CPU energy in the process view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessView {
+    /// Its figures, as a domain's (`source`: `cpu-process of <meter>`; its idle power is
+    /// oae's share of the machine's).
+    pub energy: DomainEnergy,
+    /// The process view's energy over the machine view's, over the window(s).
+    #[serde(deserialize_with = "super::present")]
+    pub share_of_machine: Option<f64>,
+    /// The machine was mostly busy with other work (share under one half): the machine
+    /// view's dynamic energy is unreliable, the process view's is the one to read.
+    pub co_tenant_flagged: bool,
+}
+
+/// The process view's share under which a cell is flagged for a co-tenant.
+pub const CO_TENANT_SHARE: f64 = 0.5;
+
+/// One domain's part of a cell's energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainEnergy {
+    /// `gpu:0`, `cpu`, `dram`, …
+    pub domain: String,
+    /// The meter that served it.
+    pub source: String,
+    /// Its kind.
+    pub kind: EnergyKind,
+    /// Energy over the replay window(s), J.
+    pub window_j: f64,
+    /// Loaded-idle power, W.
+    #[serde(deserialize_with = "super::present")]
+    pub idle_w: Option<f64>,
+    /// Dynamic energy attributed to requests, J.
+    #[serde(deserialize_with = "super::present")]
+    pub dyn_j: Option<f64>,
+    /// Per measured request: dynamic energy, J.
+    #[serde(deserialize_with = "super::present")]
+    pub dyn_j_per_request: Option<Stat>,
+    /// Per measured request: active energy, J.
+    #[serde(deserialize_with = "super::present")]
+    pub active_j_per_request: Option<Stat>,
+    /// Per measured request: amortized energy, J.
+    #[serde(deserialize_with = "super::present")]
+    pub amortized_j_per_request: Option<Stat>,
+    /// Setup energy of the method in this domain, J.
+    #[serde(deserialize_with = "super::present")]
+    pub setup_j: Option<f64>,
 }
 
 /// Mean active energy per measured request under each attribution rule, J.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use oae_core::rundir::{EnergySummary, Sensitivity};
+use oae_core::rundir::{CO_TENANT_SHARE, DomainEnergy, DomainJ, EnergySummary, ProcessView, Sensitivity};
 
 use super::{Attribution, Work, attribute};
 use crate::meters::{Sample, Timeline};
@@ -95,7 +95,20 @@ struct Sums {
     band_any: bool,
     invalid: Vec<String>,
     fallbacks: Vec<String>,
+    /// Each domain's own attribution.
+    parts: Vec<DomainPart>,
 }
+
+/// One domain's attribution within a cell.
+struct DomainPart {
+    meter: usize,
+    a: Attribution,
+    amortized: Vec<Option<f64>>,
+    idle_w: Option<f64>,
+}
+
+/// Per-request statistics of a figure read from each record (grouped by trial).
+type RecordStat<'a> = &'a dyn Fn(&dyn Fn(&RequestRecord) -> Option<f64>) -> Option<Stat>;
 
 impl Sums {
     fn new(n: usize) -> Sums {
@@ -117,6 +130,7 @@ impl Sums {
             band_any: false,
             invalid: Vec::new(),
             fallbacks: Vec::new(),
+            parts: Vec::new(),
         }
     }
 
@@ -144,7 +158,14 @@ impl Sums {
                 }
             }
         };
-        merge(&mut self.amortized, &a.amortized_j(extra.unwrap_or(0.0)));
+        let amortized = a.amortized_j(extra.unwrap_or(0.0));
+        merge(&mut self.amortized, &amortized);
+        self.parts.push(DomainPart {
+            meter: m,
+            a: a.clone(),
+            amortized,
+            idle_w: idle,
+        });
         merge(&mut self.a.active_j, &a.active_j);
         merge(&mut self.a.dyn_j, &a.dyn_j);
         merge(&mut self.a.prefill_j, &a.prefill_j);
@@ -199,11 +220,75 @@ pub fn attribute_cell(
         }
         sums.add(m, &a, idle_w[m], w.compressed_s, band(&pts, w.t0_s, w.end_s));
     }
-    Some(if sums.used.is_empty() {
+    let process = process_views(t, records, &works, w, idle_w);
+    let mut e = if sums.used.is_empty() {
         unmeasured(sums.invalid, sums.fallbacks, w.compressed_s, settings.setup_j)
     } else {
         summarize(t, records, &works, sums, w, settings)
-    })
+    };
+    e.process_view = process.map(|(meter, a)| {
+        let info = &t.meters[meter];
+        let machine = e.domains.iter().find(|d| d.domain == info.domain).map(|d| d.window_j);
+        let share = machine.filter(|&m| m > 0.0).map(|m| a.window_j / m);
+        let measured: Vec<usize> = (0..records.len()).filter(|&i| records[i].measured()).collect();
+        let stat = |f: fn(&DomainJ) -> Option<f64>| {
+            Stat::from_samples(
+                measured
+                    .iter()
+                    .filter_map(|&i| records[i].energy_process_cpu.as_ref().and_then(f)),
+                settings.confidence,
+            )
+        };
+        ProcessView {
+            energy: DomainEnergy {
+                domain: info.domain.clone(),
+                source: format!("{} of {}", info.name, of_meter(info)),
+                kind: info.kind,
+                window_j: a.window_j,
+                idle_w: idle_w[meter],
+                dyn_j: idle_w[meter].map(|_| a.dyn_j.iter().flatten().sum()),
+                dyn_j_per_request: idle_w[meter].and_then(|_| stat(|d| d.dyn_j)),
+                active_j_per_request: stat(|d| d.active_j),
+                amortized_j_per_request: stat(|d| d.amortized_j),
+                setup_j: None,
+            },
+            share_of_machine: share,
+            co_tenant_flagged: share.is_some_and(|s| s < CO_TENANT_SHARE),
+        }
+    });
+    Some(e)
+}
+
+/// The meter a process view takes its share of, from its provenance.
+fn of_meter(info: &crate::meters::MeterInfo) -> String {
+    info.provenance
+        .get("of")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// The process view's attribution over the window (the first process-view meter that
+/// covers it), with each record's figures written into `energy_process_cpu`.
+fn process_views(
+    t: &Timeline,
+    records: &mut [RequestRecord],
+    works: &[Option<Work>],
+    w: CellWindow,
+    idle_w: &[Option<f64>],
+) -> Option<(usize, Attribution)> {
+    let m = (0..t.meters.len()).find(|&m| t.meters[m].process_view && t.covers(m, w.t0_s, w.end_s))?;
+    let samples: Vec<(f64, f64)> = t.of(m).iter().map(|s| (s.t_s, s.energy_j)).collect();
+    let a = attribute(&samples, works, w.t0_s, w.end_s, idle_w[m])?;
+    let amortized = a.amortized_j(idle_w[m].map_or(0.0, |p| p * w.compressed_s));
+    for (i, r) in records.iter_mut().enumerate() {
+        r.energy_process_cpu = a.active_j[i].map(|active| DomainJ {
+            active_j: Some(active),
+            dyn_j: idle_w[m].and(a.dyn_j[i]),
+            amortized_j: amortized[i],
+        });
+    }
+    Some((m, a))
 }
 
 /// No domain could be measured over the window: say so rather than report nothing.
@@ -233,6 +318,9 @@ fn unmeasured(invalid: Vec<String>, fallbacks: Vec<String>, compressed_s: f64, s
         band: None,
         conservation_error_j: 0.0,
         setup_j,
+        domains: Vec::new(),
+        estimated_domains: Vec::new(),
+        process_view: None,
     }
 }
 
@@ -265,6 +353,19 @@ fn summarize(
         r.energy_decode_j = a.decode_j[i];
         r.energy_source = Some(source.clone());
         r.energy_estimated = estimated;
+        r.energy_by_domain = sums
+            .parts
+            .iter()
+            .filter(|p| p.a.active_j[i].is_some())
+            .map(|p| {
+                let part = DomainJ {
+                    active_j: p.a.active_j[i],
+                    dyn_j: p.idle_w.and(p.a.dyn_j[i]),
+                    amortized_j: p.amortized[i],
+                };
+                (t.meters[p.meter].domain.clone(), part)
+            })
+            .collect();
     }
     let measured: Vec<usize> = (0..records.len()).filter(|&i| records[i].measured()).collect();
     let stat = |f: &dyn Fn(usize) -> Option<f64>| {
@@ -313,6 +414,34 @@ fn summarize(
         band: (sums.band_any && a.window_j > 0.0).then(|| (sums.band.0 / a.window_j, sums.band.1 / a.window_j)),
         conservation_error_j: a.conservation_error_j,
         setup_j: settings.setup_j,
+        domains: sums
+            .parts
+            .iter()
+            .map(|p| {
+                let (info, pa, idle) = (&t.meters[p.meter], &p.a, &p.idle_w);
+                let d = info.domain.as_str();
+                let by = |f: fn(&DomainJ) -> Option<f64>| stat(&|i| records[i].energy_by_domain.get(d).and_then(f));
+                DomainEnergy {
+                    domain: info.domain.clone(),
+                    source: info.name.clone(),
+                    kind: info.kind,
+                    window_j: pa.window_j,
+                    idle_w: *idle,
+                    dyn_j: idle.map(|_| pa.dyn_j.iter().flatten().sum()),
+                    dyn_j_per_request: if idle.is_some() { by(|x| x.dyn_j) } else { None },
+                    active_j_per_request: by(|x| x.active_j),
+                    amortized_j_per_request: by(|x| x.amortized_j),
+                    setup_j: None,
+                }
+            })
+            .collect(),
+        estimated_domains: sums
+            .parts
+            .iter()
+            .filter(|p| t.meters[p.meter].kind != EnergyKind::Measured)
+            .map(|p| t.meters[p.meter].domain.clone())
+            .collect(),
+        process_view: None,
     }
 }
 
@@ -344,7 +473,7 @@ pub fn pool(parts: Vec<Option<EnergySummary>>, records: &[RequestRecord], confid
     for r in &measured {
         by_trial.entry(r.trial).or_default().push(r);
     }
-    let stat = |f: fn(&RequestRecord) -> Option<f64>| {
+    let stat = |f: &dyn Fn(&RequestRecord) -> Option<f64>| {
         Stat::from_groups(
             by_trial
                 .values()
@@ -413,9 +542,9 @@ pub fn pool(parts: Vec<Option<EnergySummary>>, records: &[RequestRecord], confid
         negative_dyn_j: sum_opt(|p| p.negative_dyn_j),
         compressed_idle_j: sum_opt(|p| p.compressed_idle_j),
         compressed_s: sum(|p| p.compressed_s),
-        dyn_j_per_request: if dyn_missing { None } else { stat(|r| r.energy_dyn_j) },
-        active_j_per_request: stat(|r| r.energy_active_j),
-        amortized_j_per_request: stat(|r| r.energy_amortized_j),
+        dyn_j_per_request: if dyn_missing { None } else { stat(&|r| r.energy_dyn_j) },
+        active_j_per_request: stat(&|r| r.energy_active_j),
+        amortized_j_per_request: stat(&|r| r.energy_amortized_j),
         sensitivity: Sensitivity {
             token_work_j: active_mean,
             time_share_j: time_share,
@@ -425,7 +554,72 @@ pub fn pool(parts: Vec<Option<EnergySummary>>, records: &[RequestRecord], confid
         band: (banded && window_j > 0.0).then(|| (band_side(0) / window_j, band_side(1) / window_j)),
         conservation_error_j: sum(|p| p.conservation_error_j),
         setup_j: first.setup_j,
+        domains: pool_domains(&parts, &stat),
+        process_view: pool_process(&parts, &stat),
+        estimated_domains: {
+            let mut v: Vec<String> = parts.iter().flat_map(|p| p.estimated_domains.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        },
     })
+}
+
+/// The process view over the trials: joules summed, statistics over every record.
+fn pool_process(parts: &[EnergySummary], stat: RecordStat<'_>) -> Option<ProcessView> {
+    let views: Vec<&ProcessView> = parts.iter().filter_map(|p| p.process_view.as_ref()).collect();
+    let mut energy = views.first()?.energy.clone();
+    energy.window_j = views.iter().map(|v| v.energy.window_j).sum();
+    energy.dyn_j = views.iter().map(|v| v.energy.dyn_j).sum();
+    let of = |f: fn(&DomainJ) -> Option<f64>| move |r: &RequestRecord| r.energy_process_cpu.as_ref().and_then(f);
+    energy.dyn_j_per_request = energy.dyn_j.and_then(|_| stat(&of(|d| d.dyn_j)));
+    energy.active_j_per_request = stat(&of(|d| d.active_j));
+    energy.amortized_j_per_request = stat(&of(|d| d.amortized_j));
+    let machine: f64 = parts
+        .iter()
+        .filter_map(|p| p.domains.iter().find(|d| d.domain == energy.domain))
+        .map(|d| d.window_j)
+        .sum();
+    let share = (machine > 0.0).then(|| energy.window_j / machine);
+    Some(ProcessView {
+        energy,
+        share_of_machine: share,
+        co_tenant_flagged: share.is_some_and(|s| s < CO_TENANT_SHARE),
+    })
+}
+
+/// Each domain's figures over the trials: joules summed, per-request statistics over every
+/// record (`stat` groups them by trial), the first trial's idle power and meter.
+fn pool_domains(parts: &[EnergySummary], stat: RecordStat<'_>) -> Vec<DomainEnergy> {
+    let mut out: Vec<DomainEnergy> = Vec::new();
+    for d in parts.iter().flat_map(|p| &p.domains) {
+        match out.iter_mut().find(|o| o.domain == d.domain) {
+            Some(o) => {
+                o.window_j += d.window_j;
+                o.dyn_j = o.dyn_j.zip(d.dyn_j).map(|(a, b)| a + b);
+                if o.source != d.source {
+                    o.source = format!("{} | {}", o.source, d.source);
+                    o.kind = o.kind.max(d.kind);
+                }
+            }
+            None => out.push(d.clone()),
+        }
+    }
+    for o in &mut out {
+        let name = o.domain.clone();
+        let of = |f: fn(&DomainJ) -> Option<f64>| {
+            let name = name.clone();
+            move |r: &RequestRecord| r.energy_by_domain.get(&name).and_then(f)
+        };
+        o.active_j_per_request = stat(&of(|x| x.active_j));
+        o.amortized_j_per_request = stat(&of(|x| x.amortized_j));
+        o.dyn_j_per_request = if o.dyn_j.is_some() {
+            stat(&of(|x| x.dyn_j))
+        } else {
+            None
+        };
+    }
+    out
 }
 
 #[cfg(test)]
@@ -560,5 +754,128 @@ mod tests {
         assert!(!e.valid && e.source == "none", "{e:?}");
         assert!(!e.invalid_reasons.is_empty());
         assert!(attribute_cell(&Timeline::default(), &mut recs, w, &[], settings()).is_none());
+    }
+
+    /// A measured GPU at 100 W and a modelled CPU at 10 W, 0–10 s.
+    fn two_domains() -> Timeline {
+        let mut t = Timeline::one_meter(10, |t| 100.0 * t);
+        t.meters[0].name = "nvml-counter".into();
+        t.meters[0].domain = "gpu:0".into();
+        let mut cpu = t.meters[0].clone();
+        cpu.name = "cpu-model".into();
+        cpu.domain = "cpu".into();
+        cpu.kind = EnergyKind::Estimated;
+        t.meters.push(cpu);
+        let extra: Vec<Sample> = (0..=10)
+            .map(|i| Sample {
+                t_s: f64::from(i),
+                meter: 1,
+                energy_j: 10.0 * f64::from(i),
+                power_w: None,
+                invalid: false,
+                band_j: None,
+            })
+            .collect();
+        t.samples.extend(extra);
+        t
+    }
+
+    #[test]
+    fn domains_sum_to_the_totals_and_keep_their_own_kinds() {
+        let t = two_domains();
+        let mut recs = vec![record(0, 1.0, 3.0), record(1, 5.0, 6.0)];
+        let w = CellWindow {
+            t0_s: 0.0,
+            end_s: 10.0,
+            compressed_s: 0.0,
+        };
+        let e = attribute_cell(&t, &mut recs, w, &[Some(60.0), Some(4.0)], settings()).unwrap();
+        assert_eq!(e.domains.len(), 2);
+        let (gpu, cpu) = (&e.domains[0], &e.domains[1]);
+        assert_eq!((gpu.domain.as_str(), gpu.kind), ("gpu:0", EnergyKind::Measured));
+        assert_eq!((cpu.domain.as_str(), cpu.kind), ("cpu", EnergyKind::Estimated));
+        assert_eq!(e.estimated_domains, ["cpu"], "only the modelled part is an estimate");
+        assert!((gpu.window_j - 1000.0).abs() < 1e-9 && (cpu.window_j - 100.0).abs() < 1e-9);
+        assert!((gpu.window_j + cpu.window_j - e.window_j).abs() < 1e-9);
+        assert!((gpu.dyn_j.unwrap() + cpu.dyn_j.unwrap() - e.dyn_j.unwrap()).abs() < 1e-9);
+        for r in &recs {
+            let parts =
+                |f: fn(&DomainJ) -> Option<f64>| r.energy_by_domain.values().map(|d| f(d).unwrap()).sum::<f64>();
+            assert!(
+                (parts(|d| d.active_j) - r.energy_active_j.unwrap()).abs() < 1e-9,
+                "{r:?}"
+            );
+            assert!((parts(|d| d.dyn_j) - r.energy_dyn_j.unwrap()).abs() < 1e-9);
+            assert!((parts(|d| d.amortized_j) - r.energy_amortized_j.unwrap()).abs() < 1e-9);
+            assert!(r.energy_by_domain["gpu:0"].active_j > r.energy_by_domain["cpu"].active_j);
+        }
+        let mean = |s: &Option<Stat>| s.as_ref().unwrap().mean.value;
+        assert!(
+            (mean(&gpu.amortized_j_per_request) + mean(&cpu.amortized_j_per_request)
+                - mean(&e.amortized_j_per_request))
+            .abs()
+                < 1e-9
+        );
+        // Pooled over two trials, the parts still add up.
+        let mut b = vec![record(0, 1.0, 2.0)];
+        b[0].trial = 1;
+        let eb = attribute_cell(&t, &mut b, w, &[Some(60.0), Some(4.0)], settings());
+        let all: Vec<RequestRecord> = recs.iter().chain(&b).cloned().collect();
+        let p = pool(vec![Some(e.clone()), eb], &all, 0.95).unwrap();
+        assert_eq!(p.domains.len(), 2);
+        assert!((p.domains.iter().map(|d| d.window_j).sum::<f64>() - p.window_j).abs() < 1e-9);
+        assert_eq!(p.domains[0].amortized_j_per_request.as_ref().unwrap().n, 3);
+        assert_eq!(p.estimated_domains, ["cpu"]);
+    }
+
+    #[test]
+    fn the_process_view_keeps_the_dynamic_energy_a_co_tenant_hides() {
+        // A co-tenant keeps the machine's CPU at 10 W from 0 to 30 s, replay or not. oae's own
+        // share: 0.5 W while idle, 5 W while serving (requests at 11–13 s and 15–16 s).
+        let mut t = Timeline::one_meter(30, |s| 10.0 * s);
+        t.meters[0].name = "cpu-model".into();
+        t.meters[0].kind = EnergyKind::Estimated;
+        let mut view = t.meters[0].clone();
+        view.name = crate::meters::process::NAME.into();
+        view.primary = false;
+        view.process_view = true;
+        view.provenance = serde_json::json!({ "of": "cpu-model" });
+        t.meters.push(view);
+        let serving = |s: f64| (11.0..13.0).contains(&s) || (15.0..16.0).contains(&s);
+        let mut e = 0.0;
+        for i in 0..=300 {
+            let s = f64::from(i) / 10.0;
+            if i > 0 {
+                e += 0.1 * if serving(s - 0.05) { 5.0 } else { 0.5 };
+            }
+            t.samples.push(Sample {
+                t_s: s,
+                meter: 1,
+                energy_j: e,
+                power_w: None,
+                invalid: false,
+                band_j: None,
+            });
+        }
+        let mut recs = vec![record(0, 1.0, 3.0), record(1, 5.0, 6.0)];
+        let w = CellWindow {
+            t0_s: 10.0,
+            end_s: 20.0,
+            compressed_s: 0.0,
+        };
+        // Idle power from baselines before and after the replay: the machine's 10 W, oae's 0.5 W.
+        let cell = attribute_cell(&t, &mut recs, w, &[Some(10.0), Some(0.5)], settings()).unwrap();
+        let machine_dyn = cell.dyn_j.unwrap();
+        assert!(machine_dyn.abs() < 1e-6, "the machine view loses it: {machine_dyn}");
+        assert_eq!(cell.domains.len(), 1, "the process view is not a domain of its own");
+        let pv = cell.process_view.as_ref().unwrap();
+        let per_request = pv.energy.dyn_j_per_request.as_ref().unwrap().mean.value;
+        // 4.5 W above oae's idle for 2 s and 1 s: 13.5 J over two requests.
+        assert!((per_request - 6.75).abs() < 1e-6, "{per_request}");
+        assert!((recs[0].energy_process_cpu.unwrap().dyn_j.unwrap() - 9.0).abs() < 1e-6);
+        assert!(recs[0].energy_by_domain["cpu"].dyn_j.unwrap().abs() < 1e-6);
+        assert!(pv.co_tenant_flagged && pv.share_of_machine.unwrap() < 0.5, "{pv:?}");
+        assert_eq!(pv.energy.source, "cpu-process of cpu-model");
+        assert!((cell.window_j - 100.0).abs() < 1e-9, "totals are the machine view's");
     }
 }

@@ -4,7 +4,7 @@
 
 use oae_core::rundir::CellSummary;
 use oae_core::rundir::energy::{
-    CrossCheck, EnergyValidity, IdleDrift, InvalidCell, MeterFailureInfo, SourceResolution,
+    CrossCheck, EnergyValidity, IdleDrift, InvalidCell, MeterFailureInfo, ReadErrorCount, SourceResolution,
 };
 
 use super::idle::IDLE_DRIFT_FLAG_PCT;
@@ -22,7 +22,7 @@ fn cross_checks(t: &Timeline) -> (Vec<CrossCheck>, Option<f64>) {
     let mut cross = Vec::new();
     let mut counter_vs_power = None;
     for (m, info) in t.meters.iter().enumerate() {
-        if info.primary {
+        if info.primary || info.process_view {
             continue;
         }
         let Some(p) = t.meters.iter().position(|x| x.primary && x.domain == info.domain) else {
@@ -78,14 +78,25 @@ pub fn validity(t: &Timeline, cells: &[CellSummary], drifts: &[IdleDrift]) -> En
         })
         .collect();
     let drift_flagged = drift.is_some_and(|d| d.abs() > IDLE_DRIFT_FLAG_PCT);
+    let co_tenant = cells.iter().any(|c| {
+        c.energy
+            .as_ref()
+            .and_then(|e| e.process_view.as_ref())
+            .is_some_and(|p| p.co_tenant_flagged)
+    });
     EnergyValidity {
         valid: invalid_cells.is_empty(),
         invalid_cells,
-        flagged: cross.iter().any(|c| c.flagged) || drift_flagged || !t.failures.is_empty() || !counter_monotonic,
+        flagged: cross.iter().any(|c| c.flagged)
+            || drift_flagged
+            || co_tenant
+            || !t.failures.is_empty()
+            || !counter_monotonic,
         estimated: estimated(t),
         sampler_max_gap_ms: t.max_gap_ms,
         sampler_cpu_s: t.sampler_cpu_s,
         read_errors: t.errors.len(),
+        read_errors_by_kind: errors_by_kind(t),
         meter_failures: t
             .failures
             .iter()
@@ -105,13 +116,55 @@ pub fn validity(t: &Timeline, cells: &[CellSummary], drifts: &[IdleDrift]) -> En
         source_resolution_ms: t
             .meters
             .iter()
-            .map(|m| SourceResolution {
+            .enumerate()
+            .map(|(i, m)| SourceResolution {
                 source: m.name.clone(),
                 domain: m.domain.clone(),
                 resolution_ms: m.resolution_ms,
+                observed_update_ms: observed_update_ms(t, i),
             })
             .collect(),
     }
+}
+
+/// Read errors grouped by meter and kind, in meter order.
+fn errors_by_kind(t: &Timeline) -> Vec<ReadErrorCount> {
+    let mut out: Vec<(usize, ReadErrorCount)> = Vec::new();
+    for (_, meter, kind, message) in &t.errors {
+        match out.iter_mut().find(|(m, c)| m == meter && c.kind == kind.name()) {
+            Some((_, c)) => c.count += 1,
+            None => out.push((
+                *meter,
+                ReadErrorCount {
+                    source: t.meters[*meter].name.clone(),
+                    domain: t.meters[*meter].domain.clone(),
+                    kind: kind.name().into(),
+                    count: 1,
+                    first_message: message.clone(),
+                },
+            )),
+        }
+    }
+    out.sort_by_key(|(m, _)| *m);
+    out.into_iter().map(|(_, c)| c).collect()
+}
+
+/// The median interval between the times `meter`'s cumulative energy changed, ms.
+pub fn observed_update_ms(t: &Timeline, meter: usize) -> Option<f64> {
+    let mut changes = Vec::new();
+    let mut prev: Option<f64> = None;
+    for s in t.samples.iter().filter(|s| s.meter == meter) {
+        if prev.is_some_and(|p| s.energy_j != p) {
+            changes.push(s.t_s);
+        }
+        prev = Some(s.energy_j);
+    }
+    let mut gaps: Vec<f64> = changes.windows(2).map(|w| (w[1] - w[0]) * 1e3).collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_by(f64::total_cmp);
+    Some(gaps[gaps.len() / 2])
 }
 
 #[cfg(test)]
@@ -127,6 +180,7 @@ mod tests {
             resolution_ms: 100.0,
             provenance: serde_json::Value::Null,
             primary,
+            process_view: false,
         }
     }
 
@@ -194,5 +248,57 @@ mod tests {
         let v = validity(&timeline(100.0), &[], &drifts);
         assert_eq!(v.idle_drift_pct, Some(-12.0), "the largest drift by size");
         assert!(v.idle_drift_flagged && v.flagged);
+    }
+
+    #[test]
+    fn observed_update_period_is_the_median_time_between_changes() {
+        // Sampled every 5 ms, the counter changes every 100 ms: the run says 100, not 5.
+        let mut t = timeline(100.0);
+        t.samples.clear();
+        for i in 0..=200 {
+            let t_s = i as f64 * 0.005;
+            let steps = (t_s / 0.1 + 1e-9).floor();
+            t.samples.push(Sample {
+                t_s,
+                meter: 0,
+                energy_j: steps * 10.0,
+                power_w: None,
+                invalid: false,
+                band_j: None,
+            });
+        }
+        let got = observed_update_ms(&t, 0).unwrap();
+        assert!((got - 100.0).abs() < 1e-6, "{got}");
+        assert_eq!(observed_update_ms(&t, 1), None, "no samples: no figure");
+        let v = validity(&t, &[], &[]);
+        assert!((v.source_resolution_ms[0].observed_update_ms.unwrap() - 100.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn read_errors_are_counted_by_meter_and_kind() {
+        use crate::meters::ReadErrorKind;
+        let mut t = timeline(100.0);
+        t.errors = vec![
+            (
+                1.0,
+                1,
+                ReadErrorKind::Timeout,
+                "gpu:0: power: the driver timed out".into(),
+            ),
+            (2.0, 0, ReadErrorKind::DeviceLost, "gpu:0: energy counter: lost".into()),
+            (3.0, 1, ReadErrorKind::Timeout, "again".into()),
+        ];
+        let v = validity(&t, &[], &[]);
+        assert_eq!(v.read_errors, 3);
+        let got: Vec<(&str, &str, usize)> = v
+            .read_errors_by_kind
+            .iter()
+            .map(|c| (c.source.as_str(), c.kind.as_str(), c.count))
+            .collect();
+        assert_eq!(got, [("nvml-counter", "device_lost", 1), ("nvml-power", "timeout", 2)]);
+        assert_eq!(
+            v.read_errors_by_kind[1].first_message,
+            "gpu:0: power: the driver timed out"
+        );
     }
 }

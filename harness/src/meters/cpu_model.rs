@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{EnergyKind, Meter, MeterError, MeterReading, MeterSpec};
+use super::{EnergyKind, Meter, MeterError, MeterReading, MeterSpec, ReadErrorKind};
 
 pub(super) const SPEC: MeterSpec = MeterSpec {
     name: "cpu-model",
@@ -294,8 +294,9 @@ impl Meter for CpuModelMeter {
         Duration::from_millis(10) // one jiffy at USER_HZ = 100
     }
     fn read(&mut self) -> Result<MeterReading, MeterError> {
-        let text = (self.read_stat)().map_err(|e| MeterError::Read(format!("cannot read /proc/stat: {e}")))?;
-        let (times, _) = parse_proc_stat(&text).map_err(MeterError::Read)?;
+        let text = (self.read_stat)()
+            .map_err(|e| MeterError::Read(ReadErrorKind::Io, format!("cannot read /proc/stat: {e}")))?;
+        let (times, _) = parse_proc_stat(&text).map_err(|e| MeterError::Read(ReadErrorKind::Io, e))?;
         let t = (self.now)();
         let (prev, t_prev) = self.prev;
         let dt = t.saturating_sub(t_prev).as_secs_f64();

@@ -9,9 +9,11 @@
 
 mod cpu_model;
 pub mod nvml;
+pub mod process;
 pub mod rapl;
 pub mod replay;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,6 +82,11 @@ pub trait Meter: Send {
     fn read(&mut self) -> Result<MeterReading, MeterError>;
     /// What run.json should record about the source (model, coefficients, device, ...).
     fn provenance(&self) -> serde_json::Value;
+    /// A process view ([`process`]): reported beside its domain's figures, never serving
+    /// them or cross-checked against them.
+    fn process_view(&self) -> bool {
+        false
+    }
 }
 
 /// What opening a source gives: its meters (one per domain), or why it is unavailable.
@@ -93,8 +100,47 @@ pub enum MeterError {
     #[error("{0}")]
     Unavailable(String),
     /// A reading failed; three in a row and the meter is given up on for the run.
-    #[error("{0}")]
-    Read(String),
+    #[error("{1}")]
+    Read(ReadErrorKind, String),
+}
+
+impl MeterError {
+    /// A failed reading of no particular kind.
+    pub fn read(message: impl Into<String>) -> Self {
+        MeterError::Read(ReadErrorKind::Other, message.into())
+    }
+}
+
+/// What kind of failure a read error was, for run.json's `read_errors_by_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadErrorKind {
+    /// The query is not offered by this device or driver (now; it was at open).
+    NotSupported,
+    /// The device fell off the bus or the driver lost it.
+    DeviceLost,
+    /// Permission denied.
+    Permission,
+    /// The driver or file did not answer in time.
+    Timeout,
+    /// A file or parse error (/proc, sysfs, a replayed timeline).
+    Io,
+    /// Anything else, with the message in `errors`.
+    Other,
+}
+
+impl ReadErrorKind {
+    /// The name run.json gives the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadErrorKind::NotSupported => "not_supported",
+            ReadErrorKind::DeviceLost => "device_lost",
+            ReadErrorKind::Permission => "permission",
+            ReadErrorKind::Timeout => "timeout",
+            ReadErrorKind::Io => "io",
+            ReadErrorKind::Other => "other",
+        }
+    }
 }
 
 /// A registry entry: how to open a meter on this machine, or why it cannot be.
@@ -165,7 +211,13 @@ fn provenance_line(p: &serde_json::Value) -> String {
 /// Every live energy source oae knows, one line each, in priority order. (The replay meter,
 /// [`replay`], stands in for all of them when `[energy] replay_timeline` is set.)
 pub fn registry() -> &'static [MeterSpec] {
-    &[nvml::COUNTER_SPEC, nvml::POWER_SPEC, rapl::SPEC, cpu_model::SPEC]
+    &[
+        nvml::COUNTER_SPEC,
+        nvml::POWER_SPEC,
+        rapl::SPEC,
+        cpu_model::SPEC,
+        process::SPEC,
+    ]
 }
 
 /// The meters that opened, and why the others did not.
@@ -249,8 +301,8 @@ pub struct Timeline {
     pub meters: Vec<MeterInfo>,
     /// Samples in time order (per meter).
     pub samples: Vec<Sample>,
-    /// Read errors, (t_s, meter, message).
-    pub errors: Vec<(f64, usize, String)>,
+    /// Read errors, (t_s, meter, kind, message).
+    pub errors: Vec<(f64, usize, ReadErrorKind, String)>,
     /// Largest gap between consecutive grid samples of any meter, milliseconds.
     pub max_gap_ms: f64,
     /// Meters given up on after [`FAILED_AFTER`] consecutive failed reads.
@@ -272,6 +324,7 @@ impl Timeline {
                 resolution_ms: 1.0,
                 provenance: serde_json::Value::Null,
                 primary: true,
+                process_view: false,
             }],
             samples: (0..=secs)
                 .map(|i| Sample {
@@ -315,6 +368,15 @@ impl Timeline {
         primary.into_iter().map(|m| self.energy_between(m, from_s, to_s)).sum()
     }
 
+    /// Energy of each domain's primary meter between two times; `None` for a domain whose
+    /// meter is unknown there.
+    pub fn primary_energy_by_domain(&self, from_s: f64, to_s: f64) -> BTreeMap<String, Option<f64>> {
+        (0..self.meters.len())
+            .filter(|&m| self.meters[m].primary)
+            .map(|m| (self.meters[m].domain.clone(), self.energy_between(m, from_s, to_s)))
+            .collect()
+    }
+
     /// Energy of `meter` between two instants, when both are inside the sampled window.
     pub fn energy_between(&self, meter: usize, from_s: f64, to_s: f64) -> Option<f64> {
         Some(self.energy_at(meter, to_s)? - self.energy_at(meter, from_s)?)
@@ -354,7 +416,9 @@ impl Timeline {
         domains
             .into_iter()
             .map(|d| {
-                let mut cands: Vec<usize> = (0..self.meters.len()).filter(|&m| self.meters[m].domain == d).collect();
+                let mut cands: Vec<usize> = (0..self.meters.len())
+                    .filter(|&m| self.meters[m].domain == d && !self.meters[m].process_view)
+                    .collect();
                 cands.sort_by_key(|&m| (!self.meters[m].primary, self.meters[m].kind, m));
                 let pick = cands.into_iter().find(|&m| self.covers(m, from_s, to_s));
                 (d, pick)
@@ -405,8 +469,16 @@ impl Nudge {
 impl Sampler {
     /// Starts sampling `meters` every `interval`; times are measured from `epoch`.
     pub fn start(meters: Vec<Box<dyn Meter>>, interval: Duration, epoch: Instant) -> Sampler {
-        let dk: Vec<(&str, EnergyKind)> = meters.iter().map(|m| (m.domain(), m.kind())).collect();
-        let primary = primaries(&dk);
+        // Process views take no part in choosing a domain's primary meter.
+        let dk: Vec<(&str, EnergyKind)> = meters
+            .iter()
+            .map(|m| (if m.process_view() { "" } else { m.domain() }, m.kind()))
+            .collect();
+        let primary: Vec<bool> = primaries(&dk)
+            .into_iter()
+            .zip(&meters)
+            .map(|(p, m)| p && !m.process_view())
+            .collect();
         let infos = meters
             .iter()
             .zip(primary)
@@ -417,6 +489,7 @@ impl Sampler {
                 resolution_ms: m.resolution().as_secs_f64() * 1e3,
                 provenance: m.provenance(),
                 primary,
+                process_view: m.process_view(),
             })
             .collect();
         let n = meters.len();
@@ -542,6 +615,10 @@ fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
                 })
             }
             Err(e) => {
+                let kind = match &e {
+                    MeterError::Read(kind, _) => *kind,
+                    MeterError::Unavailable(_) => ReadErrorKind::NotSupported,
+                };
                 let e = e.to_string();
                 consecutive_errors[i] += 1;
                 if consecutive_errors[i] == FAILED_AFTER {
@@ -551,7 +628,7 @@ fn read_into(shared: &Mutex<Shared>, epoch: Instant, grid: bool) -> f64 {
                         reason: e.clone(),
                     });
                 }
-                timeline.errors.push((t_s, i, e));
+                timeline.errors.push((t_s, i, kind, e));
             }
         }
         if grid {
@@ -686,6 +763,37 @@ mod age_tests {
 #[cfg(test)]
 mod role_tests {
     use super::*;
+
+    #[test]
+    fn a_process_view_is_never_primary_nor_serving() {
+        use super::process::{CpuMarks, ProcessView};
+        let model = || -> Box<dyn Meter> {
+            let stat = "cpu  100 0 50 1000 0 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\n".to_string();
+            let mut t = Duration::ZERO;
+            Box::new(
+                CpuModelMeter::with_source(
+                    "AMD EPYC 7B13",
+                    None,
+                    Box::new(move || Ok(stat.clone())),
+                    Box::new(move || {
+                        t += Duration::from_millis(100);
+                        t
+                    }),
+                )
+                .unwrap(),
+            )
+        };
+        let marks: CpuMarks = Box::new(|| Some((1.0, 2.0)));
+        // The view first: it would win a tie on kind and order if it took part.
+        let meters: Vec<Box<dyn Meter>> = vec![Box::new(ProcessView::new(model(), marks)), model()];
+        let sampler = Sampler::start(meters, Duration::from_millis(5), Instant::now());
+        std::thread::sleep(Duration::from_millis(30));
+        let t = sampler.stop();
+        assert!(!t.meters[0].primary && t.meters[0].process_view, "{:?}", t.meters[0]);
+        assert!(t.meters[1].primary && !t.meters[1].process_view);
+        let last = t.samples.last().unwrap().t_s;
+        assert_eq!(t.serving(0.01, last), vec![("cpu".to_string(), Some(1))]);
+    }
 
     #[test]
     fn one_primary_per_domain_best_kind_first() {

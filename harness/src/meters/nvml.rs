@@ -27,7 +27,7 @@ use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 use serde_json::{Value, json};
 
-use super::{EnergyKind, Meter, MeterConfig, MeterError, MeterReading, MeterSpec, Opened, SourceStatus};
+use super::{EnergyKind, Meter, MeterConfig, MeterError, MeterReading, MeterSpec, Opened, ReadErrorKind, SourceStatus};
 
 pub(super) const COUNTER_SPEC: MeterSpec = MeterSpec {
     name: "nvml-counter",
@@ -48,14 +48,40 @@ pub(super) const POWER_SPEC: MeterSpec = MeterSpec {
 pub enum GpuError {
     /// The GPU or driver does not offer this query.
     NotSupported,
+    /// NVML_ERROR_NOT_FOUND: from the power sample buffer, "no sample newer than the one
+    /// asked for" — polled faster than the driver samples, not a failure.
+    NotFound,
+    /// NVML_ERROR_GPU_IS_LOST: the GPU fell off the bus.
+    Lost,
+    /// NVML_ERROR_NO_PERMISSION.
+    Permission,
+    /// NVML_ERROR_TIMEOUT.
+    Timeout,
     /// Any other failure, with NVML's message.
     Failed(String),
+}
+
+impl GpuError {
+    /// The read-error kind run.json counts it under.
+    pub fn kind(&self) -> ReadErrorKind {
+        match self {
+            GpuError::NotSupported => ReadErrorKind::NotSupported,
+            GpuError::Lost => ReadErrorKind::DeviceLost,
+            GpuError::Permission => ReadErrorKind::Permission,
+            GpuError::Timeout => ReadErrorKind::Timeout,
+            GpuError::NotFound | GpuError::Failed(_) => ReadErrorKind::Other,
+        }
+    }
 }
 
 impl std::fmt::Display for GpuError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GpuError::NotSupported => write!(f, "not supported on this GPU or driver"),
+            GpuError::NotFound => write!(f, "not found (no data newer than asked for)"),
+            GpuError::Lost => write!(f, "the GPU is lost (fell off the bus or the driver lost it)"),
+            GpuError::Permission => write!(f, "no permission"),
+            GpuError::Timeout => write!(f, "the driver timed out"),
             GpuError::Failed(m) => write!(f, "{m}"),
         }
     }
@@ -65,6 +91,10 @@ impl From<NvmlError> for GpuError {
     fn from(e: NvmlError) -> Self {
         match e {
             NvmlError::NotSupported => GpuError::NotSupported,
+            NvmlError::NotFound => GpuError::NotFound,
+            NvmlError::GpuLost => GpuError::Lost,
+            NvmlError::NoPermission => GpuError::Permission,
+            NvmlError::Timeout => GpuError::Timeout,
             other => GpuError::Failed(other.to_string()),
         }
     }
@@ -306,7 +336,7 @@ impl CounterMeter {
             GpuError::NotSupported => format!(
                 "gpu:{i}: total-energy counter not supported (it needs a Volta or newer GPU); power integration is used instead"
             ),
-            GpuError::Failed(m) => format!("gpu:{i}: total-energy counter: {m}"),
+            other => format!("gpu:{i}: total-energy counter: {other}"),
         })?;
         let facts = d.facts();
         drop(d);
@@ -340,9 +370,9 @@ impl Meter for CounterMeter {
         let (raw, stamp_us) = self
             .device
             .lock()
-            .map_err(|_| MeterError::Read("GPU handle poisoned".into()))?
+            .map_err(|_| MeterError::read("GPU handle poisoned"))?
             .energy_timestamped()
-            .map_err(|e| MeterError::Read(format!("{}: energy counter: {e}", self.domain)))?;
+            .map_err(|e| MeterError::Read(e.kind(), format!("{}: energy counter: {e}", self.domain)))?;
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
@@ -402,6 +432,8 @@ impl PowerMeter {
                 let &(us, w) = s.last().expect("non-empty");
                 (PowerSource::Buffer, Some((us as f64 / 1e6, w)), us)
             }
+            // The buffer exists but holds nothing yet.
+            Err(GpuError::NotFound) => (PowerSource::Buffer, None, 0),
             _ => match d.instant_power_w() {
                 Ok(_) => (PowerSource::Instant, None, 0),
                 Err(_) => match d.average_power_w() {
@@ -454,13 +486,22 @@ impl Meter for PowerMeter {
     }
     fn read(&mut self) -> Result<MeterReading, MeterError> {
         let dev = self.device.clone();
-        let mut d = dev.lock().map_err(|_| MeterError::Read("GPU handle poisoned".into()))?;
+        let mut d = dev.lock().map_err(|_| MeterError::read("GPU handle poisoned"))?;
         let now_s = self.epoch.elapsed().as_secs_f64();
         let latest = match self.source {
             PowerSource::Buffer => {
-                let samples = d
-                    .power_samples(self.last_us)
-                    .map_err(|e| MeterError::Read(format!("{}: power samples: {e}", self.domain)))?;
+                let samples = match d.power_samples(self.last_us) {
+                    Ok(s) => s,
+                    // Nothing newer than the last sample: polled faster than the driver
+                    // samples (every ~20 ms on recent GPUs). The energy so far stands.
+                    Err(GpuError::NotFound) => Vec::new(),
+                    Err(e) => {
+                        return Err(MeterError::Read(
+                            e.kind(),
+                            format!("{}: power samples: {e}", self.domain),
+                        ));
+                    }
+                };
                 drop(d);
                 for &(us, w) in &samples {
                     self.add(us as f64 / 1e6, w);
@@ -474,7 +515,7 @@ impl Meter for PowerMeter {
                 } else {
                     d.average_power_w()
                 }
-                .map_err(|e| MeterError::Read(format!("{}: power: {e}", self.domain)))?;
+                .map_err(|e| MeterError::Read(e.kind(), format!("{}: power: {e}", self.domain)))?;
                 drop(d);
                 self.add(now_s, w);
                 Some(w)
@@ -526,7 +567,12 @@ mod tests {
             if s.is_empty() {
                 return Err(GpuError::NotSupported);
             }
-            Ok(s.iter().copied().filter(|s| s.0 > since_us).collect())
+            let newer: Vec<(u64, f64)> = s.iter().copied().filter(|s| s.0 > since_us).collect();
+            // As the driver does: nothing newer than asked for is NVML_ERROR_NOT_FOUND.
+            if newer.is_empty() {
+                return Err(GpuError::NotFound);
+            }
+            Ok(newer)
         }
         fn instant_power_w(&mut self) -> Result<f64, GpuError> {
             self.instant.clone()
@@ -558,7 +604,7 @@ mod tests {
         let r = m.read().unwrap();
         assert_eq!((r.energy_j, r.invalid), (3.0, false));
         let e = m.read().unwrap_err();
-        assert!(matches!(&e, MeterError::Read(m) if m.contains("GPU is lost")), "{e}");
+        assert!(matches!(&e, MeterError::Read(_, m) if m.contains("GPU is lost")), "{e}");
         assert_eq!(m.kind(), EnergyKind::Measured);
     }
 
@@ -585,6 +631,63 @@ mod tests {
         // the duplicate timestamp adds nothing.
         let r = p.read().unwrap();
         assert!((r.energy_j - 250.0).abs() < 1e-9, "{r:?}");
+    }
+
+    #[test]
+    fn no_new_power_sample_is_not_a_read_error() {
+        let samples = buf(&[(1_000_000, 100.0)]);
+        let g = shared(FakeGpu {
+            energy: vec![],
+            samples: samples.clone(),
+            instant: Err(GpuError::NotSupported),
+        });
+        let mut p = PowerMeter::open(g).unwrap();
+        assert_eq!(p.source, PowerSource::Buffer);
+        // Polled faster than the driver samples: NOT_FOUND, several times in a row (three
+        // failures would give the meter up).
+        for _ in 0..5 {
+            let r = p.read().expect("no new sample is not a failure");
+            assert_eq!(r.energy_j, 0.0);
+        }
+        samples.lock().unwrap().push((2_000_000, 300.0));
+        let r = p.read().unwrap();
+        assert!((r.energy_j - 200.0).abs() < 1e-9, "{r:?}"); // 1 s from 100 to 300 W
+        let r = p.read().unwrap();
+        assert!((r.energy_j - 200.0).abs() < 1e-9, "{r:?}");
+    }
+
+    #[test]
+    fn read_errors_are_classified() {
+        let g = FakeGpu {
+            energy: vec![
+                Ok(1_000),
+                Err(GpuError::Lost),
+                Err(GpuError::Permission),
+                Err(GpuError::Timeout),
+            ],
+            samples: buf(&[]),
+            instant: Err(GpuError::NotSupported),
+        };
+        let mut m = CounterMeter::open(shared(g)).unwrap();
+        for kind in [
+            ReadErrorKind::DeviceLost,
+            ReadErrorKind::Permission,
+            ReadErrorKind::Timeout,
+        ] {
+            match m.read() {
+                Err(MeterError::Read(k, msg)) => {
+                    assert_eq!(k, kind, "{msg}");
+                    assert!(msg.starts_with("gpu:0: energy counter"), "{msg}");
+                }
+                other => panic!("expected a read error, got {other:?}"),
+            }
+        }
+        assert_eq!(GpuError::from(NvmlError::NotFound), GpuError::NotFound);
+        assert_eq!(GpuError::from(NvmlError::GpuLost), GpuError::Lost);
+        assert_eq!(
+            GpuError::from(NvmlError::NotSupported).kind(),
+            ReadErrorKind::NotSupported
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{EnergyKind, Meter, MeterError, MeterReading, MeterSpec, SourceStatus};
+use super::{EnergyKind, Meter, MeterError, MeterReading, MeterSpec, ReadErrorKind, SourceStatus};
 
 pub(super) const SPEC: MeterSpec = MeterSpec {
     name: "rapl",
@@ -198,7 +198,7 @@ impl Meter for RaplMeter {
     }
     fn read(&mut self) -> Result<MeterReading, MeterError> {
         for z in &mut self.zones {
-            let v = read_uj(&z.path).map_err(MeterError::Read)?;
+            let v = read_uj(&z.path).map_err(|e| MeterError::Read(ReadErrorKind::Io, e))?;
             let delta = if v >= z.last_uj {
                 v - z.last_uj
             } else {
@@ -206,10 +206,10 @@ impl Meter for RaplMeter {
                     // The counter wrapped at max_energy_range_uj.
                     Some(max) if z.last_uj <= max => max - z.last_uj + v,
                     _ => {
-                        return Err(MeterError::Read(format!(
-                            "{}: counter went backwards and its range is unknown",
-                            z.label
-                        )));
+                        return Err(MeterError::Read(
+                            ReadErrorKind::Other,
+                            format!("{}: counter went backwards and its range is unknown", z.label),
+                        ));
                     }
                 }
             };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{EnergyKind, Meter, MeterError, MeterReading, Opened};
+use super::{EnergyKind, Meter, MeterError, MeterReading, Opened, ReadErrorKind};
 
 /// One line for `oae list meters`.
 pub const ABOUT: &str = "a recorded timeline.csv fed back through the meter socket (kind as recorded)";
@@ -77,6 +77,9 @@ impl Meter for ReplayMeter {
     fn kind(&self) -> EnergyKind {
         self.kind
     }
+    fn process_view(&self) -> bool {
+        self.name == super::process::NAME
+    }
     fn resolution(&self) -> Duration {
         let p = &self.points;
         let min_gap = p
@@ -95,12 +98,15 @@ impl Meter for ReplayMeter {
                 band_j: band.zip(b0).map(|(b, z)| (b.0 - z.0, b.1 - z.1)),
                 ..MeterReading::new(e - e0, None)
             }),
-            None => Err(MeterError::Read(format!(
-                "replay of {} ended at {:.3} s (recording is {:.3} s long)",
-                self.file,
-                t - first,
-                self.points.last().map(|p| p.0).unwrap_or(0.0) - first
-            ))),
+            None => Err(MeterError::Read(
+                ReadErrorKind::Io,
+                format!(
+                    "replay of {} ended at {:.3} s (recording is {:.3} s long)",
+                    self.file,
+                    t - first,
+                    self.points.last().map(|p| p.0).unwrap_or(0.0) - first
+                ),
+            )),
         }
     }
     fn provenance(&self) -> serde_json::Value {

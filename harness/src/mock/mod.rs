@@ -6,6 +6,10 @@
 //! and counted: `fail_every = N` fails ids N−1, 2N−1, ...; `fail_ids` and `panic_ids` list
 //! ids to fail with an error or a panic; `fail_setup` makes `prepare()` fail.
 //!
+//! `cold_start_ms` scripts a first-call cost (what a GPU's context creation and kernel JIT
+//! are to a real model): the first request served pays it — unless `warm_up = true`, when
+//! `prepare()` pays it instead, as the model-backed methods' warm-up does.
+//!
 //! With `spin = true` the service time is spent busy-waiting on the worker's core instead of
 //! sleeping: a compute-bound method's load on the machine, without a model (used to measure
 //! the dispatcher's accuracy while a worker is busy, `suites/dispatch-rates.toml`).
@@ -56,6 +60,10 @@ pub struct MockConfig {
     pub answer: MockAnswer,
     /// With `answer = "reference"`, answer ids N−1, 2N−1, ... wrongly (0 = never).
     pub wrong_every: u64,
+    /// A one-time cost of the first call, ms.
+    pub cold_start_ms: f64,
+    /// Pay `cold_start_ms` in `prepare()` rather than in the first request.
+    pub warm_up: bool,
 }
 
 /// What the mock answers.
@@ -141,6 +149,16 @@ impl MethodSpec for Spec {
                 default: "0",
                 help: "with answer = \"reference\": answer ids N-1, 2N-1, ... wrongly",
             },
+            ConfigKey {
+                name: "cold_start_ms",
+                default: "0",
+                help: "one-time cost of the first call (a GPU's context creation and JIT, scripted)",
+            },
+            ConfigKey {
+                name: "warm_up",
+                default: "false",
+                help: "pay cold_start_ms in prepare() (setup) instead of in the first request",
+            },
         ]
     }
     fn build(&self, config: &ConfigTable, _ctx: &BuildContext) -> Result<Box<dyn Method>, MethodError> {
@@ -149,6 +167,7 @@ impl MethodSpec for Spec {
             ("prefill_ms", cfg.prefill_ms),
             ("decode_ms_per_token", cfg.decode_ms_per_token),
             ("setup_ms", cfg.setup_ms),
+            ("cold_start_ms", cfg.cold_start_ms),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(config
@@ -165,12 +184,29 @@ pub struct Mock {
     cfg: MockConfig,
     /// The text of the request served last.
     answer: Option<String>,
+    /// Whether the first call's cost has been paid.
+    warm: bool,
+    /// Seconds the warm-up took in `prepare()`.
+    warmed_s: Option<f64>,
 }
 
 impl Mock {
     /// A mock built directly from its config (for tests of the harness).
     pub fn new(cfg: MockConfig) -> Self {
-        Self { cfg, answer: None }
+        Self {
+            cfg,
+            answer: None,
+            warm: false,
+            warmed_s: None,
+        }
+    }
+
+    /// Pays the first call's cost once.
+    fn first_call(&mut self) {
+        if !self.warm {
+            self.warm = true;
+            sleep_ms(self.cfg.cold_start_ms);
+        }
     }
 }
 
@@ -208,7 +244,16 @@ impl Method for Mock {
         if self.cfg.fail_setup {
             return Err(MethodError::failed("mock setup failed (fail_setup = true)"));
         }
+        if self.cfg.warm_up {
+            let started = std::time::Instant::now();
+            self.first_call();
+            self.warmed_s = Some(started.elapsed().as_secs_f64());
+        }
         Ok(())
+    }
+
+    fn cold_start_s(&self) -> Option<f64> {
+        self.warmed_s
     }
 
     fn serve(
@@ -219,6 +264,7 @@ impl Method for Mock {
     ) -> Result<Completion, MethodError> {
         let id = request.id;
         probe.phase("prefill");
+        self.first_call();
         self.wait(self.cfg.prefill_ms);
         if self.cfg.panic_ids.contains(&id) {
             panic!("mock panic for request {id} (panic_ids)");

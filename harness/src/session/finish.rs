@@ -50,7 +50,12 @@ pub(super) struct MethodDone {
     pub id: String,
     pub instances: u32,
     pub setup_s: f64,
+    /// Setup's start and end on the timeline, s.
+    pub setup_window: (f64, f64),
+    /// Setup energy, J (filled by `finish_method` from the final timeline).
     pub setup_j: Option<f64>,
+    /// The part of setup that made the model ready to serve (load, conversion, warm-up), s.
+    pub cold_start_s: Option<f64>,
     pub facts: BTreeMap<String, Value>,
     pub weight_bytes: Option<u64>,
     pub before: Option<(f64, f64)>,
@@ -94,9 +99,10 @@ impl Finisher<'_> {
         &mut self,
         timeline: &Timeline,
         progress: &mut dyn Progress,
-        done: MethodDone,
+        mut done: MethodDone,
         pending: Vec<Pending>,
     ) -> MethodInfo {
+        done.setup_j = timeline.primary_energy_between(done.setup_window.0, done.setup_window.1);
         let idle = idle_model(timeline, done.before, done.after);
         for (fit, info) in idle.iter().zip(&timeline.meters) {
             if let Some(d) = fit.and_then(|f| f.drift_pct())
@@ -125,6 +131,8 @@ impl Finisher<'_> {
             setup_s: done.setup_s,
             setup_energy_j: done.setup_j,
             setup_energy_estimated: estimated(timeline),
+            setup_energy_by_domain: timeline.primary_energy_by_domain(done.setup_window.0, done.setup_window.1),
+            cold_start_s: done.cold_start_s,
             weight_bytes: done.weight_bytes,
             facts: done.facts,
             idle_baseline: baseline_record(
@@ -212,6 +220,12 @@ impl Finisher<'_> {
         }
         let mut summary = summarize(&info(replay_s), &records);
         summary.energy = crate::energy::cell::pool(energies, &records, run.confidence);
+        if let Some(e) = summary.energy.as_mut() {
+            let setup = timeline.primary_energy_by_domain(done.setup_window.0, done.setup_window.1);
+            for d in &mut e.domains {
+                d.setup_j = setup.get(&d.domain).copied().flatten();
+            }
+        }
         summary.carbon = (!carbon.is_empty() && carbon.len() == figures.len())
             .then(|| crate::carbon::pool(carbon))
             .flatten();

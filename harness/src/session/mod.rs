@@ -407,14 +407,17 @@ impl MethodRun<'_> {
             }
         }
         let setup_to = self.sampler.read_now();
-        let setup_j = self.sampler.snapshot().primary_energy_between(setup_from, setup_to);
         let first = instances.first();
         let done = MethodDone {
             label: entry.label.clone(),
             id: entry.id.clone(),
             instances: entry.instances,
             setup_s: setup_to - setup_from,
-            setup_j,
+            // Energy is read from the block's final timeline: a meter whose readings carry
+            // the driver's own timestamps (NVML) has no sample at `setup_to` yet.
+            setup_window: (setup_from, setup_to),
+            setup_j: None,
+            cold_start_s: first.and_then(|m| m.cold_start_s()),
             facts: first.map(|m| m.facts()).unwrap_or_default(),
             weight_bytes: first.and_then(|m| m.weight_bytes()),
             before: None,

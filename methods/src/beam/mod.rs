@@ -396,6 +396,10 @@ impl Method for Beam {
         })
     }
 
+    fn cold_start_s(&self) -> Option<f64> {
+        self.generator.cold_start().map(|c| c.total_s())
+    }
+
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         let mut f = self.generator.facts(self.model.as_ref());
         f.insert(

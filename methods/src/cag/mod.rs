@@ -205,6 +205,10 @@ impl Method for Cag {
         )
     }
 
+    fn cold_start_s(&self) -> Option<f64> {
+        self.generator.cold_start().map(|c| c.total_s())
+    }
+
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         let mut f = self.generator.facts(self.ready.as_ref().map(|r| &r.model));
         f.insert(

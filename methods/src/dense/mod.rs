@@ -72,6 +72,10 @@ impl Method for Dense {
         serve_autoregressive(&self.generator, m, "dense-sampling", request, sink, probe)
     }
 
+    fn cold_start_s(&self) -> Option<f64> {
+        self.generator.cold_start().map(|c| c.total_s())
+    }
+
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         self.generator.facts(self.model.as_ref())
     }

@@ -28,18 +28,50 @@ pub use super::kv_cache::KvCache;
 use super::matvec::matmul as mm;
 use crate::error::{Error, Result};
 
-/// A SwiGLU feed-forward block; matrices stored as (in, out).
+/// A SwiGLU feed-forward block; matrices stored as (in, out), gate and up side by side in
+/// one (in, 2·ffn) matrix so a token's two input projections are one product (one pass over
+/// the weights on CPU, one kernel on a GPU).
 #[derive(Clone)]
 pub struct Mlp {
-    pub(crate) gate: Tensor,
-    pub(crate) up: Tensor,
+    gate_up: Tensor,
     pub(crate) down: Tensor,
 }
 
 impl Mlp {
+    /// The block from its three (in, out) matrices.
+    pub fn new(gate: &Tensor, up: &Tensor, down: Tensor) -> Result<Self> {
+        Ok(Self {
+            gate_up: Tensor::cat(&[gate, up], 1)?,
+            down,
+        })
+    }
+
+    fn ffn(&self) -> usize {
+        self.down.dims()[0]
+    }
+
+    /// The gate projection, (in, ffn) (a view).
+    pub fn gate(&self) -> Result<Tensor> {
+        Ok(self.gate_up.narrow(1, 0, self.ffn())?)
+    }
+
+    /// The up projection, (in, ffn) (a view).
+    pub fn up(&self) -> Result<Tensor> {
+        Ok(self.gate_up.narrow(1, self.ffn(), self.ffn())?)
+    }
+
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            gate_up: self.gate_up.to_dtype(dtype)?,
+            down: self.down.to_dtype(dtype)?,
+        })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = mm(x, &self.gate)?.silu()?;
-        let up = mm(x, &self.up)?;
+        let f = self.ffn();
+        let gu = mm(x, &self.gate_up)?;
+        let gate = gu.narrow(1, 0, f)?.silu()?;
+        let up = gu.narrow(1, f, f)?;
         Ok(mm(&(gate * up)?, &self.down)?)
     }
 }
@@ -75,6 +107,34 @@ pub struct Layer {
     pub(crate) bias: Option<(Tensor, Tensor, Tensor)>,
     pub(crate) ffn_norm: Tensor,
     pub(crate) ffn: Ffn,
+    /// Q, K and V side by side, (in, q + 2·kv), with their biases: set by
+    /// [`Decoder::new`], which then makes `wq`, `wk`, `wv` (and `bias`) views of it.
+    pub(crate) qkv: Option<(Tensor, Option<Tensor>)>,
+}
+
+impl Layer {
+    /// Fuses Q, K and V into one matrix (one product per token) and keeps the three as
+    /// views of it, so the weights are held once.
+    fn fuse(mut self) -> Result<Self> {
+        if self.qkv.is_some() {
+            return Ok(self);
+        }
+        let (q, kv) = (self.wq.dims()[1], self.wk.dims()[1]);
+        let w = Tensor::cat(&[&self.wq, &self.wk, &self.wv], 1)?;
+        self.wq = w.narrow(1, 0, q)?;
+        self.wk = w.narrow(1, q, kv)?;
+        self.wv = w.narrow(1, q + kv, kv)?;
+        let b = match &self.bias {
+            Some((bq, bk, bv)) => {
+                let b = Tensor::cat(&[bq, bk, bv], 0)?;
+                self.bias = Some((b.narrow(0, 0, q)?, b.narrow(0, q, kv)?, b.narrow(0, q + kv, kv)?));
+                Some(b)
+            }
+            None => None,
+        };
+        self.qkv = Some((w, b));
+        Ok(self)
+    }
 }
 
 /// The output projection.
@@ -168,6 +228,7 @@ impl Decoder {
             )));
         }
         let (cos, sin) = rope_tables(&cfg, device)?;
+        let layers = layers.into_iter().map(Layer::fuse).collect::<Result<Vec<_>>>()?;
         let experts = cfg.experts;
         Ok(Self {
             cfg,
@@ -245,7 +306,64 @@ impl Decoder {
 
     /// Bytes of resident weights (every expert included).
     pub fn weight_bytes(&self) -> usize {
-        4 * self.cfg.params()
+        self.dtype().size_in_bytes() * self.cfg.params()
+    }
+
+    /// The element type of the weights, activations and KV cache.
+    pub fn dtype(&self) -> DType {
+        self.embed.dtype()
+    }
+
+    /// The same model with every weight (and the RoPE tables) in `dtype`; activations and
+    /// the KV cache follow the weights, logits are returned in F32 whatever the dtype.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Decoder> {
+        let c = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?) };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let (w, b) = l.qkv.as_ref().expect("layers are fused in Decoder::new");
+                let (q, kv) = (l.wq.dims()[1], l.wk.dims()[1]);
+                let w = c(w)?;
+                let b = b.as_ref().map(c).transpose()?;
+                Ok(Layer {
+                    attn_norm: c(&l.attn_norm)?,
+                    wq: w.narrow(1, 0, q)?,
+                    wk: w.narrow(1, q, kv)?,
+                    wv: w.narrow(1, q + kv, kv)?,
+                    wo: c(&l.wo)?,
+                    bias: match &b {
+                        Some(b) => Some((b.narrow(0, 0, q)?, b.narrow(0, q, kv)?, b.narrow(0, q + kv, kv)?)),
+                        None => None,
+                    },
+                    ffn_norm: c(&l.ffn_norm)?,
+                    ffn: match &l.ffn {
+                        Ffn::Dense(m) => Ffn::Dense(m.to_dtype(dtype)?),
+                        Ffn::Moe(moe) => Ffn::Moe(Moe {
+                            router: c(&moe.router)?,
+                            experts: moe.experts.iter().map(|m| m.to_dtype(dtype)).collect::<Result<_>>()?,
+                            top_k: moe.top_k,
+                        }),
+                    },
+                    qkv: Some((w, b)),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let head = match &self.head {
+            Head::Tied => Head::Tied,
+            Head::Matrix(w) => Head::Matrix(c(w)?),
+        };
+        Ok(Decoder {
+            moe: Mutex::new(self.moe.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            cfg: self.cfg,
+            embed: c(&self.embed)?,
+            layers,
+            norm: c(&self.norm)?,
+            head,
+            cos: c(&self.cos)?,
+            sin: c(&self.sin)?,
+            device: self.device.clone(),
+        })
     }
 
     /// Runs `tokens` after what `cache` holds, at positions `cache.len()..`, with a causal
@@ -361,15 +479,24 @@ impl Decoder {
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = cfg.rms_eps as f32;
 
+        // A mask given in F32 is added in the model's dtype.
+        let mask = match mask {
+            Some(m) if m.dtype() != self.dtype() => Some(std::borrow::Cow::Owned(m.to_dtype(self.dtype())?)),
+            m => m.map(std::borrow::Cow::Borrowed),
+        };
         let mut x = self.embed.index_select(&ids, 0)?;
         for (li, layer) in self.layers.iter().take(depth).enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let (mut q, mut k, mut v) = (mm(&hn, &layer.wq)?, mm(&hn, &layer.wk)?, mm(&hn, &layer.wv)?);
-            if let Some((bq, bk, bv)) = &layer.bias {
-                q = q.broadcast_add(bq)?;
-                k = k.broadcast_add(bk)?;
-                v = v.broadcast_add(bv)?;
+            let (wqkv, bqkv) = layer.qkv.as_ref().expect("layers are fused in Decoder::new");
+            let mut qkv = mm(&hn, wqkv)?;
+            if let Some(b) = bqkv {
+                qkv = qkv.broadcast_add(b)?;
             }
+            let (q, k, v) = (
+                qkv.narrow(1, 0, h * hd)?,
+                qkv.narrow(1, h * hd, kvh * hd)?,
+                qkv.narrow(1, (h + kvh) * hd, kvh * hd)?,
+            );
             let q = q.reshape((1, t, h, hd))?.transpose(1, 2)?.contiguous()?;
             let k = k.reshape((1, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
             let v = v.reshape((t, kvh, hd))?.transpose(0, 1)?.contiguous()?;
@@ -380,7 +507,7 @@ impl Decoder {
                 None => (k, v),
             };
             let total = k.dim(1)?;
-            if let Some(m) = mask
+            if let Some(m) = &mask
                 && m.dims() != [t, total]
             {
                 return Err(Error::Request(format!(
@@ -388,14 +515,15 @@ impl Decoder {
                     m.dims()
                 )));
             }
+
             // Grouped-query attention without copying K/V per head: fold the g query heads
             // sharing a KV head into the row dimension.
             let qg = q.reshape((kvh, g * t, hd))?;
             let mut att = qg.matmul(&k.t()?)?.affine(scale, 0.0)?;
-            if let Some(m) = mask {
+            if let Some(m) = &mask {
                 att = att
                     .reshape((h, t, total))?
-                    .broadcast_add(m)?
+                    .broadcast_add(m.as_ref())?
                     .reshape((kvh, g * t, total))?;
             }
             let att = candle_nn::ops::softmax_last_dim(&att)?;
@@ -420,9 +548,14 @@ impl Decoder {
             Logits::All => x,
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
-        Ok(match &self.head {
+        let logits = match &self.head {
             Head::Tied => super::matvec::matmul_t(&x, &self.embed)?,
             Head::Matrix(w) => mm(&x, w)?,
+        };
+        Ok(if logits.dtype() == DType::F32 {
+            logits
+        } else {
+            logits.to_dtype(DType::F32)?
         })
     }
 
@@ -432,7 +565,7 @@ impl Decoder {
         let t = x.dim(0)?;
         let e = moe.experts.len();
         let probs = candle_nn::ops::softmax_last_dim(&mm(x, &moe.router)?)?;
-        let probs: Vec<Vec<f32>> = probs.to_vec2()?;
+        let probs: Vec<Vec<f32>> = probs.to_dtype(DType::F32)?.to_vec2()?;
         // For every expert: the token rows sent to it and their mixing weights.
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); e];
         let mut weights: Vec<Vec<f32>> = vec![Vec::new(); e];
@@ -464,7 +597,7 @@ impl Decoder {
             let n = rows[i].len();
             let idx = Tensor::new(rows[i].as_slice(), &self.device)?;
             let xi = if n == t { x.clone() } else { x.index_select(&idx, 0)? };
-            let w = Tensor::from_vec(std::mem::take(&mut weights[i]), (n, 1), &self.device)?;
+            let w = Tensor::from_vec(std::mem::take(&mut weights[i]), (n, 1), &self.device)?.to_dtype(x.dtype())?;
             let y = expert.forward(&xi)?.broadcast_mul(&w)?;
             out = out.index_add(&idx, &y, 0)?;
         }
@@ -498,17 +631,17 @@ impl Decoder {
             }
             match &l.ffn {
                 Ffn::Dense(m) => {
-                    out.push((format!("{p}.mlp.gate_proj.weight"), tr(&m.gate)?));
-                    out.push((format!("{p}.mlp.up_proj.weight"), tr(&m.up)?));
+                    out.push((format!("{p}.mlp.gate_proj.weight"), tr(&m.gate()?)?));
+                    out.push((format!("{p}.mlp.up_proj.weight"), tr(&m.up()?)?));
                     out.push((format!("{p}.mlp.down_proj.weight"), tr(&m.down)?));
                 }
                 Ffn::Moe(moe) => {
                     out.push((format!("{p}.block_sparse_moe.gate.weight"), tr(&moe.router)?));
                     for (j, m) in moe.experts.iter().enumerate() {
                         let q = format!("{p}.block_sparse_moe.experts.{j}");
-                        out.push((format!("{q}.w1.weight"), tr(&m.gate)?));
+                        out.push((format!("{q}.w1.weight"), tr(&m.gate()?)?));
                         out.push((format!("{q}.w2.weight"), tr(&m.down)?));
-                        out.push((format!("{q}.w3.weight"), tr(&m.up)?));
+                        out.push((format!("{q}.w3.weight"), tr(&m.up()?)?));
                     }
                 }
             }

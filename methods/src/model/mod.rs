@@ -6,6 +6,7 @@
 pub mod catalog;
 mod chat;
 mod config;
+pub mod cuda_info;
 mod decoder;
 mod kv_cache;
 mod load;
@@ -179,7 +180,12 @@ pub fn device(spec: DeviceSpec) -> Result<Device> {
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
         #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda(i) => Device::new_cuda(i).map_err(|e| Error::Model(format!("device cuda:{i}: {e}"))),
+        DeviceSpec::Cuda(i) => Device::new_cuda(i).map_err(|e| {
+            Error::Model(format!(
+                "device cuda:{i} does not open: {} (`oae doctor` lists the CUDA libraries loaded)",
+                cuda_info::first_line(&e)
+            ))
+        }),
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(i) => Err(Error::Model(format!(
             "device cuda:{i} requested, but this build has no CUDA support; rebuild with `--features cuda` or set `device = \"cpu\"` in [run]"

@@ -136,11 +136,11 @@ impl SyntheticSpec {
             let wv = normal(d, kv, inv(d))?;
             let wo = normal(d, d, self.residual_scale * inv(d))?;
             let mut mlp = || -> Result<Mlp> {
-                Ok(Mlp {
-                    gate: normal(d, f, inv(d))?,
-                    up: normal(d, f, inv(d))?,
-                    down: normal(f, d, self.residual_scale * inv(f))?,
-                })
+                Mlp::new(
+                    &normal(d, f, inv(d))?,
+                    &normal(d, f, inv(d))?,
+                    normal(f, d, self.residual_scale * inv(f))?,
+                )
             };
             let ffn = if cfg.experts == 0 {
                 Ffn::Dense(mlp()?)
@@ -161,6 +161,7 @@ impl SyntheticSpec {
                 bias: None,
                 ffn_norm: Tensor::ones(d, candle_core::DType::F32, device)?,
                 ffn,
+                qkv: None,
             });
         }
         let norm = Tensor::ones(d, candle_core::DType::F32, device)?;

@@ -111,11 +111,16 @@ impl Upcycle {
             if self.noise == 0.0 {
                 return Ok(w.clone());
             }
-            let rms = w.sqr()?.mean_all()?.to_scalar::<f32>()?.sqrt() as f64;
+            let rms = w
+                .to_dtype(candle_core::DType::F32)?
+                .sqr()?
+                .mean_all()?
+                .to_scalar::<f32>()?
+                .sqrt() as f64;
             let n: Vec<f32> = (0..w.elem_count())
                 .map(|_| (standard_normal(&mut rng) * self.noise * rms) as f32)
                 .collect();
-            Ok((w + Tensor::from_vec(n, w.shape(), &device)?)?)
+            Ok((w + Tensor::from_vec(n, w.shape(), &device)?.to_dtype(w.dtype())?)?)
         };
         let mut layers_routers = Vec::new();
         {
@@ -127,7 +132,7 @@ impl Upcycle {
                         .collect(),
                     RouterInit::Uniform => vec![0.0; hidden * self.experts],
                 };
-                layers_routers.push(Tensor::from_vec(v, (hidden, self.experts), &device)?);
+                layers_routers.push(Tensor::from_vec(v, (hidden, self.experts), &device)?.to_dtype(d.dtype())?);
             }
         }
         d.map_ffn(self.experts, self.top_k, |li, ffn| {
@@ -135,13 +140,7 @@ impl Upcycle {
                 return Err(crate::Error::Model("upcycle needs dense FFN layers".into()));
             };
             let experts = (0..self.experts)
-                .map(|_| {
-                    Ok(Mlp {
-                        gate: noisy(&mlp.gate)?,
-                        up: noisy(&mlp.up)?,
-                        down: noisy(&mlp.down)?,
-                    })
-                })
+                .map(|_| Mlp::new(&noisy(&mlp.gate()?)?, &noisy(&mlp.up()?)?, noisy(&mlp.down)?))
                 .collect::<crate::error::Result<Vec<_>>>()?;
             Ok(Ffn::Moe(Moe {
                 router: layers_routers[li].clone(),
@@ -201,18 +200,20 @@ pub struct MoeMethod {
 
 impl Method for MoeMethod {
     fn prepare(&mut self) -> Result<(), MethodError> {
-        let mut m = self.generator.load()?;
-        if let Some(u) = &self.upcycle {
-            m.decoder = u.apply(&m.decoder)?;
-            m.name = format!("{} upcycled to {}x top-{}", m.name, u.experts, u.top_k);
-        }
-        if m.decoder.config().experts == 0 {
-            return Err(MethodError::failed(format!(
-                "moe: {} is a dense model; add an `upcycle` table to the method",
-                m.name
-            )));
-        }
-        m.decoder.take_moe_counters();
+        let upcycle = self.upcycle.clone();
+        let m = self.generator.load_then(|mut m| {
+            if let Some(u) = &upcycle {
+                m.decoder = u.apply(&m.decoder)?;
+                m.name = format!("{} upcycled to {}x top-{}", m.name, u.experts, u.top_k);
+            }
+            if m.decoder.config().experts == 0 {
+                return Err(MethodError::failed(format!(
+                    "moe: {} is a dense model; add an `upcycle` table to the method",
+                    m.name
+                )));
+            }
+            Ok(m)
+        })?;
         self.model = Some(m);
         Ok(())
     }
@@ -241,6 +242,10 @@ impl Method for MoeMethod {
 
     fn weight_bytes(&self) -> Option<u64> {
         self.model.as_ref().map(|m| m.decoder.weight_bytes() as u64)
+    }
+
+    fn cold_start_s(&self) -> Option<f64> {
+        self.generator.cold_start().map(|c| c.total_s())
     }
 
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {

@@ -537,6 +537,10 @@ impl Method for Rag {
         continue_and_decode(g, &r.model, "rag-sampling", request, cache, &prompt.ids(), sink, probe)
     }
 
+    fn cold_start_s(&self) -> Option<f64> {
+        self.generator.cold_start().map(|c| c.total_s())
+    }
+
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {
         let mut f = self.generator.facts(self.ready.as_ref().map(|r| &r.model));
         let c = &self.cfg;

@@ -312,7 +312,8 @@ impl Method for Speculative {
             )));
         }
         if let Some(spec) = &self.cfg.draft.model {
-            let draft = spec.load(&self.generator.device)?;
+            let (draft, _) = self.generator.convert(spec.load(&self.generator.device)?)?;
+            crate::cold_start::warm_up(&draft)?;
             let (tv, dv) = (target.decoder.config().vocab_size, draft.decoder.config().vocab_size);
             let (tt, dt) = (target.tokenizer.vocab_size(), draft.tokenizer.vocab_size());
             if tv != dv || tt != dt || target.tokenizer.name() != draft.tokenizer.name() {
@@ -430,6 +431,10 @@ impl Method for Speculative {
     fn weight_bytes(&self) -> Option<u64> {
         let target = self.target.as_ref()?.decoder.weight_bytes() as u64;
         Some(target + self.draft.as_ref().map_or(0, |d| d.decoder.weight_bytes() as u64))
+    }
+
+    fn cold_start_s(&self) -> Option<f64> {
+        self.generator.cold_start().map(|c| c.total_s())
     }
 
     fn facts(&self) -> BTreeMap<String, serde_json::Value> {

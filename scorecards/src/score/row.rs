@@ -170,16 +170,40 @@ fn energy_of(ctx: &Context<'_>, p: &Prepared, estimated: bool) -> EnergyFigures 
             .ci(&d, ctx.confidence)
             .estimated(estimated)
     };
-    let source = ctx
+    let cell = ctx
         .data
         .summary_cell(&p.cell.method, &p.cell.workload)
-        .and_then(|s| s.energy.as_ref())
-        .map_or_else(|| "none".to_string(), |e| e.source.clone());
+        .and_then(|s| s.energy.as_ref());
+    let mean = |s: &Option<oae_core::stats::Stat>| s.as_ref().map(|s| s.mean.clone());
     EnergyFigures {
         dynamic_j: fig(p.means.dyn_j, |m| m.dyn_j),
         active_j: fig(p.means.active_j, |m| m.active_j),
         amortized_j: fig(p.means.amortized_j, |m| m.amortized_j),
-        source,
+        source: cell.map_or_else(|| "none".to_string(), |e| e.source.clone()),
+        by_domain: cell
+            .map(|e| {
+                e.domains
+                    .iter()
+                    .filter_map(|d| {
+                        Some(DomainFigures {
+                            domain: d.domain.clone(),
+                            source: d.source.clone(),
+                            kind: d.kind.as_str().to_string(),
+                            active_j: mean(&d.active_j_per_request)?,
+                            amortized_j: mean(&d.amortized_j_per_request)?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        estimated_domains: cell.map(|e| e.estimated_domains.clone()).unwrap_or_default(),
+        process_cpu_active_j: cell
+            .and_then(|e| e.process_view.as_ref())
+            .and_then(|v| v.energy.active_j_per_request.as_ref())
+            .map(|s| s.mean.value),
+        co_tenant_flagged: cell
+            .and_then(|e| e.process_view.as_ref())
+            .is_some_and(|v| v.co_tenant_flagged),
     }
 }
 

@@ -141,6 +141,31 @@ pub struct EnergyFigures {
     pub amortized_j: Figure,
     /// Energy source of the run (`cpu-model`, `rapl`, `nvml`, ...).
     pub source: String,
+    /// The same per-request energy for each domain (GPU, CPU, DRAM), as the run measured it,
+    /// each with its own kind: a measured GPU figure stays measured beside a modelled CPU one.
+    pub by_domain: Vec<DomainFigures>,
+    /// The domains whose part of the totals is an estimate.
+    pub estimated_domains: Vec<String>,
+    /// oae's own share of the CPU energy (the process view), active J per request, when the
+    /// run had it; beside the machine's, never added.
+    pub process_cpu_active_j: Option<f64>,
+    /// The machine's CPU was mostly busy with other work during the run.
+    pub co_tenant_flagged: bool,
+}
+
+/// One domain's energy per request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainFigures {
+    /// `gpu:0`, `cpu`, `dram`, …
+    pub domain: String,
+    /// The meter.
+    pub source: String,
+    /// `measured`, `integrated` or `estimated`.
+    pub kind: String,
+    /// Active energy per request, J (mean with its CI).
+    pub active_j: Estimate,
+    /// Amortized energy per request, J.
+    pub amortized_j: Estimate,
 }
 
 /// Carbon per request at the workload's rate under the site's grid and PUE.

@@ -94,21 +94,21 @@ fn assemble_hf(cfg: LlamaConfig, mut w: Weights, device: &Device) -> Result<Deco
             None
         };
         let ffn = if cfg.experts == 0 {
-            Ffn::Dense(Mlp {
-                gate: w.linear(&format!("{p}.mlp.gate_proj.weight"), f, d)?,
-                up: w.linear(&format!("{p}.mlp.up_proj.weight"), f, d)?,
-                down: w.linear(&format!("{p}.mlp.down_proj.weight"), d, f)?,
-            })
+            Ffn::Dense(Mlp::new(
+                &w.linear(&format!("{p}.mlp.gate_proj.weight"), f, d)?,
+                &w.linear(&format!("{p}.mlp.up_proj.weight"), f, d)?,
+                w.linear(&format!("{p}.mlp.down_proj.weight"), d, f)?,
+            )?)
         } else {
             let m = format!("{p}.block_sparse_moe");
             let router = w.linear(&format!("{m}.gate.weight"), cfg.experts, d)?;
             let experts = (0..cfg.experts)
                 .map(|j| {
-                    Ok(Mlp {
-                        gate: w.linear(&format!("{m}.experts.{j}.w1.weight"), f, d)?,
-                        down: w.linear(&format!("{m}.experts.{j}.w2.weight"), d, f)?,
-                        up: w.linear(&format!("{m}.experts.{j}.w3.weight"), f, d)?,
-                    })
+                    Mlp::new(
+                        &w.linear(&format!("{m}.experts.{j}.w1.weight"), f, d)?,
+                        &w.linear(&format!("{m}.experts.{j}.w3.weight"), f, d)?,
+                        w.linear(&format!("{m}.experts.{j}.w2.weight"), d, f)?,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ffn::Moe(Moe {
@@ -126,6 +126,7 @@ fn assemble_hf(cfg: LlamaConfig, mut w: Weights, device: &Device) -> Result<Deco
             bias,
             ffn_norm: w.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
             ffn,
+            qkv: None,
         });
     }
     let norm = w.take("model.norm.weight", &[d])?;
