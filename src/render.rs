@@ -203,6 +203,24 @@ fn quality(out: &mut String, c: &CellSummary) {
         .map(|(name, s)| format!("{name} {} n={}", est(&s.mean), s.n))
         .collect();
     let _ = writeln!(out, "  quality   {}", parts.join("; "));
+    if let Some(r) = &c.reasoning {
+        let mean = |s: &Option<Stat>| s.as_ref().map(|s| est(&s.mean)).unwrap_or_else(|| "—".into());
+        let o = |x: Option<f64>| x.map(num).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            out,
+            "  reasoning {} reasoning + {} answer tokens/request (overhead {}×, {} without an answer); {}/{} correct ({}): {} tokens, {} reasoning tokens, {} J per correct answer",
+            mean(&r.reasoning_tokens),
+            mean(&r.answer_tokens),
+            o(r.overhead),
+            r.no_answer,
+            r.correct,
+            r.measured,
+            r.correct_by,
+            o(r.tokens_per_correct),
+            o(r.reasoning_tokens_per_correct),
+            o(r.energy_j_per_correct)
+        );
+    }
 }
 
 /// The goodput line (and validity) of a cell.

@@ -329,3 +329,77 @@ fn bad_task_files_and_bars_are_located() {
     assert!(text(&o).contains("oae models fetch all-minilm-l6-v2"), "{}", text(&o));
     assert!(!out.join("requests.jsonl").exists(), "nothing replayed");
 }
+
+#[test]
+fn chain_of_thought_counts_reasoning_and_answer_tokens_and_prices_each_correct_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tasks.jsonl"), TASKS).unwrap();
+    let cot = suite("answer = \"reference\"\nthink = 3\ntokens = 5", "").replace(
+        "max_new_tokens = 4 }",
+        "max_new_tokens = 4, reasoning = \"cot\", reasoning_budget = 8 }",
+    );
+    let (dir, o) = run(tmp.path(), "cot", &cot);
+    assert!(o.status.success(), "{}", text(&o));
+    for r in records(&dir) {
+        // 3 steps and the `Answer: ` token are reasoning, the reference is the answer.
+        assert_eq!(
+            (r["reasoning_tokens"].as_u64(), r["answer_tokens"].as_u64()),
+            (Some(4), Some(1)),
+            "{r}"
+        );
+        assert_eq!(
+            r["max_new_tokens"].as_u64(),
+            Some(12),
+            "answer allowance + reasoning budget"
+        );
+        for (_, v) in r["quality"].as_object().unwrap() {
+            assert_eq!(v.as_f64(), Some(1.0), "the answer part is scored, not the working: {r}");
+        }
+    }
+    let c = cell(&dir);
+    let rs = &c["reasoning"];
+    assert_eq!(rs["overhead"].as_f64(), Some(4.0), "{rs}");
+    assert_eq!(rs["correct"], rs["measured"]);
+    assert_eq!(rs["no_answer"].as_u64(), Some(0));
+    assert_eq!(rs["tokens_per_correct"].as_f64(), Some(5.0));
+    assert_eq!(rs["reasoning_tokens_per_correct"].as_f64(), Some(4.0));
+    assert!(rs["energy_j_per_correct"].as_f64().unwrap() > 0.0);
+    let pc = &row(&dir)["per_correct"];
+    assert_eq!(pc["accuracy"].as_f64(), Some(1.0), "{pc}");
+    assert_eq!(pc["reasoning_overhead"].as_f64(), Some(4.0));
+    assert!(pc["cost_usd"].as_f64().unwrap() > 0.0);
+    let run_json = read_json(&dir.join("run.json"));
+    let task = &run_json["workloads"][0]["config"]["task"];
+    assert_eq!(
+        (task["reasoning"].as_str(), task["reasoning_budget"].as_u64()),
+        (Some("cot"), Some(8)),
+        "{task}"
+    );
+
+    // Without the marker (the budget ran out mid-thought) there is no answer: wrong, counted.
+    let cut = cot.replace("tokens = 5", "tokens = 3");
+    let (dir, o) = run(tmp.path(), "cut", &cut);
+    assert!(o.status.success(), "{}", text(&o));
+    let rs = &cell(&dir)["reasoning"];
+    assert_eq!(rs["correct"].as_u64(), Some(0), "{rs}");
+    assert_eq!(rs["no_answer"], rs["measured"]);
+    assert!(rs["tokens_per_correct"].is_null());
+
+    // Direct answers: no reasoning tokens.
+    let direct = suite("answer = \"reference\"", "")
+        .replace("max_new_tokens = 4 }", "max_new_tokens = 4, reasoning = \"direct\" }");
+    let (dir, o) = run(tmp.path(), "direct", &direct);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(records(&dir).iter().all(|r| r["reasoning_tokens"].as_u64() == Some(0)));
+    assert_eq!(cell(&dir)["reasoning"]["overhead"].as_f64(), Some(0.0));
+
+    // A budget without chain of thought is refused where it stands.
+    let bad = suite("", "").replace("max_new_tokens = 4 }", "max_new_tokens = 4, reasoning_budget = 8 }");
+    let (_, o) = run(tmp.path(), "bad", &bad);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("bad.toml:11") && text(&o).contains("reasoning_budget"),
+        "{}",
+        text(&o)
+    );
+}

@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
                 phases_ms: [("prefill".to_string(), 1.5), ("decode".to_string(), 60.0)].into(),
                 counters: [("kv_tokens".to_string(), 97.0)].into(),
                 output_text: None,
+                reasoning_split: None,
             };
             let rec = build_record(&plan, &arrival, t0, &stamps, served);
             hists.record(&rec);

@@ -20,6 +20,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use oae_quality::reasoning::Reasoning;
 use oae_workloads::{Arrival, Schedule};
 
 use crate::clock::{secs_since, wait_until};
@@ -103,12 +104,30 @@ pub struct Served {
     pub counters: BTreeMap<String, f64>,
     /// The generated text, detokenized after the request's timed span.
     pub output_text: Option<String>,
+    /// (reasoning, answer) output tokens, for a task that asks a reasoning mode or an answer
+    /// with thinking tags.
+    pub reasoning_split: Option<(u32, u32)>,
+}
+
+/// How a request's answer splits into reasoning and answer: the task's mode, or `direct`
+/// for a text with thinking tags (the answer follows `</think>`); `None` otherwise.
+fn reasoning_mode(arrival: &Arrival, text: &str) -> Option<Reasoning> {
+    let task = arrival.request.task.as_ref()?;
+    task.reasoning.or_else(|| {
+        text.contains(oae_quality::reasoning::THINK_END)
+            .then_some(Reasoning::Direct)
+    })
 }
 
 /// The answer's scores by each of its task's scorers (empty without a task or an answer).
 fn score(arrival: &Arrival, text: Option<&str>) -> BTreeMap<String, f64> {
     let (Some(task), Some(text)) = (&arrival.request.task, text) else {
         return BTreeMap::new();
+    };
+    // With a reasoning mode the scorers judge the final answer, not the working.
+    let text = match reasoning_mode(arrival, text) {
+        Some(mode) => oae_quality::reasoning::answer(text, mode),
+        None => text,
     };
     task.scorers
         .iter()
@@ -198,6 +217,8 @@ pub fn build_record(
         output_text,
         output_truncated,
         quality,
+        reasoning_tokens: served.reasoning_split.map(|s| s.0),
+        answer_tokens: served.reasoning_split.map(|s| s.1),
     }
 }
 
@@ -349,6 +370,7 @@ fn unserved(outcome: Outcome, error: String) -> Served {
         phases_ms: BTreeMap::new(),
         counters: BTreeMap::new(),
         output_text: None,
+        reasoning_split: None,
     }
 }
 
@@ -545,12 +567,24 @@ fn serve_one(
         phases_ms,
         counters,
         output_text: None,
+        reasoning_split: None,
     };
     // Detokenized outside the timed span (a text the method cannot give is left out).
     if !stamps.ids.is_empty() {
         served.output_text = catch_unwind(AssertUnwindSafe(|| method.detokenize(&stamps.ids)))
             .ok()
             .flatten();
+    }
+    if let Some(text) = &served.output_text
+        && let Some(mode) = reasoning_mode(arrival, text)
+    {
+        let ids = &stamps.ids;
+        served.reasoning_split = catch_unwind(AssertUnwindSafe(|| {
+            oae_quality::reasoning::token_split(ids.len(), text, mode, |k| {
+                method.detokenize(&ids[..k]).unwrap_or_default()
+            })
+        }))
+        .ok();
     }
     match result {
         Ok(Ok(c)) => {

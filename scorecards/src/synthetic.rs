@@ -195,6 +195,8 @@ fn record(c: &SynthCell, id: u64, service_s: f64, ok: bool, dyn_j: f64, itl: &[f
         output_text: None,
         output_truncated: false,
         quality: BTreeMap::new(),
+        reasoning_tokens: None,
+        answer_tokens: None,
     }
 }
 
@@ -303,6 +305,7 @@ impl SynthRun {
             achieved_rate_qps: rate,
             latency: BTreeMap::new(),
             quality: BTreeMap::new(),
+            reasoning: None,
             output_tokens_per_s: None,
             output_tokens: 33 * ok as u64,
             input_tokens: 64 * ok as u64,

@@ -1,7 +1,8 @@
 //! Task workloads: requests drawn from a task file, each carrying its reference answers.
 //!
 //! `task = { path = "qa.jsonl", knowledge = "kb", groups = 3, limit = 300, sample = 100, seed = 7, template = "auto",
-//! scorers = ["em", "f1"], max_new_tokens = 32, shuffle = true, noise = { typos = 0.03 } }`
+//! scorers = ["em", "f1"], max_new_tokens = 32, shuffle = true, noise = { typos = 0.03 },
+//! reasoning = "cot", reasoning_budget = 256 }`
 //! in a `[[workloads]]` entry replaces prompt synthesis: request *i* asks item *i* of the
 //! drawn items (cycling when there are more requests than items), rendered by the template,
 //! with the optional noise applied to its question.
@@ -9,6 +10,7 @@
 use std::sync::Arc;
 
 use oae_quality::perturb::Noise;
+use oae_quality::reasoning::Reasoning;
 use oae_quality::template::Template;
 use oae_quality::{TaskItem, task};
 use serde::Deserialize;
@@ -26,6 +28,10 @@ pub struct TaskRef {
     pub item: Arc<TaskItem>,
     /// Scorer names (registered in `oae_quality::scorers`).
     pub scorers: Arc<[String]>,
+    /// How the task asked for the answer (`None`: the template's own wording); with it the
+    /// harness counts reasoning and answer tokens, and with chain of thought scores the
+    /// answer part alone.
+    pub reasoning: Option<Reasoning>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +51,8 @@ struct TaskConfig {
     shuffle: Option<bool>,
     noise: Option<Noise>,
     knowledge: Option<String>,
+    reasoning: Option<String>,
+    reasoning_budget: Option<PositiveU32>,
 }
 
 /// A parsed `task = {...}`: the items drawn, in request order, and how to ask them.
@@ -63,8 +71,13 @@ pub struct TaskSpec {
     /// Scorers applied to every answer, when the workload names them (else each item gets
     /// its answer type's defaults).
     pub scorers: Option<Arc<[String]>>,
-    /// Generation cap when the workload gives no `output_tokens`.
+    /// Generation cap when the workload gives no `output_tokens` (with chain of thought, the
+    /// answer's allowance plus the reasoning budget).
     pub max_new_tokens: u32,
+    /// Direct answers or chain of thought (`None`: the template's own wording).
+    pub reasoning: Option<Reasoning>,
+    /// Tokens allowed for the reasoning before the answer (chain of thought only).
+    pub reasoning_budget: Option<u32>,
     /// Noise applied to the questions.
     pub noise: Noise,
     /// Seed of the draw and the noise (default: the run's seed).
@@ -118,6 +131,9 @@ pub(crate) fn source_file(
 
 /// Default generation cap of a task workload.
 pub const DEFAULT_MAX_NEW_TOKENS: u32 = 64;
+
+/// Tokens allowed for chain-of-thought reasoning unless `reasoning_budget` says otherwise.
+pub const DEFAULT_REASONING_BUDGET: u32 = 256;
 
 impl TaskSpec {
     /// Parses and loads a `task` table (the file is read and checked now, so a bad row fails
@@ -204,6 +220,23 @@ impl TaskSpec {
                 }
             }
         }
+        let reasoning = c
+            .reasoning
+            .as_deref()
+            .map(Reasoning::parse)
+            .transpose()
+            .map_err(|m| table.error("reasoning", m))?;
+        let reasoning_budget = match (reasoning, c.reasoning_budget) {
+            (Some(Reasoning::Cot), b) => Some(b.map_or(DEFAULT_REASONING_BUDGET, |b| b.get())),
+            (_, Some(_)) => {
+                return Err(table.error(
+                    "reasoning_budget",
+                    "a reasoning budget needs reasoning = \"cot\"; drop it or ask for chain of thought",
+                ));
+            }
+            (_, None) => None,
+        };
+        let answer_tokens = c.max_new_tokens.map_or(DEFAULT_MAX_NEW_TOKENS, |m| m.get());
         Ok(Self {
             path,
             items: items.into_iter().map(Arc::new).collect(),
@@ -211,7 +244,9 @@ impl TaskSpec {
             dataset: c.dataset,
             template,
             scorers: c.scorers.map(Into::into),
-            max_new_tokens: c.max_new_tokens.map_or(DEFAULT_MAX_NEW_TOKENS, |m| m.get()),
+            max_new_tokens: answer_tokens + reasoning_budget.unwrap_or(0),
+            reasoning,
+            reasoning_budget,
             noise,
             seed: c.seed,
             knowledge: c.knowledge,
@@ -246,7 +281,7 @@ impl TaskSpec {
     /// The prompt of `item` (noise applied to its question or verbatim prompt).
     pub fn prompt(&self, item: &TaskItem, run_seed: u64) -> String {
         if self.noise.is_none() {
-            return self.template.render(item);
+            return self.template.render_for(item, self.reasoning);
         }
         let seed = self.seed.unwrap_or(run_seed);
         let mut noisy = item.clone();
@@ -255,7 +290,7 @@ impl TaskSpec {
         } else if let Some(p) = &item.prompt {
             noisy.prompt = Some(self.noise.apply(p, seed, &item.id));
         }
-        self.template.render(&noisy)
+        self.template.render_for(&noisy, self.reasoning)
     }
 
     /// The reference a request carries, with the scorers that judge its answer.
@@ -269,6 +304,7 @@ impl TaskSpec {
                     .map(|s| s.to_string())
                     .collect()
             }),
+            reasoning: self.reasoning,
         }
     }
 
@@ -329,6 +365,8 @@ impl TaskSpec {
             "max_new_tokens": self.max_new_tokens,
             "noise": self.noise,
             "knowledge": self.knowledge,
+            "reasoning": self.reasoning.map(Reasoning::as_str),
+            "reasoning_budget": self.reasoning_budget,
         })
     }
 }

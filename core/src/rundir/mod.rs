@@ -31,8 +31,8 @@ pub use run::{
 };
 pub use slo::{QualityBar, Slo};
 pub use summary::{
-    CO_TENANT_SHARE, CellSummary, DomainEnergy, EnergySummary, Goodput, ProcessView, Sensitivity, SummaryJson,
-    TrialFigures, Validity, WakeupBucket,
+    CO_TENANT_SHARE, CellSummary, DomainEnergy, EnergySummary, Goodput, ProcessView, ReasoningSummary, Sensitivity,
+    SummaryJson, TrialFigures, Validity, WakeupBucket,
 };
 
 use serde::{Deserialize, Deserializer};
@@ -44,7 +44,8 @@ use serde::{Deserialize, Deserializer};
 /// `output_truncated` and `quality` scores; summaries per-scorer `quality` statistics.
 /// 4: the GPU path — methods' `cold_start_s` and `setup_energy_by_domain`; energy by domain
 /// (`energy_by_domain` in records, `domains` and `estimated_domains` in cell summaries);
-/// `read_errors_by_kind` and each meter's `observed_update_ms`.
+/// `read_errors_by_kind` and each meter's `observed_update_ms`; reasoning — records'
+/// `reasoning_tokens` and `answer_tokens`, cells' `reasoning`.
 pub const SCHEMA_VERSION: u32 = 4;
 
 /// `run.json`.

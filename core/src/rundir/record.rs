@@ -174,6 +174,13 @@ pub struct RequestRecord<Itl = Vec<f64>> {
     pub output_truncated: bool,
     /// Quality scores by scorer (`em`, `f1`, …), in [0, 1]; empty without a reference.
     pub quality: BTreeMap<String, f64>,
+    /// Output tokens spent before the final answer (chain of thought, or inside thinking
+    /// tags); `None` when the task asks no reasoning mode and the text has no thinking tags.
+    #[serde(default)]
+    pub reasoning_tokens: Option<u32>,
+    /// Output tokens of the final answer (with `reasoning_tokens`).
+    #[serde(default)]
+    pub answer_tokens: Option<u32>,
 }
 
 /// One domain's part of a request's energy, J.

@@ -201,6 +201,10 @@ pub struct CellSummary {
     /// reference: mean in [0, 1] with its bootstrap interval (hierarchical over trials) and n.
     /// Empty for workloads without a task.
     pub quality: BTreeMap<String, Stat>,
+    /// The cost of reasoning and of each correct answer, for task workloads whose records
+    /// split reasoning from answer tokens.
+    #[serde(default)]
+    pub reasoning: Option<ReasoningSummary>,
     /// Output tokens per second of service time over ok requests: Σ tokens / Σ service.
     #[serde(deserialize_with = "super::present")]
     pub output_tokens_per_s: Option<f64>,
@@ -355,4 +359,37 @@ impl SummaryJson {
     pub fn cell(&self, method: &str, workload: &str) -> Option<&CellSummary> {
         self.cells.iter().find(|c| c.method == method && c.workload == workload)
     }
+}
+
+/// What reasoning cost a cell, and what each correct answer cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasoningSummary {
+    /// Output tokens before the final answer, per ok measured request.
+    #[serde(deserialize_with = "super::present")]
+    pub reasoning_tokens: Option<Stat>,
+    /// Output tokens of the final answer, per ok measured request.
+    #[serde(deserialize_with = "super::present")]
+    pub answer_tokens: Option<Stat>,
+    /// Reasoning overhead: Σ reasoning tokens / Σ answer tokens.
+    #[serde(deserialize_with = "super::present")]
+    pub overhead: Option<f64>,
+    /// Requests whose chain of thought reached no final answer (the budget ran out first).
+    pub no_answer: usize,
+    /// How a correct answer is told: the suite's quality bar, else, per answer, the first of
+    /// `numeric`, `choice`, `em`, `contains`, `f1` it was scored by, at ≥ 0.5.
+    pub correct_by: String,
+    /// Correct answers among the measured requests.
+    pub correct: usize,
+    /// Measured requests.
+    pub measured: usize,
+    /// Σ output tokens of the measured requests / correct answers.
+    #[serde(deserialize_with = "super::present")]
+    pub tokens_per_correct: Option<f64>,
+    /// Σ reasoning tokens / correct answers.
+    #[serde(deserialize_with = "super::present")]
+    pub reasoning_tokens_per_correct: Option<f64>,
+    /// Σ amortized energy of the measured requests / correct answers, J.
+    #[serde(deserialize_with = "super::present")]
+    pub energy_j_per_correct: Option<f64>,
 }

@@ -6,6 +6,9 @@
 //! and counted: `fail_every = N` fails ids N−1, 2N−1, ...; `fail_ids` and `panic_ids` list
 //! ids to fail with an error or a panic; `fail_setup` makes `prepare()` fail.
 //!
+//! `think = N` makes a task answer a chain of thought: N tokens of working (`step `), one
+//! `Answer: ` token, then the answer — so reasoning and answer tokens are known exactly.
+//!
 //! `cold_start_ms` scripts a first-call cost (what a GPU's context creation and kernel JIT
 //! are to a real model): the first request served pays it — unless `warm_up = true`, when
 //! `prepare()` pays it instead, as the model-backed methods' warm-up does.
@@ -64,6 +67,8 @@ pub struct MockConfig {
     pub cold_start_ms: f64,
     /// Pay `cold_start_ms` in `prepare()` rather than in the first request.
     pub warm_up: bool,
+    /// Tokens of reasoning before a task answer's `Answer: ` token.
+    pub think: u32,
 }
 
 /// What the mock answers.
@@ -155,6 +160,11 @@ impl MethodSpec for Spec {
                 help: "one-time cost of the first call (a GPU's context creation and JIT, scripted)",
             },
             ConfigKey {
+                name: "think",
+                default: "0",
+                help: "with a task answer: N tokens of reasoning, an `Answer: ` token, then the answer",
+            },
+            ConfigKey {
                 name: "warm_up",
                 default: "false",
                 help: "pay cold_start_ms in prepare() (setup) instead of in the first request",
@@ -230,8 +240,23 @@ impl Mock {
 }
 
 impl Method for Mock {
-    fn detokenize(&self, _ids: &[u32]) -> Option<String> {
-        self.answer.clone()
+    fn detokenize(&self, ids: &[u32]) -> Option<String> {
+        let answer = self.answer.as_ref()?;
+        if self.cfg.think == 0 {
+            return Some(answer.clone());
+        }
+        // Token i < think is a step of reasoning, token `think` the marker, then the answer.
+        let n = self.cfg.think;
+        Some(
+            ids.iter()
+                .map(|&i| match i.cmp(&n) {
+                    std::cmp::Ordering::Less => "step ",
+                    std::cmp::Ordering::Equal => "Answer: ",
+                    std::cmp::Ordering::Greater if i == n + 1 => answer.as_str(),
+                    std::cmp::Ordering::Greater => "",
+                })
+                .collect(),
+        )
     }
 
     /// No model: nothing resident.

@@ -226,6 +226,7 @@ impl Finisher<'_> {
                 d.setup_j = setup.get(&d.domain).copied().flatten();
             }
         }
+        summary.reasoning = crate::summary::reasoning(&records, &self.suite.slo, run.confidence);
         summary.carbon = (!carbon.is_empty() && carbon.len() == figures.len())
             .then(|| crate::carbon::pool(carbon))
             .flatten();

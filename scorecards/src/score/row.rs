@@ -207,6 +207,27 @@ fn energy_of(ctx: &Context<'_>, p: &Prepared, estimated: bool) -> EnergyFigures 
     }
 }
 
+/// What each correct answer cost, from the cell's reasoning summary: tokens and energy as
+/// measured, cost as the cost per good request × good / correct (good requests met the SLO,
+/// correct ones the answer check; with a quality bar and no latency objective they coincide).
+fn per_correct(c: &oae_core::rundir::CellSummary, cost_per_1k_good: f64, good: f64) -> Option<PerCorrect> {
+    let r = c.reasoning.as_ref()?;
+    let accuracy = if r.measured > 0 {
+        r.correct as f64 / r.measured as f64
+    } else {
+        0.0
+    };
+    Some(PerCorrect {
+        correct_by: r.correct_by.clone(),
+        accuracy,
+        tokens: r.tokens_per_correct,
+        reasoning_tokens: r.reasoning_tokens_per_correct,
+        energy_j: r.energy_j_per_correct,
+        cost_usd: (accuracy > 0.0 && cost_per_1k_good.is_finite()).then(|| cost_per_1k_good / 1e3 * good / accuracy),
+        reasoning_overhead: r.overhead,
+    })
+}
+
 /// Carbon per request at λ under the site: the cost model's carbon over its requests.
 fn carbon_of(ctx: &Context<'_>, p: &Prepared, lab: &Labor, estimated: bool) -> CarbonFigures {
     let site = ctx.site;
@@ -310,6 +331,7 @@ pub(super) fn score_row(ctx: &Context<'_>, p: &Prepared, base: Option<&Prepared>
 
     let conf = ctx.confidence;
     let summary = ctx.data.summary_cell(&p.cell.method, &p.cell.workload);
+    let per_correct = summary.and_then(|c| per_correct(c, cost.per_1k.value, p.point.attainment));
     Row {
         method: p.cell.method.clone(),
         method_id: p.method_id.clone(),
@@ -360,6 +382,7 @@ pub(super) fn score_row(ctx: &Context<'_>, p: &Prepared, base: Option<&Prepared>
         break_even: vs.break_even,
         talent_premium_usd: Figure::new(premium * w_mid, &[DECLARED, SITE]).range(premium * w_lo, premium * w_hi),
         talent_dependent: vs.talent_dependent,
+        per_correct,
         energy_per_request: energy,
         gco2e_per_request: carbon_of(ctx, p, &lab, estimated),
         latency_ms: latency_of(ctx, p),

@@ -153,6 +153,25 @@ pub struct EnergyFigures {
     pub co_tenant_flagged: bool,
 }
 
+/// The cost of one correct answer, as the run measured it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerCorrect {
+    /// How a correct answer was told (the quality bar, else a scorer at ≥ 0.5).
+    pub correct_by: String,
+    /// Correct answers / measured requests.
+    pub accuracy: f64,
+    /// Output tokens per correct answer.
+    pub tokens: Option<f64>,
+    /// Reasoning tokens per correct answer.
+    pub reasoning_tokens: Option<f64>,
+    /// Amortized energy per correct answer, J.
+    pub energy_j: Option<f64>,
+    /// Cost per correct answer at the row's rate: cost per good request × good / correct, USD.
+    pub cost_usd: Option<f64>,
+    /// Reasoning tokens per answer token.
+    pub reasoning_overhead: Option<f64>,
+}
+
 /// One domain's energy per request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainFigures {
@@ -306,6 +325,9 @@ pub struct Row {
     pub talent_dependent: bool,
     /// Energy per request.
     pub energy_per_request: EnergyFigures,
+    /// What each correct answer cost, and the reasoning overhead, for task workloads whose
+    /// answers split reasoning from answer (a reasoning mode, or thinking tags).
+    pub per_correct: Option<PerCorrect>,
     /// Carbon per request.
     pub gco2e_per_request: CarbonFigures,
     /// Latency at the replayed rate (order-statistic CIs from summary.json), ms.
