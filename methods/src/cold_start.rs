@@ -10,7 +10,9 @@
 //! method's `prepare()`: the harness times and meters it as setup, and the first measured
 //! request no longer pays for it.
 //!
-//! [`ColdStart`] records the parts for run.json: load, dtype conversion, warm-up, and on a
+//! [`ColdStart`] records the parts for run.json: opening the device (the CUDA context and
+//! library handles, created in setup rather than when the suite is read), load, dtype
+//! conversion, warm-up, and on a
 //! GPU whether the driver's JIT cache already held the kernels (a warm cache turns a
 //! 14.5 s first request into 140 ms; a site pays the cold figure after every driver update
 //! or cache eviction, the warm one after every restart).
@@ -28,6 +30,8 @@ use crate::model::{KvCache, LoadedModel, Logits, all_rows, last_row};
 /// What making the model ready cost, s.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ColdStart {
+    /// Opening the device (on a GPU: the CUDA context, cuBLAS and cuRAND handles).
+    pub context_s: f64,
     /// Reading or building the weights (and a method's own transform, e.g. upcycling).
     pub load_s: f64,
     /// Converting the weights to the serving dtype.
@@ -44,6 +48,7 @@ impl ColdStart {
     /// The facts run.json gives under `cold_start`.
     pub fn facts(&self) -> Value {
         json!({
+            "context_s": self.context_s,
             "load_s": self.load_s,
             "convert_s": self.convert_s,
             "warmup_s": self.warmup_s,
@@ -53,9 +58,9 @@ impl ColdStart {
         })
     }
 
-    /// Load, conversion and warm-up together.
+    /// Device, load, conversion and warm-up together.
     pub fn total_s(&self) -> f64 {
-        self.load_s + self.convert_s + self.warmup_s
+        self.context_s + self.load_s + self.convert_s + self.warmup_s
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use oae_core::config::ConfigTable;
 use oae_core::rng::{SeededRng, seeded};
-use oae_harness::{BuildContext, Completion, Flow, MethodError, Probe, StopReason, TokenSink};
+use oae_harness::{BuildContext, Completion, DeviceSpec, Flow, MethodError, Probe, StopReason, TokenSink};
 use oae_workloads::Request;
 
 use std::time::Instant;
@@ -145,11 +145,10 @@ impl DtypeName {
     /// The serving default: bf16 on a GPU (half the bytes per token of a memory-bound
     /// decode, and the precision GPU serving stacks default to), f32 on CPU (where this
     /// decoder's single-row fast path is f32, and candle's f16/bf16 products are slower).
-    pub fn default_for(device: &candle_core::Device) -> Self {
-        if device.is_cpu() {
-            DtypeName::F32
-        } else {
-            DtypeName::Bf16
+    pub fn default_for(device: DeviceSpec) -> Self {
+        match device {
+            DeviceSpec::Cpu => DtypeName::F32,
+            DeviceSpec::Cuda(_) => DtypeName::Bf16,
         }
     }
 }
@@ -172,7 +171,10 @@ pub struct Generator {
     /// Next-token rule.
     pub sampling: Sampling,
     /// Where the model runs.
-    pub device: candle_core::Device,
+    pub device_spec: DeviceSpec,
+    /// The device, opened at the first `load` (in setup: on a GPU that creates the CUDA
+    /// context and library handles, a cost setup must carry).
+    device: std::sync::Mutex<Option<candle_core::Device>>,
     /// Element type the model serves in.
     pub dtype: DType,
     /// What the last `load` cost (for run.json).
@@ -201,13 +203,23 @@ impl Generator {
         cfg.model.resolve_paths(config.source());
         // Shape and path errors are configuration errors: report them before the run.
         cfg.model.check().map_err(|e| config.error("model", e.to_string()))?;
-        let device = model::device(ctx.device).map_err(|e| config.error("", e.to_string()))?;
-        let dtype = cfg.dtype.unwrap_or_else(|| DtypeName::default_for(&device));
+        // A CPU device costs nothing to open; a CUDA one is opened in setup (`load`), but a
+        // build without CUDA refuses it here, before the run.
+        let device = match ctx.device {
+            DeviceSpec::Cpu => Some(candle_core::Device::Cpu),
+            DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => {
+                model::device(ctx.device).map_err(|e| config.error("", e.to_string()))?;
+                None
+            }
+            DeviceSpec::Cuda(_) => None,
+        };
+        let dtype = cfg.dtype.unwrap_or(DtypeName::default_for(ctx.device));
         Ok((
             Self {
                 cfg,
                 sampling,
-                device,
+                device_spec: ctx.device,
+                device: std::sync::Mutex::new(device),
                 dtype: dtype.dtype(),
                 cold_start: std::sync::Mutex::new(None),
             },
@@ -229,13 +241,17 @@ impl Generator {
         &self,
         transform: impl FnOnce(LoadedModel) -> Result<LoadedModel, MethodError>,
     ) -> Result<LoadedModel, MethodError> {
-        let jit = (!self.device.is_cpu()).then(JitCache::probe);
+        let jit = matches!(self.device_spec, DeviceSpec::Cuda(_)).then(JitCache::probe);
+        let opened = Instant::now();
+        let device = self.device()?;
+        let context_s = opened.elapsed().as_secs_f64();
         let started = Instant::now();
-        let m = transform(self.cfg.model.load(&self.device)?)?;
+        let m = transform(self.cfg.model.load(&device)?)?;
         let load_s = started.elapsed().as_secs_f64();
         let (m, convert_s) = self.convert(m)?;
         let (warmup_s, first_pass_s) = crate::cold_start::warm_up(&m)?;
         let record = ColdStart {
+            context_s,
             load_s,
             convert_s,
             warmup_s,
@@ -244,6 +260,17 @@ impl Generator {
         };
         *self.cold_start.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
         Ok(m)
+    }
+
+    /// The device, opened on first use (a CUDA context and its library handles).
+    pub fn device(&self) -> Result<candle_core::Device, MethodError> {
+        let mut d = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = d.as_ref() {
+            return Ok(d.clone());
+        }
+        let opened = model::device(self.device_spec)?;
+        *d = Some(opened.clone());
+        Ok(opened)
     }
 
     /// `m` in the serving dtype, and the seconds the conversion took.
@@ -335,7 +362,13 @@ impl Generator {
             json!({"temperature": self.sampling.temperature, "top_k": self.sampling.top_k, "top_p": self.sampling.top_p, "seed": self.cfg.seed}),
         );
         f.insert("ignore_eos".into(), json!(self.cfg.ignore_eos));
-        f.insert("device".into(), json!(format!("{:?}", self.device)));
+        f.insert(
+            "device".into(),
+            json!(match self.device_spec {
+                DeviceSpec::Cpu => "cpu".to_string(),
+                DeviceSpec::Cuda(i) => format!("cuda:{i}"),
+            }),
+        );
         if let Some(c) = self.cold_start() {
             f.insert("cold_start".into(), c.facts());
         }

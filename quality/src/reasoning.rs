@@ -9,8 +9,10 @@
 //! 2. else after the last final-answer marker: `####` (GSM8K's), `Answer:` or `answer is`
 //!    (any case);
 //! 3. else, for a chain-of-thought answer with no marker, everything is reasoning and the
-//!    answer is empty (the budget ran out, or the model never concluded); for a direct answer,
-//!    everything is answer.
+//!    answer is empty (the budget ran out, or the model never concluded).
+//!
+//! A direct answer's only reasoning is a thinking block: its markers ("The answer is 4") are
+//! part of the answer.
 //!
 //! The harness counts the tokens on each side (records' `reasoning_tokens`, `answer_tokens`)
 //! and, with chain of thought, scores the answer part alone.
@@ -77,22 +79,18 @@ pub fn answer_start(text: &str) -> Option<usize> {
     Some((start + len).min(text.len()))
 }
 
-/// The answer part of `text` under `reasoning` (trimmed).
-pub fn answer(text: &str, reasoning: Reasoning) -> &str {
-    match (answer_start(text), reasoning) {
-        (Some(p), _) => text[p..].trim(),
-        (None, Reasoning::Cot) => "",
-        (None, Reasoning::Direct) => text.trim(),
+/// The byte offset where the answer starts under `reasoning`: reasoning is `text[..offset]`.
+/// A direct answer's only reasoning is a thinking block (its "The answer is 4" is all answer).
+pub fn split(text: &str, reasoning: Reasoning) -> usize {
+    match reasoning {
+        Reasoning::Cot => answer_start(text).unwrap_or(text.len()),
+        Reasoning::Direct => text.rfind(THINK_END).map_or(0, |p| p + THINK_END.len()),
     }
 }
 
-/// The byte offset where the answer starts under `reasoning`: reasoning is `text[..offset]`.
-pub fn split(text: &str, reasoning: Reasoning) -> usize {
-    match (answer_start(text), reasoning) {
-        (Some(p), _) => p,
-        (None, Reasoning::Cot) => text.len(),
-        (None, Reasoning::Direct) => 0,
-    }
+/// The answer part of `text` under `reasoning` (trimmed): what the scorers judge.
+pub fn answer(text: &str, reasoning: Reasoning) -> &str {
+    text[split(text, reasoning)..].trim()
 }
 
 /// Tokens of reasoning and of answer in a generation of `n` tokens whose text after `k`
@@ -133,6 +131,12 @@ mod tests {
         assert_eq!(answer("so the answer is 12", Reasoning::Cot), "12");
         assert_eq!(answer("I think, then think more", Reasoning::Cot), "", "no conclusion");
         assert_eq!(answer(" Paris ", Reasoning::Direct), "Paris");
+        assert_eq!(
+            answer("The answer is 4.", Reasoning::Direct),
+            "The answer is 4.",
+            "direct: all answer"
+        );
+        assert_eq!(answer("<think>hm</think>4", Reasoning::Direct), "4");
         assert_eq!(answer("ÉTAPE: x. ANSWER: Ça", Reasoning::Cot), "Ça", "non-ASCII text");
         assert!(Reasoning::parse("tree").unwrap_err().contains("cot"));
     }

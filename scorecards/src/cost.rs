@@ -110,7 +110,13 @@ pub fn cost_at(rate_qps: f64, m: &Measured, labor: &Labor, site: &Site) -> Break
 pub fn oae_ratio(rate_qps: f64, method: (&Measured, &Labor), baseline: (&Measured, &Labor), site: &Site) -> f64 {
     let m = cost_at(rate_qps, method.0, method.1, site);
     let b = cost_at(rate_qps, baseline.0, baseline.1, site);
-    b.cost_per_1k_good_usd / m.cost_per_1k_good_usd
+    let (b, m) = (b.cost_per_1k_good_usd, m.cost_per_1k_good_usd);
+    // Neither gives a good request (in this bootstrap draw): no difference, not ∞/∞ = NaN —
+    // left out, such draws would let one lucky draw of the other side decide the verdict.
+    if b.is_infinite() && m.is_infinite() {
+        return 1.0;
+    }
+    b / m
 }
 
 /// Where a method starts to beat the baseline.
@@ -135,7 +141,9 @@ pub fn break_even(method: (&Measured, &Labor), baseline: (&Measured, &Labor), si
     let decades = (hi / lo).log10();
     let n = (decades * per_decade as f64).round() as usize;
     let grid: Vec<f64> = (0..=n).map(|i| lo * 10f64.powf(i as f64 / per_decade as f64)).collect();
-    let wins = |l: f64| oae_ratio(l, method, baseline, site) >= 1.0;
+    // A method with no good request never wins, even against a baseline with none (ratio 1).
+    let useless = |l: f64| cost_at(l, method.0, method.1, site).cost_per_1k_good_usd.is_infinite();
+    let wins = |l: f64| !useless(l) && oae_ratio(l, method, baseline, site) >= 1.0;
     let w: Vec<bool> = grid.iter().map(|&l| wins(l)).collect();
     if w.iter().all(|&x| x) {
         return BreakEven::Always;
@@ -196,6 +204,37 @@ mod tests {
             setup_j: 0.0,
             memory_bytes: 4e9,
         }
+    }
+
+    #[test]
+    fn two_methods_without_a_good_request_are_not_told_apart() {
+        let (s, lab) = (
+            site(),
+            Labor {
+                level: Level::SoftwareEngineer,
+                weeks: 1.0,
+            },
+        );
+        let useless = Measured {
+            quality: Some(0.0),
+            ..dense()
+        };
+        let some = Measured {
+            quality: Some(0.02),
+            ..dense()
+        };
+        assert_eq!(
+            oae_ratio(0.1, (&useless, &lab), (&useless, &lab), &s),
+            1.0,
+            "∞/∞ is no difference"
+        );
+        assert!(oae_ratio(0.1, (&some, &lab), (&useless, &lab), &s).is_infinite());
+        assert_eq!(oae_ratio(0.1, (&useless, &lab), (&some, &lab), &s), 0.0);
+        assert_eq!(
+            break_even((&useless, &lab), (&useless, &lab), &s),
+            BreakEven::Never,
+            "no good request: it never pays"
+        );
     }
 
     #[test]

@@ -312,7 +312,7 @@ impl Method for Speculative {
             )));
         }
         if let Some(spec) = &self.cfg.draft.model {
-            let (draft, _) = self.generator.convert(spec.load(&self.generator.device)?)?;
+            let (draft, _) = self.generator.convert(spec.load(&self.generator.device()?)?)?;
             crate::cold_start::warm_up(&draft)?;
             let (tv, dv) = (target.decoder.config().vocab_size, draft.decoder.config().vocab_size);
             let (tt, dt) = (target.tokenizer.vocab_size(), draft.tokenizer.vocab_size());

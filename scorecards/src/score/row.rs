@@ -208,8 +208,9 @@ fn energy_of(ctx: &Context<'_>, p: &Prepared, estimated: bool) -> EnergyFigures 
 }
 
 /// What each correct answer cost, from the cell's reasoning summary: tokens and energy as
-/// measured, cost as the cost per good request × good / correct (good requests met the SLO,
-/// correct ones the answer check; with a quality bar and no latency objective they coincide).
+/// measured, cost as the cost per good request × the good share / the correct share (the
+/// cost model's good share is SLO attainment × mean quality; correct answers are counted one
+/// by one — with a binary scorer and no latency objective the two coincide).
 fn per_correct(c: &oae_core::rundir::CellSummary, cost_per_1k_good: f64, good: f64) -> Option<PerCorrect> {
     let r = c.reasoning.as_ref()?;
     let accuracy = if r.measured > 0 {
@@ -331,7 +332,9 @@ pub(super) fn score_row(ctx: &Context<'_>, p: &Prepared, base: Option<&Prepared>
 
     let conf = ctx.confidence;
     let summary = ctx.data.summary_cell(&p.cell.method, &p.cell.workload);
-    let per_correct = summary.and_then(|c| per_correct(c, cost.per_1k.value, p.point.attainment));
+    // The share of requests the cost model counts good: SLO attainment × mean quality.
+    let good_share = p.point.attainment * p.point.quality.unwrap_or(1.0);
+    let per_correct = summary.and_then(|c| per_correct(c, cost.per_1k.value, good_share));
     Row {
         method: p.cell.method.clone(),
         method_id: p.method_id.clone(),
