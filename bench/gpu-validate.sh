@@ -12,6 +12,7 @@
 #   runs/gpu-cold dense 1024x12 in f32/bf16/f16 on cuda:0 with an empty JIT cache: cold start,
 #                 setup energy, loaded-idle power and drift, TPOT, per-request energy by domain
 #   runs/gpu-warm the same with the JIT cache the first run filled (5 requests per method)
+#   runs/gpu-methods dense, moe, speculative, beam and trie-beam on cuda:0 in bf16 (smoke)
 #   runs/cpu      the same model in f32 on the CPU: TPOT reference and the answers the GPU
 #                 dtypes are compared with
 #   peer          transformers generate() on the same shape, when transformers is installed
@@ -36,6 +37,9 @@ log() { echo "=== $(date -u +%H:%M:%S) $*"; }
   echo "rc=$?"
   log "dense on cuda:0, warm JIT cache"
   CUDA_CACHE_PATH="$JIT" timeout 150 "$OAE" run "$HERE/gpu/dense.toml" --out "$OUT/runs/gpu-warm" --requests 5 --idle-baseline-s 0 --quiet --no-report
+  echo "rc=$?"
+  log "every model-driving method on cuda:0 (bf16, embedded model)"
+  CUDA_CACHE_PATH="$JIT" timeout 120 "$OAE" run "$HERE/gpu/methods.toml" --out "$OUT/runs/gpu-methods" --quiet --no-report
   echo "rc=$?"
   log "dense on the CPU"
   timeout 150 "$OAE" run "$HERE/gpu/dense-cpu.toml" --out "$OUT/runs/cpu" --quiet --no-report
