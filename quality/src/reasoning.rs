@@ -109,7 +109,7 @@ pub fn token_split(n: usize, full: &str, reasoning: Reasoning, text_of: impl Fn(
     let (mut lo, mut hi) = (0usize, n);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if text_of(mid).len() >= prefix.len() && text_of(mid).starts_with(prefix) {
+        if text_of(mid).starts_with(prefix) {
             hi = mid;
         } else {
             lo = mid + 1;
