@@ -73,6 +73,7 @@ fn request(question: &str, doc: Option<&str>) -> Request {
                 answer_type: Default::default(),
                 choices: Vec::new(),
                 group: None,
+                tests: None,
             }),
             scorers: Arc::from(vec!["f1".to_string()]),
             reasoning: None,

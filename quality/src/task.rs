@@ -93,6 +93,20 @@ pub struct TaskItem {
     /// Article, topic or source (subsets are drawn by group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// For code items: the unit tests the `pass@1` scorer runs the completion against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<CodeTests>,
+}
+
+/// A code item's tests, HumanEval's way: a `check(candidate)` function and the name of the
+/// function the prompt asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeTests {
+    /// Python source defining `check(candidate)`, which asserts on the candidate's results.
+    pub test: String,
+    /// The function to pass to `check`.
+    pub entry_point: String,
 }
 
 /// Most options a multiple-choice item may have (letters A–Z).

@@ -219,6 +219,19 @@ impl TaskSpec {
                     ));
                 }
             }
+            if names.iter().any(|n| n == "pass@1") {
+                // Generated code runs only with the user's consent and a working sandbox.
+                oae_quality::scorers::pass_at_1::ready().map_err(|m| table.error("scorers", m))?;
+                if let Some(i) = items.iter().find(|i| i.tests.is_none()) {
+                    return Err(table.error(
+                        "scorers",
+                        format!(
+                            "scorer `pass@1` needs each item's unit tests, but item `{}` has no `tests` (HumanEval's come with `oae datasets fetch humaneval`)",
+                            i.id
+                        ),
+                    ));
+                }
+            }
         }
         let reasoning = c
             .reasoning

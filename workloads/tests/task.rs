@@ -140,6 +140,15 @@ fn bad_task_settings_are_located() {
     assert!(err(", template = \"essay\"").contains("workloads[0].task.template"));
     assert!(err(", subset = [\"films\"]").contains("films"));
     assert!(err(", noise = { typos = 0.9 }").contains("noise.typos"));
+    assert!(err(", reasoning = \"tree\"").contains("workloads[0].task.reasoning"));
+    // Running generated code needs the user's consent (this test never gives it).
+    if std::env::var("OAE_ALLOW_CODE_EXECUTION").is_err() {
+        let e = err(", scorers = [\"pass@1\"]");
+        assert!(
+            e.contains("workloads[0].task.scorers") && e.contains("OAE_ALLOW_CODE_EXECUTION=1"),
+            "{e}"
+        );
+    }
     assert!(err(", template = \"qa-context\"").contains("no `context`"));
     let text = "name = \"qa\"\narrival = { process = \"poisson\", rate_qps = 2.0 }\ninput_tokens = 8\ntask = { path = \"tasks.jsonl\" }\n";
     assert!(

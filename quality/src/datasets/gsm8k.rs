@@ -50,6 +50,7 @@ pub fn convert(bytes: &[u8]) -> Result<Converted, String> {
             answer_type: AnswerType::Numeric,
             choices: Vec::new(),
             group: None,
+            tests: None,
         });
     }
     Ok(out)

@@ -1,5 +1,6 @@
 //! HumanEval (`{"task_id", "prompt", "canonical_solution", "test", "entry_point"}` per line) →
-//! code items with the prompt verbatim and the canonical solution as reference.
+//! code items with the prompt verbatim, the canonical solution as reference, and the unit tests
+//! (`test`, `entry_point`) the `pass@1` scorer runs.
 
 use serde::Deserialize;
 
@@ -11,6 +12,8 @@ struct Problem {
     task_id: String,
     prompt: String,
     canonical_solution: String,
+    test: String,
+    entry_point: String,
 }
 
 /// Converts the problems file (already gunzipped).
@@ -29,6 +32,10 @@ pub fn convert(bytes: &[u8]) -> Result<Converted, String> {
             answer_type: AnswerType::Code,
             choices: Vec::new(),
             group: None,
+            tests: Some(crate::task::CodeTests {
+                test: p.test,
+                entry_point: p.entry_point,
+            }),
         });
     }
     Ok(out)

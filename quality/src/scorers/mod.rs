@@ -10,6 +10,7 @@ mod contains;
 mod exact;
 mod f1;
 mod numeric;
+pub mod pass_at_1;
 
 /// Scores one answer against a task item's references.
 pub trait Scorer: Sync {
@@ -72,6 +73,7 @@ pub fn registry() -> &'static [&'static dyn Scorer] {
         &contains::Contains,
         &numeric::NumericFinal,
         &choice::ChoiceLetter,
+        &pass_at_1::PassAt1,
     ]
 }
 
