@@ -44,11 +44,19 @@ pub struct ModelScorerSpec {
     pub about: &'static str,
 }
 
-/// Every model-backed scorer (implemented in oae-methods).
-pub const MODEL_SCORERS: &[ModelScorerSpec] = &[ModelScorerSpec {
-    name: "minilm",
-    about: "cosine similarity of all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2 norm) of the answer and the closest reference, negatives as 0; needs `oae models fetch all-minilm-l6-v2`",
-}];
+/// Every scorer that runs after a cell's replays rather than after each request: the
+/// model-backed ones (implemented in oae-methods) and `pass@1`, whose Python processes would
+/// otherwise be metered as the method's energy.
+pub const MODEL_SCORERS: &[ModelScorerSpec] = &[
+    ModelScorerSpec {
+        name: "minilm",
+        about: "cosine similarity of all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2 norm) of the answer and the closest reference, negatives as 0; needs `oae models fetch all-minilm-l6-v2`",
+    },
+    ModelScorerSpec {
+        name: "pass@1",
+        about: "HumanEval functional correctness: runs prompt + completion + the item's tests in a sandboxed python3 (no network, CPU/memory/time limits), after the cell's replays; needs OAE_ALLOW_CODE_EXECUTION=1",
+    },
+];
 
 /// Whether `name` is a scorer (built-in or model-backed).
 pub fn known(name: &str) -> bool {
@@ -73,7 +81,6 @@ pub fn registry() -> &'static [&'static dyn Scorer] {
         &contains::Contains,
         &numeric::NumericFinal,
         &choice::ChoiceLetter,
-        &pass_at_1::PassAt1,
     ]
 }
 

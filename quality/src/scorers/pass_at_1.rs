@@ -16,8 +16,12 @@
 //! A completion in a Markdown code fence is unwrapped; one that restates the whole function
 //! (starting with the prompt's `def`) is run as the program's body instead of being appended.
 //!
+//! It runs like the model-backed scorers, after a cell's replays and idle baselines, over all
+//! its answers at once: the Python processes' CPU time must not land in the energy of the
+//! requests being served meanwhile (it would in oae's process tree, too).
+//!
 //! **Overhead model:** one Python start-up (~20–50 ms) plus the tests' own time per answer,
-//! on the harness's collecting thread after the request.
+//! after the cell's measurements.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +29,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Scorer;
+use super::ModelScorer;
 use crate::TaskItem;
 
 /// HumanEval pass@1.
@@ -221,14 +225,10 @@ pub fn ready() -> Result<(), String> {
     }
 }
 
-impl Scorer for PassAt1 {
-    fn name(&self) -> &'static str {
-        "pass@1"
-    }
-    fn about(&self) -> &'static str {
-        "HumanEval functional correctness: runs prompt + completion + the item's tests in a sandboxed python3 (no network, CPU/memory/time limits); needs OAE_ALLOW_CODE_EXECUTION=1"
-    }
-    fn score(&self, output: &str, item: &TaskItem) -> f64 {
+impl PassAt1 {
+    /// The score of one answer: 1 when its program passes, 0 when it fails, times out or
+    /// cannot be run here (with the reason on stderr).
+    pub fn score_one(&self, output: &str, item: &TaskItem) -> f64 {
         if !allowed() {
             return 0.0;
         }
@@ -242,6 +242,16 @@ impl Scorer for PassAt1 {
                 0.0
             }
         }
+    }
+}
+
+impl ModelScorer for PassAt1 {
+    fn name(&self) -> &'static str {
+        "pass@1"
+    }
+    fn score_batch(&mut self, answers: &[(&str, &TaskItem)]) -> Result<Vec<f64>, String> {
+        ready()?;
+        Ok(answers.iter().map(|(a, item)| self.score_one(a, item)).collect())
     }
 }
 
@@ -305,10 +315,11 @@ mod tests {
         }
         assert!(ready().unwrap_err().contains(OPT_IN));
         assert_eq!(
-            PassAt1.score("    return a + b\n", &item()),
+            PassAt1.score_one("    return a + b\n", &item()),
             0.0,
             "not run without the opt-in"
         );
+        assert!(PassAt1.score_batch(&[("x", &item())]).unwrap_err().contains(OPT_IN));
     }
 
     #[test]
