@@ -10,20 +10,11 @@ against the suite's baseline at 0.01, 0.1 and 1 req/s (`oae score RUN_DIR --rate
 rewrites the run's scorecards.json).
 """
 
-import json
-import sys
-from pathlib import Path
-
-from oae_tables import stat, verdicts
+from oae_tables import run_args, stat, verdicts
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        sys.exit(__doc__)
-    run = Path(args[0])
-    oae = args[args.index("--oae") + 1] if "--oae" in args else "oae"
-    sj = json.loads((run / "summary.json").read_text())
+    run, oae, sj = run_args(__doc__)
     print("| method | contains | F1 | EM | service s p50 | ms per answer token | KV MB peak | J per request | J per correct answer |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in sj["cells"]:

@@ -14,20 +14,13 @@ scorecards.json) — with the default quality scorer, and again with each `--qua
 """
 
 import json
-import sys
-from pathlib import Path
 
-from oae_tables import num, stat, verdicts
+from oae_tables import num, run_args, stat, verdicts
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        sys.exit(__doc__)
-    run = Path(args[0])
-    oae = args[args.index("--oae") + 1] if "--oae" in args else "oae"
+    run, oae, sj = run_args(__doc__)
     rj = json.loads((run / "run.json").read_text())
-    sj = json.loads((run / "summary.json").read_text())
     facts = {m["label"]: m for m in rj["methods"]}
     cells = {c["method"]: c for c in sj["cells"]}
 

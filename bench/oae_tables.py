@@ -4,6 +4,18 @@ statistic formatting, and OAE verdicts at a site's request rates via `oae score 
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+
+def run_args(doc):
+    """`SCRIPT RUN_DIR [--oae PATH]`: the run directory, the oae binary and its summary.json
+    (exits with the script's docstring when RUN_DIR is missing)."""
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(doc)
+    run = Path(args[0])
+    oae = args[args.index("--oae") + 1] if "--oae" in args else "oae"
+    return run, oae, json.loads((run / "summary.json").read_text())
 
 
 def num(x, digits=3):

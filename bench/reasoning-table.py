@@ -10,17 +10,12 @@ answers the budget cut short, service time p50, and tokens, energy and cost per 
 """
 
 import json
-import sys
-from pathlib import Path
 
-from oae_tables import num, stat
+from oae_tables import num, run_args, stat
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    run = Path(sys.argv[1])
-    sj = json.loads((run / "summary.json").read_text())
+    run, _, sj = run_args(__doc__)
     cards = json.loads((run / "scorecards.json").read_text())
     cost = {(r["method"], r["workload"]): (r.get("per_correct") or {}).get("cost_usd") for r in cards["rows"]}
     print("| method | answers | accuracy | reasoning tokens | answer tokens | overhead | no answer | service s p50 | tokens per correct | J per correct | USD per 1k correct |")

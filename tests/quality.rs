@@ -403,3 +403,49 @@ fn chain_of_thought_counts_reasoning_and_answer_tokens_and_prices_each_correct_a
         text(&o)
     );
 }
+
+#[test]
+fn pass_at_1_runs_the_unit_tests_after_the_replay_and_leaves_cut_answers_unscored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = r#"{"id": "add", "prompt": "def add(a, b):\n", "references": ["    return a + b\n"], "answer_type": "code", "tests": {"test": "def check(c):\n    assert c(2, 3) == 5\n", "entry_point": "add"}}
+{"id": "neg", "prompt": "def neg(a):\n", "references": ["    return -a\n"], "answer_type": "code", "tests": {"test": "def check(c):\n    assert c(4) == -4\n", "entry_point": "neg"}}
+"#;
+    std::fs::write(tmp.path().join("code.jsonl"), code).unwrap();
+    let suite = |keep: u32| {
+        format!(
+            "name = \"code\"\n[run]\nseed = 1\nrequests = 6\nkeep_output_chars = {keep}\n[energy]\nidle_baseline_s = 0.2\n[[workloads]]\nname = \"he\"\narrival = {{ process = \"constant\", rate_qps = 20.0 }}\ntask = {{ path = \"code.jsonl\", max_new_tokens = 4, scorers = [\"pass@1\"] }}\n[[methods]]\nid = \"mock\"\nanswer = \"reference\"\n"
+        )
+    };
+    let run_opted_in = |name: &str, text: &str| {
+        let file = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = tmp.path().join(name);
+        let o = oae()
+            .env("OAE_ALLOW_CODE_EXECUTION", "1")
+            .args(["run", "--quiet", "--out"])
+            .arg(&out)
+            .arg(&file)
+            .output()
+            .unwrap();
+        (out, o)
+    };
+    let (dir, o) = run_opted_in("whole", &suite(2000));
+    if o.status.code() == Some(2) && text(&o).contains("pass@1") {
+        eprintln!("skipped: no python3 or no sandbox here: {}", text(&o));
+        return;
+    }
+    assert!(o.status.success(), "{}", text(&o));
+    for r in records(&dir) {
+        assert_eq!(
+            r["quality"]["pass@1"].as_f64(),
+            Some(1.0),
+            "the reference passes its tests: {r}"
+        );
+    }
+    assert_eq!(cell(&dir)["quality"]["pass@1"]["n"].as_u64(), Some(6));
+    // Answers kept cut short are left unscored, with a warning, not scored wrong.
+    let (dir, o) = run_opted_in("cut", &suite(5));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("cut short"), "{}", text(&o));
+    assert!(records(&dir).iter().all(|r| r["quality"].get("pass@1").is_none()));
+}

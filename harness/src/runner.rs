@@ -109,14 +109,9 @@ pub struct Served {
     pub reasoning_split: Option<(u32, u32)>,
 }
 
-/// How a request's answer splits into reasoning and answer: the task's mode, or `direct`
-/// for a text with thinking tags (the answer follows `</think>`); `None` otherwise.
+/// How a task request's answer splits into reasoning and answer (`oae_quality::reasoning::mode`).
 fn reasoning_mode(arrival: &Arrival, text: &str) -> Option<Reasoning> {
-    let task = arrival.request.task.as_ref()?;
-    task.reasoning.or_else(|| {
-        text.contains(oae_quality::reasoning::THINK_END)
-            .then_some(Reasoning::Direct)
-    })
+    oae_quality::reasoning::mode(arrival.request.task.as_ref()?.reasoning, text)
 }
 
 /// The answer's scores by each of its task's scorers (empty without a task or an answer).
@@ -125,10 +120,7 @@ fn score(arrival: &Arrival, text: Option<&str>) -> BTreeMap<String, f64> {
         return BTreeMap::new();
     };
     // With a reasoning mode the scorers judge the final answer, not the working.
-    let text = match reasoning_mode(arrival, text) {
-        Some(mode) => oae_quality::reasoning::answer(text, mode),
-        None => text,
-    };
+    let text = oae_quality::reasoning::scored_part(task.reasoning, text);
     task.scorers
         .iter()
         .filter_map(|name| oae_quality::scorer(name).map(|s| (name.clone(), s.score(text, &task.item))))

@@ -262,6 +262,23 @@ impl Generator {
         Ok(m)
     }
 
+    /// A second model a method serves with (a speculative draft), loaded from `spec` on the
+    /// same device, converted and warmed up like the first; its times are added to the cold
+    /// start record.
+    pub fn load_extra(&self, spec: &ModelSpec) -> Result<LoadedModel, MethodError> {
+        let started = Instant::now();
+        let m = spec.load(&self.device()?)?;
+        let load_s = started.elapsed().as_secs_f64();
+        let (m, convert_s) = self.convert(m)?;
+        let (warmup_s, _) = crate::cold_start::warm_up(&m)?;
+        if let Some(c) = self.cold_start.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            c.load_s += load_s;
+            c.convert_s += convert_s;
+            c.warmup_s += warmup_s;
+        }
+        Ok(m)
+    }
+
     /// The device, opened on first use (a CUDA context and its library handles).
     pub fn device(&self) -> Result<candle_core::Device, MethodError> {
         let mut d = self.device.lock().unwrap_or_else(|e| e.into_inner());

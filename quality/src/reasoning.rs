@@ -50,6 +50,20 @@ impl Reasoning {
     }
 }
 
+/// How an answer splits, if at all: the mode its task asked for, else `direct` for a text
+/// with thinking tags (the answer follows `</think>`), else `None` (the text is the answer).
+pub fn mode(asked: Option<Reasoning>, text: &str) -> Option<Reasoning> {
+    asked.or_else(|| text.contains(THINK_END).then_some(Reasoning::Direct))
+}
+
+/// What the scorers judge: the answer part under [`mode`], else the whole text.
+pub fn scored_part(asked: Option<Reasoning>, text: &str) -> &str {
+    match mode(asked, text) {
+        Some(m) => answer(text, m),
+        None => text,
+    }
+}
+
 /// The end of a thinking block.
 pub const THINK_END: &str = "</think>";
 

@@ -220,8 +220,6 @@ impl TaskSpec {
                 }
             }
             if names.iter().any(|n| n == "pass@1") {
-                // Generated code runs only with the user's consent and a working sandbox.
-                oae_quality::scorers::pass_at_1::ready().map_err(|m| table.error("scorers", m))?;
                 if let Some(i) = items.iter().find(|i| i.tests.is_none()) {
                     return Err(table.error(
                         "scorers",
@@ -231,6 +229,8 @@ impl TaskSpec {
                         ),
                     ));
                 }
+                // Generated code runs only with the user's consent and a working sandbox.
+                oae_quality::scorers::pass_at_1::ready().map_err(|m| table.error("scorers", m))?;
             }
         }
         let reasoning = c

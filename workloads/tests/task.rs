@@ -141,9 +141,21 @@ fn bad_task_settings_are_located() {
     assert!(err(", subset = [\"films\"]").contains("films"));
     assert!(err(", noise = { typos = 0.9 }").contains("noise.typos"));
     assert!(err(", reasoning = \"tree\"").contains("workloads[0].task.reasoning"));
+    // pass@1 needs each item's unit tests (these items have none), named by item.
+    let e = err(", scorers = [\"pass@1\"]");
+    assert!(
+        e.contains("workloads[0].task.scorers") && e.contains("item `a1` has no `tests`"),
+        "{e}"
+    );
     // Running generated code needs the user's consent (this test never gives it).
     if std::env::var("OAE_ALLOW_CODE_EXECUTION").is_err() {
-        let e = err(", scorers = [\"pass@1\"]");
+        std::fs::write(
+            tmp.path().join("code.jsonl"),
+            r#"{"id": "f", "prompt": "def f():\n", "references": ["    return 1\n"], "answer_type": "code", "tests": {"test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}}"#,
+        )
+        .unwrap();
+        let text = "name = \"code\"\narrival = { process = \"poisson\", rate_qps = 2.0 }\ntask = { path = \"code.jsonl\", scorers = [\"pass@1\"] }\n";
+        let e = spec(tmp.path(), text).unwrap_err().to_string();
         assert!(
             e.contains("workloads[0].task.scorers") && e.contains("OAE_ALLOW_CODE_EXECUTION=1"),
             "{e}"

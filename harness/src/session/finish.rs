@@ -247,13 +247,21 @@ impl Finisher<'_> {
     fn score_with_models(&mut self, progress: &mut dyn Progress, schedule: &Schedule, recs: &mut [RequestRecord]) {
         for scorer in self.model_scorers.iter_mut() {
             let name = scorer.name();
-            let picked: Vec<usize> = recs
+            let named: Vec<usize> = recs
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.output_text.is_some())
                 .filter(|(_, r)| task_of(schedule, r).is_some_and(|t| t.scorers.iter().any(|s| s == name)))
                 .map(|(i, _)| i)
                 .collect();
+            // A kept text cut short is not the answer: scoring it would call it wrong.
+            let (picked, cut): (Vec<usize>, Vec<usize>) = named.into_iter().partition(|&i| !recs[i].output_truncated);
+            if !cut.is_empty() {
+                progress.message(&format!(
+                    "warning: {} answer(s) were kept cut short (`[run] keep_output_chars`) and are not scored with {name}; raise keep_output_chars to score them",
+                    cut.len()
+                ));
+            }
             if picked.is_empty() {
                 continue;
             }
@@ -263,7 +271,8 @@ impl Finisher<'_> {
                     .iter()
                     .filter_map(|&i| {
                         let t = task_of(schedule, &recs[i])?;
-                        Some((recs[i].output_text.as_deref()?, &*t.item))
+                        let text = recs[i].output_text.as_deref()?;
+                        Some((oae_quality::reasoning::scored_part(t.reasoning, text), &*t.item))
                     })
                     .collect();
                 scorer.score_batch(&answers)

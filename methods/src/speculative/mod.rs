@@ -312,8 +312,7 @@ impl Method for Speculative {
             )));
         }
         if let Some(spec) = &self.cfg.draft.model {
-            let (draft, _) = self.generator.convert(spec.load(&self.generator.device()?)?)?;
-            crate::cold_start::warm_up(&draft)?;
+            let draft = self.generator.load_extra(spec)?;
             let (tv, dv) = (target.decoder.config().vocab_size, draft.decoder.config().vocab_size);
             let (tt, dt) = (target.tokenizer.vocab_size(), draft.tokenizer.vocab_size());
             if tv != dv || tt != dt || target.tokenizer.name() != draft.tokenizer.name() {
