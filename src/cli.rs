@@ -51,6 +51,43 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare a run with a baseline run; exit 1 when a metric regressed beyond noise.
     Gate(GateArgs),
+    /// Serve a scripted OpenAI-compatible API (fixed first-token time, gap between tokens,
+    /// faults) until interrupted: a known server to test the `openai` method, a launch
+    /// configuration or a client against, and to measure oae's own client overhead.
+    FakeServer(FakeServerArgs),
+}
+
+/// `oae fake-server`.
+#[derive(Debug, clap::Args)]
+pub struct FakeServerArgs {
+    /// Address to listen on (port 0: any free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Model id it serves.
+    #[arg(long, default_value = "fake")]
+    pub model: String,
+    /// Path prefix of the API.
+    #[arg(long, default_value = "/v1")]
+    pub prefix: String,
+    /// Time from a request's arrival to its first token, ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub ttft_ms: f64,
+    /// Time between tokens, ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub itl_ms: f64,
+    /// Tokens per answer (default: the request's max_tokens).
+    #[arg(long)]
+    pub tokens: Option<u32>,
+    /// Send no usage chunk.
+    #[arg(long)]
+    pub no_usage: bool,
+    /// What the k-th completion request gets, cycled: ok, cut, malformed, error, silent or
+    /// an HTTP status (e.g. ok,ok,429,cut).
+    #[arg(long, value_delimiter = ',', default_value = "ok")]
+    pub faults: Vec<String>,
+    /// Seconds /health answers 503 after start (a model still loading).
+    #[arg(long, default_value_t = 0.0)]
+    pub loading_s: f64,
 }
 
 /// What scoring needs besides the run directory.

@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
                 counters: [("kv_tokens".to_string(), 97.0)].into(),
                 output_text: None,
                 reasoning_split: None,
+                output_tokens: None,
             };
             let rec = build_record(&plan, &arrival, t0, &stamps, served);
             hists.record(&rec);

@@ -58,6 +58,14 @@ pub enum MethodError {
     /// method's replays and goes on; the scorecards list the method as not applicable.
     #[error("not applicable: {0}")]
     NotApplicable(String),
+    /// The request ran out of time inside the method (a server that never answered): the
+    /// record's outcome is `timeout`.
+    #[error("{0}")]
+    Timeout(String),
+    /// The request was refused by what serves it (HTTP 429): the record's outcome is
+    /// `rejected`, counted apart from errors.
+    #[error("{0}")]
+    Rejected(String),
 }
 
 impl MethodError {

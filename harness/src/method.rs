@@ -135,10 +135,25 @@ impl StopReason {
 /// What a method reports when a request completes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    /// Prompt tokens under the method's tokenizer.
-    pub input_tokens: u32,
+    /// Prompt tokens under the method's tokenizer (`None`: unknown, e.g. a server that
+    /// reported no usage).
+    pub input_tokens: Option<u32>,
+    /// Tokens generated, when the units the method streamed to its [`TokenSink`] are not
+    /// single tokens (an HTTP server's chunks); `None`: one token per sink call.
+    pub output_tokens: Option<u32>,
     /// Why generation stopped.
     pub stop: StopReason,
+}
+
+impl Completion {
+    /// A completion whose every sink call was one token.
+    pub fn new(input_tokens: u32, stop: StopReason) -> Self {
+        Self {
+            input_tokens: Some(input_tokens),
+            output_tokens: None,
+            stop,
+        }
+    }
 }
 
 /// Receives generated tokens as they are produced.
@@ -150,6 +165,12 @@ pub struct Completion {
 pub trait TokenSink {
     /// One generated token.
     fn token(&mut self, id: u32) -> Flow;
+
+    /// Whether to go on, asked without a token: a method waiting on something outside it
+    /// (a server's first chunk) polls this so a deadline or an abort ends the wait.
+    fn poll(&mut self) -> Flow {
+        Flow::Continue
+    }
 }
 
 /// Phase timings and counters a method marks while serving one request.
@@ -237,6 +258,11 @@ pub trait Method: Send {
 
     /// Clears per-request state after a failure (a panic or error mid-request).
     fn reset(&mut self) {}
+
+    /// The run directory's folder for this method's own files (`methods/<label>/`: a
+    /// launched server's log), told once before `prepare()`; the method creates it if it
+    /// writes there.
+    fn files_dir(&mut self, _dir: &std::path::Path) {}
 
     /// Seconds of `prepare()` spent making the model ready to serve (load, conversion,
     /// warm-up), when the method has a model; run.json records it beside `setup_s`.

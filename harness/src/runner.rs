@@ -24,7 +24,7 @@ use oae_quality::reasoning::Reasoning;
 use oae_workloads::{Arrival, Schedule};
 
 use crate::clock::{secs_since, wait_until};
-use crate::{Flow, HarnessError, Method, Outcome, Probe, RequestRecord, TokenSink};
+use crate::{Flow, HarnessError, Method, MethodError, Outcome, Probe, RequestRecord, TokenSink};
 
 /// What one (method, workload, trial) replay needs.
 pub struct CellPlan<'a> {
@@ -96,6 +96,9 @@ pub struct Served {
     pub error: Option<String>,
     /// Prompt tokens under the method's tokenizer.
     pub input_tokens: Option<u32>,
+    /// Tokens generated, when the method counted them apart from its sink calls (an HTTP
+    /// stream's chunks are not tokens); `None`: one per sink call.
+    pub output_tokens: Option<u32>,
     /// Why generation stopped.
     pub stop_reason: Option<String>,
     /// Phase times, ms.
@@ -151,7 +154,8 @@ pub fn build_record(
     let ms = |a: Instant, b: Instant| secs_since(a, b) * 1e3;
     let intended = t0 + arrival.at;
     let first = stamps.tokens.first().copied();
-    let n = stamps.tokens.len();
+    // Tokens: the method's own count where its sink calls were not tokens (HTTP chunks).
+    let n = served.output_tokens.map_or(stamps.tokens.len(), |t| t as usize);
     // Scored on the full answer, after the request's timed span (µs per answer for the
     // built-in scorers).
     let quality = score(arrival, served.output_text.as_deref());
@@ -339,16 +343,26 @@ struct TimingSink<'a> {
     stop: &'a AtomicBool,
 }
 
-impl TokenSink for TimingSink<'_> {
-    fn token(&mut self, id: u32) -> Flow {
-        let now = Instant::now();
-        self.tokens.push(now);
-        self.ids.push(id);
+impl TimingSink<'_> {
+    fn flow(&self, now: Instant) -> Flow {
         if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d) {
             Flow::Stop
         } else {
             Flow::Continue
         }
+    }
+}
+
+impl TokenSink for TimingSink<'_> {
+    fn token(&mut self, id: u32) -> Flow {
+        let now = Instant::now();
+        self.tokens.push(now);
+        self.ids.push(id);
+        self.flow(now)
+    }
+
+    fn poll(&mut self) -> Flow {
+        self.flow(Instant::now())
     }
 }
 
@@ -358,6 +372,7 @@ fn unserved(outcome: Outcome, error: String) -> Served {
         outcome,
         error: Some(error),
         input_tokens: None,
+        output_tokens: None,
         stop_reason: None,
         phases_ms: BTreeMap::new(),
         counters: BTreeMap::new(),
@@ -555,6 +570,7 @@ fn serve_one(
         outcome: Outcome::Ok,
         error: None,
         input_tokens: None,
+        output_tokens: None,
         stop_reason: None,
         phases_ms,
         counters,
@@ -580,7 +596,8 @@ fn serve_one(
     }
     match result {
         Ok(Ok(c)) => {
-            served.input_tokens = Some(c.input_tokens);
+            served.input_tokens = c.input_tokens;
+            served.output_tokens = c.output_tokens;
             served.stop_reason = Some(c.stop.as_str().to_string());
             let finished = stamps.finished.unwrap_or_else(Instant::now);
             if let Some(d) = deadline.filter(|&d| finished >= d) {
@@ -595,7 +612,11 @@ fn serve_one(
             }
         }
         Ok(Err(e)) => {
-            served.outcome = Outcome::Error;
+            served.outcome = match e {
+                MethodError::Timeout(_) => Outcome::Timeout,
+                MethodError::Rejected(_) => Outcome::Rejected,
+                _ => Outcome::Error,
+            };
             served.error = Some(e.to_string());
             method.reset();
         }

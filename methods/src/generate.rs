@@ -494,7 +494,7 @@ pub fn continue_and_decode(
     probe.end();
     probe.set("kv_tokens", cache.len() as f64);
     probe.set("kv_bytes_peak", cache.bytes() as f64);
-    Ok(Completion { input_tokens, stop })
+    Ok(Completion::new(input_tokens, stop))
 }
 
 /// Bytes of attention scores one prefill block may allocate per layer. glibc serves blocks

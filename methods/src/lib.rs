@@ -12,6 +12,8 @@
 //! - `cag` — cache-augmented generation: the knowledge base prefilled into the KV cache once.
 //! - `beam` — batch beam search (one KV cache per beam), the baseline of trie-based beam search.
 //! - `trie-beam` — beam search over one prefix-trie KV cache, all beams in one masked forward.
+//! - `openai` — a model behind an OpenAI-compatible HTTP server (vLLM, llama.cpp, TGI, …),
+//!   streamed; optionally launched by oae with its start-up metered as setup.
 //! - `mock` — the harness's test double (`oae_harness::mock`, listed here so suites can name
 //!   it): fixed service time and failure pattern, no model.
 //!
@@ -27,6 +29,7 @@ pub mod generate;
 pub mod knowledge;
 pub mod model;
 pub mod moe;
+pub mod openai;
 pub mod rag;
 pub mod scorers;
 pub mod speculative;
@@ -46,6 +49,7 @@ pub fn registry() -> Vec<&'static dyn MethodSpec> {
         &cag::SPEC,
         &beam::SPEC,
         &trie_beam::SPEC,
+        &openai::SPEC,
         &oae_harness::mock::SPEC,
     ]
 }

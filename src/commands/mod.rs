@@ -3,6 +3,7 @@
 mod cached;
 mod datasets;
 mod doctor;
+mod fake_server;
 mod list;
 mod merge;
 mod models;
@@ -29,5 +30,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::score(args),
         Command::Report(args) => score::report(args),
         Command::Gate(args) => score::gate(args),
+        Command::FakeServer(args) => fake_server::fake_server(args),
     }
 }

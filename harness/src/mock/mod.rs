@@ -317,9 +317,6 @@ impl Method for Mock {
             }
         }
         probe.end();
-        Ok(Completion {
-            input_tokens: request.prompt.len() as u32,
-            stop,
-        })
+        Ok(Completion::new(request.prompt.len() as u32, stop))
     }
 }

@@ -374,6 +374,7 @@ impl MethodRun<'_> {
         &self,
         entry: MethodEntry,
         mut instances: Vec<Box<dyn Method>>,
+        run_dir: &Path,
         writer: &mut RunJsonWriter<'_>,
         progress: &mut dyn Progress,
         abort: &mut Option<String>,
@@ -383,8 +384,10 @@ impl MethodRun<'_> {
             entry.label,
             instances.len()
         ));
+        let files = run_dir.join("methods").join(&entry.label);
         let setup_from = self.sampler.read_now();
         for m in instances.iter_mut() {
+            m.files_dir(&files);
             match m.prepare().and_then(|_| m.sync()) {
                 Ok(()) => {}
                 Err(MethodError::NotApplicable(reason)) => {
@@ -446,7 +449,7 @@ impl MethodRun<'_> {
     ) -> MethodEnd {
         let mut members = Vec::new();
         for (entry, instances) in block {
-            match self.prepare(entry, instances, writer, progress, abort) {
+            match self.prepare(entry, instances, dir.path(), writer, progress, abort) {
                 Ok(m) => members.push(m),
                 Err(false) => {}
                 Err(true) => return MethodEnd::Lost,
@@ -458,13 +461,15 @@ impl MethodRun<'_> {
         let idle_s = self.suite.energy.idle_baseline;
         let before = idle_window(self.sampler, idle_s, self.stop, progress, "before");
         let end = self.replay_all(&mut members, dir, writer, progress, abort);
-        for m in members.iter_mut() {
-            m.instances.clear();
-        }
+        // The methods stay loaded through the after-baseline (loaded idle, as before the
+        // replays: a launched server keeps running until its instances are dropped).
         let after = match end {
             MethodEnd::Done => idle_window(self.sampler, idle_s, self.stop, progress, "after"),
             _ => None,
         };
+        for m in members.iter_mut() {
+            m.instances.clear();
+        }
         let timeline = self.sampler.snapshot();
         for mut m in members {
             m.done.before = before;

@@ -390,10 +390,7 @@ impl Method for Beam {
                 break;
             }
         }
-        Ok(Completion {
-            input_tokens: ids.len() as u32,
-            stop,
-        })
+        Ok(Completion::new(ids.len() as u32, stop))
     }
 
     fn cold_start_s(&self) -> Option<f64> {

@@ -416,10 +416,7 @@ impl Method for Speculative {
         tally.report(probe);
         probe.set("kv_tokens", tcache.len() as f64);
         probe.set("kv_bytes_peak", (tcache.bytes() + dcache.bytes()) as f64);
-        Ok(Completion {
-            input_tokens: ids.len() as u32,
-            stop,
-        })
+        Ok(Completion::new(ids.len() as u32, stop))
     }
 
     /// The target's weights plus a separate draft model's (a self-draft shares the target's).
