@@ -48,11 +48,16 @@ def verdicts(run, oae, quality):
         for row in cards["rows"]:
             ratio = row.get("oae_ratio")
             text = row["verdict"]
-            num = lambda x: "—" if x is None else f"{x:.2f}"
-            if ratio and ratio.get("value") is not None:
+            # JSON has no infinity: a ratio against a baseline with no good request (infinite
+            # cost) is null; with a lower bound it is +∞, not unknown.
+            num = lambda x: "∞" if x is None else f"{x:.2f}"
+            if ratio and (ratio.get("value") is not None or ratio.get("ci_lo") is not None):
                 text += f" {num(ratio['value'])} [{num(ratio.get('ci_lo'))}, {num(ratio.get('ci_hi'))}]"
-            table.setdefault(row["method"], {})[r] = text
-    print("| method | " + " | ".join(f"{r:g} req/s" for r in rates) + " |")
-    print("|---|" + "---|" * len(rates))
-    for label, v in table.items():
-        print(f"| {label} | " + " | ".join(v.get(r, "—") for r in rates) + " |")
+            table.setdefault((row["workload"], row["method"]), {})[r] = text
+    # One workload: a method per row; several: a (workload, method) per row, each workload
+    # judged against the baseline on that workload.
+    several = len({w for w, _ in table}) > 1
+    print(("| workload " if several else "") + "| method | " + " | ".join(f"{r:g} req/s" for r in rates) + " |")
+    print(("|---" if several else "") + "|---|" + "---|" * len(rates))
+    for (workload, label), v in table.items():
+        print((f"| {workload} " if several else "") + f"| {label} | " + " | ".join(v.get(r, "—") for r in rates) + " |")
