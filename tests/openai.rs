@@ -2,7 +2,7 @@
 //! (`oae fake-server`) as the method's setup, replays a Poisson trace against it, records
 //! every request — failures with their own outcomes — and stops the server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -14,6 +14,28 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Writes `suite` into `dir`, runs it (must succeed) and returns the run directory and its records.
+fn run(dir: &Path, suite: &str) -> (PathBuf, Vec<Value>) {
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let out = dir.join("run");
+    let o = Command::cargo_bin("oae")
+        .unwrap()
+        .arg("run")
+        .arg(&path)
+        .args(["--quiet", "--no-report", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records = std::fs::read_to_string(out.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, records)
 }
 
 fn read_json(p: &Path) -> Value {
@@ -53,28 +75,8 @@ server = "llama.cpp"
 launch = {{ command = ["{bin}", "fake-server", "--listen", "127.0.0.1:{port}", "--ttft-ms", "20", "--itl-ms", "5", "--loading-s", "0.3", "--faults", "ok,ok,ok,429,cut,500"] }}
 "#
     );
-    let path = dir.path().join("suite.toml");
-    std::fs::write(&path, suite).unwrap();
-    let out = dir.path().join("run");
-    let o = Command::cargo_bin("oae")
-        .unwrap()
-        .args([
-            "run",
-            path.to_str().unwrap(),
-            "--quiet",
-            "--no-report",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, records) = run(dir.path(), &suite);
 
-    let records: Vec<Value> = std::fs::read_to_string(out.join("requests.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(records.len(), 12, "every request has a record");
     let outcome = |i: usize| {
         records.iter().find(|r| r["request_id"] == i).unwrap()["outcome"]
@@ -171,27 +173,7 @@ launch = {{ command = ["{python}", "-m", "llama_cpp.server", "--model", "{gguf}"
 "#,
         gguf = gguf.display()
     );
-    let path = dir.path().join("suite.toml");
-    std::fs::write(&path, suite).unwrap();
-    let out = dir.path().join("run");
-    let o = Command::cargo_bin("oae")
-        .unwrap()
-        .args([
-            "run",
-            path.to_str().unwrap(),
-            "--quiet",
-            "--no-report",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let records: Vec<Value> = std::fs::read_to_string(out.join("requests.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (out, records) = run(dir.path(), &suite);
     assert_eq!(records.len(), 8);
     for r in &records {
         assert_eq!(r["outcome"], "ok", "{r}");

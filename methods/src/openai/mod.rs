@@ -677,7 +677,6 @@ impl Method for OpenAi {
     }
 
     fn prepare(&mut self) -> Result<(), MethodError> {
-        let t0 = Instant::now();
         if let Some(l) = self.cfg.launch.clone() {
             if self.instance == 0 {
                 let log = self
@@ -733,7 +732,6 @@ impl Method for OpenAi {
                 return Err(MethodError::failed(format!("warm-up request {} failed: {e}", i + 1)));
             }
         }
-        self.facts.insert("setup_s".into(), json!(t0.elapsed().as_secs_f64()));
         Ok(())
     }
 
