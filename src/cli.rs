@@ -284,6 +284,15 @@ pub enum ModelsCommand {
     /// Prefill and decode tokens/s of a model on this machine, next to the memory-bandwidth
     /// roofline (decode must stream every weight once per token).
     Bench(ModelsBenchArgs),
+    /// Write a GGUF model's tokenizer as a Hugging Face tokenizer directory (tokenizer.json,
+    /// tokenizer_config.json), for tools that count tokens with one (peer harnesses).
+    Tokenizer {
+        /// A catalog name (`oae models list`) or a .gguf file.
+        model: String,
+        /// Directory to write (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

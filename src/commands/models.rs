@@ -32,7 +32,40 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
         }
         ModelsCommand::Verify { dir } => cached::verify(CATALOG, &dir.unwrap_or_else(catalog::cache_dir)),
         ModelsCommand::Bench(args) => bench(args),
+        ModelsCommand::Tokenizer { model, out } => tokenizer(&model, &out),
     }
+}
+
+/// `oae models tokenizer`: a GGUF model's tokenizer as tokenizer.json (+ a config naming
+/// the fast-tokenizer class, which transformers' AutoTokenizer needs without a config.json).
+fn tokenizer(model: &str, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let path = match catalog::entry(model) {
+        Some(e) => {
+            let root = catalog::cache_dir();
+            if !e.present(&root) {
+                bail!("`{model}` is not cached; run `oae models fetch {model}`");
+            }
+            if !matches!(e.layout, catalog::Layout::Gguf(_)) {
+                bail!(
+                    "`{model}` is a Hugging Face directory: its tokenizer.json is already in {}",
+                    e.dir(&root).display()
+                );
+            }
+            e.model_path(&root)
+        }
+        None if model.ends_with(".gguf") => std::path::PathBuf::from(model),
+        None => bail!("`{model}` is neither a catalog model (`oae models list`) nor a .gguf file"),
+    };
+    let tok = oae_methods::model::HfTokenizer::from_gguf_file(&path)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    tok.save(&out.join("tokenizer.json"))?;
+    std::fs::write(
+        out.join("tokenizer_config.json"),
+        "{\"tokenizer_class\": \"PreTrainedTokenizerFast\"}\n",
+    )
+    .with_context(|| format!("cannot write {}", out.join("tokenizer_config.json").display()))?;
+    println!("wrote {}/tokenizer.json (from {})", out.display(), path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A model named on the command line.

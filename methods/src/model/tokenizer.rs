@@ -84,6 +84,21 @@ impl HfTokenizer {
             .map_err(|e| Error::Model(format!("{}: not a usable tokenizer.json: {e}", path.display())))
     }
 
+    /// The tokenizer of the GGUF file at `path` (its metadata only; no weights are read).
+    pub fn from_gguf_file(path: &std::path::Path) -> Result<Self> {
+        let mut f = std::fs::File::open(path).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut f)
+            .map_err(|e| Error::Model(format!("{}: not a readable GGUF file: {e}", path.display())))?;
+        Self::from_gguf(&content, path)
+    }
+
+    /// Writes the pipeline as a Hugging Face `tokenizer.json`.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.inner
+            .save(path, false)
+            .map_err(|e| Error::Model(format!("{}: cannot write: {e}", path.display())))
+    }
+
     /// Rebuilds the tokenizer a GGUF file describes. candle's builder covers the Llama-3
     /// and Qwen2 pre-tokenizers; SmolLM's (`tokenizer.ggml.pre = "smollm"`: every digit on
     /// its own, then GPT-2 byte-level splitting) is set here, and plain GPT-2 splitting

@@ -481,21 +481,15 @@ impl OpenAi {
             }
         };
         let tok: Box<dyn Tokenizer> = if path.extension().is_some_and(|e| e == "gguf") {
-            let mut f = std::fs::File::open(&path)
-                .map_err(|e| MethodError::failed(format!("tokenizer: {}: {e}", path.display())))?;
-            let content = candle_core::quantized::gguf_file::Content::read(&mut f)
-                .map_err(|e| MethodError::failed(format!("tokenizer: {}: not a GGUF file: {e}", path.display())))?;
-            Box::new(crate::model::HfTokenizer::from_gguf(&content, &path)?)
-        } else if path.is_dir() {
-            let file = path.join("tokenizer.json");
+            Box::new(crate::model::HfTokenizer::from_gguf_file(&path)?)
+        } else {
+            let file = if path.is_dir() {
+                path.join("tokenizer.json")
+            } else {
+                path
+            };
             Box::new(crate::model::HfTokenizer::new(
                 crate::model::HfTokenizer::from_file(&file)?,
-                None,
-                "tokenizer.json",
-            ))
-        } else {
-            Box::new(crate::model::HfTokenizer::new(
-                crate::model::HfTokenizer::from_file(&path)?,
                 None,
                 "tokenizer.json",
             ))
