@@ -233,6 +233,31 @@ fn gguf_round_trip_undoes_the_llama_cpp_permutation() {
 }
 
 #[test]
+fn a_gguf_tokenizer_saved_as_tokenizer_json_encodes_the_same() {
+    use oae_methods::model::{HfTokenizer, Tokenizer};
+    let m = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synthetic.gguf");
+    write_gguf(&m, &path);
+    let from_gguf = HfTokenizer::from_gguf_file(&path).unwrap();
+    let json = dir.path().join("tokenizer.json");
+    from_gguf.save(&json).unwrap();
+    let reloaded = HfTokenizer::new(HfTokenizer::from_file(&json).unwrap(), None, "tokenizer.json");
+    for text in ["gguf 2024", "Hello, world!", ""] {
+        assert_eq!(
+            from_gguf.encode(text).unwrap(),
+            reloaded.encode(text).unwrap(),
+            "{text:?}"
+        );
+    }
+    let err = HfTokenizer::from_gguf_file(&dir.path().join("absent.gguf"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("absent.gguf"), "{err}");
+}
+
+#[test]
 fn broken_gguf_files_name_the_file_and_the_problem() {
     let m = synthetic();
     let dir = tempfile::tempdir().unwrap();
