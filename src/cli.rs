@@ -81,8 +81,8 @@ pub struct FakeServerArgs {
     /// Send no usage chunk.
     #[arg(long)]
     pub no_usage: bool,
-    /// What the k-th completion request gets, cycled: ok, cut, malformed, error, silent or
-    /// an HTTP status (e.g. ok,ok,429,cut).
+    /// What the k-th completion request gets, cycled: ok, cut, malformed, error, silent,
+    /// json (a whole answer instead of a stream) or an HTTP status (e.g. ok,ok,429,cut).
     #[arg(long, value_delimiter = ',', default_value = "ok")]
     pub faults: Vec<String>,
     /// Seconds /health answers 503 after start (a model still loading).

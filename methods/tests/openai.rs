@@ -153,6 +153,13 @@ fn every_failure_is_an_error_of_its_own_kind() {
     );
     assert_eq!(c["stream_error"], 1.0);
 
+    let (r, c) = failing(Fault::Json);
+    assert!(
+        matches!(r, Err(MethodError::Failed(ref m)) if m.contains("not a stream") && m.contains("application/json")),
+        "{r:?}"
+    );
+    assert_eq!(c["stream_malformed"], 1.0);
+
     let t = Instant::now();
     let (r, c) = failing(Fault::Silent);
     assert!(

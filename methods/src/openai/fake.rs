@@ -13,7 +13,8 @@
 //! - `cut` — the connection closes after half the chunks;
 //! - `malformed` — an event whose data is not JSON after half the chunks;
 //! - `error` — an error event after half the chunks;
-//! - `silent` — accepts and never answers (until the client hangs up).
+//! - `silent` — accepts and never answers (until the client hangs up);
+//! - `json` — one complete JSON answer instead of a stream.
 //!
 //! Requests are served one at a time per connection, connections concurrently.
 
@@ -40,6 +41,8 @@ pub enum Fault {
     Error,
     /// Never answers.
     Silent,
+    /// One complete JSON body instead of a stream (a server ignoring `stream = true`).
+    Json,
 }
 
 impl std::str::FromStr for Fault {
@@ -51,12 +54,15 @@ impl std::str::FromStr for Fault {
             "malformed" => Fault::Malformed,
             "error" => Fault::Error,
             "silent" => Fault::Silent,
+            "json" => Fault::Json,
             n => Fault::Status(
                 n.parse::<u16>()
                     .ok()
                     .filter(|c| (400..600).contains(c))
                     .ok_or_else(|| {
-                        format!("unknown fault `{n}`: ok, cut, malformed, error, silent or an HTTP status 400-599")
+                        format!(
+                            "unknown fault `{n}`: ok, cut, malformed, error, silent, json or an HTTP status 400-599"
+                        )
                     })?,
             ),
         })
@@ -297,6 +303,14 @@ fn stream(
                 out,
                 s,
                 &json!({"error": {"message": format!("scripted {s}"), "type": kind}}),
+            )?;
+            return Ok(true);
+        }
+        Fault::Json => {
+            respond(
+                out,
+                200,
+                &json!({"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "w0 "}, "finish_reason": "stop"}]}),
             )?;
             return Ok(true);
         }

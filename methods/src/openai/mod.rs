@@ -552,6 +552,13 @@ impl OpenAi {
                 .unwrap_or_else(|| http::excerpt(&text, 300));
             return Err(Failure::Status { status, msg, retry });
         }
+        // A server that ignored `stream = true` answers with one JSON body: say so, rather
+        // than report a stream that "ended without its end".
+        if let Some(kind) = resp.header("content-type").map(str::to_ascii_lowercase)
+            && !kind.contains("text/event-stream")
+        {
+            return Err(Failure::NotStream(kind));
+        }
         let mut parser = SseParser::default();
         let mut events: Vec<SseEvent> = Vec::new();
         let mut usage = stream::Usage::default();
@@ -653,6 +660,7 @@ enum Failure {
     Cut {
         chunks: usize,
     },
+    NotStream(String),
 }
 
 impl Failure {
@@ -848,6 +856,13 @@ impl OpenAi {
             Failure::StreamError(m) => {
                 probe.set("stream_error", 1.0);
                 MethodError::failed(format!("the server reported an error mid-stream: {m}"))
+            }
+            Failure::NotStream(kind) => {
+                probe.set("stream_malformed", 1.0);
+                MethodError::failed(format!(
+                    "{} answered `{kind}`, not a stream (text/event-stream): the server does not stream this endpoint; try the other `endpoint` or a server version that supports `stream = true`",
+                    self.endpoint.url(self.path())
+                ))
             }
             Failure::Cut { chunks } => {
                 probe.set("stream_cut", 1.0);
