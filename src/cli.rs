@@ -32,6 +32,10 @@ pub enum Command {
     Doctor,
     /// Merge run directories (shards or repeats): histograms exactly, records concatenated.
     Merge(MergeArgs),
+    /// Import a peer harness's per-request results (AIPerf, GuideLLM) as an oae run directory
+    /// that `score`, `report` and `gate` read: latencies from each intended arrival, every
+    /// failure kept, no energy (and run.json says so).
+    Import(ImportArgs),
     /// Work with request traces.
     #[command(subcommand)]
     Trace(TraceCommand),
@@ -408,6 +412,55 @@ pub struct MergeArgs {
     /// Confidence level of the percentile intervals.
     #[arg(long, value_name = "C", default_value_t = 0.95)]
     pub confidence: f64,
+}
+
+/// `oae import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Peer result files — AIPerf's profile_export.jsonl (or its artifact directory), a
+    /// GuideLLM report JSON — each as FILE or LABEL=FILE (the method label its requests get;
+    /// default: the peer's name).
+    #[arg(required = true, value_name = "[LABEL=]FILE")]
+    pub inputs: Vec<String>,
+    /// Directory to create for the run (must not exist or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The files' format (default: recognised from their content).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Price a method as this serving stack (the shipped adoption-cost template: llama.cpp,
+    /// vllm, vllm-speculative, vllm-moe, tgi, ollama, sglang): NAME for every input, or
+    /// LABEL=NAME. Without it the generic `openai` manifest prices them.
+    #[arg(long = "server", value_name = "[LABEL=]NAME")]
+    pub servers: Vec<String>,
+    /// The baseline method's label for scoring (default: the first input's).
+    #[arg(long, value_name = "LABEL")]
+    pub baseline: Option<String>,
+    /// The peer ran on this machine: record its CPU, memory and OS as the run's host.
+    #[arg(long)]
+    pub host_here: bool,
+    /// The peer's version, for files that do not record it (GuideLLM).
+    #[arg(long, value_name = "VERSION")]
+    pub peer_version: Option<String>,
+    /// Time-to-first-token objective for goodput, ms.
+    #[arg(long, value_name = "MS", value_parser = positive_ms)]
+    pub slo_ttft_ms: Option<f64>,
+    /// Time-per-output-token objective, ms.
+    #[arg(long, value_name = "MS", value_parser = positive_ms)]
+    pub slo_tpot_ms: Option<f64>,
+    /// End-to-end objective, ms.
+    #[arg(long, value_name = "MS", value_parser = positive_ms)]
+    pub slo_e2e_ms: Option<f64>,
+    /// Confidence level of every interval.
+    #[arg(long, value_name = "C", default_value_t = 0.95)]
+    pub confidence: f64,
+}
+
+fn positive_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("must be a number of milliseconds greater than 0, got `{s}`")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -36,8 +36,11 @@ fn row(out: &mut String, name: &str, s: Option<&Stat>) {
     }
 }
 
-/// One block per (method, workload).
-pub fn cells(cells: &[CellSummary]) -> String {
+/// What the energy line says of a cell without energy, when a run measures some.
+pub const NO_ENERGY_SOURCE: &str = "no energy source available (see `oae doctor`)";
+
+/// One block per (method, workload); `no_energy` is the energy line of a cell without any.
+pub fn cells(cells: &[CellSummary], no_energy: &str) -> String {
     let mut out = String::new();
     let mut insufficient = false;
     let mut confidence = 0.95;
@@ -66,7 +69,7 @@ pub fn cells(cells: &[CellSummary]) -> String {
             .unwrap_or_else(|| "n/a".into());
         let _ = writeln!(out, "  output    {tok} ({} tokens)", c.output_tokens);
         quality(&mut out, c);
-        energy(&mut out, c.energy.as_ref());
+        energy(&mut out, c.energy.as_ref(), no_energy);
         carbon(&mut out, c.carbon.as_ref());
         goodput(&mut out, c);
         harness(&mut out, c);
@@ -82,7 +85,7 @@ pub fn cells(cells: &[CellSummary]) -> String {
 }
 
 /// The energy lines of a cell.
-fn energy(out: &mut String, e: Option<&oae_core::rundir::EnergySummary>) {
+fn energy(out: &mut String, e: Option<&oae_core::rundir::EnergySummary>, no_energy: &str) {
     match e {
         Some(e) => {
             let flag = if e.estimated {
@@ -167,7 +170,7 @@ fn energy(out: &mut String, e: Option<&oae_core::rundir::EnergySummary>) {
             }
         }
         None => {
-            let _ = writeln!(out, "  energy    no energy source available (see `oae doctor`)");
+            let _ = writeln!(out, "  energy    {no_energy}");
         }
     }
 }

@@ -92,7 +92,12 @@ pub fn utc_now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    utc_rfc3339(now.as_secs_f64())
+}
+
+/// A Unix time (s) as an RFC 3339 UTC string, to the second.
+pub fn utc_rfc3339(unix_s: f64) -> String {
+    let secs = unix_s.floor() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     format!(

@@ -15,6 +15,7 @@ pub mod energy;
 mod error;
 pub mod histograms;
 pub mod host;
+pub mod import;
 pub mod merge;
 pub mod meters;
 mod method;

@@ -4,6 +4,7 @@ mod cached;
 mod datasets;
 mod doctor;
 mod fake_server;
+mod import;
 mod list;
 mod merge;
 mod models;
@@ -24,6 +25,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor => doctor::doctor(),
         Command::Plan(args) => plan::plan(args),
         Command::Merge(args) => merge::merge(args),
+        Command::Import(args) => import::import(args),
         Command::Trace(cmd) => trace::trace(cmd),
         Command::Models(cmd) => models::models(cmd),
         Command::Datasets(cmd) => datasets::datasets(cmd),

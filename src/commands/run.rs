@@ -160,7 +160,7 @@ pub fn execute_suite(
     let mut progress = TerminalProgress::new(quiet);
     let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
     progress.finish();
-    print!("{}", render::cells(&result.summaries));
+    print!("{}", render::cells(&result.summaries, render::NO_ENERGY_SOURCE));
     println!("run directory: {}", result.dir.display());
     Ok((result, stop))
 }

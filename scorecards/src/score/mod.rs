@@ -259,10 +259,21 @@ fn prepare<'a>(
         .and_then(|s| s.energy.as_ref()?.idle_w)
         .or_else(|| entry.and_then(|m| m.idle_baseline.idle_w(&data.run.energy.meters)));
     let idle_w = idle_w.unwrap_or_else(|| {
-        warnings.push(format!(
-            "`{}` on `{}`: no loaded-idle power recorded (idle_baseline_s = 0?); idle energy counted as 0 — the cost is understated",
-            cell.method, cell.workload
-        ));
+        warnings.push(if data.run.energy.meters.is_empty() {
+            // No meter at all (an imported peer run, or a machine with no source): say why.
+            let why: Vec<&str> = data.run.energy.unavailable.iter().map(|u| u.reason.as_str()).collect();
+            format!(
+                "`{}` on `{}`: the run measured no energy{}; energy, idle power and carbon count as 0 — the cost is understated",
+                cell.method,
+                cell.workload,
+                why.first().map(|w| format!(" ({w})")).unwrap_or_default()
+            )
+        } else {
+            format!(
+                "`{}` on `{}`: no loaded-idle power recorded (idle_baseline_s = 0?); idle energy counted as 0 — the cost is understated",
+                cell.method, cell.workload
+            )
+        });
         0.0
     });
     let setup_j = entry.and_then(|m| m.setup_energy_j).unwrap_or(0.0);
