@@ -32,10 +32,14 @@ pub enum Command {
     Doctor,
     /// Merge run directories (shards or repeats): histograms exactly, records concatenated.
     Merge(MergeArgs),
-    /// Import a peer harness's per-request results (AIPerf, GuideLLM) as an oae run directory
+    /// Import a peer harness's per-request results (AIPerf, GuideLLM, vllm bench serve) as an oae run directory
     /// that `score`, `report` and `gate` read: latencies from each intended arrival, every
     /// failure kept, no energy (and run.json says so).
     Import(ImportArgs),
+    /// Record the machine's energy around a command (a peer harness's run): loaded idle
+    /// before, the command, loaded idle after; writes timeline.csv and metered.json for
+    /// `oae import --timeline`.
+    Meter(MeterArgs),
     /// Work with request traces.
     #[command(subcommand)]
     Trace(TraceCommand),
@@ -418,8 +422,8 @@ pub struct MergeArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Peer result files — AIPerf's profile_export.jsonl (or its artifact directory), a
-    /// GuideLLM report JSON — each as FILE or LABEL=FILE (the method label its requests get;
-    /// default: the peer's name).
+    /// GuideLLM report JSON, a `vllm bench serve --save-detailed` JSON — each as FILE or
+    /// LABEL=FILE (the method label its requests get; default: the peer's name).
     #[arg(required = true, value_name = "[LABEL=]FILE")]
     pub inputs: Vec<String>,
     /// Directory to create for the run (must not exist or be empty).
@@ -439,7 +443,7 @@ pub struct ImportArgs {
     /// The peer ran on this machine: record its CPU, memory and OS as the run's host.
     #[arg(long)]
     pub host_here: bool,
-    /// The peer's version, for files that do not record it (GuideLLM).
+    /// The peer's version, for files that do not record it (GuideLLM, vLLM).
     #[arg(long, value_name = "VERSION")]
     pub peer_version: Option<String>,
     /// Time-to-first-token objective for goodput, ms.
@@ -454,6 +458,32 @@ pub struct ImportArgs {
     /// Confidence level of every interval.
     #[arg(long, value_name = "C", default_value_t = 0.95)]
     pub confidence: f64,
+    /// A directory `oae meter -- <peer command>` wrote around the peer's run: its energy is
+    /// attributed to the imported requests by their wall-clock times.
+    #[arg(long, value_name = "DIR")]
+    pub timeline: Option<PathBuf>,
+}
+
+/// `oae meter`.
+#[derive(Debug, Args)]
+pub struct MeterArgs {
+    /// Directory to create for timeline.csv and metered.json (must not exist or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Loaded-idle baseline before and after the command, s (0: none; the methodology asks
+    /// for at least 30).
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    pub idle_s: f64,
+    /// Sampling interval, ms.
+    #[arg(long, value_name = "MS", default_value_t = 100.0)]
+    pub interval_ms: f64,
+    /// The modelled CPU meter follows a TDP load curve of this many watts (as `[energy]
+    /// cpu_tdp_w`).
+    #[arg(long, value_name = "W")]
+    pub cpu_tdp_w: Option<f64>,
+    /// The command to meter, after `--`.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 fn positive_ms(s: &str) -> Result<f64, String> {

@@ -137,3 +137,44 @@ fn import_refuses_bad_input_with_the_fix() {
         assert!(!d.path().join("o").exists(), "{args:?}: nothing written");
     }
 }
+
+#[test]
+fn oae_meter_records_a_command_and_import_refuses_a_timeline_that_misses_the_peer() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("metered");
+    let text = ok(oae()
+        .args(["meter", "--idle-s", "0.3", "--interval-ms", "20", "--out"])
+        .arg(&m)
+        .args(["--", "sh", "-c", "sleep 0.2"]));
+    assert!(text.contains("command ran"), "{text}");
+    assert!(text.contains("oae import PEER_FILE --timeline"), "{text}");
+    let info = json(&m.join("metered.json"));
+    assert_eq!(info["exit_code"], 0);
+    assert!(m.join("timeline.csv").is_file());
+
+    // The fixture's requests ran on 2026-11-27; this recording is of now.
+    let out = oae()
+        .arg("import")
+        .arg(fixture("aiperf-0.13.0/poisson"))
+        .arg("--timeline")
+        .arg(&m)
+        .arg("--out")
+        .arg(d.path().join("run"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("outside the timeline"), "{err}");
+    assert!(!d.path().join("run").exists());
+
+    // A failing command's exit code is oae meter's, after the files are written.
+    let m2 = d.path().join("m2");
+    let out = oae()
+        .args(["meter", "--idle-s", "0", "--out"])
+        .arg(&m2)
+        .args(["--", "sh", "-c", "exit 4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(m2.join("metered.json").is_file());
+}

@@ -17,6 +17,7 @@ pub mod histograms;
 pub mod host;
 pub mod import;
 pub mod merge;
+pub mod metered;
 pub mod meters;
 mod method;
 pub mod mock;

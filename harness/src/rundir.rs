@@ -36,23 +36,7 @@ impl RunDir {
 
     /// Creates the directory (it must not exist or be empty) and opens requests.jsonl.
     pub fn create(path: &Path) -> Result<RunDir, HarnessError> {
-        if path.exists() {
-            let mut entries = std::fs::read_dir(path).map_err(|e| {
-                HarnessError::io(
-                    path,
-                    e,
-                    "--out must be a directory oae can read, or a path that does not exist yet",
-                )
-            })?;
-            if entries.next().is_some() {
-                return Err(HarnessError::Invalid(format!(
-                    "{}: output directory is not empty; choose a new --out directory (runs are never mixed)",
-                    path.display()
-                )));
-            }
-        }
-        std::fs::create_dir_all(path)
-            .map_err(|e| HarnessError::io(path, e, "choose an --out directory you can write to"))?;
+        create_empty_dir(path)?;
         let file = path.join(REQUESTS_JSONL);
         let requests = OpenOptions::new()
             .create(true)
@@ -82,14 +66,7 @@ impl RunDir {
 
     /// Writes `name` atomically (temporary file, then rename).
     pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), HarnessError> {
-        let target = self.path.join(name);
-        let tmp = self.path.join(format!(".{name}.tmp"));
-        let hint = "check free disk space and permissions";
-        let mut f = File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e, hint))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| HarnessError::io(&tmp, e, hint))?;
-        std::fs::rename(&tmp, &target).map_err(|e| HarnessError::io(&target, e, hint))
+        write_atomic_in(&self.path, name, bytes)
     }
 
     /// Writes `name` as pretty JSON, atomically.
@@ -129,29 +106,7 @@ impl RunDir {
 
     /// Writes timeline.csv: `t_s,domain,source,kind,energy_j,power_w`.
     pub fn write_timeline(&self, timeline: &Timeline) -> Result<(), HarnessError> {
-        let mut out = String::from("t_s,domain,source,kind,energy_j,power_w,invalid,energy_lo_j,energy_hi_j\n");
-        for s in &timeline.samples {
-            let m = &timeline.meters[s.meter];
-            let kind = m.kind.as_str();
-            let power = s.power_w.map(|p| format!("{p:.6}")).unwrap_or_default();
-            let (lo, hi) = s
-                .band_j
-                .map(|(l, h)| (format!("{l:.6}"), format!("{h:.6}")))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "{:.6},{},{},{},{:.6},{},{},{},{}\n",
-                s.t_s,
-                m.domain,
-                m.name,
-                kind,
-                s.energy_j,
-                power,
-                u8::from(s.invalid),
-                lo,
-                hi
-            ));
-        }
-        self.write_atomic(TIMELINE_CSV, out.as_bytes())
+        self.write_atomic(TIMELINE_CSV, timeline_csv(timeline).as_bytes())
     }
 
     /// Writes histograms.hlog: one interval per (method, workload, metric), tagged
@@ -172,6 +127,71 @@ impl RunDir {
             .map_err(|e| HarnessError::Invalid(format!("writing histograms.hlog: {e}")))?;
         self.write_atomic(HISTOGRAMS_HLOG, &bytes)
     }
+}
+
+/// Creates `path` for a new output: it must not exist, or be an empty directory (runs are
+/// never mixed).
+pub fn create_empty_dir(path: &Path) -> Result<(), HarnessError> {
+    if path.exists() {
+        let mut entries = std::fs::read_dir(path).map_err(|e| {
+            HarnessError::io(
+                path,
+                e,
+                "--out must be a directory oae can read, or a path that does not exist yet",
+            )
+        })?;
+        if entries.next().is_some() {
+            return Err(HarnessError::Invalid(format!(
+                "{}: output directory is not empty; choose a new --out directory (runs are never mixed)",
+                path.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(path).map_err(|e| HarnessError::io(path, e, "choose an --out directory you can write to"))
+}
+
+/// timeline.csv's text: `t_s,domain,source,kind,energy_j,power_w,invalid,energy_lo_j,energy_hi_j`.
+pub fn timeline_csv(timeline: &Timeline) -> String {
+    let mut out = String::from("t_s,domain,source,kind,energy_j,power_w,invalid,energy_lo_j,energy_hi_j\n");
+    for s in &timeline.samples {
+        let m = &timeline.meters[s.meter];
+        let kind = m.kind.as_str();
+        let power = s.power_w.map(|p| format!("{p:.6}")).unwrap_or_default();
+        let (lo, hi) = s
+            .band_j
+            .map(|(l, h)| (format!("{l:.6}"), format!("{h:.6}")))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:.6},{},{},{},{:.6},{},{},{},{}\n",
+            s.t_s,
+            m.domain,
+            m.name,
+            kind,
+            s.energy_j,
+            power,
+            u8::from(s.invalid),
+            lo,
+            hi
+        ));
+    }
+    out
+}
+
+/// Writes `dir/name` atomically (temporary file, then rename); a failed write leaves no
+/// temporary file behind.
+pub fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), HarnessError> {
+    let target = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let hint = "check free disk space and permissions";
+    let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(HarnessError::io(&tmp, e, hint));
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        HarnessError::io(&target, e, hint)
+    })
 }
 
 #[cfg(test)]

@@ -36,6 +36,12 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         scoring.baseline = Some(b.clone());
     }
+    let timeline = a
+        .timeline
+        .as_deref()
+        .map(oae_harness::metered::read)
+        .transpose()
+        .context("--timeline")?;
     let opts = ImportOptions {
         confidence: a.confidence,
         slo: Slo {
@@ -49,9 +55,17 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         peer_version: a.peer_version.clone(),
         command: std::env::args().collect(),
         git_sha: Some(env!("OAE_GIT_SHA").to_string()).filter(|s| !s.is_empty()),
+        timeline,
     };
+    let metered = opts.timeline.is_some();
     let got = run_import(&inputs, &a.out, &opts).context("oae import")?;
-    print!("{}", render::cells(&got.summaries, "none: the peer measured no energy"));
+    print!(
+        "{}",
+        render::cells(
+            &got.summaries,
+            "none: the peer measured no energy (oae meter, then --timeline)"
+        )
+    );
     for (tool, version, label) in &got.sources {
         println!(
             "  {label}: {tool} {}",
@@ -61,8 +75,13 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "{} records imported; no energy (the peers measured none — run.json says so); run directory: {}",
+        "{} records imported; {}; run directory: {}",
         got.records,
+        if metered {
+            "energy from the metered timeline"
+        } else {
+            "no energy (the peers measured none — run.json says so)"
+        },
         got.dir.display()
     );
     println!("next: oae score {0} · oae report {0}", got.dir.display());

@@ -7,6 +7,7 @@ mod fake_server;
 mod import;
 mod list;
 mod merge;
+mod meter;
 mod models;
 mod plan;
 mod run;
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::plan(args),
         Command::Merge(args) => merge::merge(args),
         Command::Import(args) => import::import(args),
+        Command::Meter(args) => meter::meter(args),
         Command::Trace(cmd) => trace::trace(cmd),
         Command::Models(cmd) => models::models(cmd),
         Command::Datasets(cmd) => datasets::datasets(cmd),

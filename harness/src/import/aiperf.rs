@@ -194,6 +194,7 @@ impl PeerFormat for AiPerf {
                 rate_qps: rate,
                 max_tokens,
                 config: profiling.cloned().unwrap_or(Value::Null),
+                origin_unix: Some(started_ns as f64 / 1e9),
                 requests: rebase(requests, started_ns),
             }],
         })

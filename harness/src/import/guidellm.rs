@@ -210,6 +210,7 @@ fn cell(strategy: &Value, requests: Vec<PeerRequest>) -> PeerCell {
         rate_qps: rate,
         max_tokens: None,
         config: strategy.clone(),
+        origin_unix: Some(0.0),
         requests,
     }
 }

@@ -7,33 +7,31 @@
 //! its first token and end, its chunk gaps when the peer kept them, token counts, outcome and
 //! error. [`import`] does the rest the same way for every peer: latencies from the *intended*
 //! arrival (as oae measures its own), the peer's own send delay as dispatch lag, every failed
-//! request kept as a record with its error, and no energy — a peer measures none, and the run
-//! says so in run.json (`energy.unavailable`) instead of leaving a silent gap.
+//! request kept as a record with its error. A peer measures no energy: without a timeline the
+//! run says so in run.json (`energy.unavailable`) instead of leaving a silent gap; with one
+//! (`oae meter -- <peer command>`, [`crate::metered`]) the requests get the machine's energy
+//! by their wall-clock times, attributed as a run's are.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use oae_core::rundir::energy::{EnergyInfo, IdleBaseline, Unavailable};
-use oae_core::rundir::{
-    CellSummary, Compression, HostFacts, LimitInfo, MethodInfo, ReplayInfo, RunJson, RunSettings, RunStatus,
-    SCHEMA_VERSION, ScoringSettings, Slo, SuiteInfo, WorkloadInfo,
-};
+use oae_core::rundir::{CellSummary, HostFacts, ScoringSettings, Slo};
 
-use crate::carbon::{CarbonConfig, Hardware};
 use crate::rundir::RunDir;
-use crate::runner::Histograms;
-use crate::session::CellHistograms;
-use crate::summary::{CellInfo, fill_idle_before, summarize};
-use crate::{HarnessError, Outcome, RequestRecord};
+use crate::{HarnessError, Outcome};
 
 mod aiperf;
+mod build;
+mod energy;
 mod guidellm;
+mod records;
+mod vllm;
 
 /// Every peer format oae reads, in detection order.
-pub const FORMATS: &[&dyn PeerFormat] = &[&aiperf::AiPerf, &guidellm::GuideLlm];
+pub const FORMATS: &[&dyn PeerFormat] = &[&aiperf::AiPerf, &guidellm::GuideLlm, &vllm::VllmBench];
 
 /// A peer harness's result format.
 pub trait PeerFormat: Sync {
@@ -92,6 +90,9 @@ pub struct PeerCell {
     pub max_tokens: Option<u32>,
     /// The peer's own settings for this level, as it wrote them.
     pub config: Value,
+    /// Unix time of the zero of its requests' clock (`None`: the peer's clock is not the
+    /// wall clock, and no timeline can be aligned with it).
+    pub origin_unix: Option<f64>,
     /// Its requests.
     pub requests: Vec<PeerRequest>,
 }
@@ -150,6 +151,9 @@ pub struct ImportOptions {
     pub command: Vec<String>,
     /// oae's commit, when known.
     pub git_sha: Option<String>,
+    /// The machine's energy while the peer ran (`oae meter -- <peer command>`), attributed to
+    /// the requests by their wall-clock times; `None`: the import has no energy.
+    pub timeline: Option<crate::metered::Metered>,
 }
 
 /// What an import produced.
@@ -237,11 +241,14 @@ pub fn import(inputs: &[ImportInput], out: &Path, opts: &ImportOptions) -> Resul
             .map(|(f, l, r, _)| (f.as_path(), l.as_str(), r))
             .collect::<Vec<_>>(),
     )?;
-    let built = build(&runs, opts)?;
+    let built = build::build(&runs, opts)?;
     let mut dir = RunDir::create(out)?;
     dir.rewrite_records(&built.records)?;
     dir.write_histograms(&built.hists)?;
-    dir.write_summary(RunStatus::Complete, &built.summaries)?;
+    dir.write_summary(built.run.status, &built.summaries)?;
+    if let Some(m) = &opts.timeline {
+        dir.write_timeline(&m.timeline)?;
+    }
     dir.write_json(oae_core::rundir::RUN_JSON, &built.run)?;
     Ok(Imported {
         dir: out.to_path_buf(),
@@ -278,376 +285,9 @@ fn check_labels(runs: &[(&Path, &str, &PeerRun)]) -> Result<(), HarnessError> {
     Ok(())
 }
 
-struct Built {
-    records: Vec<RequestRecord>,
-    hists: Vec<CellHistograms>,
-    summaries: Vec<CellSummary>,
-    run: RunJson,
-}
-
-fn build(runs: &[(PathBuf, String, PeerRun, String)], opts: &ImportOptions) -> Result<Built, HarnessError> {
-    let mut records = Vec::new();
-    let mut hists = Vec::new();
-    let mut summaries = Vec::new();
-    let mut workloads: Vec<WorkloadInfo> = Vec::new();
-    let mut methods = Vec::new();
-    let mut replays = Vec::new();
-    let mut unavailable = Vec::new();
-    let mut provenance = Vec::new();
-    let mut timeout_s = None;
-    let mut cancelled = Vec::new();
-    let mut replay_start = 0.0;
-    for (file, label, run, sha) in runs {
-        let version = run.tool_version.as_deref().unwrap_or("version not recorded");
-        for cell in &run.cells {
-            let mut recs = to_records(label, cell);
-            fill_idle_before(&mut recs);
-            let replay_s = recs
-                .iter()
-                .map(|r| r.finished_s.unwrap_or(r.dispatched_s))
-                .fold(0.0, f64::max);
-            let span = recs.last().map_or(0.0, |r| r.intended_s);
-            let offered = if span > 0.0 && recs.len() > 1 {
-                (recs.len() - 1) as f64 / span
-            } else {
-                0.0
-            };
-            let info = CellInfo {
-                method: label,
-                method_id: IMPORTED_ID,
-                workload: &cell.workload,
-                replay_s,
-                offered_rate_qps: offered,
-                setup_s: 0.0,
-                confidence: opts.confidence,
-                warmup_s: 0.0,
-                cooldown_s: 0.0,
-                slo: &opts.slo,
-                min_requests: None,
-                min_duration_s: None,
-            };
-            let mut summary = summarize(&info, &recs);
-            summary.replay_start_s = replay_start;
-            let mut h = Histograms::default();
-            recs.iter().for_each(|r| h.record(r));
-            hists.push(CellHistograms {
-                method: label.clone(),
-                workload: cell.workload.clone(),
-                start_s: replay_start,
-                duration_s: replay_s,
-                hists: h,
-            });
-            replays.push(ReplayInfo {
-                method: label.clone(),
-                workload: cell.workload.clone(),
-                trial: 0,
-                start_s: replay_start,
-            });
-            replay_start += replay_s;
-            if !workloads.iter().any(|w| w.name == cell.workload) {
-                workloads.push(workload_info(run, cell, &recs, offered));
-            } else if let Some(w) = workloads.iter_mut().find(|w| w.name == cell.workload) {
-                w.requests = w.requests.max(recs.len());
-            }
-            summaries.push(summary);
-            records.extend(recs);
-        }
-        unavailable.push(Unavailable {
-            source: format!("{} ({label})", run.tool),
-            reason: format!(
-                "imported from {} {version}: the peer measured no energy, so no record, cell or scorecard has any (energy and carbon are absent, not zero)",
-                run.tool
-            ),
-        });
-        if let Some(t) = run.timeout_s {
-            timeout_s = Some(timeout_s.map_or(t, |x: f64| x.max(t)));
-        }
-        if let Some(why) = &run.cancelled {
-            cancelled.push(format!("{} ({label}): {why}", file.display()));
-        }
-        methods.push(MethodInfo {
-            label: label.clone(),
-            id: IMPORTED_ID.into(),
-            instances: 1,
-            setup_s: 0.0,
-            setup_energy_j: None,
-            setup_energy_estimated: false,
-            setup_energy_by_domain: BTreeMap::new(),
-            cold_start_s: None,
-            weight_bytes: None,
-            facts: [
-                ("imported_from".to_string(), json!(run.tool)),
-                ("peer_version".to_string(), json!(run.tool_version)),
-                ("model".to_string(), json!(run.model)),
-                ("server".to_string(), json!(run.target)),
-            ]
-            .into(),
-            idle_baseline: IdleBaseline {
-                before: None,
-                after: None,
-                meters: Vec::new(),
-                note: Some("imported: the peer measured no idle power".into()),
-            },
-        });
-        provenance.push(json!({
-            "label": label,
-            "file": file.display().to_string(),
-            "sha256": sha,
-            "peer": run.tool,
-            "peer_version": run.tool_version,
-            "peer_command": run.command,
-            "model": run.model,
-            "server": run.target,
-            "notes": run.notes,
-        }));
-    }
-    let started_unix = runs
-        .iter()
-        .filter_map(|r| r.2.started_unix)
-        .fold(f64::INFINITY, f64::min);
-    let host = opts.host.clone().unwrap_or_else(unknown_host);
-    let hardware = Hardware {
-        vcpus: host.logical_cpus,
-        virtual_machine: host.virtual_machine,
-        gpus: Vec::new(),
-    };
-    let carbon = CarbonConfig::default()
-        .resolve(&Default::default(), &hardware)
-        .assumptions;
-    let files: Vec<String> = runs.iter().map(|r| r.0.display().to_string()).collect();
-    let mut suite_hash = Sha256::new();
-    for r in runs {
-        suite_hash.update(r.3.as_bytes());
-    }
-    let tools: Vec<String> = runs
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {}",
-                r.2.tool,
-                r.2.tool_version.as_deref().unwrap_or("(version not recorded)")
-            )
-        })
-        .collect();
-    let validity = crate::energy::validity::validity(&crate::meters::Timeline::default(), &[], &[]);
-    let n = records.len();
-    let run = RunJson {
-        schema_version: SCHEMA_VERSION,
-        oae_version: crate::VERSION.to_string(),
-        git_sha: opts.git_sha.clone(),
-        command: opts.command.clone(),
-        status: if cancelled.is_empty() {
-            RunStatus::Complete
-        } else {
-            RunStatus::Aborted
-        },
-        abort_reason: (!cancelled.is_empty()).then(|| format!("the peer cut its run short: {}", cancelled.join("; "))),
-        started_utc: if started_unix.is_finite() {
-            crate::clock::utc_rfc3339(started_unix)
-        } else {
-            crate::clock::utc_now_rfc3339()
-        },
-        finished_utc: Some(crate::clock::utc_now_rfc3339()),
-        suite: SuiteInfo {
-            name: "import".into(),
-            file: files.join(", "),
-            sha256: hex(&suite_hash.finalize()),
-            description: Some(format!(
-                "imported from {}; latencies re-measured from each request's intended arrival; no energy",
-                tools.join(", ")
-            )),
-        },
-        seed: runs.iter().find_map(|r| r.2.seed).unwrap_or(0),
-        slo: opts.slo.clone(),
-        overrides: BTreeMap::new(),
-        runtime: [("imported".to_string(), Value::Array(provenance))].into(),
-        scoring: Some(opts.scoring.clone()),
-        dispatcher_priority: None,
-        run: RunSettings {
-            limit: LimitInfo::Requests {
-                requests: workloads.iter().map(|w| w.requests as u64).max().unwrap_or(0),
-            },
-            warmup_s: 0.0,
-            cooldown_s: 0.0,
-            idle_gap_cap_s: None,
-            device: "unknown (imported: the peer measured a server)".into(),
-            sample_interval_ms: 0.0,
-            confidence: opts.confidence,
-            timeout_s,
-            queue_bound: None,
-            min_requests: None,
-            min_duration_s: None,
-            trials: 1,
-            order: "sequential".into(),
-        },
-        host,
-        carbon,
-        workloads,
-        knowledge: Vec::new(),
-        methods,
-        not_applicable: Vec::new(),
-        replays,
-        energy: EnergyInfo {
-            meters: Vec::new(),
-            unavailable,
-            sources_checked: Vec::new(),
-            validity,
-        },
-        records: n,
-    };
-    Ok(Built {
-        records,
-        hists,
-        summaries,
-        run,
-    })
-}
-
 /// The method id imported cells carry: the peer measured a server behind the OpenAI API,
 /// which is what oae's `openai` method measures (and whose manifest prices).
 pub const IMPORTED_ID: &str = "openai";
-
-/// Host facts when the peer's machine is not known.
-fn unknown_host() -> HostFacts {
-    HostFacts {
-        cpu_model: "not recorded (imported; pass --host-here if the peer ran on this machine)".into(),
-        physical_cores: None,
-        logical_cpus: 0,
-        memory_bytes: 0,
-        os: None,
-        kernel: None,
-        arch: "unknown".into(),
-        virtual_machine: false,
-    }
-}
-
-fn workload_info(run: &PeerRun, cell: &PeerCell, recs: &[RequestRecord], offered: f64) -> WorkloadInfo {
-    let span = recs.last().map_or(0.0, |r| r.intended_s);
-    let mut hash = Sha256::new();
-    for r in recs {
-        hash.update(r.intended_s.to_le_bytes());
-    }
-    WorkloadInfo {
-        name: cell.workload.clone(),
-        process: cell.process.clone(),
-        schedule_hash: hex(&hash.finalize()),
-        requests: recs.len(),
-        source_failed: 0,
-        reordered_rows: 0,
-        offered_rate_qps: offered,
-        mean_rate_qps_before_compression: cell.rate_qps.or((offered > 0.0).then_some(offered)),
-        perturbs: None,
-        perturbation: None,
-        config: json!({ "peer": run.tool, "peer_settings": cell.config }),
-        compression: Compression {
-            cap_s: None,
-            gaps_shortened: 0,
-            skipped_s: 0.0,
-            original_span_s: span,
-            replay_span_s: span,
-            factor: 1.0,
-        },
-    }
-}
-
-/// The records of one cell: times from the first intended arrival, ids in intended order.
-pub(crate) fn to_records(label: &str, cell: &PeerCell) -> Vec<RequestRecord> {
-    let mut reqs: Vec<&PeerRequest> = cell.requests.iter().collect();
-    reqs.sort_by(|a, b| {
-        a.intended_s
-            .total_cmp(&b.intended_s)
-            .then(a.sent_s.total_cmp(&b.sent_s))
-    });
-    let t0 = reqs.first().map_or(0.0, |r| r.intended_s);
-    reqs.iter()
-        .enumerate()
-        .map(|(i, r)| record(label, &cell.workload, cell.max_tokens, i as u64, t0, r))
-        .collect()
-}
-
-/// Characters of generated text kept per record (as `[run] keep_output_chars` defaults).
-const KEEP_CHARS: usize = 2000;
-
-fn record(label: &str, workload: &str, max_tokens: Option<u32>, id: u64, t0: f64, r: &PeerRequest) -> RequestRecord {
-    let rel = |t: f64| t - t0;
-    let intended = rel(r.intended_s);
-    let sent = rel(r.sent_s);
-    let first = r.first_token_s.map(rel);
-    let end = r.end_s.map(rel);
-    let ms = |t: f64| (t - intended) * 1e3;
-    let ok = r.outcome == Outcome::Ok;
-    let out_tokens = if ok { r.output_tokens.unwrap_or(0) } else { 0 };
-    let tpot = match (first, end) {
-        (Some(f), Some(e)) if ok && out_tokens > 1 => Some((e - f) * 1e3 / f64::from(out_tokens - 1)),
-        _ => None,
-    };
-    let (text, truncated) = match &r.output_text {
-        Some(t) if t.chars().count() > KEEP_CHARS => (Some(t.chars().take(KEEP_CHARS).collect()), true),
-        Some(t) => (Some(t.clone()), false),
-        None => (None, false),
-    };
-    RequestRecord {
-        method: label.to_string(),
-        workload: workload.to_string(),
-        request_id: id,
-        trial: 0,
-        instance: None,
-        warmup: r.warmup,
-        cooldown: false,
-        intended_s: intended,
-        dispatched_s: sent,
-        started_s: Some(sent),
-        first_token_s: first,
-        finished_s: end,
-        ttft_ms: first.map(ms),
-        e2e_ms: end.map(ms),
-        queue_ms: None,
-        dispatch_lag_ms: (sent - intended) * 1e3,
-        service_ms: end.map(|e| (e - sent) * 1e3),
-        tpot_ms: tpot,
-        itl_ms: if ok {
-            r.itl_ms.clone().unwrap_or_default()
-        } else {
-            Vec::new()
-        },
-        input_tokens: r.input_tokens,
-        output_tokens: out_tokens,
-        max_new_tokens: max_tokens.unwrap_or(out_tokens),
-        stop_reason: None,
-        idle_skipped_s: 0.0,
-        idle_before_s: None,
-        source_failed: false,
-        outcome: r.outcome,
-        error: if ok {
-            None
-        } else {
-            Some(
-                r.error
-                    .clone()
-                    .filter(|e| !e.trim().is_empty())
-                    .unwrap_or_else(|| "the peer recorded a failure without a message".to_string()),
-            )
-        },
-        phases_ms: BTreeMap::new(),
-        counters: BTreeMap::new(),
-        energy_dyn_j: None,
-        energy_active_j: None,
-        energy_amortized_j: None,
-        energy_prefill_j: None,
-        energy_decode_j: None,
-        co2e_g: None,
-        energy_source: None,
-        energy_estimated: false,
-        energy_by_domain: BTreeMap::new(),
-        energy_process_cpu: None,
-        task_id: None,
-        output_text: text,
-        output_truncated: truncated,
-        quality: BTreeMap::new(),
-        reasoning_tokens: None,
-        answer_tokens: None,
-    }
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

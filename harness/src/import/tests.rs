@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use oae_core::rundir::{RecordReader, read_run, read_summary};
+use oae_core::rundir::{GateSettings, RecordReader, RunStatus, read_run, read_summary};
 
 use super::*;
 
@@ -26,7 +26,7 @@ fn options() -> ImportOptions {
         slo: Slo::default(),
         scoring: ScoringSettings {
             baseline: None,
-            gate: oae_core::rundir::GateSettings {
+            gate: GateSettings {
                 threshold_pct: 5.0,
                 thresholds: BTreeMap::new(),
                 metrics: Vec::new(),
@@ -38,6 +38,7 @@ fn options() -> ImportOptions {
         peer_version: None,
         command: vec!["oae".into(), "import".into()],
         git_sha: None,
+        timeline: None,
     }
 }
 
@@ -77,7 +78,7 @@ fn aiperf_records_keep_every_request_and_time_from_the_release() {
     }
     // session 4: released 1795747851.887686835, sent +1.178717 ms, TTFT 1034.003316 ms after the
     // send, ended at 1795747853.413091241.
-    let recs = to_records("aiperf", cell);
+    let (recs, _) = records::to_records("aiperf", cell);
     let r = &recs[4];
     assert_eq!(r.outcome, Outcome::Ok);
     assert!((r.dispatch_lag_ms - 1.178717).abs() < 1e-3, "{}", r.dispatch_lag_ms);
@@ -122,7 +123,7 @@ fn guidellm_reports_time_from_the_targeted_start() {
             .iter()
             .all(|r| r.outcome == Outcome::Ok && r.itl_ms.is_none())
     );
-    let recs = to_records("guidellm", cell);
+    let (recs, _) = records::to_records("guidellm", cell);
     // The first request: targeted 1795747978.592314, first token 1795747978.7762003.
     let r = &recs[0];
     assert!((r.ttft_ms.unwrap() - (1795747978.7762003 - 1795747978.592314) * 1e3).abs() < 1e-2);
@@ -242,7 +243,7 @@ fn bad_input_is_named_by_file_line_and_field() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("not a result file oae can import (known: aiperf, guidellm"),
+        e.contains("not a result file oae can import (known: aiperf, guidellm, vllm"),
         "{e}"
     );
 
@@ -257,4 +258,148 @@ fn bad_input_is_named_by_file_line_and_field() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("both give method `aiperf` on workload `poisson@2`"), "{e}");
+}
+
+/// A metered recording at a constant `watts` from `unix_start` for `secs` s (one measured
+/// `cpu` meter sampled every 0.1 s), idle baselines over its first and last 10 s.
+fn metered(unix_start: f64, secs: f64, watts: f64) -> crate::metered::Metered {
+    use crate::metered::{Metered, MeteredJson};
+    let info = oae_core::rundir::MeterInfo {
+        name: "rapl".into(),
+        domain: "cpu".into(),
+        kind: oae_core::rundir::EnergyKind::Measured,
+        resolution_ms: 1.0,
+        provenance: serde_json::Value::Null,
+        primary: true,
+        process_view: false,
+    };
+    let n = (secs * 10.0).round() as usize;
+    let timeline = crate::meters::Timeline {
+        meters: vec![info.clone()],
+        samples: (0..=n)
+            .map(|i| crate::meters::Sample {
+                t_s: i as f64 / 10.0,
+                meter: 0,
+                energy_j: watts * i as f64 / 10.0,
+                power_w: None,
+                invalid: false,
+                band_j: None,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    Metered {
+        dir: PathBuf::from("metered"),
+        info: MeteredJson {
+            oae_version: "test".into(),
+            unix_start,
+            started_utc: String::new(),
+            command: vec!["aiperf".into()],
+            exit_code: Some(0),
+            command_window_s: (10.0, secs - 10.0),
+            idle_before_s: Some((0.0, 10.0)),
+            idle_after_s: Some((secs - 10.0, secs)),
+            sample_interval_ms: 100.0,
+            meters: vec![info],
+            unavailable: Vec::new(),
+            read_errors: 0,
+        },
+        timeline,
+    }
+}
+
+#[test]
+fn a_metered_timeline_gives_the_imported_requests_its_energy() {
+    // AIPerf's first release was at 1795747850.441946364; meter from 20 s before it for 40 s.
+    let first = 1_795_747_850.441_946_4;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("run");
+    let mut opts = options();
+    opts.timeline = Some(metered(first - 20.0, 40.0, 50.0));
+    import(&[input("aiperf-0.13.0/poisson", Some("llama"))], &dir, &opts).unwrap();
+    let run = read_run(&dir).unwrap();
+    assert_eq!(run.energy.meters.len(), 1);
+    assert!(run.energy.unavailable.is_empty(), "{:?}", run.energy.unavailable);
+    let idle = &run.methods[0].idle_baseline.meters[0];
+    assert!((idle.idle_w - 50.0).abs() < 0.5, "{}", idle.idle_w);
+    assert!(
+        (run.replays[0].start_s - 20.0).abs() < 1e-3,
+        "{}",
+        run.replays[0].start_s
+    );
+    let recs: Vec<_> = RecordReader::open(&dir).unwrap().map(|r| r.unwrap().1).collect();
+    // Every joule of the cell's window is some request's (active plus its share of the
+    // gaps), and at a constant power equal to idle nothing is dynamic.
+    let summary = read_summary(&dir, &run).unwrap().unwrap();
+    let cell = &summary.cells[0];
+    let amortized: f64 = recs.iter().filter_map(|r| r.energy_amortized_j).sum();
+    assert!(
+        (amortized - 50.0 * cell.replay_s).abs() < 0.02 * 50.0 * cell.replay_s,
+        "{amortized} vs {}",
+        50.0 * cell.replay_s
+    );
+    assert!(recs.iter().filter_map(|r| r.energy_dyn_j).all(|j| j.abs() < 1.0));
+    assert!(cell.energy.is_some());
+    assert!(
+        std::fs::read_to_string(dir.join("timeline.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            > 300
+    );
+    assert!(run.runtime.contains_key("timeline"));
+
+    // A recording that does not cover the peer's run is refused, naming both spans.
+    let mut opts = options();
+    opts.timeline = Some(metered(first + 3600.0, 40.0, 50.0));
+    let e = import(&[input("aiperf-0.13.0/poisson", None)], &out.path().join("o"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("outside the timeline"), "{e}");
+    assert!(e.contains("oae meter --out DIR -- <peer command>"), "{e}");
+}
+
+#[test]
+fn vllm_bench_serve_results_keep_every_request() {
+    let run = read("vllm-0.33.0/poisson.json");
+    assert_eq!(run.tool, "vLLM bench serve");
+    assert_eq!(run.model.as_deref(), Some("smollm2"));
+    let cell = &run.cells[0];
+    assert_eq!(cell.workload, "poisson@1");
+    assert_eq!(cell.origin_unix, None, "perf_counter is not the wall clock");
+    assert_eq!(cell.requests.len(), 10);
+    let failed: Vec<_> = cell.requests.iter().filter(|r| r.outcome == Outcome::Error).collect();
+    assert_eq!(failed.len(), 2);
+    for r in &failed {
+        let e = r.error.as_deref().unwrap();
+        assert!(e.starts_with("aiohttp.client_exceptions.ClientPayloadError"), "{e}");
+        assert_eq!((r.first_token_s, r.end_s), (None, None));
+    }
+    let (recs, _) = records::to_records("vllm", cell);
+    // The first request: queued 0.132367 ms, TTFT 130.5526 ms after its send, latency
+    // 289.0139 ms; 16 tokens and 16 gaps (vLLM also times the last chunk, which carries the
+    // finish reason and no text).
+    let r = &recs[0];
+    assert!(
+        (r.ttft_ms.unwrap() - (0.132367 + 130.552506)).abs() < 1e-3,
+        "{:?}",
+        r.ttft_ms
+    );
+    assert!(
+        (r.e2e_ms.unwrap() - (0.132367 + 289.013900)).abs() < 1e-3,
+        "{:?}",
+        r.e2e_ms
+    );
+    assert!((r.dispatch_lag_ms - 0.132367).abs() < 1e-4);
+    assert_eq!((r.output_tokens, r.itl_ms.len()), (16, 16));
+    assert!((r.itl_ms[0] - 10.929534).abs() < 1e-4);
+
+    // No wall clock, no timeline.
+    let mut opts = options();
+    opts.timeline = Some(metered(0.0, 40.0, 50.0));
+    let d = tempfile::tempdir().unwrap();
+    let e = import(&[input("vllm-0.33.0/poisson.json", None)], &d.path().join("o"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not wall-clock times"), "{e}");
 }
