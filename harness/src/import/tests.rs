@@ -189,6 +189,16 @@ fn an_import_is_a_run_directory_that_reads_back_strictly() {
     assert_eq!(ttft.3.len(), 4);
 }
 
+/// The error of importing `path` alone into `out`.
+fn import_err(path: PathBuf, out: &std::path::Path) -> String {
+    let input = ImportInput {
+        path,
+        label: None,
+        format: None,
+    };
+    import(&[input], out, &options()).unwrap_err().to_string()
+}
+
 #[test]
 fn bad_input_is_named_by_file_line_and_field() {
     let d = tempfile::tempdir().unwrap();
@@ -197,17 +207,7 @@ fn bad_input_is_named_by_file_line_and_field() {
     lines[2] = lines[2].replace("\"request_start_ns\":", "\"request_start\":");
     let file = d.path().join("profile_export.jsonl");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let e = import(
-        &[ImportInput {
-            path: file.clone(),
-            label: None,
-            format: None,
-        }],
-        &d.path().join("o"),
-        &options(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = import_err(file.clone(), &d.path().join("o"));
     assert!(e.contains("profile_export.jsonl: line 3: field `metadata`"), "{e}");
     assert!(e.contains("request_start_ns"), "{e}");
     assert!(!d.path().join("o").exists(), "nothing half-written");
@@ -217,32 +217,12 @@ fn bad_input_is_named_by_file_line_and_field() {
     sampled["benchmarks"][0]["request_totals"]["total"] = 80.into();
     let file = d.path().join("g.json");
     std::fs::write(&file, sampled.to_string()).unwrap();
-    let e = import(
-        &[ImportInput {
-            path: file,
-            label: None,
-            format: None,
-        }],
-        &d.path().join("o"),
-        &options(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = import_err(file, &d.path().join("o"));
     assert!(e.contains("kept 8 of its 80 requests"), "{e}");
 
     let file = d.path().join("x.csv");
     std::fs::write(&file, "a,b\n1,2\n").unwrap();
-    let e = import(
-        &[ImportInput {
-            path: file,
-            label: None,
-            format: None,
-        }],
-        &d.path().join("o"),
-        &options(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = import_err(file, &d.path().join("o"));
     assert!(
         e.contains("not a result file oae can import (known: aiperf, guidellm, vllm"),
         "{e}"
