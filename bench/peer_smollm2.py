@@ -1,43 +1,55 @@
 """SmolLM2-135M-Instruct decode/prefill speed: oae vs peer runtimes on the same machine.
 
-Run by bench/peer-smollm2.sh, which installs the peers into a private virtual environment
-(never a project dependency). Every runtime gets the same prompt (128 tokens of the same
-text), the same number of compute threads, and decodes 64 tokens greedily from it; each is
-measured `--reps` times after one warm-up and the median is reported.
+Run by bench/peer-smollm2.sh, which installs the peers into private virtual environments
+(never a project dependency) and calls this once per runtime, thread count and run
+(`--only`), then once to summarise (`--summarize`). Every runtime gets the same prompt (128
+tokens of the same text), the same number of compute threads, and decodes 64 tokens greedily
+from it; each measurement is the median of `--reps` repetitions after one warm-up.
 
-- oae: `oae models bench` (weights dequantized to F32).
+- oae: `oae models bench` (weights dequantized to F32; with its copy bandwidth and roofline).
 - PyTorch + transformers: the same GGUF loaded with transformers' GGUF reader (dequantized
   to F32 — the same weights oae runs), a manual KV-cache loop under torch.inference_mode().
-- llama.cpp (llama-cpp-python built from source): the Q4_1 file as shipped (its native,
-  faster path: 4.5 bits per weight instead of 32).
+- llama.cpp (llama-cpp-python built from source with the ISA options the script names): the
+  Q4_1 file as shipped (its native path: 4.5 bits per weight instead of 32).
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--gguf", required=True)
-ap.add_argument("--oae", required=True)
+ap.add_argument("--gguf")
+ap.add_argument("--oae")
+ap.add_argument("--only", choices=["oae", "torch", "llama.cpp"])
 ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--run", type=int, default=1)
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--prompt-tokens", type=int, default=128)
 ap.add_argument("--decode-tokens", type=int, default=64)
-ap.add_argument("--skip", default="", help="comma-separated: torch,llama.cpp")
+ap.add_argument("--summarize", help="a JSON-lines file of --only results")
+ap.add_argument("--isa", default="", help="the llama.cpp build's ISA options, for the summary")
 args = ap.parse_args()
-skip = set(filter(None, args.skip.split(",")))
 TEXT = "The committee reviewed 42 proposals on energy use in small clinics and schools. "
-results = {}
 
-# --- oae -------------------------------------------------------------------------------
-out = subprocess.run(
-    [args.oae, "models", "bench", args.gguf, "--json", "--threads", str(args.threads),
-     "--reps", str(args.reps), "--prompt-tokens", str(args.prompt_tokens),
-     "--decode-tokens", str(args.decode_tokens)],
-    check=True, capture_output=True, text=True).stdout
-o = json.loads(out)
-results["oae (f32)"] = {"prefill_tok_s": o["prefill_tok_s"]["median"], "decode_tok_s": o["decode_tok_s"]["median"]}
-roofline = o["decode_roofline_tok_s"]
 
-# --- PyTorch + transformers -------------------------------------------------------------
-if "torch" not in skip:
+def emit(runtime, version, prefill, decode, **extra):
+    print(json.dumps({"run": args.run, "threads": args.threads, "runtime": runtime, "version": version,
+                      "prefill_tok_s": statistics.median(prefill), "decode_tok_s": statistics.median(decode),
+                      **extra}))
+
+
+def oae():
+    out = subprocess.run(
+        [args.oae, "models", "bench", args.gguf, "--json", "--threads", str(args.threads),
+         "--reps", str(args.reps), "--prompt-tokens", str(args.prompt_tokens),
+         "--decode-tokens", str(args.decode_tokens)],
+        check=True, capture_output=True, text=True).stdout
+    o = json.loads(out)
+    print(json.dumps({"run": args.run, "threads": args.threads, "runtime": "oae", "version": "f32",
+                      "prefill_tok_s": o["prefill_tok_s"]["median"], "decode_tok_s": o["decode_tok_s"]["median"],
+                      "copy_bandwidth_gb_s": o["copy_bandwidth_gb_s"], "read_bandwidth_gb_s": o["read_bandwidth_gb_s"],
+                      "roofline_tok_s": o["decode_roofline_tok_s"], "f32_bytes_per_token": o["weight_bytes_per_token"],
+                      "gguf_bytes": os.path.getsize(args.gguf)}))
+
+
+def torch_run():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     torch.set_num_threads(args.threads)
@@ -57,11 +69,10 @@ if "torch" not in skip:
                 out = model(nxt, past_key_values=pkv, use_cache=True)
                 pkv, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
             dec.append(args.decode_tokens / (time.perf_counter() - t))
-    results[f"PyTorch {torch.__version__} + transformers (f32)"] = {
-        "prefill_tok_s": statistics.median(pre[1:]), "decode_tok_s": statistics.median(dec[1:])}
+    emit("PyTorch", f"{torch.__version__} + transformers (f32)", pre[1:], dec[1:])
 
-# --- llama.cpp --------------------------------------------------------------------------
-if "llama.cpp" not in skip:
+
+def llama_run():
     import llama_cpp
     llm = llama_cpp.Llama(model_path=args.gguf, n_threads=args.threads, n_threads_batch=args.threads,
                           n_ctx=512, n_batch=512, verbose=False)
@@ -78,13 +89,68 @@ if "llama.cpp" not in skip:
             llm.eval([nxt])
             nxt = int(llm.scores[llm.n_tokens - 1].argmax())
         dec.append(args.decode_tokens / (time.perf_counter() - t))
-    results[f"llama.cpp {llama_cpp.__version__} (Q4_1, native)"] = {
-        "prefill_tok_s": statistics.median(pre[1:]), "decode_tok_s": statistics.median(dec[1:])}
+    emit("llama.cpp", f"{llama_cpp.__version__} (Q4_1 as shipped)", pre[1:], dec[1:],
+         system_info=llama_cpp.llama_print_system_info().decode(errors="replace").strip())
 
-base = results["oae (f32)"]["decode_tok_s"]
-print(f"threads {args.threads}, prompt {args.prompt_tokens} tokens, decode {args.decode_tokens} tokens, median of {args.reps}")
-print(f"oae F32 decode roofline on this machine: {roofline:.1f} tok/s")
-print(f"{'runtime':<48} {'prefill tok/s':>14} {'decode tok/s':>13} {'oae decode / this':>18}")
-for name, r in results.items():
-    print(f"{name:<48} {r['prefill_tok_s']:>14.1f} {r['decode_tok_s']:>13.1f} {base / r['decode_tok_s']:>17.2f}x")
-print(json.dumps(results))
+
+def spread(xs):
+    return f"{statistics.median(xs):.2f} [{min(xs):.2f}–{max(xs):.2f}]"
+
+
+def summarize(path):
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    if not rows:
+        sys.exit("no results to summarise")
+    if args.isa:
+        print(f"llama.cpp built with: {args.isa}")
+    for r in rows:
+        if "system_info" in r:
+            print(f"llama.cpp system info: {r['system_info']}")
+            break
+    o = [r for r in rows if r["runtime"] == "oae"]
+    read = {}
+    if o:
+        copy = [r["copy_bandwidth_gb_s"] for r in o]
+        print(f"copy bandwidth {spread(copy)} GB/s (each byte copied counted once, one thread)")
+        for t in sorted({r["threads"] for r in o}):
+            read[t] = statistics.median(r["read_bandwidth_gb_s"] for r in o if r["threads"] == t)
+            xs = [r["read_bandwidth_gb_s"] for r in o if r["threads"] == t]
+            print(f"read bandwidth, {t} thread(s): {spread(xs)} GB/s — decode rooflines: oae's F32 weights "
+                  f"{read[t] * 1e9 / o[0]['f32_bytes_per_token']:.0f} tok/s, "
+                  f"the Q4_1 file's bytes {read[t] * 1e9 / o[0]['gguf_bytes']:.0f} tok/s")
+    runs = sorted({r["run"] for r in rows})
+    print(f"prompt {args.prompt_tokens} tokens, decode {args.decode_tokens} tokens; each figure the median of "
+          f"{args.reps} repetitions; {len(runs)} runs, shown as median [min–max] over runs")
+    for t in sorted({r["threads"] for r in rows}):
+        at = [r for r in rows if r["threads"] == t]
+        print(f"\nthreads {t}")
+        print(f"| runtime | decode tok/s | prefill tok/s | oae ÷ it, decode | oae ÷ it, prefill |")
+        print("|---|---:|---:|---:|---:|")
+        oae_by_run = {r["run"]: r for r in at if r["runtime"] == "oae"}
+        for name in ["oae", "PyTorch", "llama.cpp"]:
+            mine = [r for r in at if r["runtime"] == name]
+            if not mine:
+                continue
+            ratio = lambda k: [oae_by_run[r["run"]][k] / r[k] for r in mine if r["run"] in oae_by_run]
+            label = f"{name} {mine[0]['version']}"
+            print(f"| {label} | {spread([r['decode_tok_s'] for r in mine])} | {spread([r['prefill_tok_s'] for r in mine])} "
+                  f"| {spread(ratio('decode_tok_s'))}× | {spread(ratio('prefill_tok_s'))}× |")
+        if oae_by_run:
+            frac = [r["decode_tok_s"] / r["roofline_tok_s"] for r in oae_by_run.values()]
+            print(f"oae decode at {spread([f * 100 for f in frac])} % of its F32 roofline")
+        ll = [r for r in at if r["runtime"] == "llama.cpp"]
+        if ll and t in read:
+            q = [r["decode_tok_s"] / (read[t] * 1e9 / o[0]["gguf_bytes"]) * 100 for r in ll]
+            print(f"llama.cpp decode at {spread(q)} % of the Q4_1 file's roofline (whole file read per token)")
+
+
+if args.summarize:
+    summarize(args.summarize)
+elif args.only == "oae":
+    oae()
+elif args.only == "torch":
+    torch_run()
+elif args.only == "llama.cpp":
+    llama_run()
+else:
+    sys.exit("give --only RUNTIME or --summarize FILE (bench/peer-smollm2.sh runs them)")

@@ -359,8 +359,9 @@ fn failing_setup_aborts_and_says_so() {
     assert!(run["abort_reason"].as_str().unwrap().contains("setup failed"));
 }
 
-#[test]
-fn interrupted_run_is_aborted_and_keeps_its_records() {
+/// Starts a slow mock run, waits for its first records, sends `signal`, and returns the exit
+/// code, run.json and the records.
+fn run_stopped_by(signal: &str) -> (Option<i32>, Value, Vec<Value>) {
     let tmp = tempfile::tempdir().unwrap();
     let slow = MOCK_SUITE
         .replace("rate_qps = 200.0", "rate_qps = 20.0")
@@ -375,7 +376,7 @@ fn interrupted_run_is_aborted_and_keeps_its_records() {
         .arg(&out)
         .spawn()
         .unwrap();
-    // Wait until some records exist, then interrupt.
+    // Wait until some records exist, then signal.
     let jsonl = out.join("requests.jsonl");
     let start = std::time::Instant::now();
     while std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0) == 0 {
@@ -383,16 +384,24 @@ fn interrupted_run_is_aborted_and_keeps_its_records() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    let run = read_json(&out.join("run.json"));
-    assert_eq!(run["status"], "aborted");
-    let recs = records(&out);
-    assert!(!recs.is_empty() && recs.len() < 200);
-    assert_eq!(run["records"].as_u64().unwrap() as usize, recs.len());
+    (status.code(), read_json(&out.join("run.json")), records(&out))
+}
+
+#[test]
+fn interrupted_run_is_aborted_and_keeps_its_records() {
+    // Ctrl-C, and what Slurm and Kubernetes send at a time limit, and a closed terminal.
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let (exit, run, recs) = run_stopped_by(signal);
+        assert_eq!(exit, Some(code), "SIG{signal}");
+        assert_eq!(run["status"], "aborted", "SIG{signal}");
+        assert_eq!(run["abort_reason"], format!("interrupted by SIG{signal}"));
+        assert!(!recs.is_empty() && recs.len() < 200, "SIG{signal}: {}", recs.len());
+        assert_eq!(run["records"].as_u64().unwrap() as usize, recs.len());
+    }
 }
 
 #[test]
@@ -801,4 +810,62 @@ fn models_list_and_unknown_fetch() {
         s.contains("moe") && s.contains("speculative") && s.contains("upcycle") && s.contains("gamma"),
         "{s}"
     );
+}
+
+#[test]
+fn a_run_too_big_for_memory_is_refused_at_once_with_the_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path(), MOCK_SUITE);
+    let started = std::time::Instant::now();
+    let out = oae()
+        .arg("run")
+        .arg(&suite)
+        .args(["--requests", "99999999999", "--quiet", "--out"])
+        .arg(tmp.path().join("run"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("would hold at least") && err.contains("GB"), "{err}");
+    assert!(err.contains("lower `requests`"), "{err}");
+    assert!(started.elapsed().as_secs() < 30, "refused before generating anything");
+    assert!(!tmp.path().join("run").exists());
+}
+
+#[test]
+fn a_run_killed_with_sigkill_names_its_methods_and_scores_as_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = MOCK_SUITE
+        .replace("rate_qps = 200.0", "rate_qps = 20.0")
+        .replace("requests = 30", "requests = 200");
+    let suite = write_suite(tmp.path(), &slow);
+    let out = tmp.path().join("run");
+    let mut child = oae()
+        .arg("run")
+        .arg(&suite)
+        .args(["--quiet", "--out"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let jsonl = out.join("requests.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(start.elapsed().as_secs() < 60, "no record was written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = read_json(&out.join("run.json"));
+    assert_eq!(run["status"], "running", "a SIGKILL leaves no chance to say more");
+    let methods = run["methods"].as_array().unwrap();
+    assert!(!methods.is_empty(), "the method set up before the kill is named");
+    assert_eq!(methods[0]["id"], "mock");
+    let score = oae().arg("score").arg(&out).arg("--allow-partial").output().unwrap();
+    let text = String::from_utf8_lossy(&score.stdout);
+    assert!(
+        score.status.success(),
+        "{}{text}",
+        String::from_utf8_lossy(&score.stderr)
+    );
+    assert!(text.contains("PARTIAL RUN"), "{text}");
 }

@@ -26,6 +26,7 @@ use crate::{HarnessError, RequestRecord};
 pub struct RunDir {
     path: PathBuf,
     requests: File,
+    written: usize,
 }
 
 impl RunDir {
@@ -46,6 +47,7 @@ impl RunDir {
         Ok(RunDir {
             path: path.to_path_buf(),
             requests,
+            written: 0,
         })
     }
 
@@ -61,7 +63,14 @@ impl RunDir {
         line.push(b'\n');
         self.requests
             .write_all(&line)
-            .map_err(|e| HarnessError::io(self.path.join(REQUESTS_JSONL), e, "check free disk space"))
+            .map_err(|e| HarnessError::io(self.path.join(REQUESTS_JSONL), e, "check free disk space"))?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Records in requests.jsonl now.
+    pub fn records_written(&self) -> usize {
+        self.written
     }
 
     /// Writes `name` atomically (temporary file, then rename).
@@ -96,6 +105,7 @@ impl RunDir {
             out.push(b'\n');
         }
         self.write_atomic(REQUESTS_JSONL, &out)?;
+        self.written = records.len();
         let file = self.path.join(REQUESTS_JSONL);
         self.requests = OpenOptions::new()
             .append(true)

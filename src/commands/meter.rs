@@ -1,11 +1,9 @@
 //! `oae meter`: the machine's energy around a command, for `oae import --timeline`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use oae_harness::metered::{MeterOptions, record};
 use oae_harness::meters::MeterConfig;
@@ -22,18 +20,7 @@ pub fn meter(a: MeterArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = a.cpu_tdp_w.filter(|w| !(w.is_finite() && *w > 0.0)) {
         bail!("--cpu-tdp-w must be a positive number of watts, got {w}");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted twice: exiting now; nothing is written");
-                std::process::exit(130);
-            }
-            eprintln!("\nstopping: the command gets the signal too; the timeline so far is written");
-        })
-        .context("installing the Ctrl-C handler")?;
-    }
+    let stop = crate::signals::install("the command gets the signal too; the timeline so far is written")?;
     let opts = MeterOptions {
         idle: Duration::from_secs_f64(a.idle_s),
         interval: Duration::from_secs_f64(a.interval_ms / 1e3),
@@ -42,7 +29,7 @@ pub fn meter(a: MeterArgs) -> anyhow::Result<ExitCode> {
             replay_timeline: None,
         },
     };
-    let m = record(&a.command, &a.out, &opts, &stop, &mut |msg| {
+    let m = record(&a.command, &a.out, &opts, &stop.flag, &mut |msg| {
         eprintln!("oae meter: {msg}")
     })?;
     let (t0, t1) = m.info.command_window_s;

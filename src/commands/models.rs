@@ -137,8 +137,10 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         d.median, d.min, d.max, t.decode_tokens, t.prompt_tokens
     );
     println!(
-        "  roofline: {:.1} MiB streamed per token at {:.1} GB/s copy => ≤ {:.1} tok/s; decode reaches {:.0}%",
+        "  roofline: {:.1} MiB read per token at {:.1} GB/s read ({} threads; copy {:.1} GB/s) => ≤ {:.1} tok/s; decode reaches {:.0}%",
         t.weight_bytes_per_token as f64 / (1u64 << 20) as f64,
+        t.read_bandwidth_gb_s,
+        t.threads,
         t.copy_bandwidth_gb_s,
         t.decode_roofline_tok_s,
         100.0 * t.decode_fraction_of_roofline

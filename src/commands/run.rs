@@ -4,10 +4,8 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -70,8 +68,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What an aborted run says, and its exit code (130 when interrupted, else 2).
-pub fn aborted(result: &RunResult, stop: &AtomicBool) -> ExitCode {
+/// What an aborted run says, and its exit code: 128 + the signal's number when a signal
+/// stopped it (130 SIGINT, 143 SIGTERM, 129 SIGHUP), else 2.
+pub fn aborted(result: &RunResult, stop: &crate::signals::Stop) -> ExitCode {
     let reason = result.abort_reason.clone().unwrap_or_else(|| "unknown".into());
     eprintln!(
         "run aborted: {reason}; run.json says \"aborted\" and requests.jsonl keeps all {} records written",
@@ -81,23 +80,22 @@ pub fn aborted(result: &RunResult, stop: &AtomicBool) -> ExitCode {
         "no reports written for an incomplete run; to score what was recorded: oae report {} --allow-partial",
         result.dir.display()
     );
-    if stop.load(Ordering::SeqCst) && reason == "interrupted" {
-        ExitCode::from(130)
-    } else {
-        ExitCode::from(2)
+    match stop.exit_code() {
+        Some(code) if stop.flag.load(Ordering::SeqCst) && reason.starts_with("interrupted") => ExitCode::from(code),
+        _ => ExitCode::from(2),
     }
 }
 
 /// Runs `suite` into `out` (default: `oae-results/<suite>/<stamp>`) with its scoring
-/// settings recorded, Ctrl-C handled, progress shown and the table printed; returns the run
-/// and the stop flag (set when interrupted).
+/// settings recorded, SIGINT / SIGTERM / SIGHUP handled, progress shown and the table
+/// printed; returns the run and the stop state (set when a signal came).
 pub fn execute_suite(
     suite: Suite,
     overrides: BTreeMap<String, serde_json::Value>,
     out: Option<PathBuf>,
     inputs: &ScoringInputs,
     quiet: bool,
-) -> anyhow::Result<(RunResult, Arc<AtomicBool>)> {
+) -> anyhow::Result<(RunResult, crate::signals::Stop)> {
     let methods: Vec<(String, String)> = suite.methods.iter().map(|m| (m.label.clone(), m.id.clone())).collect();
     let composed: BTreeMap<String, String> = suite
         .methods
@@ -131,18 +129,7 @@ pub fn execute_suite(
     let plan = plan.with_model_scorers(scorers);
     let out = out.unwrap_or_else(|| default_out(&plan.suite.name));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted twice: exiting now; requests.jsonl keeps every completed record");
-                std::process::exit(130);
-            }
-            eprintln!("\nstopping: finishing the request in service and writing results (Ctrl-C again to quit now)");
-        })
-        .context("installing the Ctrl-C handler")?;
-    }
+    let stop = crate::signals::install("finishing the request in service and writing results")?;
 
     let invocation = Invocation {
         oae_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -158,7 +145,7 @@ pub fn execute_suite(
         carbon_overrides: opts.carbon_overrides,
     };
     let mut progress = TerminalProgress::new(quiet);
-    let result = session::execute(plan, &out, &stop, &mut progress, &invocation)?;
+    let result = session::execute(plan, &out, &stop.flag, &mut progress, &invocation)?;
     progress.finish();
     print!("{}", render::cells(&result.summaries, render::NO_ENERGY_SOURCE));
     println!("run directory: {}", result.dir.display());

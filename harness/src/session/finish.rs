@@ -62,6 +62,33 @@ pub(super) struct MethodDone {
     pub after: Option<(f64, f64)>,
 }
 
+impl MethodDone {
+    /// run.json's entry for the method while it runs: what its setup established, no energy
+    /// or idle baseline yet (they are measured when it finishes).
+    pub fn provisional(&self) -> MethodInfo {
+        MethodInfo {
+            label: self.label.clone(),
+            id: self.id.clone(),
+            instances: self.instances,
+            setup_s: self.setup_s,
+            setup_energy_j: None,
+            setup_energy_estimated: false,
+            setup_energy_by_domain: BTreeMap::new(),
+            cold_start_s: self.cold_start_s,
+            weight_bytes: self.weight_bytes,
+            facts: self.facts.clone(),
+            idle_baseline: oae_core::rundir::energy::IdleBaseline {
+                before: None,
+                after: None,
+                meters: Vec::new(),
+                note: Some(
+                    "the method had not finished: its idle baseline and setup energy are measured when it does".into(),
+                ),
+            },
+        }
+    }
+}
+
 /// A finished cell's latency histograms, for histograms.hlog.
 pub struct CellHistograms {
     /// Method label.

@@ -38,6 +38,20 @@ use runjson::RunJsonWriter;
 
 pub use oae_core::rundir::RunStatus;
 
+/// Why the stop flag was set, when the process knows (the signal): run.json's abort reason.
+static STOP_REASON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records why the stop flag is (about to be) set, e.g. "interrupted by SIGTERM"; the first
+/// reason stays.
+pub fn set_stop_reason(reason: &str) {
+    let _ = STOP_REASON.set(reason.to_string());
+}
+
+/// The abort reason of a stop: the recorded one, else "interrupted".
+fn interrupted() -> String {
+    STOP_REASON.get().cloned().unwrap_or_else(|| "interrupted".into())
+}
+
 /// Live progress of a run, for the terminal.
 pub trait Progress {
     /// A line of news (setup started, meters in use, ...).
@@ -157,6 +171,7 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
         }
         methods.push((entry.clone(), instances));
     }
+    check_memory(&suite, crate::host::facts().memory_bytes)?;
     let schedules: Vec<Schedule> = suite
         .workloads
         .iter()
@@ -175,6 +190,39 @@ pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, 
         meters: None,
         model_scorers: Vec::new(),
     })
+}
+
+/// Memory a request costs while a run holds it — its arrival in the schedule and its record
+/// until the run ends — at the least (a long prompt or answer costs more), bytes.
+pub const MIN_BYTES_PER_REQUEST: u64 = 1024;
+
+/// Refuses, before any schedule is generated, a run whose requests could not fit in half of
+/// this machine's memory (`memory_bytes`; 0 when unknown: no check), with the numbers.
+fn check_memory(suite: &Suite, memory_bytes: u64) -> Result<(), HarnessError> {
+    if memory_bytes == 0 {
+        return Ok(());
+    }
+    let per_workload = |w: &oae_workloads::WorkloadSpec| -> Option<f64> {
+        match suite.run.limit {
+            oae_workloads::Limit::Count(n) => Some(n as f64),
+            // Twice the mean rate: a bursty process overshoots its mean over a short run.
+            oae_workloads::Limit::Duration(d) => w.mean_rate_qps().map(|r| 2.0 * r * d.as_secs_f64()),
+        }
+    };
+    let requests: f64 = suite.workloads.iter().filter_map(per_workload).sum::<f64>()
+        * f64::from(suite.run.trials)
+        * suite.methods.len().max(1) as f64;
+    let need = requests * MIN_BYTES_PER_REQUEST as f64;
+    let budget = memory_bytes as f64 / 2.0;
+    if need > budget {
+        return Err(HarnessError::Invalid(format!(
+            "{}: {requests:.3e} requests (workloads × requests × trials × methods) would hold at least {:.1} GB in memory (≥ {MIN_BYTES_PER_REQUEST} bytes each for the schedule and the record), more than half of this machine's {:.1} GB; lower `requests` or `duration_s`, or run the suite in parts and merge them (`oae merge`)",
+            suite.source.label,
+            need / 1e9,
+            memory_bytes as f64 / 1e9
+        )));
+    }
+    Ok(())
 }
 
 /// Which replay: a workload's index and the trial.
@@ -258,6 +306,7 @@ pub fn execute(
             })
             .collect(),
         methods: Vec::new(),
+        preparing: Vec::new(),
         not_applicable: Vec::new(),
         replays: Vec::new(),
         dispatcher_priority: None,
@@ -287,7 +336,7 @@ pub fn execute(
     };
     for block in blocks(methods, suite.run.order()) {
         if stop.load(Ordering::Relaxed) {
-            abort.get_or_insert_with(|| "interrupted".into());
+            abort.get_or_insert_with(interrupted);
             break;
         }
         let end = ctx.run_block(block, &mut dir, &mut finish, &mut writer, progress, &mut abort);
@@ -296,7 +345,7 @@ pub fn execute(
         }
     }
     if stop.load(Ordering::Relaxed) {
-        abort.get_or_insert_with(|| "interrupted".into());
+        abort.get_or_insert_with(interrupted);
     }
     let timeline = sampler.stop();
     write_final(&mut dir, &writer, finish, &timeline, abort)
@@ -458,6 +507,11 @@ impl MethodRun<'_> {
         if members.is_empty() {
             return MethodEnd::Done;
         }
+        writer.preparing = members.iter().map(|m| m.done.provisional()).collect();
+        if let Err(e) = self.checkpoint(dir, writer) {
+            *abort = Some(e.to_string());
+            return MethodEnd::Lost;
+        }
         let idle_s = self.suite.energy.idle_baseline;
         let before = idle_window(self.sampler, idle_s, self.stop, progress, "before");
         let end = self.replay_all(&mut members, dir, writer, progress, abort);
@@ -475,9 +529,22 @@ impl MethodRun<'_> {
             m.done.before = before;
             m.done.after = after;
             let info = finish.finish_method(&timeline, progress, m.done, m.pending);
+            writer.preparing.retain(|p| p.label != info.label);
             writer.methods.push(info);
         }
         end
+    }
+
+    /// Rewrites run.json, still `running`, with what is known now (each method set up so far,
+    /// each replay begun, the records written): a run killed after this point still names its
+    /// methods' ids and can be scored with `--allow-partial`.
+    fn checkpoint(&self, dir: &RunDir, writer: &RunJsonWriter<'_>) -> Result<(), HarnessError> {
+        let t = self.sampler.snapshot();
+        let v = validity(&t, &[], &[]);
+        dir.write_json(
+            RUN_JSON,
+            &writer.render(RunStatus::Running, None, None, &t, v, dir.records_written()),
+        )
     }
 
     /// Every trial × method (in turn order) × workload of a block.
@@ -494,7 +561,7 @@ impl MethodRun<'_> {
             for mi in turn_order(members.len(), trial, run.order(), run.seed) {
                 for (wi, schedule) in self.schedules.iter().enumerate() {
                     if self.stop.load(Ordering::Relaxed) {
-                        abort.get_or_insert_with(|| "interrupted".into());
+                        abort.get_or_insert_with(interrupted);
                         return MethodEnd::Stopped;
                     }
                     let m = &mut members[mi];
@@ -504,6 +571,10 @@ impl MethodRun<'_> {
                         Ok((p, back, why)) => {
                             m.pending.push(p);
                             m.instances = back;
+                            if let Err(e) = self.checkpoint(dir, writer) {
+                                *abort = Some(e.to_string());
+                                return MethodEnd::Lost;
+                            }
                             if let Some(why) = why {
                                 abort.get_or_insert(why);
                                 return MethodEnd::Stopped;
@@ -581,7 +652,7 @@ impl MethodRun<'_> {
         writer.dispatcher_priority = Some(result.dispatcher_priority.clone());
         let why = match (result.error, result.aborted) {
             (Some(e), _) => Some(e),
-            (None, true) => Some("interrupted".to_string()),
+            (None, true) => Some(interrupted()),
             (None, false) => None,
         };
         let t0_s = secs_since(self.epoch, result.t0);

@@ -32,6 +32,9 @@ pub struct RunJsonWriter<'a> {
     pub unavailable: Vec<Unavailable>,
     /// Methods finished so far.
     pub methods: Vec<MethodInfo>,
+    /// Methods set up and not finished yet (provisional entries: id, setup, facts — no
+    /// energy or idle baseline until they finish), so a killed run still names them.
+    pub preparing: Vec<MethodInfo>,
     /// Methods found not applicable at setup.
     pub not_applicable: Vec<NotApplicable>,
     /// Replays so far, in run order.
@@ -123,7 +126,7 @@ impl RunJsonWriter<'_> {
             carbon: self.carbon.clone(),
             workloads: self.workloads(),
             knowledge: self.suite.knowledge.iter().map(|k| k.describe()).collect(),
-            methods: self.methods.clone(),
+            methods: self.methods.iter().chain(&self.preparing).cloned().collect(),
             not_applicable: self.not_applicable.clone(),
             replays: self.replays.clone(),
             energy: EnergyInfo {
@@ -191,6 +194,7 @@ id = "mock"
             sources: Vec::new(),
             unavailable: Vec::new(),
             methods: Vec::new(),
+            preparing: Vec::new(),
             not_applicable: Vec::new(),
             replays: Vec::new(),
             dispatcher_priority: None,

@@ -66,9 +66,12 @@ pub struct Throughput {
     pub prefill_tok_s: Spread,
     /// Decode rate, tokens/s.
     pub decode_tok_s: Spread,
-    /// Copy bandwidth over a weights-sized buffer, GB/s.
+    /// Copy bandwidth over a weights-sized buffer (each byte copied counted once), GB/s.
     pub copy_bandwidth_gb_s: f64,
-    /// Decode rate if every weight is streamed once per token at that bandwidth.
+    /// Read bandwidth over a weights-sized buffer with the compute threads — what decode does
+    /// with its weights — GB/s.
+    pub read_bandwidth_gb_s: f64,
+    /// Decode rate if every weight is read once per token at the read bandwidth.
     pub decode_roofline_tok_s: f64,
     /// Median decode rate / roofline.
     pub decode_fraction_of_roofline: f64,
@@ -83,9 +86,35 @@ pub fn copy_bandwidth(bytes: usize) -> f64 {
     let reps = ((1usize << 31) / bytes).max(3);
     let t = Instant::now();
     for _ in 0..reps {
-        dst.copy_from_slice(black_box(&src));
+        // Both sides opaque: otherwise the compiler may keep only the last of the identical
+        // copies, and the "bandwidth" is the loop's overhead (it measured 6.7 PB/s so).
+        black_box(&mut dst[..]).copy_from_slice(black_box(&src[..]));
     }
+    black_box(&dst);
     (reps * bytes) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Read bandwidth over a buffer of `bytes`, read by the current thread pool's threads in
+/// contiguous slabs (as the threaded mat-vec streams its weights), B/s.
+pub fn read_bandwidth(bytes: usize) -> f64 {
+    use rayon::prelude::*;
+    let words = (bytes / 8).max(1);
+    let buf = vec![1u64; words];
+    let slab = words.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let sum = |b: &[u64]| -> u64 {
+        b.par_chunks(slab)
+            .map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))
+            .reduce(|| 0, u64::wrapping_add)
+    };
+    black_box(sum(black_box(&buf)));
+    let reps = ((1usize << 31) / (words * 8)).max(3);
+    let t = Instant::now();
+    let mut total = 0u64;
+    for _ in 0..reps {
+        total = total.wrapping_add(sum(black_box(&buf)));
+    }
+    black_box(total);
+    (reps * words * 8) as f64 / t.elapsed().as_secs_f64()
 }
 
 /// Loads `spec` on the CPU and measures greedy prefill and decode throughput; `threads` is
@@ -130,7 +159,8 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
     decode.remove(0);
     let bytes_per_token = cfg.weight_bytes_per_token();
     let bw = copy_bandwidth(bytes_per_token.min(256 << 20));
-    let roofline = bw / bytes_per_token as f64;
+    let read = read_bandwidth(bytes_per_token.min(256 << 20));
+    let roofline = read / bytes_per_token as f64;
     let decode = Spread::of(decode);
     Ok(Throughput {
         model: m.name.clone(),
@@ -144,6 +174,7 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         prefill_tok_s: Spread::of(prefill),
         decode_tok_s: decode,
         copy_bandwidth_gb_s: bw / 1e9,
+        read_bandwidth_gb_s: read / 1e9,
         decode_roofline_tok_s: roofline,
         decode_fraction_of_roofline: decode.median / roofline,
     })
@@ -166,6 +197,10 @@ mod tests {
         assert_eq!((t.prompt_tokens, t.decode_tokens, t.reps), (16, 4, 1));
         assert!(t.decode_tok_s.min <= t.decode_tok_s.median && t.decode_tok_s.median <= t.decode_tok_s.max);
         assert!(t.decode_roofline_tok_s > 0.0 && t.params > 0);
+        // A real memory copy: no machine copies a petabyte a second.
+        for bw in [t.copy_bandwidth_gb_s, t.read_bandwidth_gb_s] {
+            assert!(bw > 0.1 && bw < 10_000.0, "{bw}");
+        }
         let zero = Plan { reps: 0, ..plan };
         assert!(measure(&spec, zero, 1).unwrap_err().to_string().contains("--reps"));
         let long = Plan {
