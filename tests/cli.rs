@@ -359,30 +359,34 @@ fn failing_setup_aborts_and_says_so() {
     assert!(run["abort_reason"].as_str().unwrap().contains("setup failed"));
 }
 
-/// Starts a slow mock run, waits for its first records, sends `signal`, and returns the exit
-/// code, run.json and the records.
-fn run_stopped_by(signal: &str) -> (Option<i32>, Value, Vec<Value>) {
-    let tmp = tempfile::tempdir().unwrap();
+/// Starts a slow mock run into `dir/run` and waits until it has written records.
+fn slow_run_with_records(dir: &Path) -> (std::process::Child, std::path::PathBuf) {
     let slow = MOCK_SUITE
         .replace("rate_qps = 200.0", "rate_qps = 20.0")
         .replace("requests = 30", "requests = 200");
-    let suite = write_suite(tmp.path(), &slow);
-    let out = tmp.path().join("run");
-    let mut child = oae()
+    let suite = write_suite(dir, &slow);
+    let out = dir.join("run");
+    let child = oae()
         .arg("run")
         .arg(&suite)
-        .arg("--quiet")
-        .arg("--out")
+        .args(["--quiet", "--out"])
         .arg(&out)
         .spawn()
         .unwrap();
-    // Wait until some records exist, then signal.
     let jsonl = out.join("requests.jsonl");
     let start = std::time::Instant::now();
     while std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0) == 0 {
         assert!(start.elapsed().as_secs() < 60, "no record was written");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    (child, out)
+}
+
+/// A slow mock run stopped by `signal` once it has records: its exit code, run.json and
+/// records.
+fn run_stopped_by(signal: &str) -> (Option<i32>, Value, Vec<Value>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, out) = slow_run_with_records(tmp.path());
     Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
@@ -835,24 +839,7 @@ fn a_run_too_big_for_memory_is_refused_at_once_with_the_numbers() {
 #[test]
 fn a_run_killed_with_sigkill_names_its_methods_and_scores_as_partial() {
     let tmp = tempfile::tempdir().unwrap();
-    let slow = MOCK_SUITE
-        .replace("rate_qps = 200.0", "rate_qps = 20.0")
-        .replace("requests = 30", "requests = 200");
-    let suite = write_suite(tmp.path(), &slow);
-    let out = tmp.path().join("run");
-    let mut child = oae()
-        .arg("run")
-        .arg(&suite)
-        .args(["--quiet", "--out"])
-        .arg(&out)
-        .spawn()
-        .unwrap();
-    let jsonl = out.join("requests.jsonl");
-    let start = std::time::Instant::now();
-    while std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0) == 0 {
-        assert!(start.elapsed().as_secs() < 60, "no record was written");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (mut child, out) = slow_run_with_records(tmp.path());
     child.kill().unwrap();
     child.wait().unwrap();
     let run = read_json(&out.join("run.json"));
