@@ -178,3 +178,25 @@ fn oae_meter_records_a_command_and_import_refuses_a_timeline_that_misses_the_pee
     assert_eq!(out.status.code(), Some(4));
     assert!(m2.join("metered.json").is_file());
 }
+
+#[test]
+fn an_unlabelled_directory_is_priced_and_scored_under_the_peers_name() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    ok(oae()
+        .arg("import")
+        .arg(fixture("aiperf-0.13.0/poisson"))
+        .args(["--server", "llama.cpp", "--out"])
+        .arg(&run));
+    let rj = json(&run.join("run.json"));
+    assert_eq!(rj["scoring"]["baseline"], "aiperf");
+    assert!(
+        rj["scoring"]["label_manifests"]["aiperf"]
+            .as_str()
+            .unwrap()
+            .contains("llama.cpp")
+    );
+    assert_eq!(rj["methods"][0]["label"], "aiperf");
+    let text = ok(oae().arg("score").arg(&run));
+    assert!(text.contains("baseline"), "{text}");
+}

@@ -51,6 +51,8 @@ pub struct MeteredJson {
     pub unavailable: Vec<Unavailable>,
     /// Read errors during the recording.
     pub read_errors: usize,
+    /// The machine it was recorded on (the peer's, since metering is local).
+    pub host: oae_core::rundir::HostFacts,
 }
 
 /// How to meter.
@@ -121,6 +123,13 @@ pub fn record(
         done.then_some((from, to))
     };
     let before = idle("before", progress);
+    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = sampler.stop();
+        let _ = std::fs::remove_dir(out);
+        return Err(HarnessError::Invalid(
+            "interrupted before the command started: nothing was run or metered".into(),
+        ));
+    }
     let t0 = sampler.read_now();
     progress(&format!("running: {}", command.join(" ")));
     let status = Command::new(program).args(args).status();
@@ -158,6 +167,7 @@ pub fn record(
             .map(|(source, reason)| Unavailable { source, reason })
             .collect(),
         read_errors: timeline.errors.len(),
+        host: crate::host::facts(),
     };
     write_atomic_in(out, oae_core::rundir::TIMELINE_CSV, timeline_csv(&timeline).as_bytes())?;
     let mut json = serde_json::to_vec_pretty(&info).map_err(|e| HarnessError::Invalid(e.to_string()))?;
@@ -203,16 +213,18 @@ pub fn read(dir: &Path) -> Result<Metered, HarnessError> {
                     csv.display()
                 ))
             })?;
-        timeline
-            .samples
-            .extend(points.into_iter().map(|(t_s, energy_j, band_j)| crate::meters::Sample {
-                t_s,
-                meter,
-                energy_j,
-                power_w: None,
-                invalid: false,
-                band_j,
-            }));
+        timeline.samples.extend(
+            points
+                .into_iter()
+                .map(|(t_s, energy_j, band_j, invalid)| crate::meters::Sample {
+                    t_s,
+                    meter,
+                    energy_j,
+                    power_w: None,
+                    invalid,
+                    band_j,
+                }),
+        );
     }
     timeline
         .samples
@@ -266,6 +278,33 @@ mod tests {
     }
 
     #[test]
+    fn invalid_intervals_survive_the_round_trip_and_bad_flags_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("m");
+        let stop = AtomicBool::new(false);
+        let cmd = ["true".to_string()];
+        record(&cmd, &out, &opts(), &stop, &mut |_| {}).unwrap();
+        let csv = out.join(oae_core::rundir::TIMELINE_CSV);
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let col = lines[0].split(',').position(|c| c == "invalid").unwrap();
+        let mark = |line: &str, v: &str| {
+            let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+            f[col] = v.into();
+            f.join(",")
+        };
+        lines[3] = mark(&lines[3], "1");
+        std::fs::write(&csv, lines.join("\n")).unwrap();
+        let back = read(&out).unwrap();
+        assert_eq!(back.timeline.samples.iter().filter(|s| s.invalid).count(), 1);
+        assert_eq!(back.info.host, crate::host::facts());
+        lines[3] = mark(&lines[3], "yes");
+        std::fs::write(&csv, lines.join("\n")).unwrap();
+        let e = read(&out).err().unwrap().to_string();
+        assert!(e.contains(":4: field `invalid`: `yes` is not 0 or 1"), "{e}");
+    }
+
+    #[test]
     fn a_command_that_cannot_start_leaves_nothing() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("m");
@@ -277,6 +316,16 @@ mod tests {
             .to_string();
         assert!(e.contains("cannot start `oae-no-such-command-here`"), "{e}");
         assert!(!out.exists());
+        // Stopped during the first idle baseline: the command never runs.
+        let stopped = AtomicBool::new(true);
+        let marker = d.path().join("ran");
+        let cmd = ["touch".to_string(), marker.display().to_string()];
+        let e = record(&cmd, &out, &opts(), &stopped, &mut |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("interrupted before the command started"), "{e}");
+        assert!(!marker.exists() && !out.exists());
         let e = read(d.path()).err().unwrap().to_string();
         assert!(e.contains("metered.json"), "{e}");
     }

@@ -23,7 +23,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let inputs: Vec<ImportInput> = a.inputs.iter().map(|s| input(s, a.format.as_deref())).collect();
-    let labels: Vec<String> = inputs.iter().map(label_of).collect();
+    let labels: Vec<String> = inputs.iter().map(ImportInput::label).collect::<Result<_, _>>()?;
     let composed = server_manifests(&a.servers, &labels)?;
     let methods: Vec<(String, String)> = labels.iter().map(|l| (l.clone(), IMPORTED_ID.to_string())).collect();
     let mut scoring = flow::scoring_for_run(None, None, &methods, &super::score::shipped_manifests(), &composed)?;
@@ -99,15 +99,6 @@ fn input(arg: &str, format: Option<&str>) -> ImportInput {
         label,
         format: format.map(str::to_string),
     }
-}
-
-/// The label an input's requests get (the harness's default: the format's name).
-fn label_of(i: &ImportInput) -> String {
-    i.label.clone().unwrap_or_else(|| {
-        oae_harness::import::format_of(&i.path, i.format.as_deref())
-            .map(|f| f.name().to_string())
-            .unwrap_or_else(|_| "peer".into())
-    })
 }
 
 /// `--server NAME` (every label) or `--server LABEL=NAME`: each label's shipped template.

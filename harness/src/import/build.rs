@@ -49,7 +49,13 @@ struct Parts {
 }
 
 pub(super) fn build(runs: &[Input], opts: &ImportOptions) -> Result<Built, HarnessError> {
-    let host = opts.host.clone().unwrap_or_else(unknown_host);
+    // This machine when told; else the one a timeline was recorded on (metering is local to
+    // the peer); else unknown.
+    let host = opts
+        .host
+        .clone()
+        .or_else(|| opts.timeline.as_ref().map(|m| m.info.host.clone()))
+        .unwrap_or_else(unknown_host);
     let hardware = Hardware {
         vcpus: host.logical_cpus,
         virtual_machine: host.virtual_machine,

@@ -135,6 +135,23 @@ pub struct ImportInput {
     pub format: Option<String>,
 }
 
+impl ImportInput {
+    /// The file to read (in a directory a peer wrote: its result file) and its format.
+    pub fn source(&self) -> Result<(PathBuf, &'static dyn PeerFormat), HarnessError> {
+        let file = resolve(&self.path)?;
+        let format = format_of(&file, self.format.as_deref())?;
+        Ok((file, format))
+    }
+
+    /// The method label its requests get: the one given, else the format's name.
+    pub fn label(&self) -> Result<String, HarnessError> {
+        match &self.label {
+            Some(l) => Ok(l.clone()),
+            None => Ok(self.source()?.1.name().to_string()),
+        }
+    }
+}
+
 /// Settings of an import.
 pub struct ImportOptions {
     /// Two-sided confidence of every interval.
@@ -225,13 +242,12 @@ pub fn import(inputs: &[ImportInput], out: &Path, opts: &ImportOptions) -> Resul
     }
     let mut runs = Vec::new();
     for input in inputs {
-        let file = resolve(&input.path)?;
-        let format = format_of(&file, input.format.as_deref())?;
+        let (file, format) = input.source()?;
         let mut run = format.read(&file)?;
         if run.tool_version.is_none() {
             run.tool_version = opts.peer_version.clone();
         }
-        let label = input.label.clone().unwrap_or_else(|| format.name().to_string());
+        let label = input.label()?;
         let bytes = std::fs::read(&file).map_err(|e| HarnessError::io(&file, e, "pass a readable file"))?;
         runs.push((file, label, run, hex(&Sha256::digest(&bytes))));
     }

@@ -284,6 +284,7 @@ fn metered(unix_start: f64, secs: f64, watts: f64) -> crate::metered::Metered {
             meters: vec![info],
             unavailable: Vec::new(),
             read_errors: 0,
+            host: crate::host::facts(),
         },
         timeline,
     }
@@ -329,6 +330,7 @@ fn a_metered_timeline_gives_the_imported_requests_its_energy() {
             > 300
     );
     assert!(run.runtime.contains_key("timeline"));
+    assert_eq!(run.host, crate::host::facts(), "the recording's machine");
 
     // A recording that does not cover the peer's run is refused, naming both spans.
     let mut opts = options();

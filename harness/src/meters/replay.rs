@@ -20,8 +20,8 @@ use super::{EnergyKind, Meter, MeterError, MeterReading, Opened, ReadErrorKind};
 /// One line for `oae list meters`.
 pub const ABOUT: &str = "a recorded timeline.csv fed back through the meter socket (kind as recorded)";
 
-/// One recorded point: (t_s, energy_j, band).
-type Point = (f64, f64, Option<(f64, f64)>);
+/// One recorded point: (t_s, energy_j, band, invalid: the interval ending here is unknown).
+pub type Point = (f64, f64, Option<(f64, f64)>, bool);
 
 type Clock = Box<dyn FnMut() -> Duration + Send>;
 
@@ -42,7 +42,7 @@ impl ReplayMeter {
             name: format!("replay:{source}"),
             domain: domain.to_string(),
             kind,
-            points: Arc::new(points.into_iter().map(|(t, e)| (t, e, None)).collect()),
+            points: Arc::new(points.into_iter().map(|(t, e)| (t, e, None, false)).collect()),
             file: "(in memory)".into(),
             now,
         }
@@ -161,7 +161,7 @@ pub fn parse(label: &str, text: &str) -> Result<Series, String> {
         need("kind")?,
         need("energy_j")?,
     );
-    let (clo, chi) = (col("energy_lo_j"), col("energy_hi_j"));
+    let (clo, chi, cinv) = (col("energy_lo_j"), col("energy_hi_j"), col("invalid"));
     let mut out: Series = Vec::new();
     for (i, line) in lines {
         if line.trim().is_empty() {
@@ -215,7 +215,12 @@ pub fn parse(label: &str, text: &str) -> Result<Series, String> {
                 if t < last.0 { last.0 } else { last.1 }
             ));
         }
-        pts.push((t, e, band));
+        let invalid = match cinv.and_then(|c| f.get(c).copied()) {
+            None | Some("" | "0") => false,
+            Some("1") => true,
+            Some(v) => return Err(format!("{label}:{}: field `invalid`: `{v}` is not 0 or 1", i + 1)),
+        };
+        pts.push((t, e, band, invalid));
     }
     if out.is_empty() {
         return Err(format!("{label}: no samples; a replay needs at least two per source"));
