@@ -42,7 +42,7 @@ macro_rules! generation_keys {
             oae_harness::ConfigKey {
                 name: "model",
                 default: "{ kind = \"synthetic\" }",
-                help: "model to run: { kind = \"synthetic\", … } (keys: seed, layers, hidden, heads, kv_heads, ffn, vocab, max_seq, residual_scale, logit_scale, experts, top_k), { kind = \"gguf\", path | name, max_seq } or { kind = \"hf\", path | name, max_seq }",
+                help: "model to run: { kind = \"synthetic\", … } (keys: seed, layers, hidden, heads, kv_heads, ffn, vocab, max_seq, residual_scale, logit_scale, experts, top_k, weights), { kind = \"gguf\", path | name, max_seq, weights } or { kind = \"hf\", path | name, max_seq, weights }; weights = \"as-file\" (default: a GGUF file's quantized blocks stay quantized on the CPU), \"f32\" or \"q8_0\"",
             },
             oae_harness::ConfigKey {
                 name: "temperature",
@@ -357,6 +357,16 @@ impl Generator {
             f.insert("params".into(), json!(c.params()));
             f.insert("active_params".into(), json!(c.active_params()));
             f.insert("weight_bytes".into(), json!(m.decoder.weight_bytes()));
+            let types = m.decoder.weight_types();
+            let quantized = types.keys().any(|k| k.starts_with('q'));
+            f.insert(
+                "weights".into(),
+                json!({
+                    "format": self.cfg.model.weights().name(),
+                    "bytes_by_type": types,
+                    "kernels": if quantized { model::quant::isa().name() } else { "candle (float)" },
+                }),
+            );
             f.insert("dtype".into(), json!(dtype_name(m.decoder.dtype())));
             f.insert("kv_cache_dtype".into(), json!(dtype_name(m.decoder.dtype())));
             f.insert(
@@ -366,7 +376,7 @@ impl Generator {
                     dtype_name(m.decoder.dtype())
                 )),
             );
-            f.insert("weight_bytes_per_token".into(), json!(c.weight_bytes_per_token()));
+            f.insert("weight_bytes_per_token".into(), json!(m.decoder.weight_bytes_per_token()));
             let chat = match (self.cfg.chat, &m.chat) {
                 (ChatMode::Off, _) | (_, None) => "off".to_string(),
                 (_, Some(t)) => t.name().to_string(),

@@ -21,58 +21,73 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use candle_core::{DType, Device, IndexOp, Tensor};
 
 pub use super::config::LlamaConfig;
 pub use super::kv_cache::KvCache;
 use super::matvec::matmul as mm;
+pub use super::weight::{Table, Weight, WeightFormat};
+use super::weight::tally_tensor;
 use crate::error::{Error, Result};
 
-/// A SwiGLU feed-forward block; matrices stored as (in, out), gate and up side by side in
-/// one (in, 2·ffn) matrix so a token's two input projections are one product (one pass over
-/// the weights on CPU, one kernel on a GPU).
+/// A SwiGLU feed-forward block; gate and up side by side in one (in, 2·ffn) weight so a
+/// token's two input projections are one product (one pass over the weights on CPU, one
+/// kernel on a GPU).
 #[derive(Clone)]
 pub struct Mlp {
-    gate_up: Tensor,
-    pub(crate) down: Tensor,
+    gate_up: Weight,
+    down: Weight,
 }
 
 impl Mlp {
-    /// The block from its three (in, out) matrices.
-    pub fn new(gate: &Tensor, up: &Tensor, down: Tensor) -> Result<Self> {
+    /// The block from its three (in, out) projections.
+    pub fn new(gate: Weight, up: Weight, down: Weight) -> Result<Self> {
         Ok(Self {
-            gate_up: Tensor::cat(&[gate, up], 1)?,
+            gate_up: Weight::concat_out(&[&gate, &up])?,
             down,
         })
     }
 
     fn ffn(&self) -> usize {
-        self.down.dims()[0]
+        self.down.dims().0
     }
 
-    /// The gate projection, (in, ffn) (a view).
+    /// The gate projection as a dense (in, ffn) tensor.
     pub fn gate(&self) -> Result<Tensor> {
-        Ok(self.gate_up.narrow(1, 0, self.ffn())?)
+        self.gate_up.columns(0, self.ffn())
     }
 
-    /// The up projection, (in, ffn) (a view).
+    /// The up projection as a dense (in, ffn) tensor.
     pub fn up(&self) -> Result<Tensor> {
-        Ok(self.gate_up.narrow(1, self.ffn(), self.ffn())?)
+        self.gate_up.columns(self.ffn(), self.ffn())
     }
 
-    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+    /// The down projection as a dense (ffn, out) tensor.
+    pub fn down(&self) -> Result<Tensor> {
+        self.down.columns(0, self.down.dims().1)
+    }
+
+    /// The block with both weights mapped by `f`.
+    fn map(&self, f: &impl Fn(&Weight) -> Result<Weight>) -> Result<Self> {
         Ok(Self {
-            gate_up: self.gate_up.to_dtype(dtype)?,
-            down: self.down.to_dtype(dtype)?,
+            gate_up: f(&self.gate_up)?,
+            down: f(&self.down)?,
         })
+    }
+
+    fn tally(&self, into: &mut BTreeMap<String, usize>) {
+        self.gate_up.tally(into);
+        self.down.tally(into);
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let f = self.ffn();
-        let gu = mm(x, &self.gate_up)?;
+        let gu = self.gate_up.matmul(x)?;
         let gate = gu.narrow(1, 0, f)?.silu()?;
         let up = gu.narrow(1, f, f)?;
-        Ok(mm(&(gate * up)?, &self.down)?)
+        self.down.matmul(&(gate * up)?)
     }
 }
 
@@ -95,45 +110,85 @@ pub enum Ffn {
     Moe(Moe),
 }
 
-/// Weights of one decoder layer; projection matrices stored as (in, out).
+/// Weights of one decoder layer.
 #[derive(Clone)]
 pub struct Layer {
     pub(crate) attn_norm: Tensor,
-    pub(crate) wq: Tensor,
-    pub(crate) wk: Tensor,
-    pub(crate) wv: Tensor,
-    pub(crate) wo: Tensor,
-    /// Q/K/V biases (Qwen2).
-    pub(crate) bias: Option<(Tensor, Tensor, Tensor)>,
+    /// Q, K and V side by side, (in, q + 2·kv): one product per token.
+    pub(crate) qkv: Weight,
+    /// Their biases side by side (Qwen2).
+    pub(crate) qkv_bias: Option<Tensor>,
+    /// Widths of Q and of K (= V).
+    pub(crate) q_kv: (usize, usize),
+    pub(crate) wo: Weight,
     pub(crate) ffn_norm: Tensor,
     pub(crate) ffn: Ffn,
-    /// Q, K and V side by side, (in, q + 2·kv), with their biases: set by
-    /// [`Decoder::new`], which then makes `wq`, `wk`, `wv` (and `bias`) views of it.
-    pub(crate) qkv: Option<(Tensor, Option<Tensor>)>,
 }
 
 impl Layer {
-    /// Fuses Q, K and V into one matrix (one product per token) and keeps the three as
-    /// views of it, so the weights are held once.
-    fn fuse(mut self) -> Result<Self> {
-        if self.qkv.is_some() {
-            return Ok(self);
+    /// A layer from its norms, its Q/K/V/O projections (in, out), their optional Q/K/V
+    /// biases and its feed-forward block; Q, K and V are fused into one weight.
+    pub fn new(
+        attn_norm: Tensor,
+        [wq, wk, wv]: [Weight; 3],
+        wo: Weight,
+        bias: Option<(Tensor, Tensor, Tensor)>,
+        ffn_norm: Tensor,
+        ffn: Ffn,
+    ) -> Result<Self> {
+        let q_kv = (wq.dims().1, wk.dims().1);
+        Ok(Self {
+            attn_norm,
+            qkv: Weight::concat_out(&[&wq, &wk, &wv])?,
+            qkv_bias: bias.map(|(q, k, v)| Tensor::cat(&[q, k, v], 0)).transpose()?,
+            q_kv,
+            wo,
+            ffn_norm,
+            ffn,
+        })
+    }
+
+    /// Every weight mapped by `f`, every vector by `g`.
+    fn map(&self, f: &impl Fn(&Weight) -> Result<Weight>, g: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(Self {
+            attn_norm: g(&self.attn_norm)?,
+            qkv: f(&self.qkv)?,
+            qkv_bias: self.qkv_bias.as_ref().map(g).transpose()?,
+            q_kv: self.q_kv,
+            wo: f(&self.wo)?,
+            ffn_norm: g(&self.ffn_norm)?,
+            ffn: match &self.ffn {
+                Ffn::Dense(m) => Ffn::Dense(m.map(f)?),
+                Ffn::Moe(moe) => Ffn::Moe(Moe {
+                    router: g(&moe.router)?,
+                    experts: moe.experts.iter().map(|m| m.map(f)).collect::<Result<_>>()?,
+                    top_k: moe.top_k,
+                }),
+            },
+        })
+    }
+
+    /// Bytes per weight type; `per_token` counts the experts a token reaches on average.
+    fn tally(&self, into: &mut BTreeMap<String, usize>, per_token: bool) {
+        for t in [&self.attn_norm, &self.ffn_norm].into_iter().chain(&self.qkv_bias) {
+            tally_tensor(t, into);
         }
-        let (q, kv) = (self.wq.dims()[1], self.wk.dims()[1]);
-        let w = Tensor::cat(&[&self.wq, &self.wk, &self.wv], 1)?;
-        self.wq = w.narrow(1, 0, q)?;
-        self.wk = w.narrow(1, q, kv)?;
-        self.wv = w.narrow(1, q + kv, kv)?;
-        let b = match &self.bias {
-            Some((bq, bk, bv)) => {
-                let b = Tensor::cat(&[bq, bk, bv], 0)?;
-                self.bias = Some((b.narrow(0, 0, q)?, b.narrow(0, q, kv)?, b.narrow(0, q + kv, kv)?));
-                Some(b)
+        self.qkv.tally(into);
+        self.wo.tally(into);
+        match &self.ffn {
+            Ffn::Dense(m) => m.tally(into),
+            Ffn::Moe(moe) => {
+                tally_tensor(&moe.router, into);
+                let mut experts = BTreeMap::new();
+                for m in &moe.experts {
+                    m.tally(&mut experts);
+                }
+                let n = moe.experts.len().max(1);
+                for (k, v) in experts {
+                    *into.entry(k).or_default() += if per_token { v * moe.top_k / n } else { v };
+                }
             }
-            None => None,
-        };
-        self.qkv = Some((w, b));
-        Ok(self)
+        }
     }
 }
 
@@ -143,7 +198,7 @@ pub enum Head {
     /// The embedding matrix, transposed (tied embeddings).
     Tied,
     /// Its own (hidden, vocab) matrix.
-    Matrix(Tensor),
+    Matrix(Weight),
 }
 
 /// Which logits a forward pass returns.
@@ -199,7 +254,7 @@ impl MoeCounters {
 /// A Llama-family decoder.
 pub struct Decoder {
     pub(crate) cfg: LlamaConfig,
-    pub(crate) embed: Tensor,
+    pub(crate) embed: Table,
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: Tensor,
     pub(crate) head: Head,
@@ -213,7 +268,7 @@ impl Decoder {
     /// Assembles a decoder; `embed` is (vocab, hidden), a head matrix is (hidden, vocab).
     pub fn new(
         cfg: LlamaConfig,
-        embed: Tensor,
+        embed: Table,
         layers: Vec<Layer>,
         norm: Tensor,
         head: Head,
@@ -228,7 +283,6 @@ impl Decoder {
             )));
         }
         let (cos, sin) = rope_tables(&cfg, device)?;
-        let layers = layers.into_iter().map(Layer::fuse).collect::<Result<Vec<_>>>()?;
         let experts = cfg.experts;
         Ok(Self {
             cfg,
@@ -304,66 +358,103 @@ impl Decoder {
         )
     }
 
-    /// Bytes of resident weights (every expert included).
-    pub fn weight_bytes(&self) -> usize {
-        self.dtype().size_in_bytes() * self.cfg.params()
+    /// Bytes of resident weights per type (`f32`, `q4_1`, …), every expert included.
+    pub fn weight_types(&self) -> BTreeMap<String, usize> {
+        self.tally(false)
     }
 
-    /// The element type of the weights, activations and KV cache.
+    fn tally(&self, per_token: bool) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        tally_tensor(&self.norm, &mut m);
+        for l in &self.layers {
+            l.tally(&mut m, per_token);
+        }
+        match &self.head {
+            Head::Matrix(w) => w.tally(&mut m),
+            Head::Tied => {
+                // The embedding is streamed as the head; gathering rows reads almost nothing.
+                self.embed.tally(&mut m).expect("a transposed view of the table");
+            }
+        }
+        if !per_token && matches!(self.head, Head::Matrix(_)) {
+            self.embed.tally(&mut m).expect("a transposed view of the table");
+        }
+        m
+    }
+
+    /// Bytes of resident weights (every expert included).
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_types().values().sum()
+    }
+
+    /// Bytes of weights one decoded token reads: every matrix it passes once (MoE: the
+    /// experts' average share, top-k of E), the head, and one embedding row.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let row = if matches!(self.head, Head::Matrix(_)) {
+            self.embed.row_bytes()
+        } else {
+            0
+        };
+        self.tally(true).values().sum::<usize>() + row
+    }
+
+    /// The element type of the activations and KV cache (f32 when the weights are
+    /// quantized).
     pub fn dtype(&self) -> DType {
         self.embed.dtype()
     }
 
-    /// The same model with every weight (and the RoPE tables) in `dtype`; activations and
-    /// the KV cache follow the weights, logits are returned in F32 whatever the dtype.
-    pub fn to_dtype(&self, dtype: DType) -> Result<Decoder> {
-        let c = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?) };
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                let (w, b) = l.qkv.as_ref().expect("layers are fused in Decoder::new");
-                let (q, kv) = (l.wq.dims()[1], l.wk.dims()[1]);
-                let w = c(w)?;
-                let b = b.as_ref().map(c).transpose()?;
-                Ok(Layer {
-                    attn_norm: c(&l.attn_norm)?,
-                    wq: w.narrow(1, 0, q)?,
-                    wk: w.narrow(1, q, kv)?,
-                    wv: w.narrow(1, q + kv, kv)?,
-                    wo: c(&l.wo)?,
-                    bias: match &b {
-                        Some(b) => Some((b.narrow(0, 0, q)?, b.narrow(0, q, kv)?, b.narrow(0, q + kv, kv)?)),
-                        None => None,
-                    },
-                    ffn_norm: c(&l.ffn_norm)?,
-                    ffn: match &l.ffn {
-                        Ffn::Dense(m) => Ffn::Dense(m.to_dtype(dtype)?),
-                        Ffn::Moe(moe) => Ffn::Moe(Moe {
-                            router: c(&moe.router)?,
-                            experts: moe.experts.iter().map(|m| m.to_dtype(dtype)).collect::<Result<_>>()?,
-                            top_k: moe.top_k,
-                        }),
-                    },
-                    qkv: Some((w, b)),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+    fn map_weights(
+        &self,
+        f: impl Fn(&Weight) -> Result<Weight>,
+        g: impl Fn(&Tensor) -> Result<Tensor>,
+        embed: Table,
+    ) -> Result<Decoder> {
+        let layers = self.layers.iter().map(|l| l.map(&f, &g)).collect::<Result<Vec<_>>>()?;
         let head = match &self.head {
             Head::Tied => Head::Tied,
-            Head::Matrix(w) => Head::Matrix(c(w)?),
+            Head::Matrix(w) => Head::Matrix(f(w)?),
         };
         Ok(Decoder {
             moe: Mutex::new(self.moe.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             cfg: self.cfg,
-            embed: c(&self.embed)?,
+            embed,
             layers,
-            norm: c(&self.norm)?,
+            norm: g(&self.norm)?,
             head,
-            cos: c(&self.cos)?,
-            sin: c(&self.sin)?,
+            cos: g(&self.cos)?,
+            sin: g(&self.sin)?,
             device: self.device.clone(),
         })
+    }
+
+    /// The same model with every weight (and the RoPE tables) in `dtype`; activations and
+    /// the KV cache follow the weights, logits are returned in F32 whatever the dtype.
+    /// Quantized weights refuse any dtype but f32.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Decoder> {
+        self.map_weights(
+            |w| w.to_dtype(dtype),
+            |t| Ok(t.to_dtype(dtype)?),
+            self.embed.to_dtype(dtype)?,
+        )
+    }
+
+    /// The same model with its matrices held as `format` asks (on this decoder's device).
+    pub fn convert_weights(&self, format: WeightFormat) -> Result<Decoder> {
+        let device = self.device.clone();
+        if format == WeightFormat::Q8_0 && !device.is_cpu() {
+            return Err(Error::Model(
+                "weights = \"q8_0\" runs on the CPU only; use weights = \"f32\" (or \"as-file\") on a GPU".into(),
+            ));
+        }
+        let embed = self.embed.convert(format, &device)?;
+        if embed.dtype() != self.dtype() {
+            // Dequantized blocks are f32; a bf16 model keeps its dtype.
+            return self
+                .map_weights(|w| w.convert(format, &device), |t| Ok(t.clone()), embed)?
+                .to_dtype(self.dtype());
+        }
+        self.map_weights(|w| w.convert(format, &device), |t| Ok(t.clone()), embed)
     }
 
     /// Runs `tokens` after what `cache` holds, at positions `cache.len()..`, with a causal
@@ -472,7 +563,6 @@ impl Decoder {
         let cfg = &self.cfg;
         let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim, cfg.heads, cfg.kv_heads);
         let g = h / kvh;
-        let ids = Tensor::new(tokens, &self.device)?;
         let pos = Tensor::new(positions, &self.device)?;
         let cos = self.cos.index_select(&pos, 0)?;
         let sin = self.sin.index_select(&pos, 0)?;
@@ -484,12 +574,11 @@ impl Decoder {
             Some(m) if m.dtype() != self.dtype() => Some(std::borrow::Cow::Owned(m.to_dtype(self.dtype())?)),
             m => m.map(std::borrow::Cow::Borrowed),
         };
-        let mut x = self.embed.index_select(&ids, 0)?;
+        let mut x = self.embed.lookup(tokens, &self.device)?;
         for (li, layer) in self.layers.iter().take(depth).enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let (wqkv, bqkv) = layer.qkv.as_ref().expect("layers are fused in Decoder::new");
-            let mut qkv = mm(&hn, wqkv)?;
-            if let Some(b) = bqkv {
+            let mut qkv = layer.qkv.matmul(&hn)?;
+            if let Some(b) = &layer.qkv_bias {
                 qkv = qkv.broadcast_add(b)?;
             }
             let (q, k, v) = (
@@ -532,7 +621,7 @@ impl Decoder {
                 .reshape((h, t, hd))?
                 .transpose(0, 1)?
                 .reshape((t, h * hd))?;
-            x = (x + mm(&y, &layer.wo)?)?;
+            x = (x + layer.wo.matmul(&y)?)?;
             cache.kv[li] = Some((k, v));
 
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
@@ -549,8 +638,8 @@ impl Decoder {
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         let logits = match &self.head {
-            Head::Tied => super::matvec::matmul_t(&x, &self.embed)?,
-            Head::Matrix(w) => mm(&x, w)?,
+            Head::Tied => self.embed.head(&x)?,
+            Head::Matrix(w) => w.matmul(&x)?,
         };
         Ok(if logits.dtype() == DType::F32 {
             logits
@@ -605,42 +694,44 @@ impl Decoder {
     }
 
     /// The weights under Hugging Face names in (out, in) layout, as a Llama/Mixtral
-    /// checkpoint would hold them: for exporting, and for checking against reference
-    /// implementations.
+    /// checkpoint would hold them (quantized ones dequantized): for exporting, and for
+    /// checking against reference implementations.
     pub fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let dev = &self.device;
         let mut out = vec![
-            ("model.embed_tokens.weight".to_string(), self.embed.clone()),
+            ("model.embed_tokens.weight".to_string(), self.embed.to_dense(dev)?),
             ("model.norm.weight".to_string(), self.norm.clone()),
         ];
         if let Head::Matrix(w) = &self.head {
-            out.push(("lm_head.weight".into(), w.t()?.contiguous()?));
+            out.push(("lm_head.weight".into(), w.to_dense(dev)?.t()?.contiguous()?));
         }
         let tr = |w: &Tensor| -> Result<Tensor> { Ok(w.t()?.contiguous()?) };
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
+            let (q, kv) = l.q_kv;
             out.push((format!("{p}.input_layernorm.weight"), l.attn_norm.clone()));
             out.push((format!("{p}.post_attention_layernorm.weight"), l.ffn_norm.clone()));
-            out.push((format!("{p}.self_attn.q_proj.weight"), tr(&l.wq)?));
-            out.push((format!("{p}.self_attn.k_proj.weight"), tr(&l.wk)?));
-            out.push((format!("{p}.self_attn.v_proj.weight"), tr(&l.wv)?));
-            out.push((format!("{p}.self_attn.o_proj.weight"), tr(&l.wo)?));
-            if let Some((bq, bk, bv)) = &l.bias {
-                out.push((format!("{p}.self_attn.q_proj.bias"), bq.clone()));
-                out.push((format!("{p}.self_attn.k_proj.bias"), bk.clone()));
-                out.push((format!("{p}.self_attn.v_proj.bias"), bv.clone()));
+            out.push((format!("{p}.self_attn.q_proj.weight"), tr(&l.qkv.columns(0, q)?)?));
+            out.push((format!("{p}.self_attn.k_proj.weight"), tr(&l.qkv.columns(q, kv)?)?));
+            out.push((format!("{p}.self_attn.v_proj.weight"), tr(&l.qkv.columns(q + kv, kv)?)?));
+            out.push((format!("{p}.self_attn.o_proj.weight"), tr(&l.wo.to_dense(dev)?)?));
+            if let Some(b) = &l.qkv_bias {
+                out.push((format!("{p}.self_attn.q_proj.bias"), b.narrow(0, 0, q)?));
+                out.push((format!("{p}.self_attn.k_proj.bias"), b.narrow(0, q, kv)?));
+                out.push((format!("{p}.self_attn.v_proj.bias"), b.narrow(0, q + kv, kv)?));
             }
             match &l.ffn {
                 Ffn::Dense(m) => {
                     out.push((format!("{p}.mlp.gate_proj.weight"), tr(&m.gate()?)?));
                     out.push((format!("{p}.mlp.up_proj.weight"), tr(&m.up()?)?));
-                    out.push((format!("{p}.mlp.down_proj.weight"), tr(&m.down)?));
+                    out.push((format!("{p}.mlp.down_proj.weight"), tr(&m.down()?)?));
                 }
                 Ffn::Moe(moe) => {
                     out.push((format!("{p}.block_sparse_moe.gate.weight"), tr(&moe.router)?));
                     for (j, m) in moe.experts.iter().enumerate() {
                         let q = format!("{p}.block_sparse_moe.experts.{j}");
                         out.push((format!("{q}.w1.weight"), tr(&m.gate()?)?));
-                        out.push((format!("{q}.w2.weight"), tr(&m.down)?));
+                        out.push((format!("{q}.w2.weight"), tr(&m.down()?)?));
                         out.push((format!("{q}.w3.weight"), tr(&m.up()?)?));
                     }
                 }

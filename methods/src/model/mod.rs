@@ -11,10 +11,12 @@ mod decoder;
 mod kv_cache;
 mod load;
 mod matvec;
+pub mod quant;
 mod sampling;
 mod synthetic;
 pub mod throughput;
 mod tokenizer;
+mod weight;
 
 pub use candle_core::Device;
 use serde::Deserialize;
@@ -24,6 +26,7 @@ use oae_harness::DeviceSpec;
 pub use chat::ChatTemplate;
 pub use decoder::{Decoder, KvCache, LlamaConfig, Logits, MoeCounters, all_rows, causal_mask, last_row};
 pub(crate) use decoder::{Ffn, Mlp, Moe};
+pub use weight::{Table, Weight, WeightFormat};
 pub use load::{DEFAULT_MAX_SEQ, load_gguf, load_hf, save_hf};
 pub use sampling::{Sampling, argmax, probabilities, sample, sample_from};
 pub use synthetic::SyntheticSpec;
@@ -53,6 +56,8 @@ pub struct FileModel {
     pub name: Option<String>,
     /// Context length to allocate for (default: the model's, capped at 8192).
     pub max_seq: Option<usize>,
+    /// How the matrices are held: as the file stores them (default), f32, or q8_0.
+    pub weights: WeightFormat,
 }
 
 impl FileModel {
@@ -165,13 +170,23 @@ impl ModelSpec {
         }
     }
 
-    /// Builds or loads the model on `device`.
-    pub fn load(&self, device: &Device) -> Result<LoadedModel> {
+    /// The `weights` key.
+    pub fn weights(&self) -> WeightFormat {
         match self {
-            ModelSpec::Synthetic(s) => s.build(device),
-            ModelSpec::Gguf(f) => load_gguf(&f.locate()?, f.max_seq, device),
-            ModelSpec::Hf(f) => load_hf(&f.locate()?, f.max_seq, device),
+            ModelSpec::Synthetic(s) => s.weights,
+            ModelSpec::Gguf(f) | ModelSpec::Hf(f) => f.weights,
         }
+    }
+
+    /// Builds or loads the model on `device`, its matrices held as `weights` asks.
+    pub fn load(&self, device: &Device) -> Result<LoadedModel> {
+        let mut m = match self {
+            ModelSpec::Synthetic(s) => s.build(device)?,
+            ModelSpec::Gguf(f) => load_gguf(&f.locate()?, f.max_seq, device)?,
+            ModelSpec::Hf(f) => load_hf(&f.locate()?, f.max_seq, device)?,
+        };
+        m.decoder = m.decoder.convert_weights(self.weights())?;
+        Ok(m)
     }
 }
 

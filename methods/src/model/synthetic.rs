@@ -13,8 +13,9 @@ use serde::Deserialize;
 use oae_core::rng::{seeded, standard_normal};
 
 use super::LoadedModel;
-use super::decoder::{Decoder, Ffn, Head, Layer, LlamaConfig, Mlp, Moe};
+use super::decoder::{Decoder, Ffn, Head, Layer, LlamaConfig, Mlp, Moe, Table, Weight};
 use super::tokenizer::ByteTokenizer;
+use super::weight::WeightFormat;
 use crate::error::{Error, Result};
 
 /// Shape and seed of the synthetic model (every key optional).
@@ -46,6 +47,8 @@ pub struct SyntheticSpec {
     pub experts: usize,
     /// Experts each token is routed to (MoE only).
     pub top_k: usize,
+    /// How the matrices are held: f32 (`as-file`, the default) or q8_0.
+    pub weights: WeightFormat,
 }
 
 impl Default for SyntheticSpec {
@@ -63,6 +66,7 @@ impl Default for SyntheticSpec {
             logit_scale: 4.0,
             experts: 0,
             top_k: 2,
+            weights: WeightFormat::AsFile,
         }
     }
 }
@@ -137,9 +141,9 @@ impl SyntheticSpec {
             let wo = normal(d, d, self.residual_scale * inv(d))?;
             let mut mlp = || -> Result<Mlp> {
                 Mlp::new(
-                    &normal(d, f, inv(d))?,
-                    &normal(d, f, inv(d))?,
-                    normal(f, d, self.residual_scale * inv(f))?,
+                    Weight::Dense(normal(d, f, inv(d))?),
+                    Weight::Dense(normal(d, f, inv(d))?),
+                    Weight::Dense(normal(f, d, self.residual_scale * inv(f))?),
                 )
             };
             let ffn = if cfg.experts == 0 {
@@ -152,17 +156,14 @@ impl SyntheticSpec {
                     top_k: cfg.top_k,
                 })
             };
-            layers.push(Layer {
+            layers.push(Layer::new(
                 attn_norm,
-                wq,
-                wk,
-                wv,
-                wo,
-                bias: None,
-                ffn_norm: Tensor::ones(d, candle_core::DType::F32, device)?,
+                [Weight::Dense(wq), Weight::Dense(wk), Weight::Dense(wv)],
+                Weight::Dense(wo),
+                None,
+                Tensor::ones(d, candle_core::DType::F32, device)?,
                 ffn,
-                qkv: None,
-            });
+            )?);
         }
         let norm = Tensor::ones(d, candle_core::DType::F32, device)?;
         let head = normal(d, cfg.vocab_size, self.logit_scale * inv(d))?;
@@ -172,7 +173,14 @@ impl SyntheticSpec {
             String::new()
         };
         Ok(LoadedModel {
-            decoder: Decoder::new(cfg, embed, layers, norm, Head::Matrix(head), device)?,
+            decoder: Decoder::new(
+                cfg,
+                Table::Dense(embed),
+                layers,
+                norm,
+                Head::Matrix(Weight::Dense(head)),
+                device,
+            )?,
             tokenizer: Box::new(ByteTokenizer),
             name: format!("synthetic(seed={}{moe})", self.seed),
             chat: None,

@@ -157,7 +157,7 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
     // The first repetition warms caches and the thread pool.
     prefill.remove(0);
     decode.remove(0);
-    let bytes_per_token = cfg.weight_bytes_per_token();
+    let bytes_per_token = m.decoder.weight_bytes_per_token();
     let bw = copy_bandwidth(bytes_per_token.min(256 << 20));
     let read = read_bandwidth(bytes_per_token.min(256 << 20));
     let roofline = read / bytes_per_token as f64;

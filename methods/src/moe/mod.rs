@@ -30,7 +30,7 @@ use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, Meth
 use oae_workloads::Request;
 
 use crate::generate::{Generator, serve_autoregressive};
-use crate::model::{Decoder, Ffn, LoadedModel, Mlp, Moe};
+use crate::model::{Decoder, Ffn, LoadedModel, Mlp, Moe, Weight};
 
 /// The registry entry.
 pub struct Spec;
@@ -140,7 +140,13 @@ impl Upcycle {
                 return Err(crate::Error::Model("upcycle needs dense FFN layers".into()));
             };
             let experts = (0..self.experts)
-                .map(|_| Mlp::new(&noisy(&mlp.gate()?)?, &noisy(&mlp.up()?)?, noisy(&mlp.down)?))
+                .map(|_| {
+                    Mlp::new(
+                        Weight::Dense(noisy(&mlp.gate()?)?),
+                        Weight::Dense(noisy(&mlp.up()?)?),
+                        Weight::Dense(noisy(&mlp.down()?)?),
+                    )
+                })
                 .collect::<crate::error::Result<Vec<_>>>()?;
             Ok(Ffn::Moe(Moe {
                 router: layers_routers[li].clone(),

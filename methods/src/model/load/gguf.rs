@@ -1,6 +1,6 @@
-//! GGUF files of the `llama` architecture: metadata → [`LlamaConfig`], tensors dequantized
-//! to F32 and renamed to their Hugging Face names (Q/K rows un-permuted), then assembled as
-//! a Hugging Face checkpoint would be.
+//! GGUF files of the `llama` architecture: metadata → [`LlamaConfig`], tensors renamed to
+//! their Hugging Face names (Q/K rows un-permuted), quantized blocks kept as they are where
+//! a kernel computes with them, then assembled as a Hugging Face checkpoint would be.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,7 +8,8 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 
-use super::{DEFAULT_MAX_SEQ, Source, Weights, assemble_hf, finish};
+use super::{DEFAULT_MAX_SEQ, Raw, Source, Weights, assemble_hf, finish};
+use crate::model::quant::{QMatrix, QType};
 use crate::error::Result;
 use crate::model::LoadedModel;
 use crate::model::chat::ChatTemplate;
@@ -105,7 +106,7 @@ pub fn load_gguf(path: &Path, max_seq: Option<usize>, device: &Device) -> Result
         decoder,
         Box::new(tokenizer),
         chat,
-        format!("{name} (gguf, dequantized to f32)"),
+        format!("{name} (gguf)"),
         &src,
     )
 }
@@ -177,40 +178,104 @@ fn config(ct: &gguf_file::Content, src: &Source, max_seq: Option<usize>) -> Resu
     Ok(cfg)
 }
 
-/// Every tensor the decoder uses, under its Hugging Face name, dequantized to F32 on
-/// `device`, with the Q/K rows un-permuted.
+/// Every tensor the decoder uses, under its Hugging Face name, with the Q/K rows
+/// un-permuted: matrices in a block format with a kernel stay quantized (on the CPU, bytes
+/// read straight from the file); float tensors and vectors become F32 on `device`.
 fn weights(
     ct: &gguf_file::Content,
     file: &mut std::fs::File,
     cfg: &LlamaConfig,
     src: &Source,
     device: &Device,
-) -> Result<HashMap<String, Tensor>> {
-    // GGUF names → Hugging Face names, dequantized, Q/K rows un-permuted.
+) -> Result<HashMap<String, Raw>> {
     let mut map = HashMap::new();
     let names: Vec<String> = ct.tensor_infos.keys().cloned().collect();
     for name in names {
-        let q = ct.tensor(file, &name, &Device::Cpu).map_err(|e| {
+        let Some(hf) = gguf_to_hf(&name) else {
+            continue;
+        };
+        let info = &ct.tensor_infos[&name];
+        let heads = if hf.ends_with("q_proj.weight") {
+            Some(cfg.heads)
+        } else if hf.ends_with("k_proj.weight") {
+            Some(cfg.kv_heads)
+        } else {
+            None
+        };
+        let dims = info.shape.dims();
+        let raw = match (QType::of_gguf(info.ggml_dtype), dims) {
+            (Some(_), &[rows, cols]) => {
+                let q = quantized(ct, file, &name, rows, cols, src)?;
+                let q = match heads {
+                    Some(h) => q
+                        .gather_rows(&unpermuted_order(rows, h))
+                        .map_err(|e| src.err(format_args!("tensor `{name}`: {e}")))?,
+                    None => q,
+                };
+                Raw::Quant(q)
+            }
+            _ => {
+                let t = ct
+                    .tensor(file, &name, &Device::Cpu)
+                    .map_err(|e| {
+                        src.err(format_args!(
+                            "tensor `{name}` cannot be read (truncated or corrupt file?): {e}"
+                        ))
+                    })?
+                    .dequantize(&Device::Cpu)
+                    .map_err(|e| src.err(format_args!("tensor `{name}` cannot be dequantized: {e}")))?;
+                let t = match heads {
+                    Some(h) => unpermute_rows(&t, h).map_err(|e| src.err(format_args!("tensor `{name}`: {e}")))?,
+                    None => t,
+                };
+                Raw::Dense(t.to_device(device)?)
+            }
+        };
+        map.insert(hf, raw);
+    }
+    Ok(map)
+}
+
+/// A quantized matrix's bytes, read from the file as they are.
+fn quantized(
+    ct: &gguf_file::Content,
+    file: &mut std::fs::File,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    src: &Source,
+) -> Result<QMatrix> {
+    use std::io::{Read, Seek, SeekFrom};
+    let info = &ct.tensor_infos[name];
+    let t = info.ggml_dtype;
+    let bytes = rows
+        .checked_mul(cols)
+        .map(|n| n / t.block_size() * t.type_size())
+        .ok_or_else(|| src.err(format_args!("tensor `{name}`: shape [{rows}, {cols}] is too large")))?;
+    let mut raw = vec![0u8; bytes];
+    file.seek(SeekFrom::Start(ct.tensor_data_offset + info.offset))
+        .and_then(|_| file.read_exact(&mut raw))
+        .map_err(|e| {
             src.err(format_args!(
                 "tensor `{name}` cannot be read (truncated or corrupt file?): {e}"
             ))
         })?;
-        let t = q
-            .dequantize(&Device::Cpu)
-            .map_err(|e| src.err(format_args!("tensor `{name}` cannot be dequantized: {e}")))?;
-        let Some(hf) = gguf_to_hf(&name) else {
-            continue;
-        };
-        let t = if hf.ends_with("q_proj.weight") {
-            unpermute_rows(&t, cfg.heads).map_err(|e| src.err(format_args!("tensor `{name}`: {e}")))?
-        } else if hf.ends_with("k_proj.weight") {
-            unpermute_rows(&t, cfg.kv_heads).map_err(|e| src.err(format_args!("tensor `{name}`: {e}")))?
-        } else {
-            t
-        };
-        map.insert(hf, t.to_device(device)?);
+    QMatrix::from_gguf(t, rows, cols, &raw).map_err(|e| src.err(format_args!("tensor `{name}`: {e}")))
+}
+
+/// The row order [`unpermute_rows`] produces, for quantized rows: new row
+/// `h·hd + j·hd/2 + i` is the file's row `h·hd + 2i + j`.
+fn unpermuted_order(rows: usize, heads: usize) -> Vec<usize> {
+    let hd = rows / heads.max(1);
+    let mut order = Vec::with_capacity(rows);
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..hd / 2 {
+                order.push(h * hd + 2 * i + j);
+            }
+        }
     }
-    Ok(map)
+    order
 }
 
 /// GGUF tensor name → Hugging Face name (`None` for tensors the decoder does not use, e.g.

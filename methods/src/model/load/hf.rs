@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::{DEFAULT_MAX_SEQ, Source, Weights, assemble_hf, finish};
+use super::{DEFAULT_MAX_SEQ, Raw, Source, Weights, assemble_hf, finish};
 use crate::error::{Error, Result};
 use crate::model::LoadedModel;
 use crate::model::chat::ChatTemplate;
@@ -142,7 +142,7 @@ fn config(hc: &HfConfig, src: &Source, max_seq: Option<usize>) -> Result<LlamaCo
 
 /// Every tensor of the directory's safetensors shards, as F32 on `device`; and the label
 /// errors about them use (the one shard, or the directory).
-fn shards(dir: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, PathBuf)> {
+fn shards(dir: &Path, device: &Device) -> Result<(HashMap<String, Raw>, PathBuf)> {
     let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::Model(format!("{}: cannot list: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -168,7 +168,7 @@ fn shards(dir: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, PathB
                 .to_dtype(DType::F32)
                 .and_then(|t| t.to_device(device))
                 .map_err(|e| Error::Model(format!("{}: tensor `{name}`: {e}", shard.display())))?;
-            map.insert(name, t);
+            map.insert(name, Raw::Dense(t));
         }
     }
     let shard_label = if shards.len() == 1 {

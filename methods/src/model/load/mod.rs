@@ -1,9 +1,9 @@
 //! Loading real models: GGUF files (Llama architecture) and Hugging Face directories
 //! (`config.json` + `*.safetensors` + `tokenizer.json`; Llama, Mistral, Qwen2 and
-//! Mixtral). Weights become F32 (GGUF blocks are dequantized at load: on small CPUs
-//! candle's quantized matmuls measured slower than F32), projections are stored
-//! (in, out) as the decoder wants them, and every tensor's shape is checked against the
-//! configuration before the model is assembled, so a wrong file fails at load with the
+//! Mixtral). GGUF blocks of a format with a kernel ([`super::quant`]) stay quantized, float
+//! tensors become F32 (HF: their own dtype) with projections stored (in, out) as the decoder
+//! wants them; the model spec's `weights` key then converts (see [`super::WeightFormat`]).
+//! Every tensor's shape is checked against the configuration before the model is assembled, so a wrong file fails at load with the
 //! tensor's name instead of producing garbage.
 
 mod gguf;
@@ -11,12 +11,14 @@ mod hf;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
 use super::LoadedModel;
 use super::chat::ChatTemplate;
-use super::decoder::{Decoder, Ffn, Head, Layer, LlamaConfig, Mlp, Moe};
+use super::decoder::{Decoder, Ffn, Head, Layer, LlamaConfig, Mlp, Moe, Table, Weight};
+use super::quant::QMatrix;
 use super::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
 
@@ -49,29 +51,76 @@ fn expect_shape(src: &Source, name: &str, t: &Tensor, want: &[usize]) -> Result<
     Ok(())
 }
 
-/// A set of named F32 tensors and how to fetch them with checks.
+/// A named weight as the file holds it.
+enum Raw {
+    /// Float values, matrices (out, in).
+    Dense(Tensor),
+    /// Quantized (out, in) rows.
+    Quant(QMatrix),
+}
+
+/// A set of named weights and how to fetch them with checks.
 struct Weights<'a> {
     src: Source<'a>,
-    map: HashMap<String, Tensor>,
+    map: HashMap<String, Raw>,
 }
 
 impl Weights<'_> {
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self.map.remove(name).ok_or_else(|| {
+    fn remove(&mut self, name: &str) -> Result<Raw> {
+        self.map.remove(name).ok_or_else(|| {
             self.src.err(format_args!(
                 "tensor `{name}` is missing; the file does not hold the weights this architecture needs"
             ))
-        })?;
-        expect_shape(&self.src, name, &t, shape)?;
-        Ok(t)
+        })
     }
 
-    /// An (out, in) matrix, returned as (in, out).
-    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Tensor> {
-        Ok(self.take(name, &[out, inp])?.t()?.contiguous()?)
+    /// A vector or a float matrix.
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        match self.remove(name)? {
+            Raw::Dense(t) => {
+                expect_shape(&self.src, name, &t, shape)?;
+                Ok(t)
+            }
+            Raw::Quant(q) => Err(self.src.err(format_args!(
+                "tensor `{name}` is quantized ({q:?}) where float values of shape {shape:?} are expected"
+            ))),
+        }
     }
 
-    fn optional(&mut self, name: &str) -> Option<Tensor> {
+    /// An (out, in) matrix as a projection.
+    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Weight> {
+        let raw = self.remove(name)?;
+        self.projection(name, raw, out, inp)
+    }
+
+    fn projection(&self, name: &str, raw: Raw, out: usize, inp: usize) -> Result<Weight> {
+        match raw {
+            Raw::Dense(t) => {
+                expect_shape(&self.src, name, &t, &[out, inp])?;
+                Ok(Weight::Dense(t.t()?.contiguous()?))
+            }
+            Raw::Quant(q) => {
+                if (q.rows(), q.cols()) != (out, inp) {
+                    return Err(self.src.err(format_args!(
+                        "tensor `{name}` has shape [{}, {}], the configuration implies [{out}, {inp}]",
+                        q.rows(),
+                        q.cols()
+                    )));
+                }
+                Ok(Weight::Quant(Arc::new(q)))
+            }
+        }
+    }
+
+    /// The (vocab, hidden) embedding table.
+    fn table(&mut self, name: &str, vocab: usize, hidden: usize) -> Result<Table> {
+        Ok(match self.linear(name, vocab, hidden)? {
+            Weight::Dense(t) => Table::Dense(t.t()?.contiguous()?),
+            Weight::Quant(q) => Table::Quant(q),
+        })
+    }
+
+    fn optional(&mut self, name: &str) -> Option<Raw> {
         self.map.remove(name)
     }
 }
@@ -80,7 +129,7 @@ impl Weights<'_> {
 fn assemble_hf(cfg: LlamaConfig, mut w: Weights, device: &Device) -> Result<Decoder> {
     let (d, hd, f) = (cfg.hidden, cfg.head_dim, cfg.ffn);
     let (q, kv) = (cfg.heads * hd, cfg.kv_heads * hd);
-    let embed = w.take("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
+    let embed = w.table("model.embed_tokens.weight", cfg.vocab_size, d)?;
     let mut layers = Vec::with_capacity(cfg.layers);
     for i in 0..cfg.layers {
         let p = format!("model.layers.{i}");
@@ -95,18 +144,18 @@ fn assemble_hf(cfg: LlamaConfig, mut w: Weights, device: &Device) -> Result<Deco
         };
         let ffn = if cfg.experts == 0 {
             Ffn::Dense(Mlp::new(
-                &w.linear(&format!("{p}.mlp.gate_proj.weight"), f, d)?,
-                &w.linear(&format!("{p}.mlp.up_proj.weight"), f, d)?,
+                w.linear(&format!("{p}.mlp.gate_proj.weight"), f, d)?,
+                w.linear(&format!("{p}.mlp.up_proj.weight"), f, d)?,
                 w.linear(&format!("{p}.mlp.down_proj.weight"), d, f)?,
             )?)
         } else {
             let m = format!("{p}.block_sparse_moe");
-            let router = w.linear(&format!("{m}.gate.weight"), cfg.experts, d)?;
+            let router = w.take(&format!("{m}.gate.weight"), &[cfg.experts, d])?.t()?.contiguous()?;
             let experts = (0..cfg.experts)
                 .map(|j| {
                     Mlp::new(
-                        &w.linear(&format!("{m}.experts.{j}.w1.weight"), f, d)?,
-                        &w.linear(&format!("{m}.experts.{j}.w3.weight"), f, d)?,
+                        w.linear(&format!("{m}.experts.{j}.w1.weight"), f, d)?,
+                        w.linear(&format!("{m}.experts.{j}.w3.weight"), f, d)?,
                         w.linear(&format!("{m}.experts.{j}.w2.weight"), d, f)?,
                     )
                 })
@@ -117,27 +166,25 @@ fn assemble_hf(cfg: LlamaConfig, mut w: Weights, device: &Device) -> Result<Deco
                 top_k: cfg.top_k,
             })
         };
-        layers.push(Layer {
-            attn_norm: w.take(&format!("{p}.input_layernorm.weight"), &[d])?,
-            wq: w.linear(&format!("{p}.self_attn.q_proj.weight"), q, d)?,
-            wk: w.linear(&format!("{p}.self_attn.k_proj.weight"), kv, d)?,
-            wv: w.linear(&format!("{p}.self_attn.v_proj.weight"), kv, d)?,
-            wo: w.linear(&format!("{p}.self_attn.o_proj.weight"), d, q)?,
+        layers.push(Layer::new(
+            w.take(&format!("{p}.input_layernorm.weight"), &[d])?,
+            [
+                w.linear(&format!("{p}.self_attn.q_proj.weight"), q, d)?,
+                w.linear(&format!("{p}.self_attn.k_proj.weight"), kv, d)?,
+                w.linear(&format!("{p}.self_attn.v_proj.weight"), kv, d)?,
+            ],
+            w.linear(&format!("{p}.self_attn.o_proj.weight"), d, q)?,
             bias,
-            ffn_norm: w.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
+            w.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
             ffn,
-            qkv: None,
-        });
+        )?);
     }
     let norm = w.take("model.norm.weight", &[d])?;
     let head = if cfg.tied_embeddings {
         Head::Tied
     } else {
         match w.optional("lm_head.weight") {
-            Some(t) => {
-                expect_shape(&w.src, "lm_head.weight", &t, &[cfg.vocab_size, d])?;
-                Head::Matrix(t.t()?.contiguous()?)
-            }
+            Some(raw) => Head::Matrix(w.projection("lm_head.weight", raw, cfg.vocab_size, d)?),
             None => Head::Tied,
         }
     };

@@ -1,0 +1,99 @@
+//! Formats kept exactly as the GGUF file holds them (the k-quants Q2_K…Q6_K, and Q5_0 /
+//! Q5_1), computed with candle's block types: its `vec_dot` against activations quantized to
+//! the format's partner (Q8_K, Q8_0, Q8_1), threaded here over weight rows. candle selects
+//! its SIMD versions at compile time (`-C target-feature=+avx2` or `target-cpu`), so a default
+//! build runs its portable loops for these formats.
+
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::k_quants::{
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K, GgmlType,
+};
+use rayon::prelude::*;
+
+/// `bytes` as a slice of blocks.
+fn blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
+    let size = std::mem::size_of::<T>();
+    assert!(bytes.len().is_multiple_of(size), "a row is whole blocks");
+    assert!(
+        (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()),
+        "block rows are aligned (8-byte buffer, even strides)"
+    );
+    // SAFETY: size and alignment checked; the block types are plain `repr(C)` data of
+    // integers and f16, valid for any bit pattern.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) }
+}
+
+fn dequantize_as<T: GgmlType>(row: &[u8], out: &mut [f32]) {
+    T::to_float(blocks::<T>(row), out)
+}
+
+/// One stored row as F32 values.
+pub fn dequantize(t: GgmlDType, row: &[u8], out: &mut [f32]) {
+    use GgmlDType as G;
+    match t {
+        G::Q5_0 => dequantize_as::<BlockQ5_0>(row, out),
+        G::Q5_1 => dequantize_as::<BlockQ5_1>(row, out),
+        G::Q2K => dequantize_as::<BlockQ2K>(row, out),
+        G::Q3K => dequantize_as::<BlockQ3K>(row, out),
+        G::Q4K => dequantize_as::<BlockQ4K>(row, out),
+        G::Q5K => dequantize_as::<BlockQ5K>(row, out),
+        G::Q6K => dequantize_as::<BlockQ6K>(row, out),
+        _ => unreachable!("QType::of_gguf admits only these as foreign"),
+    }
+}
+
+/// `out[r·t + i]` = stored row `r` · activation row `i`, rows in chunks of `chunk` over the
+/// thread pool.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ty: GgmlDType,
+    data: &[u8],
+    stride: usize,
+    rows: usize,
+    x: &[f32],
+    t: usize,
+    cols: usize,
+    chunk: usize,
+    out: &mut [f32],
+) {
+    use GgmlDType as G;
+    let f = match ty {
+        G::Q5_0 => matmul_as::<BlockQ5_0>,
+        G::Q5_1 => matmul_as::<BlockQ5_1>,
+        G::Q2K => matmul_as::<BlockQ2K>,
+        G::Q3K => matmul_as::<BlockQ3K>,
+        G::Q4K => matmul_as::<BlockQ4K>,
+        G::Q5K => matmul_as::<BlockQ5K>,
+        G::Q6K => matmul_as::<BlockQ6K>,
+        _ => unreachable!("QType::of_gguf admits only these as foreign"),
+    };
+    f(data, stride, rows, x, t, cols, chunk, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_as<T: GgmlType>(
+    data: &[u8],
+    stride: usize,
+    rows: usize,
+    x: &[f32],
+    t: usize,
+    cols: usize,
+    chunk: usize,
+    out: &mut [f32],
+) {
+    let nbx = cols / T::VecDotType::BLCK_SIZE;
+    let mut xq = vec![T::VecDotType::zeros(); t * nbx];
+    for (row, q) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(nbx.max(1))) {
+        T::VecDotType::from_float(row, q);
+    }
+    debug_assert_eq!(out.len(), rows * t);
+    out.par_chunks_mut(chunk * t).enumerate().for_each(|(c, o)| {
+        for (k, ov) in o.chunks_exact_mut(t).enumerate() {
+            let r = c * chunk + k;
+            let w = blocks::<T>(&data[r * stride..(r + 1) * stride]);
+            for (i, v) in ov.iter_mut().enumerate() {
+                *v = T::vec_dot(cols, w, &xq[i * nbx..(i + 1) * nbx]);
+            }
+        }
+    });
+}

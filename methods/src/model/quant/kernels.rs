@@ -1,0 +1,268 @@
+//! Dot products of own-layout weight rows (Q4_0, Q4_1, Q8_0) with quantized activation
+//! rows: a portable loop, AVX2 (`vpmaddubsw`), and AVX-512 VNNI (`vpdpbusd` on 256-bit
+//! registers). The instruction set is chosen once from what the CPU reports at run time —
+//! never from what the build machine had — and `OAE_QUANT_ISA=generic|avx2|vnni` forces one
+//! for A/B measurements (a set this CPU lacks falls back to the best it has).
+//!
+//! Each block's integer sum Σ q_w·q_x is exact; it is scaled by d_w·d_x in f32, and the
+//! blocks' minimums (Q4_1) or the −8 offset (Q4_0) enter through the activations' scaled
+//! sums, as in llama.cpp.
+
+use super::act::Activations;
+use super::QType;
+
+/// An instruction set the kernels are compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust (any CPU).
+    Generic,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX2 plus AVX-512 VNNI on 256-bit registers.
+    Vnni,
+}
+
+impl Isa {
+    /// Name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Generic => "generic",
+            Isa::Avx2 => "avx2",
+            Isa::Vnni => "avx512-vnni",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Generic => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni => {
+                Isa::Avx2.available()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// The instruction set in use: the best available, or `OAE_QUANT_ISA` when this CPU has it.
+pub fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let best = [Isa::Vnni, Isa::Avx2, Isa::Generic]
+            .into_iter()
+            .find(|i| i.available())
+            .unwrap_or(Isa::Generic);
+        let asked = match std::env::var("OAE_QUANT_ISA").as_deref() {
+            Ok("generic") => Isa::Generic,
+            Ok("avx2") => Isa::Avx2,
+            Ok("vnni") => Isa::Vnni,
+            _ => best,
+        };
+        if asked.available() { asked } else { best }
+    })
+}
+
+/// `out[r·t + i]` = row `r` of `data` (rows of `stride` bytes, `out.len() / t` of them)
+/// dotted with activation row `i`.
+pub fn rows(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
+    rows_with(isa(), q, data, stride, x, out)
+}
+
+/// [`rows`] with a given instruction set (which the caller has checked is available).
+pub fn rows_with(isa: Isa, q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
+    let n = out.len() / x.t.max(1);
+    assert!(data.len() >= n * stride, "weight rows past the matrix");
+    assert!(stride >= x.nb * q.quant_bytes() + 2 * x.np, "row layout too short for the activations");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if Isa::Avx2.available() => {
+            // SAFETY: the CPU has the features (checked); sizes checked above.
+            unsafe { x86::rows_avx2(q, data, stride, x, out) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Vnni if Isa::Vnni.available() => {
+            // SAFETY: as above.
+            unsafe { x86::rows_vnni(q, data, stride, x, out) }
+        }
+        _ => {
+            for (r, o) in out.chunks_exact_mut(x.t).enumerate() {
+                let row = &data[r * stride..(r + 1) * stride];
+                for (i, v) in o.iter_mut().enumerate() {
+                    *v = dot_generic(q, row, x, i);
+                }
+            }
+        }
+    }
+}
+
+/// One dot product in plain Rust.
+fn dot_generic(q: QType, row: &[u8], x: &Activations, i: usize) -> f32 {
+    let (nb, np) = (x.nb, x.np);
+    let (xq, xd, xs) = x.row(i);
+    let qb = q.quant_bytes();
+    let (quants, scales) = row.split_at(nb * qb);
+    let mut sum = 0f32;
+    let mut min = 0f32;
+    for b in 0..nb {
+        let dw = super::f16_at(scales, b);
+        let qs = &quants[b * qb..(b + 1) * qb];
+        let xb = &xq[b * 32..(b + 1) * 32];
+        let isum: i32 = match q {
+            QType::Q8_0 => qs.iter().zip(xb).map(|(&w, &x)| (w as i8) as i32 * x as i32).sum(),
+            _ => qs
+                .iter()
+                .enumerate()
+                .map(|(j, &w)| (w & 15) as i32 * xb[j] as i32 + (w >> 4) as i32 * xb[j + 16] as i32)
+                .sum(),
+        };
+        sum += dw * xd[b] * isum as f32;
+        match q {
+            QType::Q4_1 => min += super::f16_at(scales, np + b) * xs[b],
+            QType::Q4_0 => min -= 8.0 * dw * xs[b],
+            _ => {}
+        }
+    }
+    sum + min
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_op_in_unsafe_fn)]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::QType;
+    use super::Activations;
+
+    const Q4_0: u8 = 0;
+    const Q4_1: u8 = 1;
+    const Q8_0: u8 = 2;
+
+    /// Σ of four u8·i8 products per i32 lane.
+    #[inline(always)]
+    unsafe fn i8dot<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
+        if VNNI {
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x)
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Block `b`'s integer products, eight i32 partial sums.
+    #[inline(always)]
+    unsafe fn block<const KIND: u8, const VNNI: bool>(row: *const u8, xq: *const i8, b: usize) -> __m256i {
+        let x = _mm256_loadu_si256(xq.add(32 * b) as *const __m256i);
+        if KIND == Q8_0 {
+            let w = _mm256_loadu_si256(row.add(32 * b) as *const __m256i);
+            i8dot::<VNNI>(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+        } else {
+            let m4 = _mm_set1_epi8(15);
+            let q = _mm_loadu_si128(row.add(16 * b) as *const __m128i);
+            let lo = _mm_and_si128(q, m4);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+            i8dot::<VNNI>(_mm256_set_m128i(hi, lo), x)
+        }
+    }
+
+    /// One weight row dotted with one activation row.
+    #[inline(always)]
+    unsafe fn dot<const KIND: u8, const VNNI: bool>(
+        row: *const u8,
+        nb: usize,
+        np: usize,
+        xq: *const i8,
+        xd: *const f32,
+        xs: *const f32,
+    ) -> f32 {
+        let qb = if KIND == Q8_0 { 32 } else { 16 };
+        let scales = row.add(nb * qb);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut accm = _mm256_setzero_ps();
+        let mut sc = [0f32; 8];
+        let mut b = 0;
+        while b < nb {
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * b) as *const __m128i));
+            _mm256_storeu_ps(sc.as_mut_ptr(), _mm256_mul_ps(dw, _mm256_loadu_ps(xd.add(b))));
+            if KIND == Q4_1 {
+                let m = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * (np + b)) as *const __m128i));
+                accm = _mm256_fmadd_ps(m, _mm256_loadu_ps(xs.add(b)), accm);
+            } else if KIND == Q4_0 {
+                accm = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs.add(b)), accm);
+            }
+            if nb - b >= 8 {
+                for k in 0..8 {
+                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
+                    acc[k % 4] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[k % 4]);
+                }
+            } else {
+                for k in 0..nb - b {
+                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
+                    acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[0]);
+                }
+            }
+            b += 8;
+        }
+        let r = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        match KIND {
+            Q4_0 => r - 8.0 * hsum(accm),
+            Q4_1 => r + hsum(accm),
+            _ => r,
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn rows_of<const KIND: u8, const VNNI: bool>(data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
+        let cols = x.nb * 32;
+        for (r, o) in out.chunks_exact_mut(x.t).enumerate() {
+            let row = data.as_ptr().add(r * stride);
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = dot::<KIND, VNNI>(
+                    row,
+                    x.nb,
+                    x.np,
+                    x.qs.as_ptr().add(i * cols),
+                    x.d.as_ptr().add(i * x.np),
+                    x.s.as_ptr().add(i * x.np),
+                );
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dispatch<const VNNI: bool>(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
+        match q {
+            QType::Q4_0 => rows_of::<Q4_0, VNNI>(data, stride, x, out),
+            QType::Q4_1 => rows_of::<Q4_1, VNNI>(data, stride, x, out),
+            QType::Q8_0 => rows_of::<Q8_0, VNNI>(data, stride, x, out),
+            QType::Foreign(_) => unreachable!("foreign rows use candle's kernels"),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn rows_avx2(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
+        dispatch::<false>(q, data, stride, x, out)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    pub unsafe fn rows_vnni(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
+        dispatch::<true>(q, data, stride, x, out)
+    }
+}

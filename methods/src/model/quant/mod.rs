@@ -1,0 +1,447 @@
+//! Weight matrices kept in their GGUF quantization, and the products that read them.
+//!
+//! A [`QMatrix`] is an (out, in) matrix stored row by row in blocks of 32 (Q4_0, Q4_1,
+//! Q8_0, in this module's own row layout) or in GGUF's superblocks (the k-quants and Q5_x,
+//! as the file holds them). `x · Wᵀ` quantizes each activation row to 8 bits per 32-value
+//! block (as llama.cpp does) and takes integer dot products against the weight blocks, so a
+//! decoded token streams the file's bytes instead of four bytes per weight.
+//!
+//! Row layout of the own formats, chosen so that a group of eight blocks' scales converts
+//! with one instruction: the rows' quants (`nb` blocks of 16 or 32 bytes), then the `nb`
+//! scales as f16 padded to a multiple of 8, then (Q4_1) the `nb` minimums likewise — the
+//! same bytes as the file plus at most 28 bytes of padding per row.
+//!
+//! **Overhead model:** one pass over the quantized bytes per product, whatever the number of
+//! activation rows (each weight row is dotted with every activation row while it is in
+//! cache); activation quantization is O(rows × in), negligible next to the weights.
+
+mod act;
+mod foreign;
+mod kernels;
+
+use std::collections::BTreeMap;
+
+use candle_core::quantized::GgmlDType;
+use rayon::prelude::*;
+
+pub use act::Activations;
+pub use kernels::{Isa, isa};
+
+/// A block format this module computes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QType {
+    /// 32 values: f16 scale, 4-bit quants offset by 8.
+    Q4_0,
+    /// 32 values: f16 scale and minimum, 4-bit quants.
+    Q4_1,
+    /// 32 values: f16 scale, 8-bit quants.
+    Q8_0,
+    /// A format kept as the file holds it and computed with candle's block kernels (the
+    /// k-quants, Q5_0, Q5_1).
+    Foreign(GgmlDType),
+}
+
+impl QType {
+    /// The format of a GGUF tensor type, `None` for float types (kept as dense tensors) and
+    /// for types with no kernel.
+    pub fn of_gguf(t: GgmlDType) -> Option<QType> {
+        use GgmlDType as G;
+        match t {
+            G::Q4_0 => Some(QType::Q4_0),
+            G::Q4_1 => Some(QType::Q4_1),
+            G::Q8_0 => Some(QType::Q8_0),
+            G::Q5_0 | G::Q5_1 | G::Q2K | G::Q3K | G::Q4K | G::Q5K | G::Q6K => Some(QType::Foreign(t)),
+            G::F32 | G::F16 | G::BF16 | G::Q8_1 | G::Q8K => None,
+        }
+    }
+
+    /// Lower-case name as llama.cpp writes it (`q4_1`, `q6_k`).
+    pub fn name(self) -> &'static str {
+        use GgmlDType as G;
+        match self {
+            QType::Q4_0 => "q4_0",
+            QType::Q4_1 => "q4_1",
+            QType::Q8_0 => "q8_0",
+            QType::Foreign(G::Q5_0) => "q5_0",
+            QType::Foreign(G::Q5_1) => "q5_1",
+            QType::Foreign(G::Q2K) => "q2_k",
+            QType::Foreign(G::Q3K) => "q3_k",
+            QType::Foreign(G::Q4K) => "q4_k",
+            QType::Foreign(G::Q5K) => "q5_k",
+            QType::Foreign(G::Q6K) => "q6_k",
+            QType::Foreign(_) => "other",
+        }
+    }
+
+    /// Values per block.
+    pub fn block(self) -> usize {
+        match self {
+            QType::Q4_0 | QType::Q4_1 | QType::Q8_0 => 32,
+            QType::Foreign(t) => t.block_size(),
+        }
+    }
+
+    /// Bytes of quants per block in the own layouts.
+    fn quant_bytes(self) -> usize {
+        match self {
+            QType::Q8_0 => 32,
+            _ => 16,
+        }
+    }
+
+    /// Bytes of one stored row of `cols` values.
+    fn row_bytes(self, cols: usize) -> usize {
+        let nb = cols / self.block();
+        match self {
+            QType::Q4_0 | QType::Q8_0 => nb * self.quant_bytes() + 2 * pad8(nb),
+            QType::Q4_1 => nb * 16 + 4 * pad8(nb),
+            QType::Foreign(t) => nb * t.type_size(),
+        }
+    }
+}
+
+/// `n` rounded up to a multiple of 8.
+fn pad8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// Bytes with 8-byte alignment (the block structs read in place need 2).
+#[derive(Clone, Default)]
+struct Bytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bytes {
+    fn zeroed(len: usize) -> Bytes {
+        Bytes {
+            words: vec![0; len.div_ceil(8)],
+            len,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the words hold at least `len` initialised bytes; u8 has no alignment.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and the borrow is unique.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+/// Rows of one block format.
+#[derive(Clone)]
+struct Segment {
+    qtype: QType,
+    rows: usize,
+    stride: usize,
+    data: Bytes,
+}
+
+impl Segment {
+    fn row(&self, r: usize) -> &[u8] {
+        &self.data.as_slice()[r * self.stride..(r + 1) * self.stride]
+    }
+}
+
+/// An (out, in) matrix of quantized rows; consecutive row ranges may use different formats
+/// (a fused Q/K/V of a file that quantized V more finely).
+#[derive(Clone)]
+pub struct QMatrix {
+    cols: usize,
+    segments: Vec<Segment>,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QMatrix({} x {}, {:?})", self.rows(), self.cols, self.bytes_by_type())
+    }
+}
+
+/// Why a matrix cannot be built.
+pub type QResult<T> = std::result::Result<T, String>;
+
+impl QMatrix {
+    /// Rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.segments.iter().map(|s| s.rows).sum()
+    }
+
+    /// Columns (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Resident bytes.
+    pub fn bytes(&self) -> usize {
+        self.segments.iter().map(|s| s.data.len).sum()
+    }
+
+    /// Resident bytes per format name.
+    pub fn bytes_by_type(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for s in &self.segments {
+            *m.entry(s.qtype.name()).or_default() += s.data.len;
+        }
+        m
+    }
+
+    /// The matrix from a GGUF tensor's bytes (`rows` rows of `cols` values in `t`'s blocks).
+    pub fn from_gguf(t: GgmlDType, rows: usize, cols: usize, raw: &[u8]) -> QResult<QMatrix> {
+        let qtype = QType::of_gguf(t).ok_or_else(|| format!("{t:?} blocks have no quantized kernel"))?;
+        let block = qtype.block();
+        if cols == 0 || !cols.is_multiple_of(block) {
+            return Err(format!("rows of {cols} values are not whole {t:?} blocks of {block}"));
+        }
+        let nb = cols / block;
+        let file_row = nb * t.type_size();
+        if raw.len() != rows * file_row {
+            return Err(format!(
+                "{} bytes for {rows} rows of {nb} {t:?} blocks ({} expected)",
+                raw.len(),
+                rows * file_row
+            ));
+        }
+        let stride = qtype.row_bytes(cols);
+        let mut data = Bytes::zeroed(rows * stride);
+        let out = data.as_mut_slice();
+        for r in 0..rows {
+            let src = &raw[r * file_row..(r + 1) * file_row];
+            let dst = &mut out[r * stride..(r + 1) * stride];
+            match qtype {
+                QType::Foreign(_) => dst.copy_from_slice(src),
+                _ => repack_row(qtype, nb, src, dst),
+            }
+        }
+        Ok(QMatrix {
+            cols,
+            segments: vec![Segment {
+                qtype,
+                rows,
+                stride,
+                data,
+            }],
+        })
+    }
+
+    /// `rows` × `cols` F32 values quantized to Q8_0 (scale = max |x| / 127 per block of 32,
+    /// values rounded to nearest), as llama.cpp's `quantize` writes them.
+    pub fn quantize_q8_0(rows: usize, cols: usize, values: &[f32]) -> QResult<QMatrix> {
+        if cols == 0 || !cols.is_multiple_of(32) {
+            return Err(format!("rows of {cols} values are not whole Q8_0 blocks of 32"));
+        }
+        if values.len() != rows * cols {
+            return Err(format!("{} values for a {rows} × {cols} matrix", values.len()));
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!("value {} (row {}, column {}) is not finite", values[i], i / cols, i % cols));
+        }
+        let nb = cols / 32;
+        let stride = QType::Q8_0.row_bytes(cols);
+        let mut data = Bytes::zeroed(rows * stride);
+        let out = data.as_mut_slice();
+        for (r, row) in values.chunks_exact(cols).enumerate() {
+            let dst = &mut out[r * stride..(r + 1) * stride];
+            let (qs, ds) = dst.split_at_mut(nb * 32);
+            for (b, block) in row.chunks_exact(32).enumerate() {
+                let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = half::f16::from_f32(amax / 127.0);
+                let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+                for (q, v) in qs[b * 32..(b + 1) * 32].iter_mut().zip(block) {
+                    *q = (v * inv).round().clamp(-127.0, 127.0) as i8 as u8;
+                }
+                ds[2 * b..2 * b + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+            }
+        }
+        Ok(QMatrix {
+            cols,
+            segments: vec![Segment {
+                qtype: QType::Q8_0,
+                rows,
+                stride,
+                data,
+            }],
+        })
+    }
+
+    /// The rows of `parts` one after another (all with the same number of columns).
+    pub fn concat(parts: &[&QMatrix]) -> QResult<QMatrix> {
+        let cols = parts.first().map_or(0, |p| p.cols);
+        if let Some(p) = parts.iter().find(|p| p.cols != cols) {
+            return Err(format!("cannot stack rows of {} and {cols} values", p.cols));
+        }
+        let mut segments: Vec<Segment> = Vec::new();
+        for s in parts.iter().flat_map(|p| &p.segments) {
+            match segments.last_mut() {
+                Some(last) if last.qtype == s.qtype => {
+                    let mut data = Bytes::zeroed(last.data.len + s.data.len);
+                    data.as_mut_slice()[..last.data.len].copy_from_slice(last.data.as_slice());
+                    data.as_mut_slice()[last.data.len..].copy_from_slice(s.data.as_slice());
+                    last.data = data;
+                    last.rows += s.rows;
+                }
+                _ => segments.push(s.clone()),
+            }
+        }
+        Ok(QMatrix { cols, segments })
+    }
+
+    /// The matrix with row `i` taken from row `order[i]`.
+    pub fn gather_rows(&self, order: &[usize]) -> QResult<QMatrix> {
+        let rows = self.rows();
+        if let Some(&bad) = order.iter().find(|&&r| r >= rows) {
+            return Err(format!("row {bad} of a {rows}-row matrix"));
+        }
+        let parts: Vec<QMatrix> = order
+            .iter()
+            .map(|&r| {
+                let (s, local) = self.locate(r);
+                let mut data = Bytes::zeroed(s.stride);
+                data.as_mut_slice().copy_from_slice(s.row(local));
+                QMatrix {
+                    cols: self.cols,
+                    segments: vec![Segment {
+                        qtype: s.qtype,
+                        rows: 1,
+                        stride: s.stride,
+                        data,
+                    }],
+                }
+            })
+            .collect();
+        QMatrix::concat(&parts.iter().collect::<Vec<_>>())
+    }
+
+    /// The segment holding row `r` and the row's index in it.
+    fn locate(&self, mut r: usize) -> (&Segment, usize) {
+        for s in &self.segments {
+            if r < s.rows {
+                return (s, r);
+            }
+            r -= s.rows;
+        }
+        panic!("row index past the matrix (checked by callers)")
+    }
+
+    /// Row `r` as F32 values into `out` (`cols` long).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let (s, local) = self.locate(r);
+        match s.qtype {
+            QType::Foreign(t) => foreign::dequantize(t, s.row(local), out),
+            q => dequantize_own(q, self.cols / 32, s.row(local), out),
+        }
+    }
+
+    /// Every row as F32 values, row-major (rows × cols).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut v = vec![0f32; self.rows() * self.cols];
+        v.par_chunks_mut(self.cols)
+            .enumerate()
+            .for_each(|(r, out)| self.dequantize_row(r, out));
+        v
+    }
+
+    /// `x · Wᵀ` for `x` of `t` rows of `cols` values (row-major): `t` rows of `rows()`
+    /// values. Weight rows are split over the current thread pool's threads.
+    pub fn matmul(&self, x: &[f32], t: usize) -> Vec<f32> {
+        assert_eq!(x.len(), t * self.cols, "activation rows must have the matrix's column count");
+        let rows = self.rows();
+        // Transposed result: each weight row's `t` values are contiguous, so threads own
+        // disjoint slices.
+        let mut yt = vec![0f32; rows * t];
+        let own = self
+            .segments
+            .iter()
+            .any(|s| !matches!(s.qtype, QType::Foreign(_)))
+            .then(|| Activations::quantize(x, t, self.cols));
+        let threads = rayon::current_num_threads().max(1);
+        let mut offset = 0;
+        for s in &self.segments {
+            let out = &mut yt[offset * t..(offset + s.rows) * t];
+            offset += s.rows;
+            let chunk = s.rows.div_ceil(threads).max(1);
+            match s.qtype {
+                QType::Foreign(ty) => {
+                    foreign::matmul(ty, s.data.as_slice(), s.stride, s.rows, x, t, self.cols, chunk, out)
+                }
+                q => {
+                    let xa = own.as_ref().expect("quantized above when a segment needs it");
+                    out.par_chunks_mut(chunk * t).enumerate().for_each(|(c, out)| {
+                        let first = c * chunk;
+                        kernels::rows(q, &s.data.as_slice()[first * s.stride..], s.stride, xa, out);
+                    });
+                }
+            }
+        }
+        if t == 1 {
+            return yt;
+        }
+        let mut y = vec![0f32; rows * t];
+        for (r, col) in yt.chunks_exact(t).enumerate() {
+            for (i, v) in col.iter().enumerate() {
+                y[i * rows + r] = *v;
+            }
+        }
+        y
+    }
+}
+
+/// A GGUF Q4_0 / Q4_1 / Q8_0 row (blocks of scale[, min], quants) into the own layout.
+fn repack_row(q: QType, nb: usize, src: &[u8], dst: &mut [u8]) {
+    let (qb, head) = match q {
+        QType::Q4_1 => (16, 4),
+        QType::Q4_0 => (16, 2),
+        _ => (32, 2),
+    };
+    let (quants, scales) = dst.split_at_mut(nb * qb);
+    let np = pad8(nb);
+    for b in 0..nb {
+        let blk = &src[b * (head + qb)..(b + 1) * (head + qb)];
+        quants[b * qb..(b + 1) * qb].copy_from_slice(&blk[head..]);
+        scales[2 * b..2 * b + 2].copy_from_slice(&blk[0..2]);
+        if q == QType::Q4_1 {
+            scales[2 * (np + b)..2 * (np + b) + 2].copy_from_slice(&blk[2..4]);
+        }
+    }
+}
+
+/// Reads the f16 at `i` of a little-endian f16 array.
+fn f16_at(bytes: &[u8], i: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])).to_f32()
+}
+
+/// An own-layout row as F32 values.
+fn dequantize_own(q: QType, nb: usize, row: &[u8], out: &mut [f32]) {
+    let qb = q.quant_bytes();
+    let (quants, scales) = row.split_at(nb * qb);
+    let np = pad8(nb);
+    for b in 0..nb {
+        let d = f16_at(scales, b);
+        let o = &mut out[b * 32..(b + 1) * 32];
+        let qs = &quants[b * qb..(b + 1) * qb];
+        match q {
+            QType::Q8_0 => {
+                for (v, &x) in o.iter_mut().zip(qs) {
+                    *v = d * (x as i8) as f32;
+                }
+            }
+            QType::Q4_0 | QType::Q4_1 => {
+                let (m, off) = if q == QType::Q4_1 {
+                    (f16_at(scales, np + b), 0.0)
+                } else {
+                    (0.0, 8.0)
+                };
+                for (j, &x) in qs.iter().enumerate() {
+                    o[j] = d * ((x & 15) as f32 - off) + m;
+                    o[j + 16] = d * ((x >> 4) as f32 - off) + m;
+                }
+            }
+            QType::Foreign(_) => unreachable!("foreign rows are dequantized by candle"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ6K, BlockQ8_0, GgmlType};
+
+use super::kernels::{Isa, rows_with};
+use super::*;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = oae_core::rng::seeded(seed, &["quant-test"]);
+    (0..n).map(|_| oae_core::rng::standard_normal(&mut rng) as f32).collect()
+}
+
+/// GGUF bytes of `values` (rows × cols) in candle's blocks of type `T`.
+fn gguf_bytes<T: GgmlType>(values: &[f32]) -> Vec<u8> {
+    let mut blocks = vec![T::zeros(); values.len() / T::BLCK_SIZE];
+    T::from_float(values, &mut blocks);
+    let n = blocks.len() * std::mem::size_of::<T>();
+    // SAFETY: plain repr(C) blocks viewed as bytes.
+    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), n) }.to_vec()
+}
+
+/// candle's own dequantization of the same bytes.
+fn candle_values<T: GgmlType>(bytes: &[u8], n: usize) -> Vec<f32> {
+    let blocks: Vec<T> = (0..n / T::BLCK_SIZE)
+        .map(|i| {
+            let s = std::mem::size_of::<T>();
+            // SAFETY: reading a plain block from its bytes (unaligned read).
+            unsafe { std::ptr::read_unaligned(bytes[i * s..].as_ptr().cast::<T>()) }
+        })
+        .collect();
+    let mut out = vec![0f32; n];
+    T::to_float(&blocks, &mut out);
+    out
+}
+
+fn build(t: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QMatrix, Vec<f32>) {
+    let v = random(rows * cols, seed);
+    let (bytes, deq) = match t {
+        GgmlDType::Q4_0 => {
+            let b = gguf_bytes::<BlockQ4_0>(&v);
+            let d = candle_values::<BlockQ4_0>(&b, v.len());
+            (b, d)
+        }
+        GgmlDType::Q4_1 => {
+            let b = gguf_bytes::<BlockQ4_1>(&v);
+            let d = candle_values::<BlockQ4_1>(&b, v.len());
+            (b, d)
+        }
+        GgmlDType::Q8_0 => {
+            let b = gguf_bytes::<BlockQ8_0>(&v);
+            let d = candle_values::<BlockQ8_0>(&b, v.len());
+            (b, d)
+        }
+        GgmlDType::Q4K => {
+            let b = gguf_bytes::<BlockQ4K>(&v);
+            let d = candle_values::<BlockQ4K>(&b, v.len());
+            (b, d)
+        }
+        GgmlDType::Q6K => {
+            let b = gguf_bytes::<BlockQ6K>(&v);
+            let d = candle_values::<BlockQ6K>(&b, v.len());
+            (b, d)
+        }
+        _ => unreachable!(),
+    };
+    (QMatrix::from_gguf(t, rows, cols, &bytes).unwrap(), deq)
+}
+
+/// Checks `y` against the dequantized weights times the unquantized activations: each value
+/// within 1 % of Σ|w·x| (8-bit activations round to ±0.4 % of a block's largest value).
+fn check(y: &[f32], w: &[f32], x: &[f32], t: usize, rows: usize, cols: usize, what: &str) {
+    assert_eq!(y.len(), t * rows, "{what}");
+    for i in 0..t {
+        for r in 0..rows {
+            let (mut exact, mut mag) = (0f64, 0f64);
+            for j in 0..cols {
+                let p = w[r * cols + j] as f64 * x[i * cols + j] as f64;
+                exact += p;
+                mag += p.abs();
+            }
+            let got = y[i * rows + r] as f64;
+            assert!(
+                (got - exact).abs() <= 0.01 * mag + 1e-4,
+                "{what}: row {r} of activation {i}: {got} vs {exact} (Σ|w·x| {mag})"
+            );
+        }
+    }
+}
+
+/// Every own format, at sizes that are not multiples of eight blocks or of the thread
+/// count, one and several activation rows, one and three threads, matches the F32 product of
+/// the same dequantized weights; and its dequantization equals candle's.
+#[test]
+fn own_formats_match_the_f32_product_at_odd_sizes() {
+    for ty in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for (rows, cols) in [(1, 32), (7, 96), (65, 608), (300, 1056)] {
+            let (m, w) = build(ty, rows, cols, 1);
+            assert_eq!(m.dequantize(), w, "{ty:?} {rows}x{cols} dequantization");
+            for t in [1, 3] {
+                let x = random(t * cols, 2);
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let y = pool.install(|| m.matmul(&x, t));
+                    check(&y, &w, &x, t, rows, cols, &format!("{ty:?} {rows}x{cols} t={t} threads={threads}"));
+                }
+            }
+        }
+    }
+}
+
+/// Every instruction set this CPU has gives the same products (up to float summation order)
+/// as the portable loop.
+#[test]
+fn instruction_sets_agree() {
+    let isas: Vec<Isa> = [Isa::Avx2, Isa::Vnni].into_iter().filter(|i| i.available()).collect();
+    if isas.is_empty() {
+        eprintln!("skipped: this CPU has no AVX2 (only the portable kernels run here)");
+        return;
+    }
+    for ty in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let (rows, cols, t) = (13, 800, 2);
+        let (m, _) = build(ty, rows, cols, 3);
+        let x = random(t * cols, 4);
+        let a = Activations::quantize(&x, t, cols);
+        let s = &m.segments[0];
+        let mut want = vec![0f32; rows * t];
+        rows_with(Isa::Generic, s.qtype, s.data.as_slice(), s.stride, &a, &mut want);
+        for &isa in &isas {
+            let mut got = vec![0f32; rows * t];
+            rows_with(isa, s.qtype, s.data.as_slice(), s.stride, &a, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{ty:?} {}: {g} vs {w}", isa.name());
+            }
+        }
+    }
+}
+
+/// The k-quants computed with candle's block kernels match the F32 product too.
+#[test]
+fn k_quants_match_the_f32_product() {
+    for ty in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        let (rows, cols) = (9, 512);
+        let (m, w) = build(ty, rows, cols, 5);
+        assert_eq!(m.dequantize(), w);
+        let x = random(2 * cols, 6);
+        check(&m.matmul(&x, 2), &w, &x, 2, rows, cols, &format!("{ty:?}"));
+        // 8-bit rows of 256 values are not whole superblocks for a 96-column matrix.
+        assert!(QMatrix::from_gguf(ty, 1, 96, &[0; 10]).unwrap_err().contains("not whole"));
+    }
+}
+
+/// Stacking matrices of different formats and reordering rows keep every row's values;
+/// quantizing to Q8_0 stays within half a step of each value (and the f16 scale's rounding).
+#[test]
+fn concat_gather_and_q8_quantization() {
+    let (a, wa) = build(GgmlDType::Q4_1, 5, 64, 7);
+    let (b, wb) = build(GgmlDType::Q8_0, 3, 64, 8);
+    let c = QMatrix::concat(&[&a, &b, &a]).unwrap();
+    assert_eq!(c.rows(), 13);
+    assert_eq!(c.segments.len(), 3);
+    let mut want = wa.clone();
+    want.extend(&wb);
+    want.extend(&wa);
+    assert_eq!(c.dequantize(), want);
+    let x = random(64, 9);
+    check(&c.matmul(&x, 1), &want, &x, 1, 13, 64, "mixed segments");
+    let g = c.gather_rows(&[12, 0, 6]).unwrap();
+    let d = g.dequantize();
+    assert_eq!(&d[..64], &want[12 * 64..13 * 64]);
+    assert_eq!(&d[64..128], &want[..64]);
+    assert_eq!(&d[128..], &want[6 * 64..7 * 64]);
+    assert!(c.gather_rows(&[13]).is_err());
+    assert!(QMatrix::concat(&[&a, &build(GgmlDType::Q8_0, 1, 96, 1).0]).is_err());
+
+    let v = random(4 * 96, 10);
+    let q = QMatrix::quantize_q8_0(4, 96, &v).unwrap();
+    assert_eq!(q.bytes_by_type().keys().copied().collect::<Vec<_>>(), ["q8_0"]);
+    for (blk, (got, want)) in q.dequantize().chunks(32).zip(v.chunks(32)).enumerate() {
+        let amax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (g, w) in got.iter().zip(want) {
+            // Half a step, plus up to 127 steps of the scale's f16 rounding (2^-11 relative).
+            assert!((g - w).abs() <= amax / 127.0 * (0.5 + 127.0 / 2048.0) + 1e-6, "block {blk}: {g} vs {w}");
+        }
+    }
+    assert!(QMatrix::quantize_q8_0(1, 33, &[0.0; 33]).unwrap_err().contains("whole"));
+    assert!(QMatrix::quantize_q8_0(1, 32, &[f32::NAN; 32]).unwrap_err().contains("not finite"));
+}
