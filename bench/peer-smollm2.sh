@@ -3,10 +3,11 @@
 #
 #   bench/peer-smollm2.sh [--threads 1,2] [--runs 3] [--reps 5] [--skip torch,llama.cpp]
 #
-# Each run measures every runtime at every thread count in turn (oae, PyTorch, llama.cpp), so
-# the machine's drift falls on all of them; the summary gives each figure and each ratio as the
-# median and range over the runs, with this machine's copy bandwidth and both rooflines (oae's
-# F32 weights, the Q4_1 file's bytes).
+# Each run measures every runtime at every thread count in turn (oae with the file's blocks and
+# with f32 weights, PyTorch, llama.cpp), so the machine's drift falls on all of them; the
+# summary gives each figure and each ratio (like with like: oae as-file ÷ llama.cpp, oae f32 ÷
+# PyTorch) as the median and range over the runs, with this machine's bandwidths, each
+# runtime's roofline and oae's resident memory next to the file's size.
 #
 # Peers live in private virtual environments, never project dependencies:
 #   $OAE_PEER_VENV (default ~/.cache/oae/peer-venv): torch, transformers, accelerate, gguf;
@@ -75,7 +76,8 @@ trap 'rm -f "$out"' EXIT
 common=(bench/peer_smollm2.py --gguf "$GGUF" --oae "$OAE" --reps "$REPS")
 for run in $(seq "$RUNS"); do
   for t in ${THREADS//,/ }; do
-    python3 "${common[@]}" --only oae --threads "$t" --run "$run" >> "$out"
+    python3 "${common[@]}" --only oae --weights as-file --threads "$t" --run "$run" >> "$out"
+    python3 "${common[@]}" --only oae --weights f32 --threads "$t" --run "$run" >> "$out"
     skip torch || "$VENV/bin/python" "${common[@]}" --only torch --threads "$t" --run "$run" >> "$out"
     skip llama.cpp || "$LLAMA_VENV/bin/python" "${common[@]}" --only llama.cpp --threads "$t" --run "$run" >> "$out"
     echo "run $run, $t thread(s) done ($(date -u +%H:%M:%S))" >&2

@@ -6,11 +6,14 @@ Run by bench/peer-smollm2.sh, which installs the peers into private virtual envi
 tokens of the same text), the same number of compute threads, and decodes 64 tokens greedily
 from it; each measurement is the median of `--reps` repetitions after one warm-up.
 
-- oae: `oae models bench` (weights dequantized to F32; with its copy bandwidth and roofline).
+- oae: `oae models bench`, twice: `--weights as-file` (the file's Q4_1 / Q8_0 blocks, the
+  same bytes llama.cpp reads) and `--weights f32` (dequantized, the same values PyTorch
+  runs); with bandwidths, rooflines for the bytes each reads per token, and resident memory.
 - PyTorch + transformers: the same GGUF loaded with transformers' GGUF reader (dequantized
-  to F32 — the same weights oae runs), a manual KV-cache loop under torch.inference_mode().
+  to F32), a manual KV-cache loop under torch.inference_mode().
 - llama.cpp (llama-cpp-python built from source with the ISA options the script names): the
-  Q4_1 file as shipped (its native path: 4.5 bits per weight instead of 32).
+  Q4_1 file as shipped.
+Ratios compare like with like: oae as-file ÷ llama.cpp, oae f32 ÷ PyTorch.
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
@@ -19,6 +22,7 @@ ap.add_argument("--gguf")
 ap.add_argument("--oae")
 ap.add_argument("--only", choices=["oae", "torch", "llama.cpp"])
 ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--weights", default="as-file", choices=["as-file", "f32"])
 ap.add_argument("--run", type=int, default=1)
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--prompt-tokens", type=int, default=128)
@@ -39,13 +43,19 @@ def oae():
     out = subprocess.run(
         [args.oae, "models", "bench", args.gguf, "--json", "--threads", str(args.threads),
          "--reps", str(args.reps), "--prompt-tokens", str(args.prompt_tokens),
-         "--decode-tokens", str(args.decode_tokens)],
+         "--decode-tokens", str(args.decode_tokens), "--weights", args.weights],
         check=True, capture_output=True, text=True).stdout
     o = json.loads(out)
-    print(json.dumps({"run": args.run, "threads": args.threads, "runtime": "oae", "version": "f32",
+    types = "+".join(k for k in o["weight_types"] if k.startswith("q")) or "f32"
+    kernels = f", {o['kernels']} kernels" if o.get("kernels") else ""
+    mem = o.get("memory") or {}
+    print(json.dumps({"run": args.run, "threads": args.threads, "runtime": "oae", "weights": args.weights,
+                      "version": f"{args.weights} ({types}{kernels})",
                       "prefill_tok_s": o["prefill_tok_s"]["median"], "decode_tok_s": o["decode_tok_s"]["median"],
                       "copy_bandwidth_gb_s": o["copy_bandwidth_gb_s"], "read_bandwidth_gb_s": o["read_bandwidth_gb_s"],
-                      "roofline_tok_s": o["decode_roofline_tok_s"], "f32_bytes_per_token": o["weight_bytes_per_token"],
+                      "roofline_tok_s": o["decode_roofline_tok_s"], "bytes_per_token": o["weight_bytes_per_token"],
+                      "weight_bytes": o["weight_bytes"], "rss_after_load_mib": mem.get("rss_after_load_mib"),
+                      "rss_before_load_mib": mem.get("rss_before_load_mib"), "peak_rss_mib": mem.get("peak_rss_mib"),
                       "gguf_bytes": os.path.getsize(args.gguf)}))
 
 
@@ -110,34 +120,52 @@ def summarize(path):
     o = [r for r in rows if r["runtime"] == "oae"]
     read = {}
     if o:
+        gguf = o[0]["gguf_bytes"]
         copy = [r["copy_bandwidth_gb_s"] for r in o]
         print(f"copy bandwidth {spread(copy)} GB/s (each byte copied counted once, one thread)")
         for t in sorted({r["threads"] for r in o}):
-            read[t] = statistics.median(r["read_bandwidth_gb_s"] for r in o if r["threads"] == t)
             xs = [r["read_bandwidth_gb_s"] for r in o if r["threads"] == t]
-            print(f"read bandwidth, {t} thread(s): {spread(xs)} GB/s — decode rooflines: oae's F32 weights "
-                  f"{read[t] * 1e9 / o[0]['f32_bytes_per_token']:.0f} tok/s, "
-                  f"the Q4_1 file's bytes {read[t] * 1e9 / o[0]['gguf_bytes']:.0f} tok/s")
+            read[t] = statistics.median(xs)
+            print(f"read bandwidth, {t} thread(s): {spread(xs)} GB/s — the Q4_1 file read once per token: "
+                  f"≤ {read[t] * 1e9 / gguf:.0f} tok/s")
+        for w in sorted({r["weights"] for r in o}):
+            mine = [r for r in o if r["weights"] == w]
+            m = mine[0]
+            if m.get("rss_after_load_mib") is not None:
+                loaded = [(r["rss_after_load_mib"] - r["rss_before_load_mib"]) * 2**20 / gguf for r in mine]
+                print(f"oae {w}: weights {m['weight_bytes'] / 2**20:.1f} MiB = {m['weight_bytes'] / gguf:.2f}× the file; "
+                      f"resident set grew {spread(loaded)}× the file on loading; "
+                      f"peak RSS {spread([r['peak_rss_mib'] for r in mine])} MiB "
+                      f"(file {gguf / 2**20:.1f} MiB)")
     runs = sorted({r["run"] for r in rows})
     print(f"prompt {args.prompt_tokens} tokens, decode {args.decode_tokens} tokens; each figure the median of "
-          f"{args.reps} repetitions; {len(runs)} runs, shown as median [min–max] over runs")
+          f"{args.reps} repetitions; {len(runs)} runs, shown as median [min–max] over runs; "
+          "ratios like with like: oae as-file ÷ llama.cpp, oae f32 ÷ PyTorch")
+    same = {"llama.cpp": "as-file", "PyTorch": "f32"}
     for t in sorted({r["threads"] for r in rows}):
         at = [r for r in rows if r["threads"] == t]
         print(f"\nthreads {t}")
-        print(f"| runtime | decode tok/s | prefill tok/s | oae ÷ it, decode | oae ÷ it, prefill |")
+        print("| runtime | decode tok/s | prefill tok/s | oae ÷ it, decode | oae ÷ it, prefill |")
         print("|---|---:|---:|---:|---:|")
-        oae_by_run = {r["run"]: r for r in at if r["runtime"] == "oae"}
-        for name in ["oae", "PyTorch", "llama.cpp"]:
-            mine = [r for r in at if r["runtime"] == name]
+        for name, weights in [("oae", "as-file"), ("oae", "f32"), ("llama.cpp", None), ("PyTorch", None)]:
+            mine = [r for r in at if r["runtime"] == name and (weights is None or r.get("weights") == weights)]
             if not mine:
                 continue
-            ratio = lambda k: [oae_by_run[r["run"]][k] / r[k] for r in mine if r["run"] in oae_by_run]
             label = f"{name} {mine[0]['version']}"
+            cells = ["", ""]
+            if name in same:
+                by_run = {r["run"]: r for r in at if r["runtime"] == "oae" and r.get("weights") == same[name]}
+                ratio = lambda k: [by_run[r["run"]][k] / r[k] for r in mine if r["run"] in by_run]
+                if by_run:
+                    cells = [f"{spread(ratio('decode_tok_s'))}×", f"{spread(ratio('prefill_tok_s'))}×"]
             print(f"| {label} | {spread([r['decode_tok_s'] for r in mine])} | {spread([r['prefill_tok_s'] for r in mine])} "
-                  f"| {spread(ratio('decode_tok_s'))}× | {spread(ratio('prefill_tok_s'))}× |")
-        if oae_by_run:
-            frac = [r["decode_tok_s"] / r["roofline_tok_s"] for r in oae_by_run.values()]
-            print(f"oae decode at {spread([f * 100 for f in frac])} % of its F32 roofline")
+                  f"| {cells[0]} | {cells[1]} |")
+        for w in ["as-file", "f32"]:
+            mine = [r for r in at if r["runtime"] == "oae" and r.get("weights") == w]
+            if mine:
+                frac = [r["decode_tok_s"] / r["roofline_tok_s"] * 100 for r in mine]
+                print(f"oae {w} decode at {spread(frac)} % of its roofline "
+                      f"({mine[0]['bytes_per_token'] / 2**20:.1f} MiB read per token)")
         ll = [r for r in at if r["runtime"] == "llama.cpp"]
         if ll and t in read:
             q = [r["decode_tok_s"] / (read[t] * 1e9 / o[0]["gguf_bytes"]) * 100 for r in ll]

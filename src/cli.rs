@@ -320,6 +320,9 @@ pub struct ModelsBenchArgs {
     /// Compute threads (default: RAYON_NUM_THREADS, else logical CPUs − 1).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// How the matrices are held: as-file (a GGUF file's quantized blocks), f32 or q8_0.
+    #[arg(long, default_value = "as-file", value_parser = ["as-file", "f32", "q8_0"])]
+    pub weights: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

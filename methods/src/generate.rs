@@ -376,7 +376,10 @@ impl Generator {
                     dtype_name(m.decoder.dtype())
                 )),
             );
-            f.insert("weight_bytes_per_token".into(), json!(m.decoder.weight_bytes_per_token()));
+            f.insert(
+                "weight_bytes_per_token".into(),
+                json!(m.decoder.weight_bytes_per_token()),
+            );
             let chat = match (self.cfg.chat, &m.chat) {
                 (ChatMode::Off, _) | (_, None) => "off".to_string(),
                 (_, Some(t)) => t.name().to_string(),

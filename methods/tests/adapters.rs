@@ -92,37 +92,67 @@ fn noisy_experts_change_the_output_and_synthetic_moe_runs() {
     assert!(facts["weight_bytes"].as_u64().unwrap() > 4 * facts["active_params"].as_u64().unwrap());
 }
 
+/// On f32 weights and on q8_0 blocks (whose kernels give every row the same arithmetic
+/// whether it is verified in a batch or decoded alone).
 #[test]
 fn greedy_speculative_equals_greedy_dense_token_for_token() {
-    let mut dense = ready("dense", &format!("ignore_eos = true\n{MODEL}"));
-    for (draft, extra) in [
-        ("draft = { layers = 2 }", ""),
-        ("draft = { layers = 1 }", "adaptive = true\ngamma_max = 6\n"),
-        (
-            "draft = { model = { kind = \"synthetic\", seed = 9, layers = 1, max_seq = 256 } }",
-            "gamma = 3\n",
-        ),
-    ] {
-        let mut spec = ready("speculative", &format!("ignore_eos = true\n{MODEL}{draft}\n{extra}"));
-        for (i, prompt) in [
-            "A short prompt.",
-            "Another, longer prompt about speculative decoding 123.",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let r = request(i as u64, prompt, 40);
-            let (want, _) = generate(dense.as_mut(), &r);
-            let (got, c) = generate(spec.as_mut(), &r);
-            assert_eq!(got, want, "{draft} {extra}");
-            assert!(c["verify_steps"] >= 1.0);
-            assert!(c["accepted"] <= c["drafted"]);
-            let rate = c["accepted"] / c["drafted"];
-            assert!((c["acceptance_rate"] - rate).abs() < 1e-12);
-            assert!((c["mean_acceptance_length"] - (1.0 + c["accepted"] / c["verify_steps"])).abs() < 1e-12);
-            assert!(c["accepted_pos_1"] <= c["drafted_pos_1"]);
+    for weights in ["f32", "q8_0"] {
+        let model = format!("model = {{ kind = \"synthetic\", max_seq = 256, weights = \"{weights}\" }}\n");
+        let mut dense = ready("dense", &format!("ignore_eos = true\n{model}"));
+        assert_eq!(dense.facts()["weights"]["format"], weights);
+        for (draft, extra) in [
+            ("draft = { layers = 2 }".to_string(), ""),
+            ("draft = { layers = 1 }".to_string(), "adaptive = true\ngamma_max = 6\n"),
+            (
+                format!(
+                    "draft = {{ model = {{ kind = \"synthetic\", seed = 9, layers = 1, max_seq = 256, weights = \"{weights}\" }} }}"
+                ),
+                "gamma = 3\n",
+            ),
+        ] {
+            let mut spec = ready("speculative", &format!("ignore_eos = true\n{model}{draft}\n{extra}"));
+            for (i, prompt) in [
+                "A short prompt.",
+                "Another, longer prompt about speculative decoding 123.",
+            ]
+            .iter()
+            .enumerate()
+            {
+                let r = request(i as u64, prompt, 40);
+                let (want, _) = generate(dense.as_mut(), &r);
+                let (got, c) = generate(spec.as_mut(), &r);
+                assert_eq!(got, want, "{weights}: {draft} {extra}");
+                assert!(c["verify_steps"] >= 1.0);
+                assert!(c["accepted"] <= c["drafted"]);
+                let rate = c["accepted"] / c["drafted"];
+                assert!((c["acceptance_rate"] - rate).abs() < 1e-12);
+                assert!((c["mean_acceptance_length"] - (1.0 + c["accepted"] / c["verify_steps"])).abs() < 1e-12);
+                assert!(c["accepted_pos_1"] <= c["drafted_pos_1"]);
+            }
         }
     }
+}
+
+/// Quantized weights compute with f32 activations: another dtype is refused at setup with
+/// the way out, and the facts say which blocks and kernels ran.
+#[test]
+fn quantized_weights_name_their_blocks_and_refuse_other_dtypes() {
+    let d = ready(
+        "dense",
+        "model = { kind = \"synthetic\", max_seq = 64, weights = \"q8_0\" }\n",
+    );
+    let f = d.facts();
+    let w = &f["weights"];
+    assert!(w["bytes_by_type"]["q8_0"].as_u64().unwrap() > 0, "{w}");
+    assert!(w["kernels"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(f["weight_bytes"].as_u64().unwrap() < 2 * f["params"].as_u64().unwrap());
+    let mut m = build(
+        "dense",
+        "dtype = \"bf16\"\nmodel = { kind = \"synthetic\", max_seq = 64, weights = \"q8_0\" }\n",
+    )
+    .unwrap();
+    let e = m.prepare().unwrap_err().to_string();
+    assert!(e.contains("f32") && e.contains("weights"), "{e}");
 }
 
 #[test]

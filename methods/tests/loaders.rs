@@ -158,6 +158,12 @@ fn permute(w: &Tensor, heads: usize) -> Tensor {
 
 /// Writes the synthetic model as a llama.cpp-style GGUF file (F32 tensors).
 fn write_gguf(m: &LoadedModel, path: &Path) {
+    write_gguf_as(m, path, GgmlDType::F32)
+}
+
+/// Writes the synthetic model as a GGUF file with its matrices in `matrices` blocks (norms
+/// stay F32, as llama.cpp's `quantize` leaves them).
+fn write_gguf_as(m: &LoadedModel, path: &Path, matrices: GgmlDType) {
     let c = *m.decoder.config();
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     for (name, t) in m.decoder.hf_tensors().unwrap() {
@@ -190,7 +196,8 @@ fn write_gguf(m: &LoadedModel, path: &Path) {
         } else {
             t
         };
-        tensors.push((gguf, QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+        let ty = if t.rank() == 2 { matrices } else { GgmlDType::F32 };
+        tensors.push((gguf, QTensor::quantize(&t, ty).unwrap()));
     }
     use gguf_file::Value;
     let tokens: Vec<Value> = byte_vocab().into_iter().map(Value::String).collect();
@@ -230,6 +237,78 @@ fn gguf_round_trip_undoes_the_llama_cpp_permutation() {
         loaded.tokenizer.decode(&loaded.tokenizer.encode("gguf 2024").unwrap()),
         "gguf 2024"
     );
+}
+
+/// Largest |a − b| over the largest |b|, across every position's logits.
+fn relative_gap(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    let (mut gap, mut scale) = (0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        for (p, q) in x.iter().zip(y) {
+            gap = gap.max((p - q).abs());
+            scale = scale.max(q.abs());
+        }
+    }
+    gap / scale
+}
+
+/// A GGUF file in each block format loads with its blocks kept (`as-file`): the logits stay
+/// within the 8-bit activations' noise of the same blocks dequantized to F32, within the
+/// weights' quantization noise of the model that was written (so the quantized Q/K rows were
+/// un-permuted right), and a batch gives what one token at a time gives.
+#[test]
+fn quantized_gguf_files_keep_their_blocks_and_their_logits() {
+    use oae_methods::model::WeightFormat;
+    let wide = ModelSpec::Synthetic(SyntheticSpec {
+        max_seq: 128,
+        hidden: 256,
+        ffn: 512,
+        ..SyntheticSpec::default()
+    })
+    .load(&Device::Cpu)
+    .unwrap();
+    let tokens = [3u32, 14, 15, 92, 65, 35, 89, 79];
+    let want = logits(&wide.decoder, &tokens);
+    for (ty, name, weight_noise) in [
+        (GgmlDType::Q8_0, "q8_0", 0.05),
+        (GgmlDType::Q4_0, "q4_0", 0.5),
+        (GgmlDType::Q4_1, "q4_1", 0.5),
+        (GgmlDType::Q4K, "q4_k", 0.5),
+        (GgmlDType::Q6K, "q6_k", 0.1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.gguf");
+        write_gguf_as(&wide, &path, ty);
+        let file_bytes = std::fs::metadata(&path).unwrap().len() as f64;
+        let q = load_gguf(&path, Some(128), &Device::Cpu).unwrap();
+        let types = q.decoder.weight_types();
+        assert!(types.contains_key(name), "{name}: {types:?}");
+        // Resident: the file's bytes (plus the scale arrays' padding).
+        let ratio = q.decoder.weight_bytes() as f64 / file_bytes;
+        assert!(ratio < 1.1, "{name}: resident weights {ratio:.2}x the file");
+        let f = q.decoder.convert_weights(WeightFormat::F32).unwrap();
+        assert_eq!(f.weight_types().keys().collect::<Vec<_>>(), ["f32"]);
+        let (lq, lf) = (logits(&q.decoder, &tokens), logits(&f, &tokens));
+        let kernel = relative_gap(&lq, &lf);
+        let weights = relative_gap(&lf, &want);
+        eprintln!("{name}: as-file vs f32 {kernel:.4}, f32 vs written model {weights:.4}, resident {ratio:.3}x file");
+        assert!(kernel < 0.05, "{name}: 8-bit activations moved the logits by {kernel}");
+        assert!(
+            weights < weight_noise,
+            "{name}: the file's logits differ from the model's by {weights}"
+        );
+        // One token at a time gives the whole sequence's logits bit for bit: every weight
+        // row meets every activation row alike, and attention runs row by row.
+        let mut cache = KvCache::new(q.decoder.config().layers);
+        let stepwise: Vec<Vec<f32>> = tokens
+            .iter()
+            .flat_map(|&t| all_rows(&q.decoder.forward(&[t], &mut cache, Logits::All).unwrap()).unwrap())
+            .collect();
+        assert!(
+            stepwise == lq,
+            "{name}: stepwise logits differ by {}",
+            relative_gap(&stepwise, &lq)
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 
 use oae_methods::model::catalog::{self, CATALOG};
 use oae_methods::model::throughput::{self, Plan};
-use oae_methods::model::{FileModel, ModelSpec, SyntheticSpec};
+use oae_methods::model::{FileModel, ModelSpec, SyntheticSpec, WeightFormat};
 
 use super::cached;
 use crate::cli::{ModelsBenchArgs, ModelsCommand};
@@ -69,14 +69,18 @@ fn tokenizer(model: &str, out: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// A model named on the command line.
-fn spec_for(model: &str) -> anyhow::Result<ModelSpec> {
+fn spec_for(model: &str, weights: WeightFormat) -> anyhow::Result<ModelSpec> {
     if model == "synthetic" {
-        return Ok(ModelSpec::Synthetic(SyntheticSpec::default()));
+        return Ok(ModelSpec::Synthetic(SyntheticSpec {
+            weights,
+            ..Default::default()
+        }));
     }
     if catalog::entry(model).is_some() {
         let e = catalog::entry(model).context("catalog")?;
         let f = FileModel {
             name: Some(model.into()),
+            weights,
             ..Default::default()
         };
         return Ok(match e.layout {
@@ -87,6 +91,7 @@ fn spec_for(model: &str) -> anyhow::Result<ModelSpec> {
     let p = std::path::Path::new(model);
     let f = FileModel {
         path: Some(model.into()),
+        weights,
         ..Default::default()
     };
     if p.is_dir() {
@@ -118,7 +123,12 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         decode_tokens: args.decode_tokens,
         reps: args.reps,
     };
-    let t = throughput::measure(&spec_for(&args.model)?, plan, threads)?;
+    let weights = match args.weights.as_str() {
+        "f32" => WeightFormat::F32,
+        "q8_0" => WeightFormat::Q8_0,
+        _ => WeightFormat::AsFile,
+    };
+    let t = throughput::measure(&spec_for(&args.model, weights)?, plan, threads)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(ExitCode::SUCCESS);
@@ -128,6 +138,26 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         "{} — {} params, {} threads, loaded in {:.2} s",
         t.model, t.params, t.threads, t.load_s
     );
+    let types: Vec<String> = t
+        .weight_types
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1} MiB", *v as f64 / (1u64 << 20) as f64))
+        .collect();
+    println!(
+        "  weights {}: {}{}",
+        t.weights,
+        types.join(", "),
+        t.kernels
+            .as_deref()
+            .map(|k| format!(" (kernels: {k})"))
+            .unwrap_or_default()
+    );
+    if let Some(m) = t.memory {
+        println!(
+            "  resident: {:.1} MiB before loading, {:.1} MiB after; peak {:.1} MiB",
+            m.rss_before_load_mib, m.rss_after_load_mib, m.peak_rss_mib
+        );
+    }
     println!(
         "  prefill {:.1} tok/s (min {:.1}, max {:.1}; {} tokens, {} reps)",
         p.median, p.min, p.max, t.prompt_tokens, t.reps

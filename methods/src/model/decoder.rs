@@ -28,8 +28,8 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 pub use super::config::LlamaConfig;
 pub use super::kv_cache::KvCache;
 use super::matvec::matmul as mm;
-pub use super::weight::{Table, Weight, WeightFormat};
 use super::weight::tally_tensor;
+pub use super::weight::{Table, Weight, WeightFormat};
 use crate::error::{Error, Result};
 
 /// A SwiGLU feed-forward block; gate and up side by side in one (in, 2·ffn) weight so a
@@ -199,6 +199,15 @@ pub enum Head {
     Tied,
     /// Its own (hidden, vocab) matrix.
     Matrix(Weight),
+}
+
+/// The attention mask of a forward pass.
+#[derive(Clone, Copy)]
+enum Mask<'a> {
+    /// Each new row sees the cache and the new rows up to itself.
+    Causal,
+    /// The caller's additive mask (none: every row sees everything).
+    Given(Option<&'a Tensor>),
 }
 
 /// Which logits a forward pass returns.
@@ -477,12 +486,7 @@ impl Decoder {
             )));
         }
         let positions: Vec<u32> = (start as u32..(start + t) as u32).collect();
-        let mask = if t > 1 {
-            Some(causal_mask(start, t, &self.device)?)
-        } else {
-            None
-        };
-        self.forward_at_depth(tokens, &positions, mask.as_ref(), cache, logits, depth)
+        self.forward_masked(tokens, &positions, Mask::Causal, cache, logits, depth)
     }
 
     /// General forward: explicit positions and an optional additive mask of shape
@@ -508,6 +512,18 @@ impl Decoder {
         tokens: &[u32],
         positions: &[u32],
         mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        logits: Logits,
+        depth: usize,
+    ) -> Result<Tensor> {
+        self.forward_masked(tokens, positions, Mask::Given(mask), cache, logits, depth)
+    }
+
+    fn forward_masked(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        mask: Mask,
         cache: &mut KvCache,
         logits: Logits,
         depth: usize,
@@ -555,7 +571,7 @@ impl Decoder {
         &self,
         tokens: &[u32],
         positions: &[u32],
-        mask: Option<&Tensor>,
+        mask: Mask,
         cache: &mut KvCache,
         logits: Logits,
         depth: usize,
@@ -569,10 +585,19 @@ impl Decoder {
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = cfg.rms_eps as f32;
 
-        // A mask given in F32 is added in the model's dtype.
+        // Causal attention on the CPU in F32 is one op computed alike for any number of rows;
+        // otherwise a mask is added to the scores (the causal one built here, in the
+        // model's dtype).
+        let fused = matches!(mask, Mask::Causal) && self.device.is_cpu() && self.dtype() == DType::F32;
         let mask = match mask {
-            Some(m) if m.dtype() != self.dtype() => Some(std::borrow::Cow::Owned(m.to_dtype(self.dtype())?)),
-            m => m.map(std::borrow::Cow::Borrowed),
+            Mask::Causal if fused || t == 1 => None,
+            Mask::Causal => Some(std::borrow::Cow::Owned(
+                causal_mask(cache.len(), t, &self.device)?.to_dtype(self.dtype())?,
+            )),
+            Mask::Given(Some(m)) if m.dtype() != self.dtype() => {
+                Some(std::borrow::Cow::Owned(m.to_dtype(self.dtype())?))
+            }
+            Mask::Given(m) => m.map(std::borrow::Cow::Borrowed),
         };
         let mut x = self.embed.lookup(tokens, &self.device)?;
         for (li, layer) in self.layers.iter().take(depth).enumerate() {
@@ -605,22 +630,25 @@ impl Decoder {
                 )));
             }
 
-            // Grouped-query attention without copying K/V per head: fold the g query heads
-            // sharing a KV head into the row dimension.
-            let qg = q.reshape((kvh, g * t, hd))?;
-            let mut att = qg.matmul(&k.t()?)?.affine(scale, 0.0)?;
-            if let Some(m) = &mask {
-                att = att
-                    .reshape((h, t, total))?
-                    .broadcast_add(m.as_ref())?
-                    .reshape((kvh, g * t, total))?;
-            }
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att
-                .matmul(&v)?
-                .reshape((h, t, hd))?
-                .transpose(0, 1)?
-                .reshape((t, h * hd))?;
+            let y = if fused {
+                super::attention::attend(&q, &k, &v, scale)?
+            } else {
+                // Grouped-query attention without copying K/V per head: fold the g query
+                // heads sharing a KV head into the row dimension.
+                let qg = q.reshape((kvh, g * t, hd))?;
+                let mut att = qg.matmul(&k.t()?)?.affine(scale, 0.0)?;
+                if let Some(m) = &mask {
+                    att = att
+                        .reshape((h, t, total))?
+                        .broadcast_add(m.as_ref())?
+                        .reshape((kvh, g * t, total))?;
+                }
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                att.matmul(&v)?
+                    .reshape((h, t, hd))?
+                    .transpose(0, 1)?
+                    .reshape((t, h * hd))?
+            };
             x = (x + layer.wo.matmul(&y)?)?;
             cache.kv[li] = Some((k, v));
 

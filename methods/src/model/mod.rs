@@ -3,6 +3,7 @@
 //! [`ModelSpec`] is how a method's config names its model (`model = { kind = "synthetic" }`
 //! by default); [`LoadedModel`] is the decoder plus its tokenizer, ready to serve.
 
+mod attention;
 pub mod catalog;
 mod chat;
 mod config;
@@ -26,11 +27,11 @@ use oae_harness::DeviceSpec;
 pub use chat::ChatTemplate;
 pub use decoder::{Decoder, KvCache, LlamaConfig, Logits, MoeCounters, all_rows, causal_mask, last_row};
 pub(crate) use decoder::{Ffn, Mlp, Moe};
-pub use weight::{Table, Weight, WeightFormat};
 pub use load::{DEFAULT_MAX_SEQ, load_gguf, load_hf, save_hf};
 pub use sampling::{Sampling, argmax, probabilities, sample, sample_from};
 pub use synthetic::SyntheticSpec;
 pub use tokenizer::{ByteTokenizer, HfTokenizer, Tokenizer};
+pub use weight::{Table, Weight, WeightFormat};
 
 use crate::error::{Error, Result};
 

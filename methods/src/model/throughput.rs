@@ -1,7 +1,9 @@
 //! Prefill and decode throughput of a model next to its memory-bandwidth roofline
 //! (`oae models bench`): how close single-token decode comes to streaming every weight once
-//! per token at this machine's copy bandwidth.
+//! per token at this machine's read bandwidth — the bytes as held: four per weight in f32,
+//! the blocks' bytes when quantized — with the resident memory it took.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -50,8 +52,18 @@ pub struct Throughput {
     pub model: String,
     /// Parameters.
     pub params: usize,
+    /// How the matrices were held (`as-file`, `f32`, `q8_0`).
+    pub weights: String,
+    /// Resident weight bytes per type (`f32`, `q4_1`, …).
+    pub weight_types: BTreeMap<String, usize>,
+    /// Resident weight bytes.
+    pub weight_bytes: usize,
+    /// The quantized kernels' instruction set (when any matrix is quantized).
+    pub kernels: Option<String>,
     /// Weight bytes streamed per decoded token.
     pub weight_bytes_per_token: usize,
+    /// Resident set before and after loading, and the process's peak, MiB (Linux).
+    pub memory: Option<Memory>,
     /// Compute threads.
     pub threads: usize,
     /// Load time, s.
@@ -75,6 +87,29 @@ pub struct Throughput {
     pub decode_roofline_tok_s: f64,
     /// Median decode rate / roofline.
     pub decode_fraction_of_roofline: f64,
+}
+
+/// Resident-set figures of this process, MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Memory {
+    /// Before the model was loaded.
+    pub rss_before_load_mib: f64,
+    /// Right after loading (and converting).
+    pub rss_after_load_mib: f64,
+    /// The process's peak (VmHWM) after loading, prefill and decode (before the bandwidth
+    /// probes' buffers).
+    pub peak_rss_mib: f64,
+}
+
+/// (VmRSS, VmHWM) of this process in MiB, from /proc (Linux only).
+pub fn rss_mib() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// Copy bandwidth over a buffer of `bytes` (read + write of each byte counted once), B/s.
@@ -126,9 +161,11 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         ));
     }
     spec.check()?;
+    let before = rss_mib();
     let t0 = Instant::now();
     let m = spec.load(&Device::Cpu)?;
     let load_s = t0.elapsed().as_secs_f64();
+    let after = rss_mib();
     let cfg = *m.decoder.config();
     if plan.prompt_tokens + plan.decode_tokens > cfg.max_seq {
         return Err(Error::Request(format!(
@@ -154,6 +191,9 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         }
         decode.push(plan.decode_tokens as f64 / t.elapsed().as_secs_f64());
     }
+    // The peak so far: loading, prefill and decode (the bandwidth probes below allocate
+    // weights-sized buffers of their own).
+    let during = rss_mib();
     // The first repetition warms caches and the thread pool.
     prefill.remove(0);
     decode.remove(0);
@@ -162,9 +202,24 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
     let read = read_bandwidth(bytes_per_token.min(256 << 20));
     let roofline = read / bytes_per_token as f64;
     let decode = Spread::of(decode);
+    let weight_types = m.decoder.weight_types();
+    let quantized = weight_types.keys().any(|k| k.starts_with('q'));
+    let memory = match (before, after, during) {
+        (Some(b), Some(a), Some(end)) => Some(Memory {
+            rss_before_load_mib: b.0,
+            rss_after_load_mib: a.0,
+            peak_rss_mib: end.1,
+        }),
+        _ => None,
+    };
     Ok(Throughput {
         model: m.name.clone(),
         params: cfg.params(),
+        weights: spec.weights().name().to_string(),
+        weight_bytes: m.decoder.weight_bytes(),
+        weight_types,
+        kernels: quantized.then(|| super::quant::isa().name().to_string()),
+        memory,
         weight_bytes_per_token: bytes_per_token,
         threads,
         load_s,

@@ -65,7 +65,10 @@ impl CustomOp1 for QMatMul<'_> {
         };
         let (t, inp) = l.shape().dims2()?;
         if inp != self.0.cols() {
-            candle_core::bail!("oae-qmatmul: input rows of {inp} values for a matrix of {} columns", self.0.cols());
+            candle_core::bail!(
+                "oae-qmatmul: input rows of {inp} values for a matrix of {} columns",
+                self.0.cols()
+            );
         }
         let x = &s.as_slice::<f32>()?[a..b];
         Ok((CpuStorage::F32(self.0.matmul(x, t)), Shape::from((t, self.0.rows()))))

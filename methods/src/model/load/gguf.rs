@@ -9,11 +9,11 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 
 use super::{DEFAULT_MAX_SEQ, Raw, Source, Weights, assemble_hf, finish};
-use crate::model::quant::{QMatrix, QType};
 use crate::error::Result;
 use crate::model::LoadedModel;
 use crate::model::chat::ChatTemplate;
 use crate::model::decoder::LlamaConfig;
+use crate::model::quant::{QMatrix, QType};
 use crate::model::tokenizer::HfTokenizer;
 
 fn meta<'a>(ct: &'a gguf_file::Content, src: &Source, key: &str) -> Result<&'a gguf_file::Value> {
@@ -102,13 +102,7 @@ pub fn load_gguf(path: &Path, max_seq: Option<usize>, device: &Device) -> Result
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
-    finish(
-        decoder,
-        Box::new(tokenizer),
-        chat,
-        format!("{name} (gguf)"),
-        &src,
-    )
+    finish(decoder, Box::new(tokenizer), chat, format!("{name} (gguf)"), &src)
 }
 
 /// The model's shape from the GGUF metadata, checked.

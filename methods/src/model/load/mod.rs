@@ -150,7 +150,10 @@ fn assemble_hf(cfg: LlamaConfig, mut w: Weights, device: &Device) -> Result<Deco
             )?)
         } else {
             let m = format!("{p}.block_sparse_moe");
-            let router = w.take(&format!("{m}.gate.weight"), &[cfg.experts, d])?.t()?.contiguous()?;
+            let router = w
+                .take(&format!("{m}.gate.weight"), &[cfg.experts, d])?
+                .t()?
+                .contiguous()?;
             let experts = (0..cfg.experts)
                 .map(|j| {
                     Mlp::new(

@@ -8,8 +8,8 @@
 //! blocks' minimums (Q4_1) or the −8 offset (Q4_0) enter through the activations' scaled
 //! sums, as in llama.cpp.
 
-use super::act::Activations;
 use super::QType;
+use super::act::Activations;
 
 /// An instruction set the kernels are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,16 +74,15 @@ pub fn isa() -> Isa {
 }
 
 /// `out[r·t + i]` = row `r` of `data` (rows of `stride` bytes, `out.len() / t` of them)
-/// dotted with activation row `i`.
-pub fn rows(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
-    rows_with(isa(), q, data, stride, x, out)
-}
-
-/// [`rows`] with a given instruction set (which the caller has checked is available).
+/// dotted with activation row `i`, with the kernels for `isa` (the portable loop when this
+/// CPU lacks it).
 pub fn rows_with(isa: Isa, q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
     let n = out.len() / x.t.max(1);
     assert!(data.len() >= n * stride, "weight rows past the matrix");
-    assert!(stride >= x.nb * q.quant_bytes() + 2 * x.np, "row layout too short for the activations");
+    assert!(
+        stride >= x.nb * q.quant_bytes() + 2 * x.np,
+        "row layout too short for the activations"
+    );
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if Isa::Avx2.available() => {
@@ -106,6 +105,13 @@ pub fn rows_with(isa: Isa, q: QType, data: &[u8], stride: usize, x: &Activations
     }
 }
 
+/// Σ a·b over 32 values, written so the compiler vectorizes it for the build's baseline
+/// (SSE2 on x86-64, NEON on aarch64).
+#[inline(always)]
+fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+    a.iter().zip(b).map(|(&p, &q)| p as i32 * q as i32).sum()
+}
+
 /// One dot product in plain Rust.
 fn dot_generic(q: QType, row: &[u8], x: &Activations, i: usize) -> f32 {
     let (nb, np) = (x.nb, x.np);
@@ -114,19 +120,24 @@ fn dot_generic(q: QType, row: &[u8], x: &Activations, i: usize) -> f32 {
     let (quants, scales) = row.split_at(nb * qb);
     let mut sum = 0f32;
     let mut min = 0f32;
+    let mut w = [0i8; 32];
     for b in 0..nb {
         let dw = super::f16_at(scales, b);
         let qs = &quants[b * qb..(b + 1) * qb];
-        let xb = &xq[b * 32..(b + 1) * 32];
-        let isum: i32 = match q {
-            QType::Q8_0 => qs.iter().zip(xb).map(|(&w, &x)| (w as i8) as i32 * x as i32).sum(),
-            _ => qs
-                .iter()
-                .enumerate()
-                .map(|(j, &w)| (w & 15) as i32 * xb[j] as i32 + (w >> 4) as i32 * xb[j + 16] as i32)
-                .sum(),
-        };
-        sum += dw * xd[b] * isum as f32;
+        if q == QType::Q8_0 {
+            let qs: &[u8; 32] = qs.try_into().expect("32 quants");
+            for k in 0..32 {
+                w[k] = qs[k] as i8;
+            }
+        } else {
+            let qs: &[u8; 16] = qs.try_into().expect("16 quant bytes");
+            for k in 0..16 {
+                w[k] = (qs[k] & 15) as i8;
+                w[k + 16] = (qs[k] >> 4) as i8;
+            }
+        }
+        let xb: &[i8; 32] = xq[b * 32..(b + 1) * 32].try_into().expect("32 values");
+        sum += dw * xd[b] * dot32(&w, xb) as f32;
         match q {
             QType::Q4_1 => min += super::f16_at(scales, np + b) * xs[b],
             QType::Q4_0 => min -= 8.0 * dw * xs[b],
@@ -213,14 +224,17 @@ mod x86 {
                     acc[k % 4] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[k % 4]);
                 }
             } else {
-                for k in 0..nb - b {
+                for (k, &s) in sc.iter().enumerate().take(nb - b) {
                     let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
-                    acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[0]);
+                    acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc[0]);
                 }
             }
             b += 8;
         }
-        let r = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let r = hsum(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         match KIND {
             Q4_0 => r - 8.0 * hsum(accm),
             Q4_1 => r + hsum(accm),

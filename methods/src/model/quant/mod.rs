@@ -156,7 +156,13 @@ pub struct QMatrix {
 
 impl std::fmt::Debug for QMatrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "QMatrix({} x {}, {:?})", self.rows(), self.cols, self.bytes_by_type())
+        write!(
+            f,
+            "QMatrix({} x {}, {:?})",
+            self.rows(),
+            self.cols,
+            self.bytes_by_type()
+        )
     }
 }
 
@@ -236,7 +242,12 @@ impl QMatrix {
             return Err(format!("{} values for a {rows} × {cols} matrix", values.len()));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(format!("value {} (row {}, column {}) is not finite", values[i], i / cols, i % cols));
+            return Err(format!(
+                "value {} (row {}, column {}) is not finite",
+                values[i],
+                i / cols,
+                i % cols
+            ));
         }
         let nb = cols / 32;
         let stride = QType::Q8_0.row_bytes(cols);
@@ -336,17 +347,32 @@ impl QMatrix {
 
     /// Every row as F32 values, row-major (rows × cols).
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut v = vec![0f32; self.rows() * self.cols];
+        self.dequantize_range(0, self.rows())
+    }
+
+    /// Rows `start..start + n` as F32 values, row-major, dequantized over the thread pool.
+    pub fn dequantize_range(&self, start: usize, n: usize) -> Vec<f32> {
+        let mut v = vec![0f32; n * self.cols];
         v.par_chunks_mut(self.cols)
             .enumerate()
-            .for_each(|(r, out)| self.dequantize_row(r, out));
+            .for_each(|(r, out)| self.dequantize_row(start + r, out));
         v
     }
 
     /// `x · Wᵀ` for `x` of `t` rows of `cols` values (row-major): `t` rows of `rows()`
     /// values. Weight rows are split over the current thread pool's threads.
     pub fn matmul(&self, x: &[f32], t: usize) -> Vec<f32> {
-        assert_eq!(x.len(), t * self.cols, "activation rows must have the matrix's column count");
+        self.matmul_isa(kernels::isa(), x, t)
+    }
+
+    /// [`matmul`](Self::matmul) with the own formats' kernels for `isa` (which the caller has
+    /// checked this CPU has; for A/B benchmarks).
+    pub fn matmul_isa(&self, isa: Isa, x: &[f32], t: usize) -> Vec<f32> {
+        assert_eq!(
+            x.len(),
+            t * self.cols,
+            "activation rows must have the matrix's column count"
+        );
         let rows = self.rows();
         // Transposed result: each weight row's `t` values are contiguous, so threads own
         // disjoint slices.
@@ -370,7 +396,7 @@ impl QMatrix {
                     let xa = own.as_ref().expect("quantized above when a segment needs it");
                     out.par_chunks_mut(chunk * t).enumerate().for_each(|(c, out)| {
                         let first = c * chunk;
-                        kernels::rows(q, &s.data.as_slice()[first * s.stride..], s.stride, xa, out);
+                        kernels::rows_with(isa, q, &s.data.as_slice()[first * s.stride..], s.stride, xa, out);
                     });
                 }
             }
@@ -409,7 +435,18 @@ fn repack_row(q: QType, nb: usize, src: &[u8], dst: &mut [u8]) {
 
 /// Reads the f16 at `i` of a little-endian f16 array.
 fn f16_at(bytes: &[u8], i: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])).to_f32()
+    f16_to_f32(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]))
+}
+
+/// IEEE half → single without branches or tables: the half's exponent and mantissa moved
+/// into single-precision position are off by a bias of 2^112 (subnormals included); an
+/// all-ones exponent (infinity, NaN) stays all ones.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let em = (h & 0x7fff) as u32;
+    let v = f32::from_bits(em << 13) * f32::from_bits(0x7780_0000);
+    let special = if em >= 0x7c00 { 0x7f80_0000 } else { 0 };
+    f32::from_bits(v.to_bits() | special | sign)
 }
 
 /// An own-layout row as F32 values.
@@ -445,3 +482,19 @@ fn dequantize_own(q: QType, nb: usize, row: &[u8], out: &mut [f32]) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod f16_tests {
+    /// Every half-precision value converts as `half` converts it (NaNs stay NaN).
+    #[test]
+    fn f16_conversion_is_exact_for_every_value() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = super::f16_to_f32(h);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{h:#06x}: {got} vs {want}"
+            );
+        }
+    }
+}

@@ -6,7 +6,9 @@ use super::*;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = oae_core::rng::seeded(seed, &["quant-test"]);
-    (0..n).map(|_| oae_core::rng::standard_normal(&mut rng) as f32).collect()
+    (0..n)
+        .map(|_| oae_core::rng::standard_normal(&mut rng) as f32)
+        .collect()
 }
 
 /// GGUF bytes of `values` (rows × cols) in candle's blocks of type `T`.
@@ -100,7 +102,15 @@ fn own_formats_match_the_f32_product_at_odd_sizes() {
                 for threads in [1, 3] {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                     let y = pool.install(|| m.matmul(&x, t));
-                    check(&y, &w, &x, t, rows, cols, &format!("{ty:?} {rows}x{cols} t={t} threads={threads}"));
+                    check(
+                        &y,
+                        &w,
+                        &x,
+                        t,
+                        rows,
+                        cols,
+                        &format!("{ty:?} {rows}x{cols} t={t} threads={threads}"),
+                    );
                 }
             }
         }
@@ -128,7 +138,11 @@ fn instruction_sets_agree() {
             let mut got = vec![0f32; rows * t];
             rows_with(isa, s.qtype, s.data.as_slice(), s.stride, &a, &mut got);
             for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{ty:?} {}: {g} vs {w}", isa.name());
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{ty:?} {}: {g} vs {w}",
+                    isa.name()
+                );
             }
         }
     }
@@ -144,7 +158,11 @@ fn k_quants_match_the_f32_product() {
         let x = random(2 * cols, 6);
         check(&m.matmul(&x, 2), &w, &x, 2, rows, cols, &format!("{ty:?}"));
         // 8-bit rows of 256 values are not whole superblocks for a 96-column matrix.
-        assert!(QMatrix::from_gguf(ty, 1, 96, &[0; 10]).unwrap_err().contains("not whole"));
+        assert!(
+            QMatrix::from_gguf(ty, 1, 96, &[0; 10])
+                .unwrap_err()
+                .contains("not whole")
+        );
     }
 }
 
@@ -178,9 +196,16 @@ fn concat_gather_and_q8_quantization() {
         let amax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
         for (g, w) in got.iter().zip(want) {
             // Half a step, plus up to 127 steps of the scale's f16 rounding (2^-11 relative).
-            assert!((g - w).abs() <= amax / 127.0 * (0.5 + 127.0 / 2048.0) + 1e-6, "block {blk}: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= amax / 127.0 * (0.5 + 127.0 / 2048.0) + 1e-6,
+                "block {blk}: {g} vs {w}"
+            );
         }
     }
     assert!(QMatrix::quantize_q8_0(1, 33, &[0.0; 33]).unwrap_err().contains("whole"));
-    assert!(QMatrix::quantize_q8_0(1, 32, &[f32::NAN; 32]).unwrap_err().contains("not finite"));
+    assert!(
+        QMatrix::quantize_q8_0(1, 32, &[f32::NAN; 32])
+            .unwrap_err()
+            .contains("not finite")
+    );
 }

@@ -1,0 +1,77 @@
+//! Quantized mat-vec kernels at SmolLM2-135M's shapes (random weights: no download), one
+//! activation row as in decode, per instruction set this CPU has: time per product, GB/s of
+//! weight bytes streamed, and the share of the machine's read bandwidth that is.
+//!
+//! `cargo bench -p oae-methods --bench quant` (threads: RAYON_NUM_THREADS, default 1).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_0, GgmlType};
+use oae_methods::model::quant::{Isa, QMatrix};
+use oae_methods::model::throughput::read_bandwidth;
+
+fn matrix<T: GgmlType>(ty: GgmlDType, rows: usize, cols: usize) -> QMatrix {
+    let mut rng = oae_core::rng::seeded(7, &["quant-bench"]);
+    let v: Vec<f32> = (0..rows * cols)
+        .map(|_| oae_core::rng::standard_normal(&mut rng) as f32)
+        .collect();
+    let mut blocks = vec![T::zeros(); v.len() / T::BLCK_SIZE];
+    T::from_float(&v, &mut blocks);
+    // SAFETY: plain repr(C) blocks viewed as bytes.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), blocks.len() * std::mem::size_of::<T>()) };
+    QMatrix::from_gguf(ty, rows, cols, bytes).unwrap()
+}
+
+fn main() {
+    if std::env::var("RAYON_NUM_THREADS").is_err() {
+        // SAFETY: set before any thread pool starts.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
+    let threads = rayon::current_num_threads();
+    let shapes: Vec<(&str, QMatrix)> = vec![
+        ("qkv 960x576 q4_1", matrix::<BlockQ4_1>(GgmlDType::Q4_1, 960, 576)),
+        ("o 576x576 q4_1", matrix::<BlockQ4_1>(GgmlDType::Q4_1, 576, 576)),
+        ("gate+up 3072x576 q4_1", matrix::<BlockQ4_1>(GgmlDType::Q4_1, 3072, 576)),
+        ("down 576x1536 q4_1", matrix::<BlockQ4_1>(GgmlDType::Q4_1, 576, 1536)),
+        ("head 49152x576 q8_0", matrix::<BlockQ8_0>(GgmlDType::Q8_0, 49152, 576)),
+    ];
+    let read = read_bandwidth(64 << 20);
+    println!(
+        "{threads} thread(s); read bandwidth {:.1} GB/s (64 MiB buffer)",
+        read / 1e9
+    );
+    for isa in [Isa::Generic, Isa::Avx2, Isa::Vnni]
+        .into_iter()
+        .filter(|i| i.available())
+    {
+        let mut per_token = 0.0;
+        for (name, m) in &shapes {
+            let x: Vec<f32> = (0..m.cols()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let reps = (200_000_000 / m.bytes()).clamp(5, 2000);
+            black_box(m.matmul_isa(isa, &x, 1));
+            let t = Instant::now();
+            for _ in 0..reps {
+                black_box(m.matmul_isa(isa, black_box(&x), 1));
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            // A token passes the four layer matrices 30 times and the head once.
+            per_token += if name.starts_with("head") { s } else { 30.0 * s };
+            println!(
+                "{:>12} {name:<24} {:>8.1} µs  {:>6.1} GB/s  {:>5.1} % of read bandwidth",
+                isa.name(),
+                s * 1e6,
+                m.bytes() as f64 / s / 1e9,
+                100.0 * m.bytes() as f64 / s / read
+            );
+        }
+        println!(
+            "{:>12} SmolLM2-135M token's products: {:.2} ms ({:.0} tok/s if nothing else ran)",
+            isa.name(),
+            per_token * 1e3,
+            1.0 / per_token
+        );
+    }
+}
