@@ -76,12 +76,22 @@ fn quantized_weights_agree_with_llama_cpp_token_for_token() {
     for (i, &t) in want.iter().enumerate() {
         let best = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let gap = best - logits[t as usize];
-        assert!(gap < 0.5, "position {i}: llama.cpp's token {t} is {gap} below our top logit");
+        assert!(
+            gap < 0.5,
+            "position {i}: llama.cpp's token {t} is {gap} below our top logit"
+        );
         top += usize::from(gap == 0.0);
         logits = last_row(&m.decoder.forward(&[t], &mut cache, Logits::Last).unwrap()).unwrap();
     }
-    eprintln!("llama.cpp's token was our top token at {top} of {} positions", want.len());
-    assert!(top * 10 >= want.len() * 8, "top token at only {top} of {} positions", want.len());
+    eprintln!(
+        "llama.cpp's token was our top token at {top} of {} positions",
+        want.len()
+    );
+    assert!(
+        top * 10 >= want.len() * 8,
+        "top token at only {top} of {} positions",
+        want.len()
+    );
 }
 
 /// The same blocks dequantized to F32 (and requantized to Q8_0): logits still within the

@@ -187,6 +187,23 @@ impl ModelSpec {
             ModelSpec::Hf(f) => load_hf(&f.locate()?, f.max_seq, device)?,
         };
         m.decoder = m.decoder.convert_weights(self.weights())?;
+        if !matches!(self, ModelSpec::Synthetic(_)) {
+            // "SmolLM2 (gguf)" → "SmolLM2 (gguf, q4_1+q8_0)": what ran, in the name tables show.
+            let types = m.decoder.weight_types();
+            let mut held: Vec<&str> = types
+                .keys()
+                .filter(|k| k.starts_with('q'))
+                .map(String::as_str)
+                .collect();
+            if held.is_empty() {
+                held = types.keys().map(String::as_str).collect();
+            }
+            let held = held.join("+");
+            m.name = match m.name.strip_suffix(')') {
+                Some(stem) => format!("{stem}, {held})"),
+                None => format!("{} ({held})", m.name),
+            };
+        }
         Ok(m)
     }
 }

@@ -80,7 +80,7 @@ pub fn load_hf(dir: &Path, max_seq: Option<usize>, device: &Device) -> Result<Lo
     )?;
     let (tokenizer, chat) = tokenizer(dir, &hc)?;
     let name = format!(
-        "{} ({}, hf safetensors → f32)",
+        "{} ({}, hf safetensors)",
         dir.file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),

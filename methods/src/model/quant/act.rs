@@ -12,6 +12,10 @@ pub struct Activations {
     pub np: usize,
     /// Quants, `t × cols`.
     pub qs: Vec<i8>,
+    /// The same quants with each pair of blocks (2j, 2j + 1) reordered as the 4-bit kernels
+    /// unpack two blocks' nibbles: both blocks' values 0..16, then both blocks' 16..32 (an
+    /// odd last block stays as it is).
+    pub paired: Vec<i8>,
     /// Scales, `t × np` (padding 0).
     pub d: Vec<f32>,
     /// Scaled sums, `t × np` (padding 0).
@@ -28,6 +32,7 @@ impl Activations {
             nb,
             np,
             qs: vec![0; t * cols],
+            paired: vec![0; t * cols],
             d: vec![0.0; t * np],
             s: vec![0.0; t * np],
         };
@@ -39,11 +44,24 @@ impl Activations {
                 let qs = &mut a.qs[i * cols + b * 32..i * cols + (b + 1) * 32];
                 let mut sum = 0i32;
                 for (q, v) in qs.iter_mut().zip(block) {
-                    *q = (v * inv).round() as i8;
+                    // Round half away from zero (as roundf) without a libm call.
+                    let y = v * inv;
+                    *q = (y + 0.5f32.copysign(y)) as i8;
                     sum += *q as i32;
                 }
                 a.d[i * np + b] = d;
                 a.s[i * np + b] = d * sum as f32;
+            }
+            let (qs, paired) = (&a.qs[i * cols..(i + 1) * cols], &mut a.paired[i * cols..(i + 1) * cols]);
+            for j in 0..nb / 2 {
+                let (src, dst) = (&qs[64 * j..64 * (j + 1)], &mut paired[64 * j..64 * (j + 1)]);
+                dst[..16].copy_from_slice(&src[..16]);
+                dst[16..32].copy_from_slice(&src[32..48]);
+                dst[32..48].copy_from_slice(&src[16..32]);
+                dst[48..].copy_from_slice(&src[48..]);
+            }
+            if nb % 2 == 1 {
+                paired[32 * (nb - 1)..].copy_from_slice(&qs[32 * (nb - 1)..]);
             }
         }
         a

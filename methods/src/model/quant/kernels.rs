@@ -158,6 +158,8 @@ mod x86 {
     const Q4_0: u8 = 0;
     const Q4_1: u8 = 1;
     const Q8_0: u8 = 2;
+    /// How many rows ahead to prefetch.
+    const AHEAD: usize = 4;
 
     /// Σ of four u8·i8 products per i32 lane.
     #[inline(always)]
@@ -193,16 +195,44 @@ mod x86 {
         }
     }
 
-    /// One weight row dotted with one activation row.
+    /// Blocks `b` and `b + 1` of a 4-bit row against the pair-ordered activations: one
+    /// 32-byte load gives both blocks' low nibbles (values 0..16) and high nibbles (16..32);
+    /// i32 lanes 0..4 sum block `b`, lanes 4..8 block `b + 1`.
+    #[inline(always)]
+    unsafe fn pair4<const VNNI: bool>(row: *const u8, xp: *const i8, b: usize) -> __m256i {
+        let m4 = _mm256_set1_epi8(15);
+        let q = _mm256_loadu_si256(row.add(16 * b) as *const __m256i);
+        let lo = _mm256_and_si256(q, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        let xlo = _mm256_loadu_si256(xp.add(32 * b) as *const __m256i);
+        let xhi = _mm256_loadu_si256(xp.add(32 * b + 32) as *const __m256i);
+        if VNNI {
+            _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, xlo), hi, xhi)
+        } else {
+            // Each i16 lane is at most 2 · 2 · 15 · 127: no saturation.
+            let s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+            _mm256_madd_epi16(s, _mm256_set1_epi16(1))
+        }
+    }
+
+    /// Scales of blocks 2j, 2j + 1 of a group spread over lanes 0..4 and 4..8.
+    #[inline(always)]
+    unsafe fn pair_scales(sc: __m256, j: i32) -> __m256 {
+        let (a, b) = (2 * j, 2 * j + 1);
+        _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(a, a, a, a, b, b, b, b))
+    }
+
+    /// One weight row dotted with one activation row (`xq` in block order, `xp` pair-ordered).
     #[inline(always)]
     unsafe fn dot<const KIND: u8, const VNNI: bool>(
         row: *const u8,
         nb: usize,
         np: usize,
-        xq: *const i8,
+        x: (*const i8, *const i8),
         xd: *const f32,
         xs: *const f32,
     ) -> f32 {
+        let (xq, xp) = x;
         let qb = if KIND == Q8_0 { 32 } else { 16 };
         let scales = row.add(nb * qb);
         let mut acc = [_mm256_setzero_ps(); 4];
@@ -211,22 +241,37 @@ mod x86 {
         let mut b = 0;
         while b < nb {
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * b) as *const __m128i));
-            _mm256_storeu_ps(sc.as_mut_ptr(), _mm256_mul_ps(dw, _mm256_loadu_ps(xd.add(b))));
+            let scv = _mm256_mul_ps(dw, _mm256_loadu_ps(xd.add(b)));
             if KIND == Q4_1 {
                 let m = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * (np + b)) as *const __m128i));
                 accm = _mm256_fmadd_ps(m, _mm256_loadu_ps(xs.add(b)), accm);
             } else if KIND == Q4_0 {
                 accm = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs.add(b)), accm);
             }
-            if nb - b >= 8 {
-                for k in 0..8 {
-                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
-                    acc[k % 4] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[k % 4]);
+            let n = (nb - b).min(8);
+            if KIND != Q8_0 {
+                // Pairs of blocks, then an odd last one alone.
+                for j in 0..n / 2 {
+                    let p = _mm256_cvtepi32_ps(pair4::<VNNI>(row, xp, b + 2 * j));
+                    acc[j % 4] = _mm256_fmadd_ps(p, pair_scales(scv, j as i32), acc[j % 4]);
+                }
+                if n % 2 == 1 {
+                    _mm256_storeu_ps(sc.as_mut_ptr(), scv);
+                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + n - 1));
+                    acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[n - 1]), acc[0]);
                 }
             } else {
-                for (k, &s) in sc.iter().enumerate().take(nb - b) {
-                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
-                    acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc[0]);
+                _mm256_storeu_ps(sc.as_mut_ptr(), scv);
+                if n == 8 {
+                    for k in 0..8 {
+                        let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
+                        acc[k % 4] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[k % 4]);
+                    }
+                } else {
+                    for (k, &s) in sc.iter().enumerate().take(n) {
+                        let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
+                        acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc[0]);
+                    }
                 }
             }
             b += 8;
@@ -245,14 +290,25 @@ mod x86 {
     #[inline(always)]
     unsafe fn rows_of<const KIND: u8, const VNNI: bool>(data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
         let cols = x.nb * 32;
+        let rows = out.len() / x.t.max(1);
         for (r, o) in out.chunks_exact_mut(x.t).enumerate() {
             let row = data.as_ptr().add(r * stride);
+            // Ask for a row a few ahead while this one computes: one thread's demand loads
+            // alone leave memory idle between rows.
+            if r + AHEAD < rows {
+                let next = row.add(AHEAD * stride);
+                let mut off = 0;
+                while off < stride {
+                    _mm_prefetch::<_MM_HINT_T0>(next.add(off) as *const i8);
+                    off += 64;
+                }
+            }
             for (i, v) in o.iter_mut().enumerate() {
                 *v = dot::<KIND, VNNI>(
                     row,
                     x.nb,
                     x.np,
-                    x.qs.as_ptr().add(i * cols),
+                    (x.qs.as_ptr().add(i * cols), x.paired.as_ptr().add(i * cols)),
                     x.d.as_ptr().add(i * x.np),
                     x.s.as_ptr().add(i * x.np),
                 );
