@@ -60,7 +60,7 @@ fn quantized_weights_agree_with_llama_cpp_token_for_token() {
     let Some(m) = model() else { return };
     let types = m.decoder.weight_types();
     assert!(types.contains_key("q4_1") && types.contains_key("q8_0"), "{types:?}");
-    greedy_against_llama_cpp(&m, 0.15);
+    greedy_against_llama_cpp(&m, 0.3);
     let want: Vec<u32> = reference()["greedy"]["llama_cpp_q4_1_tokens"]
         .as_array()
         .unwrap()
