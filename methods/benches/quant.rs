@@ -1,14 +1,17 @@
-//! Quantized mat-vec kernels at SmolLM2-135M's shapes (random weights: no download), one
-//! activation row as in decode, per instruction set this CPU has: time per product, GB/s of
-//! weight bytes streamed, and the share of the machine's read bandwidth that is.
+//! Quantized mat-vec kernels at SmolLM2-135M's shapes (random weights: no download), plus a
+//! 2048² matrix in each format of a Q4_K_M file, one activation row as in decode, per
+//! instruction set this CPU has: time per product, GB/s of weight bytes streamed, and the
+//! share of the machine's read bandwidth that is.
 //!
-//! `cargo bench -p oae-methods --bench quant` (threads: RAYON_NUM_THREADS, default 1).
+//! `cargo bench -p oae-methods --bench quant` (threads: RAYON_NUM_THREADS, default 1;
+//! `OAE_QUANT_ISA=generic` measures the path of CPUs without AVX2: candle's kernels on the
+//! file's blocks).
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use candle_core::quantized::GgmlDType;
-use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_0, GgmlType};
+use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType};
 use oae_methods::model::quant::{Isa, QMatrix};
 use oae_methods::model::throughput::read_bandwidth;
 
@@ -37,16 +40,34 @@ fn main() {
         ("gate+up 3072x576 q4_1", matrix::<BlockQ4_1>(GgmlDType::Q4_1, 3072, 576)),
         ("down 576x1536 q4_1", matrix::<BlockQ4_1>(GgmlDType::Q4_1, 576, 1536)),
         ("head 49152x576 q8_0", matrix::<BlockQ8_0>(GgmlDType::Q8_0, 49152, 576)),
+        // The k-quants of Q4_K_M files (SmolLM2's width is not whole 256-value superblocks).
+        ("k 2048x2048 q4_1", matrix::<BlockQ4_1>(GgmlDType::Q4_1, 2048, 2048)),
+        (
+            "k 2048x2048 q4_k (candle)",
+            matrix::<BlockQ4K>(GgmlDType::Q4K, 2048, 2048),
+        ),
+        (
+            "k 2048x2048 q6_k (candle)",
+            matrix::<BlockQ6K>(GgmlDType::Q6K, 2048, 2048),
+        ),
+        (
+            "k 2048x2048 q5_k (candle)",
+            matrix::<BlockQ5K>(GgmlDType::Q5K, 2048, 2048),
+        ),
     ];
     let read = read_bandwidth(64 << 20);
     println!(
         "{threads} thread(s); read bandwidth {:.1} GB/s (64 MiB buffer)",
         read / 1e9
     );
-    for isa in [Isa::Generic, Isa::Avx2, Isa::Vnni]
-        .into_iter()
-        .filter(|i| i.available())
-    {
+    // Where the CPU has no AVX2 (or OAE_QUANT_ISA=generic), the blocks stay as in the file and
+    // candle's kernels compute them: that is the path measured then ("generic").
+    let isas: Vec<Isa> = if oae_methods::model::quant::isa() == Isa::Generic {
+        vec![Isa::Generic]
+    } else {
+        [Isa::Avx2, Isa::Vnni].into_iter().filter(|i| i.available()).collect()
+    };
+    for isa in isas {
         let mut per_token = 0.0;
         for (name, m) in &shapes {
             let x: Vec<f32> = (0..m.cols()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
@@ -58,7 +79,11 @@ fn main() {
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
             // A token passes the four layer matrices 30 times and the head once.
-            per_token += if name.starts_with("head") { s } else { 30.0 * s };
+            per_token += match name.split(' ').next() {
+                Some("head") => s,
+                Some("k") => 0.0,
+                _ => 30.0 * s,
+            };
             println!(
                 "{:>12} {name:<24} {:>8.1} µs  {:>6.1} GB/s  {:>5.1} % of read bandwidth",
                 isa.name(),

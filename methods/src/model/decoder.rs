@@ -69,6 +69,16 @@ impl Mlp {
         self.down.columns(0, self.down.dims().1)
     }
 
+    /// The fused gate + up weight and the down weight, as held.
+    pub fn weights(&self) -> (&Weight, &Weight) {
+        (&self.gate_up, &self.down)
+    }
+
+    /// A copy with its own memory.
+    pub fn deep_copy(&self) -> Result<Self> {
+        self.map(&|w| w.deep_copy())
+    }
+
     /// The block with both weights mapped by `f`.
     fn map(&self, f: &impl Fn(&Weight) -> Result<Weight>) -> Result<Self> {
         Ok(Self {

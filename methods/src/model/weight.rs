@@ -194,6 +194,34 @@ impl Weight {
         }
     }
 
+    /// A copy with its own memory (clones share it).
+    pub fn deep_copy(&self) -> Result<Weight> {
+        Ok(match self {
+            Weight::Dense(t) => Weight::Dense(t.copy()?),
+            Weight::Quant(q) => Weight::Quant(Arc::new(q.as_ref().clone())),
+        })
+    }
+
+    /// `dense` (in, out) held as this matrix is: quantized to its block format when it has a
+    /// single one (an upcycled expert of a quantized model stays quantized like its base),
+    /// else dense in its dtype.
+    pub fn held_like(&self, dense: Tensor) -> Result<Weight> {
+        match self {
+            Weight::Quant(q) => match q.single_format() {
+                Some(t) => {
+                    let (inp, out) = (dense.dims()[0], dense.dims()[1]);
+                    let rows = dense.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.t()?.contiguous()?;
+                    let values = rows.flatten_all()?.to_vec1::<f32>()?;
+                    Ok(Weight::Quant(Arc::new(
+                        QMatrix::quantize(t, out, inp, &values).map_err(Error::Model)?,
+                    )))
+                }
+                None => Ok(Weight::Dense(dense)),
+            },
+            Weight::Dense(t) => Ok(Weight::Dense(dense.to_dtype(t.dtype())?)),
+        }
+    }
+
     /// The matrix held as `format` asks, on `device`.
     pub fn convert(&self, format: WeightFormat, device: &Device) -> Result<Weight> {
         match (format, self) {

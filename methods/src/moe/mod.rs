@@ -30,7 +30,7 @@ use oae_harness::{BuildContext, Completion, ConfigKey, Method, MethodError, Meth
 use oae_workloads::Request;
 
 use crate::generate::{Generator, serve_autoregressive};
-use crate::model::{Decoder, Ffn, LoadedModel, Mlp, Moe, Weight};
+use crate::model::{Decoder, Ffn, LoadedModel, Mlp, Moe};
 
 /// The registry entry.
 pub struct Spec;
@@ -139,12 +139,20 @@ impl Upcycle {
             let Ffn::Dense(mlp) = ffn else {
                 return Err(crate::Error::Model("upcycle needs dense FFN layers".into()));
             };
+            // Without noise every expert is a copy of the base block as held (its own memory:
+            // an MoE's experts are resident each); with noise a perturbed copy held in the
+            // base's format (a quantized model's experts are quantized alike, so MoE and dense
+            // compare like with like).
+            let (gate_up, down) = mlp.weights();
             let experts = (0..self.experts)
                 .map(|_| {
+                    if self.noise == 0.0 {
+                        return mlp.deep_copy();
+                    }
                     Mlp::new(
-                        Weight::Dense(noisy(&mlp.gate()?)?),
-                        Weight::Dense(noisy(&mlp.up()?)?),
-                        Weight::Dense(noisy(&mlp.down()?)?),
+                        gate_up.held_like(noisy(&mlp.gate()?)?)?,
+                        gate_up.held_like(noisy(&mlp.up()?)?)?,
+                        down.held_like(noisy(&mlp.down()?)?)?,
                     )
                 })
                 .collect::<crate::error::Result<Vec<_>>>()?;

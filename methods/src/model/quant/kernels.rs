@@ -1,8 +1,10 @@
 //! Dot products of own-layout weight rows (Q4_0, Q4_1, Q8_0) with quantized activation
-//! rows: a portable loop, AVX2 (`vpmaddubsw`), and AVX-512 VNNI (`vpdpbusd` on 256-bit
-//! registers). The instruction set is chosen once from what the CPU reports at run time —
-//! never from what the build machine had — and `OAE_QUANT_ISA=generic|avx2|vnni` forces one
-//! for A/B measurements (a set this CPU lacks falls back to the best it has).
+//! rows: AVX2 (`vpmaddubsw`) and AVX-512 VNNI (`vpdpbusd` on 256-bit registers), and a
+//! portable loop that is the reference they are tested against. The instruction set is chosen
+//! once from what the CPU reports at run time — never from what the build machine had — and
+//! `OAE_QUANT_ISA=generic|avx2|vnni` forces one for A/B measurements (a set this CPU lacks
+//! falls back to the best it has). Where it is `generic`, matrices keep the file's layout and
+//! candle's kernels compute them.
 //!
 //! Each block's integer sum Σ q_w·q_x is exact; it is scaled by d_w·d_x in f32, and the
 //! blocks' minimums (Q4_1) or the −8 offset (Q4_0) enter through the activations' scaled
@@ -79,9 +81,10 @@ pub fn isa() -> Isa {
 pub fn rows_with(isa: Isa, q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
     let n = out.len() / x.t.max(1);
     assert!(data.len() >= n * stride, "weight rows past the matrix");
-    assert!(
-        stride >= x.nb * q.quant_bytes() + 2 * x.np,
-        "row layout too short for the activations"
+    assert_eq!(
+        stride,
+        q.row_bytes(x.nb * 32),
+        "row layout does not fit the activations"
     );
     match isa {
         #[cfg(target_arch = "x86_64")]

@@ -43,13 +43,16 @@ pub enum QType {
 
 impl QType {
     /// The format of a GGUF tensor type, `None` for float types (kept as dense tensors) and
-    /// for types with no kernel.
+    /// for types with no kernel. Q4_0, Q4_1 and Q8_0 take the own layout and kernels where
+    /// the CPU has AVX2, and stay as in the file for candle's kernels elsewhere.
     pub fn of_gguf(t: GgmlDType) -> Option<QType> {
         use GgmlDType as G;
+        let own = kernels::isa() != Isa::Generic;
         match t {
-            G::Q4_0 => Some(QType::Q4_0),
-            G::Q4_1 => Some(QType::Q4_1),
-            G::Q8_0 => Some(QType::Q8_0),
+            G::Q4_0 if own => Some(QType::Q4_0),
+            G::Q4_1 if own => Some(QType::Q4_1),
+            G::Q8_0 if own => Some(QType::Q8_0),
+            G::Q4_0 | G::Q4_1 | G::Q8_0 => Some(QType::Foreign(t)),
             G::Q5_0 | G::Q5_1 | G::Q2K | G::Q3K | G::Q4K | G::Q5K | G::Q6K => Some(QType::Foreign(t)),
             G::F32 | G::F16 | G::BF16 | G::Q8_1 | G::Q8K => None,
         }
@@ -61,7 +64,9 @@ impl QType {
         match self {
             QType::Q4_0 => "q4_0",
             QType::Q4_1 => "q4_1",
-            QType::Q8_0 => "q8_0",
+            QType::Q8_0 | QType::Foreign(G::Q8_0) => "q8_0",
+            QType::Foreign(G::Q4_0) => "q4_0",
+            QType::Foreign(G::Q4_1) => "q4_1",
             QType::Foreign(G::Q5_0) => "q5_0",
             QType::Foreign(G::Q5_1) => "q5_1",
             QType::Foreign(G::Q2K) => "q2_k",
@@ -78,6 +83,16 @@ impl QType {
         match self {
             QType::Q4_0 | QType::Q4_1 | QType::Q8_0 => 32,
             QType::Foreign(t) => t.block_size(),
+        }
+    }
+
+    /// The GGUF type.
+    pub fn gguf(self) -> GgmlDType {
+        match self {
+            QType::Q4_0 => GgmlDType::Q4_0,
+            QType::Q4_1 => GgmlDType::Q4_1,
+            QType::Q8_0 => GgmlDType::Q8_0,
+            QType::Foreign(t) => t,
         }
     }
 
@@ -197,6 +212,11 @@ impl QMatrix {
     /// The matrix from a GGUF tensor's bytes (`rows` rows of `cols` values in `t`'s blocks).
     pub fn from_gguf(t: GgmlDType, rows: usize, cols: usize, raw: &[u8]) -> QResult<QMatrix> {
         let qtype = QType::of_gguf(t).ok_or_else(|| format!("{t:?} blocks have no quantized kernel"))?;
+        Self::from_gguf_as(qtype, t, rows, cols, raw)
+    }
+
+    /// [`from_gguf`](Self::from_gguf) into a given format (`t`'s own layout or as in the file).
+    fn from_gguf_as(qtype: QType, t: GgmlDType, rows: usize, cols: usize, raw: &[u8]) -> QResult<QMatrix> {
         let block = qtype.block();
         if cols == 0 || !cols.is_multiple_of(block) {
             return Err(format!("rows of {cols} values are not whole {t:?} blocks of {block}"));
@@ -235,6 +255,26 @@ impl QMatrix {
     /// `rows` × `cols` F32 values quantized to Q8_0 (scale = max |x| / 127 per block of 32,
     /// values rounded to nearest), as llama.cpp's `quantize` writes them.
     pub fn quantize_q8_0(rows: usize, cols: usize, values: &[f32]) -> QResult<QMatrix> {
+        let m = Self::quantize_q8_0_own(rows, cols, values)?;
+        if QType::of_gguf(GgmlDType::Q8_0) == Some(QType::Q8_0) {
+            return Ok(m);
+        }
+        // No own kernels here: the same blocks in the file's layout, for candle's.
+        let nb = cols / 32;
+        let mut raw = vec![0u8; rows * nb * 34];
+        let s = &m.segments[0];
+        for r in 0..rows {
+            let (quants, scales) = s.row(r).split_at(nb * 32);
+            for b in 0..nb {
+                let o = (r * nb + b) * 34;
+                raw[o..o + 2].copy_from_slice(&scales[2 * b..2 * b + 2]);
+                raw[o + 2..o + 34].copy_from_slice(&quants[32 * b..32 * (b + 1)]);
+            }
+        }
+        QMatrix::from_gguf(GgmlDType::Q8_0, rows, cols, &raw)
+    }
+
+    fn quantize_q8_0_own(rows: usize, cols: usize, values: &[f32]) -> QResult<QMatrix> {
         if cols == 0 || !cols.is_multiple_of(32) {
             return Err(format!("rows of {cols} values are not whole Q8_0 blocks of 32"));
         }
@@ -275,6 +315,28 @@ impl QMatrix {
                 data,
             }],
         })
+    }
+
+    /// The GGUF type of every row, when there is one.
+    pub fn single_format(&self) -> Option<GgmlDType> {
+        let t = self.segments.first()?.qtype;
+        self.segments.iter().all(|s| s.qtype == t).then(|| t.gguf())
+    }
+
+    /// `rows` × `cols` F32 values quantized to GGUF type `t` (candle's quantizers, as
+    /// llama.cpp's `quantize` without an importance matrix).
+    pub fn quantize(t: GgmlDType, rows: usize, cols: usize, values: &[f32]) -> QResult<QMatrix> {
+        let qtype = QType::of_gguf(t).ok_or_else(|| format!("{t:?} blocks have no quantized kernel"))?;
+        if cols == 0 || !cols.is_multiple_of(qtype.block()) {
+            return Err(format!(
+                "rows of {cols} values are not whole {t:?} blocks of {}",
+                qtype.block()
+            ));
+        }
+        if values.len() != rows * cols {
+            return Err(format!("{} values for a {rows} × {cols} matrix", values.len()));
+        }
+        Self::from_gguf(t, rows, cols, &foreign::quantize(t, values))
     }
 
     /// The rows of `parts` one after another (all with the same number of columns).

@@ -1,5 +1,5 @@
 use candle_core::quantized::GgmlDType;
-use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ6K, BlockQ8_0, GgmlType};
+use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType};
 
 use super::kernels::{Isa, rows_with};
 use super::*;
@@ -60,6 +60,11 @@ fn build(t: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QMatrix, Vec<f32
         GgmlDType::Q6K => {
             let b = gguf_bytes::<BlockQ6K>(&v);
             let d = candle_values::<BlockQ6K>(&b, v.len());
+            (b, d)
+        }
+        GgmlDType::Q5K => {
+            let b = gguf_bytes::<BlockQ5K>(&v);
+            let d = candle_values::<BlockQ5K>(&b, v.len());
             (b, d)
         }
         _ => unreachable!(),
@@ -128,7 +133,19 @@ fn instruction_sets_agree() {
     }
     for ty in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
         let (rows, cols, t) = (13, 800, 2);
-        let (m, _) = build(ty, rows, cols, 3);
+        let v = random(rows * cols, 3);
+        let bytes = match ty {
+            GgmlDType::Q4_0 => gguf_bytes::<BlockQ4_0>(&v),
+            GgmlDType::Q4_1 => gguf_bytes::<BlockQ4_1>(&v),
+            _ => gguf_bytes::<BlockQ8_0>(&v),
+        };
+        let own = match ty {
+            GgmlDType::Q4_0 => QType::Q4_0,
+            GgmlDType::Q4_1 => QType::Q4_1,
+            _ => QType::Q8_0,
+        };
+        // The own layout whatever OAE_QUANT_ISA says (the portable loop reads it too).
+        let m = QMatrix::from_gguf_as(own, ty, rows, cols, &bytes).unwrap();
         let x = random(t * cols, 4);
         let a = Activations::quantize(&x, t, cols);
         let s = &m.segments[0];
@@ -151,7 +168,7 @@ fn instruction_sets_agree() {
 /// The k-quants computed with candle's block kernels match the F32 product too.
 #[test]
 fn k_quants_match_the_f32_product() {
-    for ty in [GgmlDType::Q4K, GgmlDType::Q6K] {
+    for ty in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
         let (rows, cols) = (9, 512);
         let (m, w) = build(ty, rows, cols, 5);
         assert_eq!(m.dequantize(), w);
