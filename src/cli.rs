@@ -32,6 +32,9 @@ pub enum Command {
     Doctor,
     /// Merge run directories (shards or repeats): histograms exactly, records concatenated.
     Merge(MergeArgs),
+    /// Work with a suite's cells (method × workload × trial) for job arrays.
+    #[command(subcommand)]
+    Suite(SuiteCommand),
     /// Import a peer harness's per-request results (AIPerf, GuideLLM, vllm bench serve) as an oae run directory
     /// that `score`, `report` and `gate` read: latencies from each intended arrival, every
     /// failure kept, no energy (and run.json says so).
@@ -496,6 +499,31 @@ fn positive_ms(s: &str) -> Result<f64, String> {
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SuiteCommand {
+    /// List the suite's cells — one method replaying one workload in one trial — with their
+    /// stable ids, as `oae run --cell` numbers them.
+    Plan(SuitePlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuitePlanArgs {
+    /// Suite TOML file; omit for the embedded suites/quick.toml.
+    pub suite: Option<PathBuf>,
+    /// The seed the run will use (part of each cell's id).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// The requests per workload the run will use (part of each cell's id).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// The trials the run will use.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub trials: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Mean request rate of the traffic, requests per second.
@@ -538,6 +566,12 @@ pub struct RunArgs {
     /// the statistics and the gate see run-to-run variance.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub trials: Option<u32>,
+    /// Run only some cells (`oae suite plan` lists them): an index I, a range A..B (B
+    /// excluded) or A..=B, a cell id, or `auto` — this job-array task's index from
+    /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX. The run directory holds those cells
+    /// (which, run.json's overrides say); no scorecards are written for a part of a suite.
+    #[arg(long, value_name = "SPEC")]
+    pub cell: Option<String>,
     /// No progress output; only the final table (errors still go to stderr).
     #[arg(long, short)]
     pub quiet: bool,

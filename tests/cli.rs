@@ -516,6 +516,122 @@ fn merge_adds_histograms_exactly_and_keeps_every_record() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-partial"));
 }
 
+/// A suite as a job array: `oae suite plan` numbers the cells with stable ids, `oae run
+/// --cell I` (or `auto` from the array's task index) replays just that cell into its own
+/// directory and records which, and the cells' histograms merge to the one-machine run's.
+#[test]
+fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = MOCK_SUITE.replace(
+        "fail_every = 5",
+        "fail_every = 5\n[[methods]]\nid = \"mock\"\nlabel = \"steady\"\nprefill_ms = 0.5",
+    );
+    let suite = write_suite(tmp.path(), &text);
+    let plan = |extra: &[&str]| {
+        let o = oae()
+            .args(["suite", "plan"])
+            .arg(&suite)
+            .args(extra)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["cells"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let cells = plan(&["--trials", "2"]);
+    assert_eq!(cells.len(), 4, "2 methods x 1 workload x 2 trials");
+    assert_eq!(cells, plan(&["--trials", "2"]), "ids are stable");
+    assert_ne!(cells[0]["id"], plan(&["--trials", "2", "--seed", "6"])[0]["id"]);
+
+    let whole = tmp.path().join("whole");
+    assert!(run_suite(&suite, &whole, &["--trials", "2"]).status.success());
+    let mut parts = Vec::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let out = tmp.path().join(format!("cell{i}"));
+        let o = if i == 3 {
+            // A job-array task finds its index in the environment.
+            oae()
+                .env("SLURM_ARRAY_TASK_ID", "3")
+                .arg("run")
+                .arg(&suite)
+                .args([
+                    "--quiet",
+                    "--idle-baseline-s",
+                    "0",
+                    "--trials",
+                    "2",
+                    "--cell",
+                    "auto",
+                    "--out",
+                ])
+                .arg(&out)
+                .output()
+                .unwrap()
+        } else {
+            run_suite(&suite, &out, &["--trials", "2", "--cell", &i.to_string()])
+        };
+        assert!(o.status.success(), "cell {i}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("oae merge"));
+        let run = read_json(&out.join("run.json"));
+        assert_eq!(run["overrides"]["cells"][0]["id"], cell["id"]);
+        let rs = records(&out);
+        assert_eq!(rs.len(), 30);
+        assert!(
+            rs.iter()
+                .all(|r| r["method"] == cell["method"] && r["trial"] == cell["trial"])
+        );
+        assert!(
+            !out.join("scorecards.json").exists(),
+            "no scorecards for a part of a suite"
+        );
+        parts.push(out);
+    }
+    let merged = tmp.path().join("merged");
+    let o = oae()
+        .arg("merge")
+        .args(&parts)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same requests, replayed alike: the merged histograms count what the whole run
+    // counted, per method.
+    let m = read_json(&merged.join("merged.json"));
+    let counted = |d: &Path, method: &str| {
+        records(d)
+            .iter()
+            .filter(|r| r["method"] == method && r["warmup"] == false && r["outcome"] == "ok")
+            .count() as u64
+    };
+    for method in ["flaky", "steady"] {
+        assert_eq!(
+            m["histograms"][format!("{method}|burst|e2e_us")]["n"].as_u64().unwrap(),
+            counted(&whole, method),
+            "{method}"
+        );
+    }
+    assert_eq!(records(&merged).len(), records(&whole).len());
+
+    for (spec, says) in [("4", "does not exist"), ("auto", "SLURM_ARRAY_TASK_ID")] {
+        let o = oae()
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .arg("run")
+            .arg(&suite)
+            .args(["--quiet", "--trials", "2", "--cell", spec, "--out"])
+            .arg(tmp.path().join("bad"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{spec}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(says) && e.contains("4 cells"), "{spec}: {e}");
+    }
+}
+
 #[test]
 fn trace_workload_runs_end_to_end_and_keeps_source_failures() {
     let tmp = tempfile::tempdir().unwrap();

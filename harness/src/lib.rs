@@ -10,6 +10,7 @@
 //! coordinated omission); dispatch lag and queue wait are recorded separately.
 
 pub mod carbon;
+pub mod cells;
 pub mod clock;
 pub mod energy;
 mod error;

@@ -311,6 +311,8 @@ pub struct Suite {
     pub score: Option<ConfigTable>,
     /// `[gate]` (regression thresholds), checked by the scorecards, not here.
     pub gate: Option<ConfigTable>,
+    /// The cells this run replays (`oae run --cell`; default: all).
+    pub selection: crate::cells::Selection,
 }
 
 impl Suite {
@@ -420,6 +422,7 @@ impl Suite {
             methods,
             score,
             gate,
+            selection: crate::cells::Selection::default(),
         })
     }
 

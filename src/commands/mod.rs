@@ -12,6 +12,7 @@ mod models;
 mod plan;
 mod run;
 mod score;
+mod suite;
 mod trace;
 
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor => doctor::doctor(),
         Command::Plan(args) => plan::plan(args),
         Command::Merge(args) => merge::merge(args),
+        Command::Suite(cmd) => suite::suite(cmd),
         Command::Import(args) => import::import(args),
         Command::Meter(args) => meter::meter(args),
         Command::Trace(cmd) => trace::trace(cmd),

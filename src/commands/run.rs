@@ -45,13 +45,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         suite.energy.idle_baseline = std::time::Duration::from_secs_f64(s);
         overrides.insert("idle_baseline_s".to_string(), json!(s));
     }
+    // After the overrides: a cell's id covers the seed and request count it runs with.
+    let cells = match &args.cell {
+        Some(spec) => {
+            let chosen = oae_harness::cells::select(&suite, spec)?;
+            suite.selection = oae_harness::cells::Selection::of(&suite, &chosen);
+            overrides.insert("cells".to_string(), json!(chosen));
+            Some(chosen)
+        }
+        None => None,
+    };
+    let out = match (&args.out, &cells) {
+        (Some(o), _) => Some(o.clone()),
+        // Cells of one suite run side by side: each its own directory by default.
+        (None, Some(c)) => Some(default_out(&format!("{}/cell-{}-{}", suite.name, c[0].index, c[0].id))),
+        (None, None) => None,
+    };
     let inputs = ScoringInputs {
         site: args.site.clone(),
         manifests: args.manifests.clone(),
         shipped: super::score::shipped_manifests(),
         ..ScoringInputs::default()
     };
-    let (result, stop) = execute_suite(suite, overrides, args.out.clone(), &inputs, args.quiet)?;
+    let (result, stop) = execute_suite(suite, overrides, out, &inputs, args.quiet)?;
+    if let (Some(c), RunStatus::Complete) = (&cells, result.status) {
+        let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
+        println!(
+            "ran {} cell(s) ({}); a part of the suite gets no scorecards: combine the cells' directories with `oae merge`",
+            c.len(),
+            ids.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     match result.status {
         RunStatus::Complete => super::score::after_run(
             &result.dir,

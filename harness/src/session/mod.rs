@@ -149,7 +149,8 @@ impl Plan {
 pub fn plan(suite: Suite, registry: &[&'static dyn MethodSpec]) -> Result<Plan, HarnessError> {
     suite.check_methods(registry)?;
     let mut methods = Vec::new();
-    for entry in &suite.methods {
+    // A method none of whose cells this run replays is not built (nor set up).
+    for entry in suite.methods.iter().filter(|m| suite.selection.has_method(&m.label)) {
         let spec = registry.iter().find(|s| s.id() == entry.id).expect("checked above");
         let mut instances = Vec::new();
         for instance in 0..entry.instances {
@@ -560,6 +561,9 @@ impl MethodRun<'_> {
         for trial in 0..run.trials {
             for mi in turn_order(members.len(), trial, run.order(), run.seed) {
                 for (wi, schedule) in self.schedules.iter().enumerate() {
+                    if !self.suite.selection.runs(&members[mi].entry.label, wi, trial) {
+                        continue;
+                    }
                     if self.stop.load(Ordering::Relaxed) {
                         abort.get_or_insert_with(interrupted);
                         return MethodEnd::Stopped;
@@ -905,6 +909,35 @@ mod tests {
         for t in 0..3 {
             assert_eq!(records.iter().filter(|x| x.trial == t).count(), 8);
         }
+    }
+
+    /// A run of some cells replays exactly those (method, workload, trial) turns, with
+    /// their trial numbers, and sets up no method without a selected cell.
+    #[test]
+    fn a_cell_selection_replays_only_its_cells() {
+        let mut s = two_methods("trials = 3");
+        // Cells: a/w/0, a/w/1, a/w/2, b/w/0, … — take a's last trial and b's first.
+        let chosen = crate::cells::select(&s, "2..4").unwrap();
+        s.selection = crate::cells::Selection::of(&s, &chosen);
+        let (_d, r) = run(s);
+        assert_eq!((r.status, r.records), (RunStatus::Complete, 8));
+        let json = read_run(&r.dir).unwrap();
+        // Interleaved, trial by trial: b's trial 0 comes before a's trial 2.
+        assert_eq!(turns(&json), ["b0", "a2"]);
+        let records: Vec<_> = oae_core::rundir::RecordReader::open(&r.dir)
+            .unwrap()
+            .map(|x| x.unwrap().1)
+            .collect();
+        let seen: std::collections::BTreeSet<(String, u32)> =
+            records.iter().map(|x| (x.method.clone(), x.trial)).collect();
+        assert_eq!(seen, [("a".to_string(), 2), ("b".to_string(), 0)].into());
+        let mut s = two_methods("trials = 3");
+        let chosen = crate::cells::select(&s, "3..=5").unwrap();
+        s.selection = crate::cells::Selection::of(&s, &chosen);
+        let (_d, r) = run(s);
+        let json = read_run(&r.dir).unwrap();
+        assert_eq!(json.methods.iter().map(|m| m.label.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(turns(&json), ["b0", "b1", "b2"]);
     }
 
     #[test]
