@@ -416,9 +416,13 @@ pub struct MergeArgs {
     /// Directory to create for the merged result (must not exist or be empty).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Also merge runs whose status is not `complete` (the result is marked partial).
+    /// Also merge runs whose status is not `complete`, or cell runs missing some of their
+    /// suite's cells (the result is marked partial).
     #[arg(long)]
     pub allow_partial: bool,
+    /// Also merge cell runs of different suite files, oae versions, seeds or overrides.
+    #[arg(long)]
+    pub allow_mismatch: bool,
     /// Confidence level of the percentile intervals.
     #[arg(long, value_name = "C", default_value_t = 0.95)]
     pub confidence: f64,

@@ -518,7 +518,8 @@ fn merge_adds_histograms_exactly_and_keeps_every_record() {
 
 /// A suite as a job array: `oae suite plan` numbers the cells with stable ids, `oae run
 /// --cell I` (or `auto` from the array's task index) replays just that cell into its own
-/// directory and records which, and the cells' histograms merge to the one-machine run's.
+/// directory and records which, the cells' histograms merge to the one-machine run's, and a
+/// merge refuses missing, repeated or mismatched cells.
 #[test]
 fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
     let tmp = tempfile::tempdir().unwrap();
@@ -557,16 +558,7 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
                 .env("SLURM_ARRAY_TASK_ID", "3")
                 .arg("run")
                 .arg(&suite)
-                .args([
-                    "--quiet",
-                    "--idle-baseline-s",
-                    "0",
-                    "--trials",
-                    "2",
-                    "--cell",
-                    "auto",
-                    "--out",
-                ])
+                .args(["--quiet", "--trials", "2", "--cell", "auto", "--out"])
                 .arg(&out)
                 .output()
                 .unwrap()
@@ -615,6 +607,61 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
         );
     }
     assert_eq!(records(&merged).len(), records(&whole).len());
+    assert_eq!(
+        (m["cells"]["total"].as_u64(), m["partial"].as_bool()),
+        (Some(4), Some(false))
+    );
+    assert_eq!(m["cells"]["missing"], serde_json::json!([]));
+
+    // Missing, repeated or foreign cells are refused, naming them and the way out.
+    let merge = |dirs: &[&Path], extra: &[&str], to: &str| {
+        oae()
+            .arg("merge")
+            .args(dirs)
+            .args(extra)
+            .arg("--out")
+            .arg(tmp.path().join(to))
+            .output()
+            .unwrap()
+    };
+    let o = merge(&[&parts[0], &parts[1], &parts[3]], &[], "m-missing");
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("cells 2 of 4 are missing") && e.contains("--allow-partial"),
+        "{e}"
+    );
+    let o = merge(&[&parts[0], &parts[1], &parts[3]], &["--allow-partial"], "m-partial");
+    assert!(o.status.success());
+    let p = read_json(&tmp.path().join("m-partial/merged.json"));
+    assert_eq!(
+        (p["partial"].as_bool(), p["cells"]["missing"].clone()),
+        (Some(true), serde_json::json!([2]))
+    );
+    let o = merge(&[&parts[0], &parts[0]], &[], "m-twice");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in both"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let other = tmp.path().join("other");
+    assert!(
+        run_suite(&suite, &other, &["--trials", "2", "--requests", "7", "--cell", "2"])
+            .status
+            .success()
+    );
+    let o = merge(&[&parts[0], &parts[1], &other, &parts[3]], &[], "m-mismatch");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("overrides differ") && e.contains("--allow-mismatch"), "{e}");
+    assert!(
+        merge(
+            &[&parts[0], &parts[1], &other, &parts[3]],
+            &["--allow-mismatch"],
+            "m-ok"
+        )
+        .status
+        .success()
+    );
 
     for (spec, says) in [("4", "does not exist"), ("auto", "SLURM_ARRAY_TASK_ID")] {
         let o = oae()

@@ -44,16 +44,129 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, HarnessError> {
     std::fs::read(path).map_err(|e| HarnessError::io(path, e, format!("{what}; pass directories written by `oae run`")))
 }
 
+/// What may differ between merged runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allow {
+    /// Runs that did not complete, and missing cells of a suite run cell by cell.
+    pub partial: bool,
+    /// Cells of different suites, seeds, request counts or oae versions.
+    pub mismatch: bool,
+}
+
+/// The cells of a suite that a set of cell runs (`oae run --cell`) covers: checked to come
+/// from one suite run alike (same suite file, oae version and overrides), each cell once;
+/// `None` when no input is a cell run.
+fn check_cells(
+    runs: &[PathBuf],
+    jsons: &[oae_core::rundir::RunJson],
+    allow: Allow,
+) -> Result<Option<serde_json::Value>, HarnessError> {
+    let is_cell = |r: &oae_core::rundir::RunJson| r.overrides.contains_key("cells");
+    if !jsons.iter().any(is_cell) {
+        return Ok(None);
+    }
+    let mismatch = |what: String| {
+        HarnessError::Invalid(format!(
+            "{what}; these are not cells of one run of one suite (pass --allow-mismatch to merge them anyway)"
+        ))
+    };
+    let settings = |r: &oae_core::rundir::RunJson| {
+        let mut o = r.overrides.clone();
+        o.remove("cells");
+        o
+    };
+    let first = &jsons[0];
+    let mut seen: BTreeMap<u64, (String, usize)> = BTreeMap::new();
+    let mut total = None;
+    for (i, r) in jsons.iter().enumerate() {
+        let dir = runs[i].display();
+        if !is_cell(r) {
+            if !allow.mismatch {
+                return Err(mismatch(format!("{dir} is a whole run, the others cells")));
+            }
+            continue;
+        }
+        if !allow.mismatch {
+            for (what, a, b) in [
+                ("suite file (SHA-256)", &first.suite.sha256, &r.suite.sha256),
+                ("oae version", &first.oae_version, &r.oae_version),
+            ] {
+                if a != b {
+                    return Err(mismatch(format!(
+                        "{dir}: {what} {b} differs from {}'s {a}",
+                        runs[0].display()
+                    )));
+                }
+            }
+            if settings(first) != settings(r) || first.seed != r.seed {
+                return Err(mismatch(format!(
+                    "{dir}: seed or command-line overrides differ from {}'s",
+                    runs[0].display()
+                )));
+            }
+        }
+        total = total.or(r.overrides.get("cells_total").and_then(|v| v.as_u64()));
+        for c in r.overrides["cells"].as_array().into_iter().flatten() {
+            let (Some(index), Some(id)) = (c["index"].as_u64(), c["id"].as_str()) else {
+                return Err(HarnessError::Invalid(format!(
+                    "{dir}/run.json: overrides.cells has an entry without index and id"
+                )));
+            };
+            if let Some((_, j)) = seen.insert(index, (id.to_string(), i)) {
+                return Err(HarnessError::Invalid(format!(
+                    "cell {index} ({id}) is in both {} and {dir}: merge each cell once",
+                    runs[j].display()
+                )));
+            }
+        }
+    }
+    let missing: Vec<u64> = match total {
+        Some(n) => (0..n).filter(|i| !seen.contains_key(i)).collect(),
+        None => Vec::new(),
+    };
+    if !missing.is_empty() && !allow.partial {
+        let list: Vec<String> = missing.iter().map(u64::to_string).collect();
+        return Err(HarnessError::Invalid(format!(
+            "cells {} of {} are missing (`oae suite plan` lists them; run them with `oae run --cell I`), or pass --allow-partial",
+            list.join(", "),
+            total.unwrap_or(0)
+        )));
+    }
+    Ok(Some(json!({
+        "total": total,
+        "merged": seen.iter().map(|(i, (id, _))| json!({"index": i, "id": id})).collect::<Vec<_>>(),
+        "missing": missing,
+    })))
+}
+
 /// Merges `runs` into `out` (created; must not exist or be empty).
 pub fn merge_runs(runs: &[PathBuf], out: &Path, confidence: f64, allow_partial: bool) -> Result<Merged, HarnessError> {
+    merge_runs_with(
+        runs,
+        out,
+        confidence,
+        Allow {
+            partial: allow_partial,
+            mismatch: false,
+        },
+    )
+}
+
+/// [`merge_runs`] with what may differ.
+pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: Allow) -> Result<Merged, HarnessError> {
+    let allow_partial = allow.partial;
     if runs.is_empty() {
         return Err(HarnessError::Invalid("give at least one run directory to merge".into()));
     }
+    let jsons = runs
+        .iter()
+        .map(|d| read_run(d).map_err(typed))
+        .collect::<Result<Vec<_>, _>>()?;
+    let covered = check_cells(runs, &jsons, allow)?;
     let mut sources = Vec::new();
     let mut logs = Vec::new();
     let mut lines = Vec::new();
-    for (i, dir) in runs.iter().enumerate() {
-        let run = read_run(dir).map_err(typed)?;
+    for (i, (dir, run)) in runs.iter().zip(jsons).enumerate() {
         if run.status != RunStatus::Complete && !allow_partial {
             return Err(HarnessError::Invalid(format!(
                 "{}: run status is `{}`, not `complete`; pass --allow-partial to merge it anyway",
@@ -102,7 +215,9 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, confidence: f64, allow_partial: 
             "unit": "microseconds",
             "confidence": confidence,
             "sources": sources,
-            "partial": sources.iter().any(|s| s["status"] != json!(RunStatus::Complete)),
+            "partial": sources.iter().any(|s| s["status"] != json!(RunStatus::Complete))
+                || covered.as_ref().is_some_and(|c| c["missing"].as_array().is_some_and(|m| !m.is_empty())),
+            "cells": covered,
             "records": lines.len(),
             "histograms": cells,
         }),

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use oae_harness::merge::merge_runs;
+use oae_harness::merge::{Allow, merge_runs_with};
 
 use crate::cli::MergeArgs;
 use crate::render::num;
@@ -15,7 +15,11 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
             a.confidence
         );
     }
-    let m = merge_runs(&a.runs, &a.out, a.confidence, a.allow_partial)?;
+    let allow = Allow {
+        partial: a.allow_partial,
+        mismatch: a.allow_mismatch,
+    };
+    let m = merge_runs_with(&a.runs, &a.out, a.confidence, allow)?;
     println!(
         "{:<48} {:>8}  {:<22} {:<22} {:<22}",
         "method|workload|metric (ms)", "n", "p50 [CI]", "p95 [CI]", "p99 [CI]"

@@ -51,6 +51,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let chosen = oae_harness::cells::select(&suite, spec)?;
             suite.selection = oae_harness::cells::Selection::of(&suite, &chosen);
             overrides.insert("cells".to_string(), json!(chosen));
+            overrides.insert(
+                "cells_total".to_string(),
+                json!(oae_harness::cells::cells(&suite).len()),
+            );
             Some(chosen)
         }
         None => None,
