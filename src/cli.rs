@@ -508,6 +508,47 @@ pub enum SuiteCommand {
     /// List the suite's cells — one method replaying one workload in one trial — with their
     /// stable ids, as `oae run --cell` numbers them.
     Plan(SuitePlanArgs),
+    /// Write job scripts running the suite's cells on a cluster: a Slurm job array (one cell
+    /// per task, whole nodes, failed cells retried) with a merge job after every task
+    /// succeeded (`submit.sh` submits both), and a Kubernetes Indexed Job template.
+    Slurm(SuiteSlurmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuiteSlurmArgs {
+    /// Suite TOML file.
+    pub suite: PathBuf,
+    /// Directory for the scripts, the cells' run directories (`cells/I`), their logs and the
+    /// merged result (`merged`); default oae-slurm/<suite>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Slurm partition.
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// GPUs per cell (`--gpus-per-task`; `nvidia.com/gpu` in the Kubernetes template).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub gpus_per_cell: u32,
+    /// Wall-time limit per cell, Slurm syntax (e.g. 02:00:00).
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// Further attempts of a cell whose run fails (not one a signal stopped).
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub retries: u32,
+    /// Container image for the Kubernetes template.
+    #[arg(long, value_name = "IMAGE", default_value = "oae:latest")]
+    pub image: String,
+    /// The oae binary the jobs call (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub oae: Option<PathBuf>,
+    /// Seed every cell runs with.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Requests per workload every cell runs with.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Trials.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub trials: Option<u32>,
 }
 
 #[derive(Debug, Args)]

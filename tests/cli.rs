@@ -679,6 +679,87 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
     }
 }
 
+/// `oae suite slurm` writes scripts that, submitted (here to a stand-in `sbatch` that runs
+/// each array task in turn, then the dependent job), run every cell and merge them; a cell
+/// whose run fails is retried.
+#[test]
+fn slurm_scripts_run_every_cell_and_merge_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        &MOCK_SUITE.replace("idle_baseline_s = 1.0", "idle_baseline_s = 0"),
+    );
+    let out = tmp.path().join("slurm");
+    let o = oae()
+        .args(["suite", "slurm"])
+        .arg(&suite)
+        .args(["--trials", "3", "--retries", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("3 cells"));
+    // A stand-in sbatch: runs every index of an array script (SLURM_ARRAY_TASK_ID set), or
+    // the script once, and prints a job id as --parsable does.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let sbatch = bin.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/bash\nscript=\"${@: -1}\"\nrange=$(sed -n 's/^#SBATCH --array=//p' \"$script\")\nif [ -n \"$range\" ]; then\n  for i in $(seq ${range%-*} ${range#*-}); do SLURM_ARRAY_TASK_ID=$i bash \"$script\" || exit 1; done\nelse\n  bash \"$script\" || exit 1\nfi\necho $RANDOM\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o = Command::new("bash")
+        .arg(out.join("submit.sh"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let merged = read_json(&out.join("merged/merged.json"));
+    assert_eq!(
+        (merged["cells"]["total"].as_u64(), merged["partial"].as_bool()),
+        (Some(3), Some(false))
+    );
+    assert_eq!(records(&out.join("merged")).len(), 3 * 30);
+    // A complete cell is not run again (a requeued task); a failed one is retried.
+    let before = std::fs::metadata(out.join("cells/1/run.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let o = Command::new("bash")
+        .arg(out.join("cells.sbatch"))
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::metadata(out.join("cells/1/run.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+    let script = std::fs::read_to_string(out.join("cells.sbatch")).unwrap();
+    std::fs::write(out.join("bad.sbatch"), script.replace("--cell auto", "--cell 99")).unwrap();
+    std::fs::remove_dir_all(out.join("cells/2")).unwrap();
+    let o = Command::new("bash")
+        .arg(out.join("bad.sbatch"))
+        .env("SLURM_ARRAY_TASK_ID", "2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("attempt 1 failed") && e.contains("attempt 2 failed"), "{e}");
+}
+
 #[test]
 fn trace_workload_runs_end_to_end_and_keeps_source_failures() {
     let tmp = tempfile::tempdir().unwrap();

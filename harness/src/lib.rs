@@ -25,6 +25,7 @@ pub mod mock;
 pub mod rundir;
 pub mod runner;
 pub mod session;
+pub mod slurm;
 pub mod suite;
 pub mod summary;
 
