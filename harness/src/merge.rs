@@ -163,21 +163,56 @@ pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: All
         .map(|d| read_run(d).map_err(typed))
         .collect::<Result<Vec<_>, _>>()?;
     let covered = check_cells(runs, &jsons, allow)?;
+    if let Some((dir, run)) = runs
+        .iter()
+        .zip(&jsons)
+        .find(|(_, r)| r.status != RunStatus::Complete && !allow_partial)
+    {
+        return Err(HarnessError::Invalid(format!(
+            "{}: run status is `{}`, not `complete`; pass --allow-partial to merge it anyway",
+            dir.display(),
+            run.status.as_str()
+        )));
+    }
+    let outdir = RunDir::create(out)?;
+    // Records stream through: read one, write one (64 runs of 10k records took 2.1 GB when
+    // they were all held); the file gets its name only when every record is in it.
+    let tmp = out.join(format!("{REQUESTS_JSONL}.tmp"));
+    let streamed = (|| -> Result<usize, HarnessError> {
+        use std::io::Write;
+        let file = std::fs::File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e, "cannot create"))?;
+        let mut w = std::io::BufWriter::new(file);
+        let mut n = 0;
+        for (i, dir) in runs.iter().enumerate() {
+            for r in RecordReader::open(dir).map_err(typed)? {
+                let row = MergedRecord {
+                    run_index: i,
+                    record: &r.map_err(typed)?.1,
+                };
+                serde_json::to_writer(&mut w, &row).map_err(|e| HarnessError::Invalid(e.to_string()))?;
+                w.write_all(b"\n")
+                    .map_err(|e| HarnessError::io(&tmp, e, "cannot write"))?;
+                n += 1;
+            }
+        }
+        w.into_inner()
+            .map_err(|e| HarnessError::io(&tmp, e.into_error(), "cannot write"))?
+            .sync_all()
+            .map_err(|e| HarnessError::io(&tmp, e, "cannot write"))?;
+        std::fs::rename(&tmp, out.join(REQUESTS_JSONL)).map_err(|e| HarnessError::io(&tmp, e, "cannot rename"))?;
+        Ok(n)
+    })();
+    let records = match streamed {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     let mut sources = Vec::new();
     let mut logs = Vec::new();
-    let mut lines = Vec::new();
     for (i, (dir, run)) in runs.iter().zip(jsons).enumerate() {
-        if run.status != RunStatus::Complete && !allow_partial {
-            return Err(HarnessError::Invalid(format!(
-                "{}: run status is `{}`, not `complete`; pass --allow-partial to merge it anyway",
-                dir.display(),
-                run.status.as_str()
-            )));
-        }
         logs.push(read(&dir.join(HISTOGRAMS_HLOG), "no histograms.hlog here")?);
-        for r in RecordReader::open(dir).map_err(typed)? {
-            lines.push((i, r.map_err(typed)?.1));
-        }
         sources.push(json!({
             "run_index": i,
             "dir": dir.display().to_string(),
@@ -189,20 +224,9 @@ pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: All
         }));
     }
     let merged = merge_logs(&logs).map_err(|e| HarnessError::Invalid(format!("merging histograms.hlog: {e}")))?;
-    let outdir = RunDir::create(out)?;
     let entries: Vec<_> = merged.iter().map(|(t, h)| (t.clone(), 0.0, 0.0, h.clone())).collect();
     let bytes = to_log(&entries).map_err(HarnessError::Invalid)?;
     outdir.write_atomic(HISTOGRAMS_HLOG, &bytes)?;
-    let mut jsonl = Vec::new();
-    for (run_index, record) in &lines {
-        let row = MergedRecord {
-            run_index: *run_index,
-            record,
-        };
-        serde_json::to_writer(&mut jsonl, &row).map_err(|e| HarnessError::Invalid(e.to_string()))?;
-        jsonl.push(b'\n');
-    }
-    outdir.write_atomic(REQUESTS_JSONL, &jsonl)?;
     let stats: Vec<(String, HistogramStat)> = merged
         .iter()
         .filter_map(|(t, h)| describe(h, confidence).map(|s| (t.clone(), s)))
@@ -218,13 +242,13 @@ pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: All
             "partial": sources.iter().any(|s| s["status"] != json!(RunStatus::Complete))
                 || covered.as_ref().is_some_and(|c| c["missing"].as_array().is_some_and(|m| !m.is_empty())),
             "cells": covered,
-            "records": lines.len(),
+            "records": records,
             "histograms": cells,
         }),
     )?;
     Ok(Merged {
         dir: out.to_path_buf(),
         stats,
-        records: lines.len(),
+        records,
     })
 }
