@@ -540,13 +540,20 @@ pub struct SuiteSlurmArgs {
     /// The oae binary the jobs call (default: this one).
     #[arg(long, value_name = "PATH")]
     pub oae: Option<PathBuf>,
-    /// Seed every cell runs with.
+    #[command(flatten)]
+    pub run: CellRunArgs,
+}
+
+/// The `oae run` options that change what a cell measures (and so its id).
+#[derive(Debug, Args)]
+pub struct CellRunArgs {
+    /// The seed the cells run with.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Requests per workload every cell runs with.
+    /// The requests per workload the cells run with.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
-    /// Trials.
+    /// The trials the suite runs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub trials: Option<u32>,
 }
@@ -555,15 +562,8 @@ pub struct SuiteSlurmArgs {
 pub struct SuitePlanArgs {
     /// Suite TOML file; omit for the embedded suites/quick.toml.
     pub suite: Option<PathBuf>,
-    /// The seed the run will use (part of each cell's id).
-    #[arg(long, value_name = "N")]
-    pub seed: Option<u64>,
-    /// The requests per workload the run will use (part of each cell's id).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub requests: Option<u64>,
-    /// The trials the run will use.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub trials: Option<u32>,
+    #[command(flatten)]
+    pub run: CellRunArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -7,7 +7,7 @@ use oae_harness::suite::Suite;
 use oae_harness::{cells, slurm};
 use oae_workloads::Limit;
 
-use crate::cli::{SuiteCommand, SuiteSlurmArgs};
+use crate::cli::{CellRunArgs, SuiteCommand, SuiteSlurmArgs};
 
 pub fn suite(cmd: SuiteCommand) -> anyhow::Result<ExitCode> {
     let a = match cmd {
@@ -18,15 +18,7 @@ pub fn suite(cmd: SuiteCommand) -> anyhow::Result<ExitCode> {
         Some(path) => Suite::load(path)?,
         None => Suite::parse("suites/quick.toml (embedded)", super::run::QUICK, "quick")?,
     };
-    if let Some(seed) = a.seed {
-        suite.run.seed = seed;
-    }
-    if let Some(n) = a.requests {
-        suite.run.limit = Limit::Count(n);
-    }
-    if let Some(n) = a.trials {
-        suite.run.trials = n;
-    }
+    apply(&a.run, &mut suite);
     let all = cells::cells(&suite);
     if a.json {
         println!(
@@ -60,22 +52,28 @@ pub fn suite(cmd: SuiteCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `oae suite slurm`: writes the job scripts.
-fn slurm(a: SuiteSlurmArgs) -> anyhow::Result<ExitCode> {
-    let mut suite = Suite::load(&a.suite)?;
-    let mut run_args = Vec::new();
+/// Applies the options to `suite`; returns them as `oae run` arguments.
+fn apply(a: &CellRunArgs, suite: &mut Suite) -> Vec<String> {
+    let mut args = Vec::new();
     if let Some(seed) = a.seed {
         suite.run.seed = seed;
-        run_args.extend(["--seed".to_string(), seed.to_string()]);
+        args.extend(["--seed".to_string(), seed.to_string()]);
     }
     if let Some(n) = a.requests {
         suite.run.limit = Limit::Count(n);
-        run_args.extend(["--requests".to_string(), n.to_string()]);
+        args.extend(["--requests".to_string(), n.to_string()]);
     }
     if let Some(n) = a.trials {
         suite.run.trials = n;
-        run_args.extend(["--trials".to_string(), n.to_string()]);
+        args.extend(["--trials".to_string(), n.to_string()]);
     }
+    args
+}
+
+/// `oae suite slurm`: writes the job scripts.
+fn slurm(a: SuiteSlurmArgs) -> anyhow::Result<ExitCode> {
+    let mut suite = Suite::load(&a.suite)?;
+    let run_args = apply(&a.run, &mut suite);
     let n = cells::cells(&suite).len();
     let out = a
         .out

@@ -29,22 +29,28 @@ fn dequantize_as<T: GgmlType>(row: &[u8], out: &mut [f32]) {
     T::to_float(blocks::<T>(row), out)
 }
 
+/// Evaluates `$e` with `$T` the candle block type of GGUF type `$t`.
+macro_rules! with_block {
+    ($t:expr, $T:ident => $e:expr) => {
+        with_block!(@arms $t, $T, $e, [
+            Q4_0 BlockQ4_0, Q4_1 BlockQ4_1, Q8_0 BlockQ8_0, Q5_0 BlockQ5_0, Q5_1 BlockQ5_1,
+            Q2K BlockQ2K, Q3K BlockQ3K, Q4K BlockQ4K, Q5K BlockQ5K, Q6K BlockQ6K
+        ])
+    };
+    (@arms $t:expr, $T:ident, $e:expr, [$($v:ident $b:ident),*]) => {
+        match $t {
+            $(GgmlDType::$v => {
+                type $T = $b;
+                $e
+            })*
+            _ => unreachable!("QType::of_gguf admits only block formats"),
+        }
+    };
+}
+
 /// One stored row as F32 values.
 pub fn dequantize(t: GgmlDType, row: &[u8], out: &mut [f32]) {
-    use GgmlDType as G;
-    match t {
-        G::Q4_0 => dequantize_as::<BlockQ4_0>(row, out),
-        G::Q4_1 => dequantize_as::<BlockQ4_1>(row, out),
-        G::Q8_0 => dequantize_as::<BlockQ8_0>(row, out),
-        G::Q5_0 => dequantize_as::<BlockQ5_0>(row, out),
-        G::Q5_1 => dequantize_as::<BlockQ5_1>(row, out),
-        G::Q2K => dequantize_as::<BlockQ2K>(row, out),
-        G::Q3K => dequantize_as::<BlockQ3K>(row, out),
-        G::Q4K => dequantize_as::<BlockQ4K>(row, out),
-        G::Q5K => dequantize_as::<BlockQ5K>(row, out),
-        G::Q6K => dequantize_as::<BlockQ6K>(row, out),
-        _ => unreachable!("QType::of_gguf admits only block formats"),
-    }
+    with_block!(t, T => dequantize_as::<T>(row, out))
 }
 
 fn quantize_as<T: GgmlType>(values: &[f32]) -> Vec<u8> {
@@ -57,20 +63,7 @@ fn quantize_as<T: GgmlType>(values: &[f32]) -> Vec<u8> {
 
 /// `values` (whole blocks) quantized to `t` with candle's quantizers, as GGUF bytes.
 pub fn quantize(t: GgmlDType, values: &[f32]) -> Vec<u8> {
-    use GgmlDType as G;
-    match t {
-        G::Q4_0 => quantize_as::<BlockQ4_0>(values),
-        G::Q4_1 => quantize_as::<BlockQ4_1>(values),
-        G::Q8_0 => quantize_as::<BlockQ8_0>(values),
-        G::Q5_0 => quantize_as::<BlockQ5_0>(values),
-        G::Q5_1 => quantize_as::<BlockQ5_1>(values),
-        G::Q2K => quantize_as::<BlockQ2K>(values),
-        G::Q3K => quantize_as::<BlockQ3K>(values),
-        G::Q4K => quantize_as::<BlockQ4K>(values),
-        G::Q5K => quantize_as::<BlockQ5K>(values),
-        G::Q6K => quantize_as::<BlockQ6K>(values),
-        _ => unreachable!("QType::of_gguf admits only block formats"),
-    }
+    with_block!(t, T => quantize_as::<T>(values))
 }
 
 /// `out[r·t + i]` = stored row `r` · activation row `i`, rows in chunks of `chunk` over the
@@ -87,21 +80,7 @@ pub fn matmul(
     chunk: usize,
     out: &mut [f32],
 ) {
-    use GgmlDType as G;
-    let f = match ty {
-        G::Q4_0 => matmul_as::<BlockQ4_0>,
-        G::Q4_1 => matmul_as::<BlockQ4_1>,
-        G::Q8_0 => matmul_as::<BlockQ8_0>,
-        G::Q5_0 => matmul_as::<BlockQ5_0>,
-        G::Q5_1 => matmul_as::<BlockQ5_1>,
-        G::Q2K => matmul_as::<BlockQ2K>,
-        G::Q3K => matmul_as::<BlockQ3K>,
-        G::Q4K => matmul_as::<BlockQ4K>,
-        G::Q5K => matmul_as::<BlockQ5K>,
-        G::Q6K => matmul_as::<BlockQ6K>,
-        _ => unreachable!("QType::of_gguf admits only block formats"),
-    };
-    f(data, stride, rows, x, t, cols, chunk, out)
+    with_block!(ty, T => matmul_as::<T>(data, stride, rows, x, t, cols, chunk, out))
 }
 
 #[allow(clippy::too_many_arguments)]

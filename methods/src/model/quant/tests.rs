@@ -1,5 +1,4 @@
 use candle_core::quantized::GgmlDType;
-use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType};
 
 use super::kernels::{Isa, rows_with};
 use super::*;
@@ -11,64 +10,15 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// GGUF bytes of `values` (rows × cols) in candle's blocks of type `T`.
-fn gguf_bytes<T: GgmlType>(values: &[f32]) -> Vec<u8> {
-    let mut blocks = vec![T::zeros(); values.len() / T::BLCK_SIZE];
-    T::from_float(values, &mut blocks);
-    let n = blocks.len() * std::mem::size_of::<T>();
-    // SAFETY: plain repr(C) blocks viewed as bytes.
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), n) }.to_vec()
-}
-
-/// candle's own dequantization of the same bytes.
-fn candle_values<T: GgmlType>(bytes: &[u8], n: usize) -> Vec<f32> {
-    let blocks: Vec<T> = (0..n / T::BLCK_SIZE)
-        .map(|i| {
-            let s = std::mem::size_of::<T>();
-            // SAFETY: reading a plain block from its bytes (unaligned read).
-            unsafe { std::ptr::read_unaligned(bytes[i * s..].as_ptr().cast::<T>()) }
-        })
-        .collect();
-    let mut out = vec![0f32; n];
-    T::to_float(&blocks, &mut out);
-    out
-}
-
 fn build(t: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QMatrix, Vec<f32>) {
     let v = random(rows * cols, seed);
-    let (bytes, deq) = match t {
-        GgmlDType::Q4_0 => {
-            let b = gguf_bytes::<BlockQ4_0>(&v);
-            let d = candle_values::<BlockQ4_0>(&b, v.len());
-            (b, d)
-        }
-        GgmlDType::Q4_1 => {
-            let b = gguf_bytes::<BlockQ4_1>(&v);
-            let d = candle_values::<BlockQ4_1>(&b, v.len());
-            (b, d)
-        }
-        GgmlDType::Q8_0 => {
-            let b = gguf_bytes::<BlockQ8_0>(&v);
-            let d = candle_values::<BlockQ8_0>(&b, v.len());
-            (b, d)
-        }
-        GgmlDType::Q4K => {
-            let b = gguf_bytes::<BlockQ4K>(&v);
-            let d = candle_values::<BlockQ4K>(&b, v.len());
-            (b, d)
-        }
-        GgmlDType::Q6K => {
-            let b = gguf_bytes::<BlockQ6K>(&v);
-            let d = candle_values::<BlockQ6K>(&b, v.len());
-            (b, d)
-        }
-        GgmlDType::Q5K => {
-            let b = gguf_bytes::<BlockQ5K>(&v);
-            let d = candle_values::<BlockQ5K>(&b, v.len());
-            (b, d)
-        }
-        _ => unreachable!(),
-    };
+    let bytes = super::foreign::quantize(t, &v);
+    // candle's own dequantization of the same bytes, row by row.
+    let mut deq = vec![0f32; v.len()];
+    let row_bytes = bytes.len() / rows;
+    for (r, out) in deq.chunks_exact_mut(cols).enumerate() {
+        super::foreign::dequantize(t, &bytes[r * row_bytes..(r + 1) * row_bytes], out);
+    }
     (QMatrix::from_gguf(t, rows, cols, &bytes).unwrap(), deq)
 }
 
@@ -133,12 +83,7 @@ fn instruction_sets_agree() {
     }
     for ty in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
         let (rows, cols, t) = (13, 800, 2);
-        let v = random(rows * cols, 3);
-        let bytes = match ty {
-            GgmlDType::Q4_0 => gguf_bytes::<BlockQ4_0>(&v),
-            GgmlDType::Q4_1 => gguf_bytes::<BlockQ4_1>(&v),
-            _ => gguf_bytes::<BlockQ8_0>(&v),
-        };
+        let bytes = super::foreign::quantize(ty, &random(rows * cols, 3));
         let own = match ty {
             GgmlDType::Q4_0 => QType::Q4_0,
             GgmlDType::Q4_1 => QType::Q4_1,
