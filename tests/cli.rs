@@ -760,6 +760,55 @@ fn slurm_scripts_run_every_cell_and_merge_them() {
     assert!(e.contains("attempt 1 failed") && e.contains("attempt 2 failed"), "{e}");
 }
 
+/// A disk that fills up during a run: exit 2 naming the file and the cause, no temporary
+/// file left, every record appended so far kept, and run.json `aborted` with why. Needs a
+/// small tmpfs, so root; skips with a message elsewhere.
+#[test]
+fn a_full_disk_aborts_the_run_and_run_json_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("tiny");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&disk)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root); the full-disk path is not exercised");
+        return;
+    }
+    let out = disk.join("run");
+    let o = oae()
+        .args(["run", "--requests", "40", "--idle-baseline-s", "0", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let leftovers: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let run = std::fs::read_to_string(out.join("run.json")).unwrap_or_default();
+    let appended = std::fs::read_to_string(out.join("requests.jsonl")).unwrap_or_default();
+    let _ = Command::new("umount").arg(&disk).status();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(leftovers.iter().all(|f| !f.ends_with(".tmp")), "{leftovers:?}");
+    let run: Value = serde_json::from_str(&run).unwrap();
+    assert_eq!(run["status"], "aborted");
+    assert!(
+        run["abort_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left")),
+        "{}",
+        run["abort_reason"]
+    );
+    assert!(
+        appended.lines().count() > 0,
+        "the records appended during the run are kept"
+    );
+}
+
 #[test]
 fn trace_workload_runs_end_to_end_and_keeps_source_failures() {
     let tmp = tempfile::tempdir().unwrap();

@@ -86,6 +86,19 @@ impl RunDir {
         self.write_atomic(name, &bytes)
     }
 
+    /// Writes `name` as pretty JSON atomically, or — when that fails (no room for the
+    /// temporary copy) — by overwriting the file in place.
+    pub fn write_json_or_in_place(&self, name: &str, value: &impl serde::Serialize) -> Result<(), HarnessError> {
+        let Err(atomic) = self.write_json(name, value) else {
+            return Ok(());
+        };
+        let mut bytes =
+            serde_json::to_vec_pretty(value).map_err(|e| HarnessError::Invalid(format!("serializing {name}: {e}")))?;
+        bytes.push(b'\n');
+        let target = self.path.join(name);
+        std::fs::write(&target, &bytes).map_err(|_| atomic)
+    }
+
     /// Writes summary.json.
     pub fn write_summary(&self, status: RunStatus, cells: &[CellSummary]) -> Result<(), HarnessError> {
         let summary = SummaryJson {

@@ -716,21 +716,27 @@ fn write_final(
         drifts,
         ..
     } = finish;
+    let mut first_err = None;
+    let keep = |first_err: &mut Option<HarnessError>, r: Result<(), HarnessError>| {
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    };
+    keep(&mut first_err, dir.rewrite_records(&all_records));
+    keep(&mut first_err, dir.write_timeline(timeline));
+    keep(&mut first_err, dir.write_histograms(&hists));
+    // A result that could not be written (a full disk) makes the run incomplete, and run.json
+    // says so, with why (the records appended during the run stay in requests.jsonl).
+    let abort = match (&abort, &first_err) {
+        (None, Some(e)) => Some(format!("writing the results failed: {e}")),
+        _ => abort,
+    };
     let status = if abort.is_some() {
         RunStatus::Aborted
     } else {
         RunStatus::Complete
     };
-    let mut first_err = None;
-    let mut keep = |r: Result<(), HarnessError>| {
-        if let Err(e) = r {
-            first_err.get_or_insert(e);
-        }
-    };
-    keep(dir.rewrite_records(&all_records));
-    keep(dir.write_timeline(timeline));
-    keep(dir.write_histograms(&hists));
-    keep(dir.write_summary(status, &summaries));
+    keep(&mut first_err, dir.write_summary(status, &summaries));
     let finished = utc_now_rfc3339();
     let v = validity(timeline, &summaries, &drifts);
     let run = writer.render(
@@ -741,7 +747,9 @@ fn write_final(
         v,
         all_records.len(),
     );
-    keep(dir.write_json(RUN_JSON, &run));
+    // run.json's final word matters most: rewritten in place when there is no room for a
+    // temporary copy.
+    keep(&mut first_err, dir.write_json_or_in_place(RUN_JSON, &run));
     if let Some(e) = first_err {
         return Err(e);
     }
