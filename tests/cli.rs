@@ -556,6 +556,7 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
             // A job-array task finds its index in the environment.
             oae()
                 .env("SLURM_ARRAY_TASK_ID", "3")
+                .env("SLURMD_NODENAME", "node-07")
                 .arg("run")
                 .arg(&suite)
                 .args(["--quiet", "--trials", "2", "--cell", "auto", "--out"])
@@ -569,6 +570,12 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("oae merge"));
         let run = read_json(&out.join("run.json"));
         assert_eq!(run["overrides"]["cells"][0]["id"], cell["id"]);
+        if i == 3 {
+            // Where the cell ran: the node and the array task.
+            let p = &run["runtime"]["placement"];
+            assert_eq!(p["scheduler"]["SLURMD_NODENAME"], "node-07", "{p}");
+            assert_eq!(p["scheduler"]["SLURM_ARRAY_TASK_ID"], "3", "{p}");
+        }
         let rs = records(&out);
         assert_eq!(rs.len(), 30);
         assert!(

@@ -165,10 +165,13 @@ pub fn execute_suite(
         git_sha: Some(env!("OAE_GIT_SHA").to_string()).filter(|s| !s.is_empty()),
         command: std::env::args().collect(),
         overrides,
-        runtime: [(
-            "compute_threads".to_string(),
-            json!({ "threads": threads.0, "source": threads.1 }),
-        )]
+        runtime: [
+            (
+                "compute_threads".to_string(),
+                json!({ "threads": threads.0, "source": threads.1 }),
+            ),
+            ("placement".to_string(), placement()),
+        ]
         .into(),
         scoring: Some(scoring),
         carbon_overrides: opts.carbon_overrides,
@@ -179,6 +182,32 @@ pub fn execute_suite(
     print!("{}", render::cells(&result.summaries, render::NO_ENERGY_SOURCE));
     println!("run directory: {}", result.dir.display());
     Ok((result, stop))
+}
+
+/// The job-scheduler variables that say where a run (a cell of a job array) ran.
+const PLACEMENT_VARS: [&str; 8] = [
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURMD_NODENAME",
+    "SLURM_JOB_PARTITION",
+    "JOB_COMPLETION_INDEX",
+    "HOSTNAME",
+    "KUBERNETES_SERVICE_HOST",
+];
+
+/// Where this run ran: the machine's host name and the job scheduler's placement, so the
+/// cells of a job array can be traced to their nodes.
+fn placement() -> serde_json::Value {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty());
+    let scheduler: BTreeMap<&str, String> = PLACEMENT_VARS
+        .iter()
+        .filter_map(|v| std::env::var(v).ok().map(|x| (*v, x)))
+        .collect();
+    json!({ "hostname": host, "scheduler": scheduler })
 }
 
 /// Compute threads for the methods, and where the number came from.
