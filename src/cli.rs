@@ -614,8 +614,9 @@ pub struct RunArgs {
     /// Run only some cells (`oae suite plan` lists them): an index I, a range A..B (B
     /// excluded) or A..=B, a cell id, or `auto` — this job-array task's index from
     /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX. The run directory holds those cells
-    /// (which, run.json's overrides say); no scorecards are written for a part of a suite.
-    #[arg(long, value_name = "SPEC")]
+    /// (which, run.json's overrides say); no scorecards are written for a part of a suite, so
+    /// it cannot be gated or saved as a baseline (merge the cells first).
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["baseline", "save_baseline"])]
     pub cell: Option<String>,
     /// No progress output; only the final table (errors still go to stderr).
     #[arg(long, short)]

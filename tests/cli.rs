@@ -670,6 +670,15 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
         .success()
     );
 
+    // A part of a suite has no scorecards to gate or keep: refused before anything runs.
+    let o = run_suite(
+        &suite,
+        &tmp.path().join("gated"),
+        &["--cell", "0", "--baseline", "main"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
+    assert!(!tmp.path().join("gated").exists());
     for (spec, says) in [("4", "does not exist"), ("auto", "SLURM_ARRAY_TASK_ID")] {
         let o = oae()
             .env_remove("SLURM_ARRAY_TASK_ID")

@@ -98,18 +98,21 @@ pub fn select(suite: &Suite, spec: &str) -> Result<Vec<Cell>, HarnessError> {
             .trim()
             .parse::<usize>()
             .map_err(|_| bad(format!("{var} = `{value}` is not a cell index")))?;
-        i..i + 1
+        i..i.saturating_add(1)
     } else if let Some((a, b)) = spec.split_once("..=") {
-        index(a)?..index(b)? + 1
+        index(a)?..index(b)?.saturating_add(1)
     } else if let Some((a, b)) = spec.split_once("..") {
         index(a)?..index(b)?
     } else if let Ok(i) = spec.parse::<usize>() {
-        i..i + 1
+        i..i.saturating_add(1)
     } else if let Some(c) = all.iter().find(|c| c.id == spec) {
         c.index..c.index + 1
     } else {
         return Err(bad("not an index, a range A..B, a cell id or `auto`".into()));
     };
+    if range.start >= n {
+        return Err(bad(format!("cell {} does not exist", range.start)));
+    }
     if range.is_empty() {
         return Err(bad(format!("the range {}..{} is empty", range.start, range.end)));
     }
@@ -215,6 +218,8 @@ mod tests {
             ("0..9", "does not exist"),
             ("x", "not an index"),
             ("1..y", "not a cell index"),
+            ("18446744073709551615", "does not exist"),
+            ("0..=18446744073709551615", "does not exist"),
         ] {
             let e = pick(spec).unwrap_err().to_string();
             assert!(e.contains(says) && e.contains("8 cells"), "{spec}: {e}");

@@ -332,6 +332,19 @@ fn bad_speculative_and_moe_configs_name_the_key() {
     assert!(e.contains("upcycle.top_k"), "{e}");
     let e = err("dense", &format!("{MODEL}gamma = 3\n"));
     assert!(e.contains("unknown field") && e.contains("gamma"), "{e}");
+    let e = err("dense", "model = { kind = \"synthetic\", weights = \"q4\" }\n");
+    assert!(e.contains("m.toml") && e.contains("q4") && e.contains("q8_0"), "{e}");
+    // A width that is not whole Q8_0 blocks fails at prepare, naming the option and the way out.
+    let mut m = build(
+        "dense",
+        "model = { kind = \"synthetic\", hidden = 72, heads = 2, kv_heads = 1, ffn = 96, weights = \"q8_0\" }\n",
+    )
+    .unwrap();
+    let e = m.prepare().unwrap_err().to_string();
+    assert!(
+        e.contains("weights = \"q8_0\"") && e.contains("whole Q8_0 blocks") && e.contains("f32"),
+        "{e}"
+    );
 
     // Mismatched vocabularies surface at prepare, naming the draft.
     let mut m = build(

@@ -353,6 +353,18 @@ fn broken_gguf_files_name_the_file_and_the_problem() {
         "{e}"
     );
 
+    // The same with quantized blocks, which are read straight from the file.
+    let q = dir.path().join("q8.gguf");
+    write_gguf_as(&m, &q, GgmlDType::Q8_0);
+    let qbytes = std::fs::read(&q).unwrap();
+    let qcut = dir.path().join("q8-truncated.gguf");
+    std::fs::write(&qcut, &qbytes[..qbytes.len() - 1000]).unwrap();
+    let e = err(&qcut);
+    assert!(
+        e.contains("q8-truncated.gguf") && (e.contains("truncated or corrupt") || e.contains("not a readable GGUF")),
+        "{e}"
+    );
+
     let header_only = dir.path().join("header.gguf");
     std::fs::write(&header_only, &bytes[..64]).unwrap();
     let e = err(&header_only);

@@ -466,14 +466,22 @@ impl Decoder {
                 "weights = \"q8_0\" runs on the CPU only; use weights = \"f32\" (or \"as-file\") on a GPU".into(),
             ));
         }
-        let embed = self.embed.convert(format, &device)?;
+        let named = |e: Error| match format {
+            WeightFormat::Q8_0 => Error::Model(format!(
+                "weights = \"q8_0\": {e}; use weights = \"f32\" or \"as-file\" for this model"
+            )),
+            _ => e,
+        };
+        let embed = self.embed.convert(format, &device).map_err(named)?;
         if embed.dtype() != self.dtype() {
             // Dequantized blocks are f32; a bf16 model keeps its dtype.
             return self
-                .map_weights(|w| w.convert(format, &device), |t| Ok(t.clone()), embed)?
+                .map_weights(|w| w.convert(format, &device), |t| Ok(t.clone()), embed)
+                .map_err(named)?
                 .to_dtype(self.dtype());
         }
         self.map_weights(|w| w.convert(format, &device), |t| Ok(t.clone()), embed)
+            .map_err(named)
     }
 
     /// Runs `tokens` after what `cache` holds, at positions `cache.len()..`, with a causal
