@@ -259,9 +259,9 @@ mod x86 {
                 // Pairs of blocks, then an odd last one alone. A whole group of eight is
                 // unrolled so the scale permutations and accumulators are constants.
                 if n == 8 {
-                    for j in 0..4 {
+                    for (j, a) in acc.iter_mut().enumerate() {
                         let p = _mm256_cvtepi32_ps(pair4::<VNNI>(row, xp, b + 2 * j));
-                        acc[j] = _mm256_fmadd_ps(p, pair_scales(scv, j as i32), acc[j]);
+                        *a = _mm256_fmadd_ps(p, pair_scales(scv, j as i32), *a);
                     }
                     b += 8;
                     continue;
