@@ -620,6 +620,52 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
     );
     assert_eq!(m["cells"]["missing"], serde_json::json!([]));
 
+    // The cells make up the suite run: a run directory scored like the one-machine run —
+    // the same cells with the same counts, statistics recomputed over the union of records,
+    // scorecards with the same rows — that says where each cell ran.
+    let run = read_json(&merged.join("run.json"));
+    assert_eq!(run["status"], "complete");
+    assert!(run["overrides"].get("cells").is_none(), "{}", run["overrides"]);
+    assert_eq!(run["runtime"]["merged"]["from"].as_array().unwrap().len(), 4);
+    assert_eq!(run["records"].as_u64(), Some(records(&whole).len() as u64));
+    let (ws, ms) = (
+        read_json(&whole.join("summary.json")),
+        read_json(&merged.join("summary.json")),
+    );
+    let (wc, mc) = (ws["cells"].as_array().unwrap(), ms["cells"].as_array().unwrap());
+    assert_eq!(wc.len(), mc.len());
+    let merged_records = records(&merged);
+    assert!(merged_records.iter().all(|r| r.get("run_index").is_none()));
+    for (w, c) in wc.iter().zip(mc) {
+        for k in ["method", "workload", "requests", "measured", "ok", "failed", "outcomes"] {
+            assert_eq!(w[k], c[k], "{k} of {} {}", c["method"], c["workload"]);
+        }
+        assert_eq!(w["latency"]["e2e_ms"]["n"], c["latency"]["e2e_ms"]["n"]);
+        assert_eq!(c["trials"].as_array().unwrap().len(), 2);
+        let mut e2e: Vec<f64> = merged_records
+            .iter()
+            .filter(|r| r["method"] == c["method"] && r["warmup"] == false && r["outcome"] == "ok")
+            .map(|r| r["e2e_ms"].as_f64().unwrap())
+            .collect();
+        e2e.sort_by(f64::total_cmp);
+        let n = e2e.len();
+        let p50 = c["latency"]["e2e_ms"]["p50"]["value"].as_f64().unwrap();
+        assert!(
+            e2e[(n - 1) / 2] <= p50 && p50 <= e2e[n / 2],
+            "p50 {p50} is the median of the merged records"
+        );
+    }
+    let rows = |d: &Path| {
+        read_json(&d.join("scorecards.json"))["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["method"].clone(), r["workload"].clone(), r["verdict"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&merged), rows(&whole));
+    assert!(merged.join("leaderboard.html").exists());
+
     // Missing, repeated or foreign cells are refused, naming them and the way out.
     let merge = |dirs: &[&Path], extra: &[&str], to: &str| {
         oae()
@@ -645,6 +691,16 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
         (p["partial"].as_bool(), p["cells"]["missing"].clone()),
         (Some(true), serde_json::json!([2]))
     );
+    // A suite run short of a cell is scored as partial, and says which cell it lacks.
+    let r = read_json(&tmp.path().join("m-partial/run.json"));
+    assert_eq!(r["status"], "aborted");
+    assert!(
+        r["abort_reason"].as_str().unwrap().contains("without cells 2 of 4"),
+        "{}",
+        r["abort_reason"]
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PARTIAL RUN"));
+    assert!(tmp.path().join("m-partial/scorecards.json").exists());
     let o = merge(&[&parts[0], &parts[0]], &[], "m-twice");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("in both"),
@@ -669,6 +725,8 @@ fn cells_of_a_suite_run_one_by_one_and_merge_to_the_whole() {
         .status
         .success()
     );
+    // Cells of different settings are no one suite run: merged, but not made a run to score.
+    assert!(!tmp.path().join("m-ok/run.json").exists());
 
     // A part of a suite has no scorecards to gate or keep: refused before anything runs.
     let o = run_suite(

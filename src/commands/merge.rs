@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use oae_harness::merge::{Allow, merge_runs_with};
+use oae_harness::session::RunStatus;
+use oae_reports::flow::{AfterRun, ScoringInputs};
 
 use crate::cli::MergeArgs;
 use crate::render::num;
@@ -19,7 +21,8 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
         partial: a.allow_partial,
         mismatch: a.allow_mismatch,
     };
-    let m = merge_runs_with(&a.runs, &a.out, a.confidence, allow)?;
+    let command: Vec<String> = std::env::args().collect();
+    let m = merge_runs_with(&a.runs, &a.out, a.confidence, allow, &command)?;
     println!(
         "{:<48} {:>8}  {:<22} {:<22} {:<22}",
         "method|workload|metric (ms)", "n", "p50 [CI]", "p95 [CI]", "p99 [CI]"
@@ -51,5 +54,32 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
         a.runs.len(),
         m.dir.display()
     );
-    Ok(ExitCode::SUCCESS)
+    for h in &m.mixed_hardware {
+        eprintln!("warning: the cells ran on different hardware — {h}");
+    }
+    let Some(status) = m.run_status else {
+        println!("(not cells of one suite run: merged.json summarises them; nothing to score)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Cells of one suite run make up its run directory: scored and reported like `oae run`'s.
+    let partial = status != RunStatus::Complete;
+    if partial {
+        println!(
+            "PARTIAL RUN: the merged suite run is `{}`; its scorecards cover only the cells merged",
+            status.as_str()
+        );
+    }
+    let inputs = ScoringInputs {
+        allow_partial: partial,
+        shipped: super::score::shipped_manifests(),
+        ..ScoringInputs::default()
+    };
+    super::score::after_run(
+        &m.dir,
+        &inputs,
+        &AfterRun {
+            report: true,
+            ..AfterRun::default()
+        },
+    )
 }

@@ -1,15 +1,20 @@
 //! Merging run directories: the same suite sharded across machines, or repeated runs.
 //!
-//! Histograms merge exactly (counts add, per tag); records are concatenated with the index
-//! of the run they came from. Every input is read through the typed run-directory schema
-//! (`oae_core::rundir`). Aborted runs are refused unless the caller allows partial inputs,
-//! and then the merged provenance says which ones were partial.
+//! Histograms merge exactly (counts add, per tag). Cells of one suite run (`oae run --cell`)
+//! merge into that suite's run directory — run.json, summary.json recomputed over the union,
+//! requests.jsonl — which scores like a one-machine run ([`run`]); other runs' records are
+//! concatenated with the index of the run they came from, with merged.json as the only
+//! summary. Every input is read through the typed run-directory schema (`oae_core::rundir`).
+//! Aborted runs are refused unless the caller allows partial inputs, and then the merged
+//! provenance says which ones were partial.
+
+mod run;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use oae_core::rundir::{HISTOGRAMS_HLOG, REQUESTS_JSONL, RecordReader, RunDirError, RunStatus, read_run};
 
@@ -38,6 +43,11 @@ pub struct Merged {
     pub stats: Vec<(String, HistogramStat)>,
     /// Records written.
     pub records: usize,
+    /// The status of the suite run the cells made up, when the inputs were cells of one suite
+    /// run (the directory then holds run.json and summary.json and can be scored).
+    pub run_status: Option<RunStatus>,
+    /// The cells' hardware, when it differs between cells (one line per kind).
+    pub mixed_hardware: Vec<String>,
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, HarnessError> {
@@ -149,11 +159,36 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, confidence: f64, allow_partial: 
             partial: allow_partial,
             mismatch: false,
         },
+        &["oae".into(), "merge".into()],
     )
 }
 
-/// [`merge_runs`] with what may differ.
-pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: Allow) -> Result<Merged, HarnessError> {
+/// Whether every run is a cell run of one suite run alike (suite file, oae version, seed and
+/// overrides other than the cells).
+fn one_suite_run(jsons: &[oae_core::rundir::RunJson]) -> bool {
+    let settings = |r: &oae_core::rundir::RunJson| {
+        let mut o = r.overrides.clone();
+        o.remove("cells");
+        o
+    };
+    let first = &jsons[0];
+    jsons.iter().all(|r| {
+        r.overrides.contains_key("cells")
+            && r.suite.sha256 == first.suite.sha256
+            && r.oae_version == first.oae_version
+            && r.seed == first.seed
+            && settings(r) == settings(first)
+    })
+}
+
+/// [`merge_runs`] with what may differ; `command` is recorded as the merged run's command.
+pub fn merge_runs_with(
+    runs: &[PathBuf],
+    out: &Path,
+    confidence: f64,
+    allow: Allow,
+    command: &[String],
+) -> Result<Merged, HarnessError> {
     let allow_partial = allow.partial;
     if runs.is_empty() {
         return Err(HarnessError::Invalid("give at least one run directory to merge".into()));
@@ -175,39 +210,27 @@ pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: All
         )));
     }
     let outdir = RunDir::create(out)?;
-    // Records stream through: read one, write one (64 runs of 10k records took 2.1 GB when
-    // they were all held); the file gets its name only when every record is in it.
-    let tmp = out.join(format!("{REQUESTS_JSONL}.tmp"));
-    let streamed = (|| -> Result<usize, HarnessError> {
-        use std::io::Write;
-        let file = std::fs::File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e, "cannot create"))?;
-        let mut w = std::io::BufWriter::new(file);
-        let mut n = 0;
-        for (i, dir) in runs.iter().enumerate() {
-            for r in RecordReader::open(dir).map_err(typed)? {
-                let row = MergedRecord {
-                    run_index: i,
-                    record: &r.map_err(typed)?.1,
-                };
-                serde_json::to_writer(&mut w, &row).map_err(|e| HarnessError::Invalid(e.to_string()))?;
-                w.write_all(b"\n")
-                    .map_err(|e| HarnessError::io(&tmp, e, "cannot write"))?;
-                n += 1;
-            }
-        }
-        w.into_inner()
-            .map_err(|e| HarnessError::io(&tmp, e.into_error(), "cannot write"))?
-            .sync_all()
-            .map_err(|e| HarnessError::io(&tmp, e, "cannot write"))?;
-        std::fs::rename(&tmp, out.join(REQUESTS_JSONL)).map_err(|e| HarnessError::io(&tmp, e, "cannot rename"))?;
-        Ok(n)
-    })();
-    let records = match streamed {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+    let suite_run = covered.is_some() && one_suite_run(&jsons);
+    let (records, run_status, mixed_hardware) = if suite_run {
+        let mut cells = runs
+            .iter()
+            .zip(&jsons)
+            .map(|(d, r)| run::CellRun::read(d, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        cells.sort_by_key(|c| c.first_cell());
+        let c = covered.as_ref().expect("cells checked");
+        let coverage = run::Coverage {
+            total: c["total"].as_u64(),
+            missing: c["missing"]
+                .as_array()
+                .map(|m| m.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default(),
+        };
+        let n = run::write(&cells, &coverage, &outdir, command)?;
+        let status = read_run(out).map_err(typed)?.status;
+        (n, Some(status), run::distinct_hardware(&cells))
+    } else {
+        (concatenate(runs, out)?, None, Vec::new())
     };
     let mut sources = Vec::new();
     let mut logs = Vec::new();
@@ -242,6 +265,8 @@ pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: All
             "partial": sources.iter().any(|s| s["status"] != json!(RunStatus::Complete))
                 || covered.as_ref().is_some_and(|c| c["missing"].as_array().is_some_and(|m| !m.is_empty())),
             "cells": covered,
+            "scored_run": suite_run,
+            "mixed_hardware": mixed_hardware,
             "records": records,
             "histograms": cells,
         }),
@@ -250,5 +275,42 @@ pub fn merge_runs_with(runs: &[PathBuf], out: &Path, confidence: f64, allow: All
         dir: out.to_path_buf(),
         stats,
         records,
+        run_status,
+        mixed_hardware,
     })
+}
+
+/// Concatenates the runs' records into `out`'s requests.jsonl, each with its run's index.
+fn concatenate(runs: &[PathBuf], out: &Path) -> Result<usize, HarnessError> {
+    // Records stream through: read one, write one (64 runs of 10k records took 2.1 GB when
+    // they were all held); the file gets its name only when every record is in it.
+    let tmp = out.join(format!("{REQUESTS_JSONL}.tmp"));
+    let streamed = (|| -> Result<usize, HarnessError> {
+        use std::io::Write;
+        let file = std::fs::File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e, "cannot create"))?;
+        let mut w = std::io::BufWriter::new(file);
+        let mut n = 0;
+        for (i, dir) in runs.iter().enumerate() {
+            for r in RecordReader::open(dir).map_err(typed)? {
+                let row = MergedRecord {
+                    run_index: i,
+                    record: &r.map_err(typed)?.1,
+                };
+                serde_json::to_writer(&mut w, &row).map_err(|e| HarnessError::Invalid(e.to_string()))?;
+                w.write_all(b"\n")
+                    .map_err(|e| HarnessError::io(&tmp, e, "cannot write"))?;
+                n += 1;
+            }
+        }
+        w.into_inner()
+            .map_err(|e| HarnessError::io(&tmp, e.into_error(), "cannot write"))?
+            .sync_all()
+            .map_err(|e| HarnessError::io(&tmp, e, "cannot write"))?;
+        std::fs::rename(&tmp, out.join(REQUESTS_JSONL)).map_err(|e| HarnessError::io(&tmp, e, "cannot rename"))?;
+        Ok(n)
+    })();
+    if streamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    streamed
 }
