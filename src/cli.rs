@@ -613,11 +613,22 @@ pub struct RunArgs {
     pub trials: Option<u32>,
     /// Run only some cells (`oae suite plan` lists them): an index I, a range A..B (B
     /// excluded) or A..=B, a cell id, or `auto` — this job-array task's index from
-    /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX. The run directory holds those cells
+    /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX — or a comma-separated list of those
+    /// (`0,3,5..=7`). The run directory holds those cells
     /// (which, run.json's overrides say); no scorecards are written for a part of a suite, so
     /// it cannot be gated or saved as a baseline (merge the cells first).
     #[arg(long, value_name = "SPEC", conflicts_with_all = ["baseline", "save_baseline"])]
     pub cell: Option<String>,
+    /// Continue the killed or aborted run in DIR: its complete cells are kept, the others
+    /// (and the one that was running, whose records are dropped) run again with the suite,
+    /// seed and overrides the run recorded, and DIR becomes the whole run again (its parts
+    /// kept under DIR/parts). Run it where the run was started (the suite path is relative).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["suite", "out", "seed", "requests", "trials", "idle_baseline_s", "cell", "baseline", "save_baseline"]
+    )]
+    pub resume: Option<PathBuf>,
     /// No progress output; only the final table (errors still go to stderr).
     #[arg(long, short)]
     pub quiet: bool,

@@ -1223,3 +1223,137 @@ fn a_run_killed_with_sigkill_names_its_methods_and_scores_as_partial() {
     );
     assert!(text.contains("PARTIAL RUN"), "{text}");
 }
+
+/// A two-method, two-trial mock suite started in `dir` and stopped by `signal` in the middle
+/// of its second replay (45 of 4 × 30 records written); returns the run directory.
+fn run_stopped_midway(dir: &Path, signal: &str) -> std::path::PathBuf {
+    let text = MOCK_SUITE
+        .replace("rate_qps = 200.0", "rate_qps = 40.0")
+        .replace("idle_baseline_s = 1.0", "idle_baseline_s = 0.3")
+        .replace("warmup_s = 0.05", "warmup_s = 0.05\ntrials = 2")
+        + "[[methods]]\nid = \"mock\"\nlabel = \"steady\"\nprefill_ms = 0.5\n";
+    let suite = write_suite(dir, &text);
+    let out = dir.join("run");
+    let mut child = oae()
+        .current_dir(dir)
+        .arg("run")
+        .arg(suite.file_name().unwrap())
+        .args(["--quiet", "--out", "run"])
+        .spawn()
+        .unwrap();
+    let jsonl = out.join("requests.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&jsonl).map(|s| s.lines().count()).unwrap_or(0) < 45 {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the run did not reach its second replay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    out
+}
+
+/// `oae run --resume DIR` after a `kill -9` in the middle of a cell, and after a SIGTERM:
+/// the complete cells are kept, the one cut short runs again with the others, and DIR is the
+/// whole suite run — every request of every cell exactly once, complete, scored; energy the
+/// killed process never attributed is said to be missing, a SIGTERM's is kept.
+#[test]
+fn a_stopped_run_resumes_to_the_whole_suite_without_duplicates() {
+    for signal in ["KILL", "TERM"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = run_stopped_midway(tmp.path(), signal);
+        let stopped = records(&out).len();
+        assert!((45..120).contains(&stopped), "{signal}: {stopped} records");
+        let o = oae()
+            .current_dir(tmp.path())
+            .args(["run", "--quiet", "--resume", "run"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{signal}: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            text.contains("resuming run: 1 of 4 cell(s) complete, 3 to run"),
+            "{signal}: {text}"
+        );
+        let run = read_json(&out.join("run.json"));
+        assert_eq!(run["status"], "complete", "{signal}");
+        let recs = records(&out);
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &recs {
+            let key = (
+                r["method"].as_str().unwrap().to_string(),
+                r["trial"].as_u64().unwrap(),
+                r["request_id"].as_u64().unwrap(),
+            );
+            assert!(seen.insert(key.clone()), "{signal}: {key:?} twice");
+        }
+        for method in ["flaky", "steady"] {
+            for trial in 0..2 {
+                let ids: Vec<u64> = seen
+                    .iter()
+                    .filter(|k| k.0 == method && k.1 == trial)
+                    .map(|k| k.2)
+                    .collect();
+                assert_eq!(ids, (0..30).collect::<Vec<_>>(), "{signal}: {method} trial {trial}");
+            }
+        }
+        assert!(out.join("parts/0/run.json").exists() && out.join("parts/1/run.json").exists());
+        assert!(
+            out.join("scorecards.json").exists(),
+            "{signal}: scored like a whole run"
+        );
+        let summary = read_json(&out.join("summary.json"));
+        let cells = summary["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 2);
+        assert!(
+            cells
+                .iter()
+                .all(|c| c["requests"] == 60 && c["trials"].as_array().unwrap().len() == 2)
+        );
+        let lost: Vec<&str> = run["energy"]["unavailable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["reason"].as_str().unwrap().contains("killed before it attributed"))
+            .map(|u| u["source"].as_str().unwrap())
+            .collect();
+        if signal == "KILL" {
+            assert_eq!(lost, ["flaky | burst, trial(s) 0 in run/parts/0"], "{run}");
+            assert!(cells[0]["energy"].is_null(), "no energy pooled from part of the trials");
+        } else {
+            assert!(lost.is_empty(), "{lost:?}");
+            assert!(cells.iter().all(|c| !c["energy"].is_null()));
+        }
+        // Done is done.
+        let o = oae()
+            .current_dir(tmp.path())
+            .args(["run", "--resume", "run"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to resume"));
+    }
+    // A changed suite file is not resumed into.
+    let tmp = tempfile::tempdir().unwrap();
+    run_stopped_midway(tmp.path(), "KILL");
+    let suite = tmp.path().join("suite.toml");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    std::fs::write(&suite, format!("{text}\n# edited\n")).unwrap();
+    let o = oae()
+        .current_dir(tmp.path())
+        .args(["run", "--resume", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("changed since the run"), "{e}");
+}

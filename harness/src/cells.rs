@@ -8,7 +8,7 @@
 //! every machine and in every run of the same suite, different as soon as anything that
 //! changes what the cell measures does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -68,8 +68,22 @@ pub const ARRAY_INDEX_VARS: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_
 
 /// The cells `spec` names: an index `I`, a range `A..B` (B excluded) or `A..=B`, a cell id,
 /// or `auto` — the index of this job-array task, from `SLURM_ARRAY_TASK_ID` (Slurm) or
-/// `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job).
+/// `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job); or a comma-separated list of those
+/// (`0,3,5..=7`), each cell once, in index order.
 pub fn select(suite: &Suite, spec: &str) -> Result<Vec<Cell>, HarnessError> {
+    if !spec.contains(',') {
+        return select_one(suite, spec);
+    }
+    let mut chosen: BTreeMap<usize, Cell> = BTreeMap::new();
+    for part in spec.split(',') {
+        for c in select_one(suite, part)? {
+            chosen.insert(c.index, c);
+        }
+    }
+    Ok(chosen.into_values().collect())
+}
+
+fn select_one(suite: &Suite, spec: &str) -> Result<Vec<Cell>, HarnessError> {
     let all = cells(suite);
     let n = all.len();
     let bad = |why: String| {
@@ -212,6 +226,8 @@ mod tests {
         assert_eq!(pick("2..5").unwrap(), [2, 3, 4]);
         assert_eq!(pick("2..=5").unwrap(), [2, 3, 4, 5]);
         assert_eq!(pick(&all[6].id).unwrap(), [6]);
+        assert_eq!(pick("6,0..2,1").unwrap(), [0, 1, 6], "a list: each cell once, in order");
+        assert!(pick("0,9").unwrap_err().to_string().contains("cell 9 does not exist"));
         for (spec, says) in [
             ("8", "does not exist"),
             ("3..3", "empty"),

@@ -22,6 +22,7 @@ pub mod metered;
 pub mod meters;
 mod method;
 pub mod mock;
+pub mod resume;
 pub mod rundir;
 pub mod runner;
 pub mod session;

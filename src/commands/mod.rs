@@ -10,6 +10,7 @@ mod merge;
 mod meter;
 mod models;
 mod plan;
+mod resume;
 mod run;
 mod score;
 mod suite;

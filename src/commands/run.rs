@@ -23,28 +23,67 @@ use crate::render;
 /// The embedded default suite.
 pub const QUICK: &str = include_str!("../../suites/quick.toml");
 
+/// The label of the embedded suite in run.json.
+pub(super) const EMBEDDED: &str = "suites/quick.toml (embedded)";
+
+/// Command-line values that change what a suite measures; recorded in run.json's overrides.
+#[derive(Debug, Default)]
+pub(super) struct SuiteOverrides {
+    seed: Option<u64>,
+    requests: Option<u64>,
+    trials: Option<u32>,
+    idle_baseline_s: Option<f64>,
+}
+
+impl SuiteOverrides {
+    /// Applies them to `suite`; returns run.json's overrides.
+    pub(super) fn apply(&self, suite: &mut Suite) -> BTreeMap<String, serde_json::Value> {
+        let mut overrides = BTreeMap::new();
+        if let Some(seed) = self.seed {
+            suite.run.seed = seed;
+            overrides.insert("seed".to_string(), json!(seed));
+        }
+        if let Some(n) = self.requests {
+            suite.run.limit = Limit::Count(n);
+            overrides.insert("requests".to_string(), json!(n));
+        }
+        if let Some(n) = self.trials {
+            suite.run.trials = n;
+            overrides.insert("trials".to_string(), json!(n));
+        }
+        if let Some(s) = self.idle_baseline_s {
+            suite.energy.idle_baseline = std::time::Duration::from_secs_f64(s);
+            overrides.insert("idle_baseline_s".to_string(), json!(s));
+        }
+        overrides
+    }
+
+    /// The overrides a run recorded.
+    pub(super) fn recorded(o: &BTreeMap<String, serde_json::Value>) -> SuiteOverrides {
+        SuiteOverrides {
+            seed: o.get("seed").and_then(|v| v.as_u64()),
+            requests: o.get("requests").and_then(|v| v.as_u64()),
+            trials: o.get("trials").and_then(|v| v.as_u64()).map(|t| t as u32),
+            idle_baseline_s: o.get("idle_baseline_s").and_then(|v| v.as_f64()),
+        }
+    }
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.resume {
+        return super::resume::resume(dir, &args);
+    }
     let mut suite = match &args.suite {
         Some(path) => Suite::load(path)?,
-        None => Suite::parse("suites/quick.toml (embedded)", QUICK, "quick")?,
+        None => Suite::parse(EMBEDDED, QUICK, "quick")?,
     };
-    let mut overrides = BTreeMap::new();
-    if let Some(seed) = args.seed {
-        suite.run.seed = seed;
-        overrides.insert("seed".to_string(), json!(seed));
+    let mut overrides = SuiteOverrides {
+        seed: args.seed,
+        requests: args.requests,
+        trials: args.trials,
+        idle_baseline_s: args.idle_baseline_s,
     }
-    if let Some(n) = args.requests {
-        suite.run.limit = Limit::Count(n);
-        overrides.insert("requests".to_string(), json!(n));
-    }
-    if let Some(n) = args.trials {
-        suite.run.trials = n;
-        overrides.insert("trials".to_string(), json!(n));
-    }
-    if let Some(s) = args.idle_baseline_s {
-        suite.energy.idle_baseline = std::time::Duration::from_secs_f64(s);
-        overrides.insert("idle_baseline_s".to_string(), json!(s));
-    }
+    .apply(&mut suite);
     // After the overrides: a cell's id covers the seed and request count it runs with.
     let cells = match &args.cell {
         Some(spec) => {

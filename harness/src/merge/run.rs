@@ -5,7 +5,9 @@
 //! Per (method, workload) the cells are its trials: records are concatenated, latency,
 //! goodput, quality and reasoning statistics recomputed over all of them, energy and carbon
 //! pooled as a one-machine run pools its trials (each cell's energy was attributed in its own
-//! window, against its own node's idle baseline). A method's setup ran once per cell; the
+//! window, against its own node's idle baseline; a cell whose run was killed before it
+//! attributed energy has none, and then the (method, workload) has no pooled energy and
+//! run.json's `energy.unavailable` names the cells). A method's setup ran once per cell; the
 //! merged run keeps the cell whose setup time is the median (lower median) as the method's
 //! setup and idle baseline, and lists every cell's setup in `runtime.merged`.
 
@@ -55,9 +57,16 @@ pub(super) struct Coverage {
     pub missing: Vec<u64>,
 }
 
-/// The method's setup from the cell whose setup time is the (lower) median.
+/// The method's setup from the cell whose setup time is the (lower) median, among the cells
+/// that measured the method's loaded idle power (a cell killed before its idle baseline has
+/// none) when any did.
 fn median_setup<'a>(infos: &[&'a MethodInfo]) -> &'a MethodInfo {
-    let mut sorted = infos.to_vec();
+    let measured: Vec<&MethodInfo> = infos
+        .iter()
+        .copied()
+        .filter(|m| m.idle_baseline.before.is_some() || m.idle_baseline.after.is_some())
+        .collect();
+    let mut sorted = if measured.is_empty() { infos.to_vec() } else { measured };
     sorted.sort_by(|a, b| a.setup_s.total_cmp(&b.setup_s));
     sorted[(sorted.len() - 1) / 2]
 }
@@ -102,22 +111,28 @@ fn merge_validity(runs: &[CellRun<'_>]) -> oae_core::rundir::energy::EnergyValid
     v
 }
 
-/// One (method, workload)'s summary over its cells' records.
-fn summarize_group(
-    run: &RunJson,
+/// One cell run's share of a (method, workload): its summary of it, when it has one (a run
+/// killed outright wrote none), and its records of it.
+struct Share<'a> {
+    summary: Option<&'a CellSummary>,
+    records: Vec<RequestRecord>,
+}
+
+/// The `CellInfo` of a (method, workload) under `run`'s settings.
+fn info<'a>(
+    run: &'a RunJson,
     setup: &MethodInfo,
-    parts: &[&CellSummary],
-    records: &[RequestRecord],
-) -> CellSummary {
-    let first = parts[0];
+    s: (&'a str, &'a str, &'a str),
+    offered: f64,
+    replay_s: f64,
+) -> CellInfo<'a> {
     let settings = &run.run;
-    let replay_s: f64 = parts.iter().map(|p| p.replay_s).sum();
-    let info = CellInfo {
-        method: &first.method,
-        method_id: &first.method_id,
-        workload: &first.workload,
+    CellInfo {
+        method: s.0,
+        method_id: s.1,
+        workload: s.2,
         replay_s,
-        offered_rate_qps: first.offered_rate_qps,
+        offered_rate_qps: offered,
         setup_s: setup.setup_s,
         confidence: settings.confidence,
         warmup_s: settings.warmup_s,
@@ -125,13 +140,40 @@ fn summarize_group(
         slo: &run.slo,
         min_requests: settings.min_requests,
         min_duration_s: settings.min_duration_s,
+    }
+}
+
+/// One (method, workload)'s summary over its cells' records. Energy and carbon are pooled
+/// only when every share has them: a share without (its run was killed before attributing
+/// energy) would leave the pooled figures covering part of the requests.
+fn summarize_group(run: &RunJson, setup: &MethodInfo, shares: &[Share<'_>], records: &[RequestRecord]) -> CellSummary {
+    let settings = &run.run;
+    let known: Vec<&CellSummary> = shares.iter().filter_map(|s| s.summary).collect();
+    let r0 = &records[0];
+    let method_id = setup.id.as_str();
+    let offered = known.first().map_or(0.0, |p| p.offered_rate_qps);
+    // A share without a summary: its replay lasted until its last request finished.
+    let span = |rs: &[RequestRecord]| {
+        rs.iter()
+            .map(|r| r.finished_s.unwrap_or(r.dispatched_s))
+            .fold(0.0, f64::max)
     };
-    let mut s = summarize(&info, records);
-    s.energy = crate::energy::cell::pool(
-        parts.iter().map(|p| p.energy.clone()).collect(),
-        records,
-        settings.confidence,
-    );
+    let replay_s: f64 = shares
+        .iter()
+        .map(|s| s.summary.map_or_else(|| span(&s.records), |p| p.replay_s))
+        .sum();
+    let names = (r0.method.as_str(), method_id, r0.workload.as_str());
+    let mut s = summarize(&info(run, setup, names, offered, replay_s), records);
+    let whole = known.len() == shares.len();
+    s.energy = whole
+        .then(|| {
+            crate::energy::cell::pool(
+                known.iter().map(|p| p.energy.clone()).collect(),
+                records,
+                settings.confidence,
+            )
+        })
+        .flatten();
     if let Some(e) = s.energy.as_mut() {
         e.setup_j = setup.setup_energy_j;
         for d in &mut e.domains {
@@ -139,14 +181,37 @@ fn summarize_group(
         }
     }
     s.reasoning = crate::summary::reasoning(records, &run.slo, settings.confidence);
-    let carbon: Vec<_> = parts.iter().filter_map(|p| p.carbon.clone()).collect();
-    s.carbon = (carbon.len() == parts.len())
+    let carbon: Vec<_> = known.iter().filter_map(|p| p.carbon.clone()).collect();
+    s.carbon = (whole && carbon.len() == known.len())
         .then(|| crate::carbon::pool(carbon))
         .flatten();
-    s.replay_start_s = parts.iter().map(|p| p.replay_start_s).fold(f64::INFINITY, f64::min);
-    s.host_steal_s = parts.iter().map(|p| p.host_steal_s).sum();
-    s.host_other_cpu_s = parts.iter().map(|p| p.host_other_cpu_s).sum();
-    s.trials = parts.iter().flat_map(|p| p.trials.iter().cloned()).collect();
+    s.replay_start_s = known.iter().map(|p| p.replay_start_s).reduce(f64::min).unwrap_or(0.0);
+    s.host_steal_s = if whole {
+        known.iter().map(|p| p.host_steal_s).sum()
+    } else {
+        None
+    };
+    s.host_other_cpu_s = if whole {
+        known.iter().map(|p| p.host_other_cpu_s).sum()
+    } else {
+        None
+    };
+    s.trials = Vec::new();
+    for share in shares {
+        match share.summary {
+            Some(p) => s.trials.extend(p.trials.iter().cloned()),
+            None => {
+                let mut by_trial: BTreeMap<u32, Vec<RequestRecord>> = BTreeMap::new();
+                for r in &share.records {
+                    by_trial.entry(r.trial).or_default().push(r.clone());
+                }
+                for (t, rs) in by_trial {
+                    let one = summarize(&info(run, setup, names, offered, span(&rs)), &rs);
+                    s.trials.push(crate::session::trial_figures(t, 0.0, &one, &rs));
+                }
+            }
+        }
+    }
     s.trials.sort_by_key(|t| t.trial);
     s
 }
@@ -198,13 +263,13 @@ pub(super) fn write(
 
     let tmp = out.path().join(format!("{REQUESTS_JSONL}.tmp"));
     let mut summaries = Vec::new();
+    let mut lost: Vec<String> = Vec::new();
     let written = (|| -> Result<usize, HarnessError> {
         let file = std::fs::File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e, "cannot create"))?;
         let mut w = std::io::BufWriter::new(file);
         let mut n = 0;
         for (method, workload) in &groups {
-            let mut records: Vec<RequestRecord> = Vec::new();
-            let mut parts: Vec<&CellSummary> = Vec::new();
+            let mut shares: Vec<Share<'_>> = Vec::new();
             for c in cells {
                 if !c
                     .run
@@ -214,31 +279,44 @@ pub(super) fn write(
                 {
                     continue;
                 }
+                let mut records = Vec::new();
                 for r in RecordReader::open(c.dir).map_err(typed)? {
                     let (_, r) = r.map_err(typed)?;
                     if &r.method == method && &r.workload == workload {
                         records.push(r);
                     }
                 }
-                if let Some(s) = c.summary.as_ref().and_then(|s| s.cell(method, workload)) {
-                    parts.push(s);
+                let summary = c.summary.as_ref().and_then(|s| s.cell(method, workload));
+                if summary.is_none() && !records.is_empty() {
+                    lost.push(format!(
+                        "{method} | {workload}, trial(s) {} in {}",
+                        records
+                            .iter()
+                            .map(|r| r.trial)
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        c.dir.display()
+                    ));
                 }
+                shares.push(Share { summary, records });
             }
+            let records: Vec<RequestRecord> = shares.iter().flat_map(|s| s.records.iter().cloned()).collect();
             for r in &records {
                 serde_json::to_writer(&mut w, r).map_err(|e| HarnessError::Invalid(e.to_string()))?;
                 w.write_all(b"\n")
                     .map_err(|e| HarnessError::io(&tmp, e, "cannot write"))?;
             }
             n += records.len();
-            // A cell killed before its summary was written has records but no summary: the
-            // group is then summarised from what the summaries cover, and the run is partial.
-            if !parts.is_empty() {
-                let setup = methods.iter().find(|m| &m.label == method).unwrap_or(&methods[0]);
-                let covered: Vec<RequestRecord> = records
-                    .into_iter()
-                    .filter(|r| parts.iter().any(|p| p.trials.iter().any(|t| t.trial == r.trial)))
-                    .collect();
-                summaries.push(summarize_group(base, setup, &parts, &covered));
+            if !records.is_empty() {
+                let setup = methods.iter().find(|m| &m.label == method).ok_or_else(|| {
+                    HarnessError::Invalid(format!(
+                        "no cell run's run.json describes method `{method}` (its setup); the cell runs are damaged"
+                    ))
+                })?;
+                summaries.push(summarize_group(base, setup, &shares, &records));
             }
         }
         w.into_inner()
@@ -293,6 +371,12 @@ pub(super) fn write(
     run.methods = methods;
     run.replays = cells.iter().flat_map(|c| c.run.replays.iter().cloned()).collect();
     run.energy.validity = merge_validity(cells);
+    for l in lost {
+        run.energy.unavailable.push(oae_core::rundir::energy::Unavailable {
+            source: l,
+            reason: "the run holding these cells was killed before it attributed their energy (kill -9, a crash, a lost node): their latency, quality and counts are kept, their energy is not".into(),
+        });
+    }
     run.records = records;
     let placements: Vec<Value> = cells
         .iter()

@@ -335,7 +335,7 @@ fn task_of<'s>(schedule: &'s Schedule, r: &RequestRecord) -> Option<&'s oae_work
 }
 
 /// The gate's figures of one trial, from its own summary and records.
-fn trial_figures(trial: u32, start_s: f64, s: &CellSummary, records: &[RequestRecord]) -> TrialFigures {
+pub(crate) fn trial_figures(trial: u32, start_s: f64, s: &CellSummary, records: &[RequestRecord]) -> TrialFigures {
     let stat = |k: &str| s.latency.get(k);
     let amortized: Vec<f64> = records
         .iter()

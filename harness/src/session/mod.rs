@@ -33,6 +33,7 @@ mod finish;
 mod runjson;
 
 pub use finish::CellHistograms;
+pub(crate) use finish::trial_figures;
 use finish::{Finisher, MethodDone, Pending};
 use runjson::RunJsonWriter;
 
