@@ -112,10 +112,10 @@ fn merge_validity(runs: &[CellRun<'_>]) -> oae_core::rundir::energy::EnergyValid
 }
 
 /// One cell run's share of a (method, workload): its summary of it, when it has one (a run
-/// killed outright wrote none), and its records of it.
+/// killed outright wrote none), and where its records are in the group's.
 struct Share<'a> {
     summary: Option<&'a CellSummary>,
-    records: Vec<RequestRecord>,
+    records: std::ops::Range<usize>,
 }
 
 /// The `CellInfo` of a (method, workload) under `run`'s settings.
@@ -160,7 +160,10 @@ fn summarize_group(run: &RunJson, setup: &MethodInfo, shares: &[Share<'_>], reco
     };
     let replay_s: f64 = shares
         .iter()
-        .map(|s| s.summary.map_or_else(|| span(&s.records), |p| p.replay_s))
+        .map(|s| {
+            s.summary
+                .map_or_else(|| span(&records[s.records.clone()]), |p| p.replay_s)
+        })
         .sum();
     let names = (r0.method.as_str(), method_id, r0.workload.as_str());
     let mut s = summarize(&info(run, setup, names, offered, replay_s), records);
@@ -202,7 +205,7 @@ fn summarize_group(run: &RunJson, setup: &MethodInfo, shares: &[Share<'_>], reco
             Some(p) => s.trials.extend(p.trials.iter().cloned()),
             None => {
                 let mut by_trial: BTreeMap<u32, Vec<RequestRecord>> = BTreeMap::new();
-                for r in &share.records {
+                for r in &records[share.records.clone()] {
                     by_trial.entry(r.trial).or_default().push(r.clone());
                 }
                 for (t, rs) in by_trial {
@@ -270,6 +273,8 @@ pub(super) fn write(
         let mut n = 0;
         for (method, workload) in &groups {
             let mut shares: Vec<Share<'_>> = Vec::new();
+            // The group's records, each cell run's in one range (held once).
+            let mut records: Vec<RequestRecord> = Vec::new();
             for c in cells {
                 if !c
                     .run
@@ -279,7 +284,7 @@ pub(super) fn write(
                 {
                     continue;
                 }
-                let mut records = Vec::new();
+                let from = records.len();
                 for r in RecordReader::open(c.dir).map_err(typed)? {
                     let (_, r) = r.map_err(typed)?;
                     if &r.method == method && &r.workload == workload {
@@ -287,10 +292,10 @@ pub(super) fn write(
                     }
                 }
                 let summary = c.summary.as_ref().and_then(|s| s.cell(method, workload));
-                if summary.is_none() && !records.is_empty() {
+                if summary.is_none() && records.len() > from {
                     lost.push(format!(
                         "{method} | {workload}, trial(s) {} in {}",
-                        records
+                        records[from..]
                             .iter()
                             .map(|r| r.trial)
                             .collect::<std::collections::BTreeSet<_>>()
@@ -301,9 +306,11 @@ pub(super) fn write(
                         c.dir.display()
                     ));
                 }
-                shares.push(Share { summary, records });
+                shares.push(Share {
+                    summary,
+                    records: from..records.len(),
+                });
             }
-            let records: Vec<RequestRecord> = shares.iter().flat_map(|s| s.records.iter().cloned()).collect();
             for r in &records {
                 serde_json::to_writer(&mut w, r).map_err(|e| HarnessError::Invalid(e.to_string()))?;
                 w.write_all(b"\n")
