@@ -393,6 +393,7 @@ pub(super) fn write(
                 "cells": c.run.overrides["cells"],
                 "placement": c.run.runtime.get("placement"),
                 "host": c.run.host,
+                "gpus": gpus_of(c.run),
                 "git_sha": c.run.git_sha,
                 "started_utc": c.run.started_utc,
             })
@@ -411,6 +412,21 @@ pub(super) fn write(
     out.write_summary(status, &summaries)?;
     out.write_json(oae_core::rundir::RUN_JSON, &run)?;
     Ok(records)
+}
+
+/// The GPUs a cell run's meters read (name, UUID, driver), one per device.
+fn gpus_of(run: &RunJson) -> Vec<Value> {
+    let mut seen: Vec<Value> = Vec::new();
+    for m in &run.energy.meters {
+        let d = &m.provenance["device"];
+        if d.get("uuid").is_some() {
+            let g = json!({"name": d["name"], "uuid": d["uuid"], "driver_version": d["driver_version"]});
+            if !seen.contains(&g) {
+                seen.push(g);
+            }
+        }
+    }
+    seen
 }
 
 /// The hosts the cells ran on, when they differ (CPU model, GPUs): a merged run compares
