@@ -32,6 +32,9 @@ pub enum Command {
     Doctor,
     /// Merge run directories (shards or repeats): histograms exactly, records concatenated.
     Merge(MergeArgs),
+    /// Publish many runs (machines, sites, dates) as one static site: a table per benchmark
+    /// definition, provenance and flags on every row, each run's own page.
+    Leaderboard(LeaderboardArgs),
     /// Work with a suite's cells (method × workload × trial) for job arrays.
     #[command(subcommand)]
     Suite(SuiteCommand),
@@ -426,6 +429,28 @@ pub struct MergeArgs {
     /// Confidence level of the percentile intervals.
     #[arg(long, value_name = "C", default_value_t = 0.95)]
     pub confidence: f64,
+}
+
+/// `oae leaderboard`.
+#[derive(Debug, Args)]
+pub struct LeaderboardArgs {
+    /// Run directories (written by `oae run`, `oae merge` or `oae import`).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// The site directory (created; a site built here before is replaced whole).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The page title.
+    #[arg(long, value_name = "T", default_value = "OAE leaderboard")]
+    pub title: String,
+    /// Re-price every run under this one set of site assumptions (TOML, as `oae score
+    /// --site`); without it each run is priced with the defaults.
+    #[arg(long, value_name = "FILE")]
+    pub site: Option<PathBuf>,
+    /// Publish runs of different benchmark definitions side by side (each in its own table,
+    /// never ranked together); without it they are refused.
+    #[arg(long)]
+    pub allow_mixed: bool,
 }
 
 /// `oae import`.

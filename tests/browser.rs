@@ -252,3 +252,194 @@ fn leaderboard_renders_sorts_and_draws_in_headless_chromium() {
     );
     eprintln!("screenshot: {}", png.display());
 }
+
+/// A synthetic run of three methods on one workload into `dir`, its run.json then edited to
+/// fake the suite (its benchmark definition) and the CPU (its hardware class).
+fn site_run(dir: &Path, suite_sha: &str, cpu: &str, partial: bool, measured: bool) -> PathBuf {
+    use oae_scorecards::synthetic::{manifest, scoring};
+    let mut cells = Vec::new();
+    for (label, id, dyn_j) in [
+        ("dense", "dense", 5.0),
+        ("moe <b>bold</b>", "moe", 9.0),
+        ("speculative", "speculative", 3.0),
+    ] {
+        let mut c = SynthCell::new(label, id, "sporadic", 80);
+        c.dyn_j = dyn_j;
+        c.energy_measured = measured;
+        c.spread = 0.4;
+        cells.push(c);
+    }
+    let mut run = SynthRun::new(cells, 1.0);
+    if partial {
+        run.status = oae_core::rundir::RunStatus::Aborted;
+    }
+    run.scoring = Some(scoring(
+        Some("dense"),
+        &[
+            ("dense", manifest("dense", "it-generalist", "0")),
+            ("moe", manifest("moe", "ml-engineer", "[2, 6]")),
+            ("speculative", manifest("speculative", "software-engineer", "[1, 3]")),
+        ],
+        &[],
+    ));
+    run.write(dir).unwrap();
+    let path = dir.join("run.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["suite"]["sha256"] = Value::from(suite_sha);
+    v["host"]["cpu_model"] = Value::from(cpu);
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    dir.to_path_buf()
+}
+
+/// Filters, sorts and reads the site's tables, after the page's own script has run.
+const SITE_PROBE: &str = r#"<script>
+(function () {
+  var out = { errors: null };
+  try {
+    var tables = Array.prototype.slice.call(document.querySelectorAll("table.board"));
+    out.tables = tables.map(function (t) { return t.getAttribute("data-definition"); });
+    out.mixedTables = tables.filter(function (t) {
+      return Array.prototype.some.call(t.tBodies[0].rows, function (r) { return r.getAttribute("data-definition") !== t.getAttribute("data-definition"); });
+    }).length;
+    function visible() { var n = 0; tables.forEach(function (t) { Array.prototype.forEach.call(t.tBodies[0].rows, function (r) { if (!r.hidden) { n += 1; } }); }); return n; }
+    out.rows = visible();
+    var hw = document.getElementById("f-hw");
+    out.hwOptions = hw.options.length;
+    hw.value = hw.options[2].value;
+    hw.dispatchEvent(new Event("change"));
+    out.filtered = visible();
+    out.filteredHw = [];
+    tables.forEach(function (t) { Array.prototype.forEach.call(t.tBodies[0].rows, function (r) { if (!r.hidden && out.filteredHw.indexOf(r.getAttribute("data-hw")) < 0) { out.filteredHw.push(r.getAttribute("data-hw")); } }); });
+    out.chosenHw = hw.value;
+    hw.value = "";
+    hw.dispatchEvent(new Event("change"));
+    out.reset = visible();
+    var t = tables[0], heads = t.tHead.rows[0].cells;
+    function col(name) { for (var i = 0; i < heads.length; i++) { if (heads[i].getAttribute("data-col") === name) { return i; } } return -1; }
+    var cost = col("cost_per_1k_good_usd");
+    heads[cost].click();
+    out.costAsc = Array.prototype.map.call(t.tBodies[0].rows, function (r) { return parseFloat(r.cells[cost].getAttribute("data-v")); });
+    out.boldElements = document.querySelectorAll("table.board b").length;
+    out.links = document.querySelectorAll("table.board a[href^='runs/']").length;
+    out.charts = document.querySelectorAll("figure svg").length;
+  } catch (e) { out.exception = String(e); }
+  out.errors = window.__oaeErrors;
+  var pre = document.createElement("pre");
+  pre.id = "oae-probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"#;
+
+#[test]
+fn leaderboard_site_filters_sorts_and_keeps_definitions_apart_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        if std::env::var("OAE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            panic!("OAE_REQUIRE_BROWSER=1 but no chromium found (install Debian's `chromium` or set OAE_CHROMIUM)");
+        }
+        eprintln!(
+            "SKIPPED: no chromium on PATH (apt-get install chromium, or set OAE_CHROMIUM); the site check did not run"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // Two hardware classes, a partial run, an estimated-energy run, two suite definitions.
+    let runs = [
+        site_run(&t.join("epyc"), "aaaa", "AMD EPYC 9654", false, true),
+        site_run(&t.join("xeon"), "aaaa", "Intel Xeon 8480", false, false),
+        site_run(&t.join("xeon-partial"), "aaaa", "Intel Xeon 8480", true, true),
+        site_run(&t.join("other-suite"), "cccc", "AMD EPYC 9654", false, true),
+    ];
+    let site = t.join("site");
+    let o = Command::cargo_bin("oae")
+        .unwrap()
+        .arg("leaderboard")
+        .args(&runs)
+        .args(["--allow-mixed", "--title", "Board <i>x</i>", "--out"])
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(site.join("index.html")).unwrap();
+    for fetch in [" src=", "<link", "@import", "url(", "fetch(", "XMLHttpRequest"] {
+        assert!(!html.contains(fetch), "the page fetches something: `{fetch}`");
+    }
+    let probed = html.replacen("<head>", &format!("<head>{PROBE_HEAD}"), 1).replacen(
+        "</body>",
+        &format!("{SITE_PROBE}</body>"),
+        1,
+    );
+    let probe_file = site.join("probe.html");
+    std::fs::write(&probe_file, probed).unwrap();
+    let profile = t.join("profile");
+    let (dom, stderr) = browse(
+        &bin,
+        &profile,
+        &["--dump-dom".into(), "--enable-logging=stderr".into(), "--v=0".into()],
+        &format!("file://{}", probe_file.display()),
+    );
+    let start = dom
+        .find("<pre id=\"oae-probe\">")
+        .unwrap_or_else(|| panic!("no probe output; stderr:\n{stderr}"));
+    let end = dom[start..].find("</pre>").unwrap() + start;
+    let json = dom[start + "<pre id=\"oae-probe\">".len()..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let r: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert!(r.get("exception").is_none(), "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "errors on the page: {r}");
+    assert!(!stderr.contains("Uncaught"), "console errors: {stderr}");
+    // Two definitions, two tables, no table holding another definition's rows.
+    assert_eq!(r["tables"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["mixedTables"], 0, "{r}");
+    assert_eq!(r["rows"], 12, "{r}");
+    // The hardware filter hides the other class's rows; clearing it shows all again.
+    assert_eq!(r["hwOptions"], 3, "all + two hardware classes: {r}");
+    let filtered = r["filtered"].as_u64().unwrap();
+    assert!(filtered > 0 && filtered < 12, "{r}");
+    assert_eq!(r["filteredHw"], serde_json::json!([r["chosenHw"].clone()]), "{r}");
+    assert_eq!(r["reset"], 12, "{r}");
+    let asc: Vec<f64> = r["costAsc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert!(
+        asc.len() >= 3 && asc.windows(2).all(|w| w[0] <= w[1]),
+        "ascending: {asc:?}"
+    );
+    // Labels and titles are text, never markup.
+    assert_eq!(r["boldElements"], 0, "{r}");
+    assert!(dom.contains("moe &lt;b&gt;bold&lt;/b&gt;"));
+    assert!(html.contains("Board &lt;i&gt;x&lt;/i&gt;"));
+    assert_eq!(r["links"], 12, "every row links to its run's page: {r}");
+    assert!(r["charts"].as_u64().unwrap() >= 6, "{r}");
+    // Every linked run page exists.
+    for entry in std::fs::read_dir(site.join("runs")).unwrap() {
+        assert!(entry.unwrap().path().join("index.html").exists());
+    }
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oae-browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join("site.png");
+    let _ = std::fs::remove_file(&png);
+    browse(
+        &bin,
+        &profile,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1400,2400".into(),
+        ],
+        &format!("file://{}", site.join("index.html").display()),
+    );
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "{} bytes",
+        bytes.len()
+    );
+    eprintln!("screenshot: {}", png.display());
+}

@@ -11,6 +11,7 @@ pub mod charts;
 pub mod exporters;
 pub mod flow;
 pub mod gate;
+pub mod site;
 pub mod table;
 
 use std::path::{Path, PathBuf};

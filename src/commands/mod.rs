@@ -5,6 +5,7 @@ mod datasets;
 mod doctor;
 mod fake_server;
 mod import;
+mod leaderboard;
 mod list;
 mod merge;
 mod meter;
@@ -28,6 +29,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor => doctor::doctor(),
         Command::Plan(args) => plan::plan(args),
         Command::Merge(args) => merge::merge(args),
+        Command::Leaderboard(args) => leaderboard::leaderboard(args),
         Command::Suite(cmd) => suite::suite(cmd),
         Command::Import(args) => import::import(args),
         Command::Meter(args) => meter::meter(args),

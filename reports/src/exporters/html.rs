@@ -28,7 +28,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { --fg:#1b1f24; --muted:#5b636e; --line:#d7dbe0; --accent:#0072b2; --warn:#9a3412; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0 auto; max-width: 1400px; padding: 16px 24px 48px; }
@@ -104,7 +104,7 @@ fn partial_banner(c: &Scorecards) -> String {
     )
 }
 
-fn cell(col: &Column, all: &[Column], i: usize) -> String {
+pub(crate) fn cell(col: &Column, all: &[Column], i: usize) -> String {
     let present = match &col.values {
         Values::Num(v) => v[i].is_some(),
         Values::Text(v) => !v[i].is_empty(),

@@ -2,11 +2,11 @@
 //! folder (its name, file name and renderer) and a line in [`EXPORTERS`] — `oae report` and
 //! `oae run` then write it and list it.
 
-mod csv;
-mod html;
-mod json;
+pub(crate) mod csv;
+pub(crate) mod html;
+pub(crate) mod json;
 mod markdown;
-mod parquet;
+pub(crate) mod parquet;
 
 use crate::Report;
 
