@@ -134,16 +134,55 @@ fn num(cols: &[Column], name: &str, i: usize) -> Option<f64> {
     }
 }
 
-/// Scorecards holding the rows of `picks`, each labelled `method · hardware · run` so the
-/// single-run charts draw one series per row across runs.
+/// Scorecards for the charts of `picks`: one row per (method, hardware) — the run whose cost
+/// per 1,000 good requests is the (lower) median of that pair's runs, its cost curve the
+/// pointwise median of theirs — labelled `method · hardware` (and the run when it is the
+/// only one), so a definition with hundreds of runs still draws one series per pair.
 fn combined(runs: &[LoadedRun], picks: &[At]) -> Scorecards {
+    let mut groups: Vec<((String, String), Vec<At>)> = Vec::new();
+    for &a in picks {
+        let r = &runs[a.run];
+        let row = &r.cards.rows[a.row];
+        let key = (row.method.clone(), super::board::hardware(&r.run, row));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(a),
+            None => groups.push((key, vec![a])),
+        }
+    }
     let mut cards = runs[picks[0].run].cards.clone();
-    cards.rows = picks
-        .iter()
-        .map(|a| {
-            let r = &runs[a.run];
-            let mut row = r.cards.rows[a.row].clone();
-            row.method = format!("{} · {} · {}", row.method, super::board::hardware(&r.run, &row), r.id);
+    cards.rows = groups
+        .into_iter()
+        .map(|((method, hw), mut members)| {
+            let row_of = |a: &At| &runs[a.run].cards.rows[a.row];
+            members.sort_by(|a, b| {
+                row_of(a)
+                    .cost_per_1k_good_usd
+                    .value
+                    .total_cmp(&row_of(b).cost_per_1k_good_usd.value)
+            });
+            let mid = members[(members.len() - 1) / 2];
+            let mut row = row_of(&mid).clone();
+            let n = members.len();
+            if n == 1 {
+                row.method = format!("{method} · {hw} · {}", runs[mid.run].id);
+            } else {
+                row.method = format!("{method} · {hw} (median of {n} runs)");
+                let grid: Vec<f64> = row.curve.iter().map(|p| p.0).collect();
+                let same = members
+                    .iter()
+                    .all(|a| row_of(a).curve.iter().map(|p| p.0).eq(grid.iter().copied()));
+                if same {
+                    row.curve = grid
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &x)| {
+                            let mut ys: Vec<f64> = members.iter().map(|a| row_of(a).curve[i].1).collect();
+                            ys.sort_by(f64::total_cmp);
+                            (x, ys[(ys.len() - 1) / 2])
+                        })
+                        .collect();
+                }
+            }
             row
         })
         .collect();
@@ -300,8 +339,8 @@ pub fn render(
         o.push_str("</tbody></table></div>\n");
 
         // The charts across this definition's runs: cost per 1,000 good requests against the
-        // request rate per workload (a series per method on each hardware), energy per request
-        // by domain, quality against cost.
+        // request rate per workload (a series per method on each hardware class), energy per
+        // request by domain, quality against cost.
         o.push_str("<div class=\"charts\">");
         let picks: Vec<At> = rows.iter().map(|&i| at[i]).collect();
         let cards = combined(runs, &picks);
