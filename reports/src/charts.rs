@@ -224,19 +224,93 @@ pub fn latency_cdf(cards: &Scorecards, workload: &str) -> Res<String> {
     Ok(svg)
 }
 
-/// Energy per request, stacked: dynamic, idle while busy, share of idle gaps.
+/// Energy per request split three ways per scorecard: dynamic, idle while busy, share of idle
+/// gaps (stacked to the amortized figure).
 pub fn energy_breakdown(cards: &Scorecards) -> Res<String> {
-    let rows = &cards.rows;
     let parts = |r: &Row| {
         let e = &r.energy_per_request;
         let d = e.dynamic_j.value.max(0.0);
         let a = (e.active_j.value - d).max(0.0);
         let g = (e.amortized_j.value - e.active_j.value).max(0.0);
-        [d, a, g].map(|x| if x.is_finite() { x } else { 0.0 })
+        vec![d, a, g]
+    };
+    let names = ["dynamic", "idle while busy", "idle gaps (amortized)"].map(str::to_string);
+    let shades = vec![color(0), color(4), RGBColor(180, 180, 180)];
+    stacked(
+        cards,
+        "Energy per request (J): dynamic · idle while busy · share of idle gaps",
+        &names,
+        &shades,
+        &parts,
+    )
+}
+
+/// Amortized energy per request by domain (each GPU, the CPU, DRAM: each with its own meter
+/// and kind), stacked per scorecard.
+pub fn energy_by_domain(cards: &Scorecards) -> Res<String> {
+    let mut domains: Vec<String> = Vec::new();
+    for r in &cards.rows {
+        for d in &r.energy_per_request.by_domain {
+            if !domains.contains(&d.domain) {
+                domains.push(d.domain.clone());
+            }
+        }
+    }
+    domains.sort();
+    let parts = |r: &Row| {
+        domains
+            .iter()
+            .map(|name| {
+                r.energy_per_request
+                    .by_domain
+                    .iter()
+                    .find(|d| &d.domain == name)
+                    .map_or(0.0, |d| d.amortized_j.value.max(0.0))
+            })
+            .collect()
+    };
+    let names: Vec<String> = domains
+        .iter()
+        .map(|d| {
+            let kinds: Vec<&str> = cards
+                .rows
+                .iter()
+                .flat_map(|r| &r.energy_per_request.by_domain)
+                .filter(|x| &x.domain == d)
+                .map(|x| x.kind.as_str())
+                .collect();
+            let estimated = kinds.contains(&"estimated");
+            format!("{d}{}", if estimated { " (estimated)" } else { "" })
+        })
+        .collect();
+    let shades: Vec<RGBColor> = (0..domains.len()).map(color).collect();
+    stacked(
+        cards,
+        "Energy per request by domain (J, amortized)",
+        &names,
+        &shades,
+        &parts,
+    )
+}
+
+/// Stacked bars, one per scorecard, of the `parts` named `names`.
+fn stacked(
+    cards: &Scorecards,
+    caption: &str,
+    names: &[String],
+    shades: &[RGBColor],
+    parts: &dyn Fn(&Row) -> Vec<f64>,
+) -> Res<String> {
+    let rows = &cards.rows;
+    let finite = |r: &Row| -> Vec<f64> {
+        parts(r)
+            .into_iter()
+            .map(|x| if x.is_finite() { x } else { 0.0 })
+            .collect()
     };
     let ymax = rows
         .iter()
-        .map(|r| parts(r).iter().sum::<f64>())
+        .map(|r| finite(r).iter().sum::<f64>())
         .fold(0.0, f64::max)
         .max(1e-9)
         * 1.1;
@@ -247,10 +321,7 @@ pub fn energy_breakdown(cards: &Scorecards) -> Res<String> {
         let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Energy per request (J): dynamic · idle while busy · share of idle gaps",
-                ("sans-serif", 17),
-            )
+            .caption(caption, ("sans-serif", 17))
             .margin(12)
             .x_label_area_size(60)
             .y_label_area_size(60)
@@ -268,19 +339,20 @@ pub fn energy_breakdown(cards: &Scorecards) -> Res<String> {
             .y_desc("J per request")
             .draw()
             .map_err(err)?;
-        let shades = [color(0), color(4), RGBColor(180, 180, 180)];
-        let names = ["dynamic", "idle while busy", "idle gaps (amortized)"];
+        let values: Vec<Vec<f64>> = rows.iter().map(finite).collect();
         for (k, shade) in shades.iter().enumerate() {
-            let bars: Vec<Rectangle<(SegmentValue<i32>, f64)>> = rows
+            let bars: Vec<Rectangle<(SegmentValue<i32>, f64)>> = values
                 .iter()
                 .enumerate()
-                .map(|(i, r)| {
-                    let p = parts(r);
+                .map(|(i, p)| {
                     let base: f64 = p[..k].iter().sum();
                     let mut bar = Rectangle::new(
                         [
                             (SegmentValue::Exact(i as i32), base),
-                            (SegmentValue::Exact(i as i32 + 1), base + p[k]),
+                            (
+                                SegmentValue::Exact(i as i32 + 1),
+                                base + p.get(k).copied().unwrap_or(0.0),
+                            ),
                         ],
                         shade.filled(),
                     );
@@ -292,7 +364,7 @@ pub fn energy_breakdown(cards: &Scorecards) -> Res<String> {
             chart
                 .draw_series(bars)
                 .map_err(err)?
-                .label(names[k])
+                .label(names[k].as_str())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], s.filled()));
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft)?;

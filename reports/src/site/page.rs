@@ -340,7 +340,7 @@ pub fn render(
 
         // The charts across this definition's runs: cost per 1,000 good requests against the
         // request rate per workload (a series per method on each hardware class), energy per
-        // request by domain, quality against cost.
+        // request by domain and by kind (dynamic, idle, gaps), quality against cost.
         o.push_str("<div class=\"charts\">");
         let picks: Vec<At> = rows.iter().map(|&i| at[i]).collect();
         let cards = combined(runs, &picks);
@@ -349,6 +349,7 @@ pub fn render(
         for w in workloads {
             figure(&mut o, charts::cost_vs_rate(&cards, w))?;
         }
+        figure(&mut o, charts::energy_by_domain(&cards))?;
         figure(&mut o, charts::energy_breakdown(&cards))?;
         figure(&mut o, charts::quality_vs_cost(&cards))?;
         o.push_str("</div></section>\n");
