@@ -177,3 +177,35 @@ fn bad_inputs_are_refused_naming_the_directory_and_the_way_out() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_site_file_reprices_every_row_under_one_set_of_assumptions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dirs = vec![
+        run(&t.join("a"), "aaaa", "AMD EPYC 9654", RunStatus::Complete, true),
+        run(&t.join("b"), "aaaa", "Intel Xeon 8480", RunStatus::Complete, true),
+    ];
+    let cost = |site: &Path| -> (Vec<f64>, String) {
+        let doc: Value = serde_json::from_slice(&std::fs::read(site.join("leaderboard.json")).unwrap()).unwrap();
+        let costs = doc["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["cost_per_1k_good_usd"].as_f64().unwrap())
+            .collect();
+        (costs, doc["site_source"].as_str().unwrap().to_string())
+    };
+    build(&dirs, &t.join("default"), &opts(false)).unwrap();
+    let file = t.join("site.toml");
+    std::fs::write(&file, "energy_usd_per_kwh = 40.0\n").unwrap();
+    let mut o = opts(false);
+    o.inputs.site = Some(file.clone());
+    build(&dirs, &t.join("priced"), &o).unwrap();
+    let (base, src0) = cost(&t.join("default"));
+    let (priced, src1) = cost(&t.join("priced"));
+    assert_eq!(src0, "defaults");
+    assert!(src1.contains("site.toml"), "{src1}");
+    assert_eq!(base.len(), priced.len());
+    assert!(base.iter().zip(&priced).all(|(a, b)| b > a), "{base:?} {priced:?}");
+}
