@@ -114,6 +114,61 @@ const PROBE_TAIL: &str = r#"<script>
 })();
 </script>"#;
 
+/// Opens `html` in the browser with the error capture first in its head and `probe` (a
+/// script that writes its findings as JSON into `<pre id="oae-probe">`) before `</body>`,
+/// written as probe.html in `dir`. Returns the findings, after checking that nothing went
+/// wrong on the page, and the DOM.
+fn probe_page(bin: &Path, profile: &Path, dir: &Path, html: &str, probe: &str) -> (Value, String) {
+    let probed =
+        html.replacen("<head>", &format!("<head>{PROBE_HEAD}"), 1)
+            .replacen("</body>", &format!("{probe}</body>"), 1);
+    let probe_file = dir.join("probe.html");
+    std::fs::write(&probe_file, probed).unwrap();
+    let (dom, stderr) = browse(
+        bin,
+        profile,
+        &["--dump-dom".into(), "--enable-logging=stderr".into(), "--v=0".into()],
+        &format!("file://{}", probe_file.display()),
+    );
+    let start = dom
+        .find("<pre id=\"oae-probe\">")
+        .unwrap_or_else(|| panic!("no probe output; stderr:\n{stderr}"));
+    let end = dom[start..].find("</pre>").unwrap() + start;
+    let json = dom[start + "<pre id=\"oae-probe\">".len()..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let r: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert!(r.get("exception").is_none(), "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "errors on the page: {r}");
+    assert!(!stderr.contains("Uncaught"), "console errors: {stderr}");
+    (r, dom)
+}
+
+/// A screenshot of `page` for people to look at: target/tmp/oae-browser/`name`.
+fn screenshot(bin: &Path, profile: &Path, page: &Path, name: &str) {
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oae-browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join(name);
+    let _ = std::fs::remove_file(&png);
+    browse(
+        bin,
+        profile,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1400,2400".into(),
+        ],
+        &format!("file://{}", page.display()),
+    );
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "{} bytes",
+        bytes.len()
+    );
+    eprintln!("screenshot: {}", png.display());
+}
+
 #[test]
 fn leaderboard_renders_sorts_and_draws_in_headless_chromium() {
     let Some(bin) = chromium() else {
@@ -160,32 +215,8 @@ fn leaderboard_renders_sorts_and_draws_in_headless_chromium() {
     }
 
     // The probe copy: error capture first in <head>, the click test after the page's script.
-    let probed = html.replacen("<head>", &format!("<head>{PROBE_HEAD}"), 1).replacen(
-        "</body>",
-        &format!("{PROBE_TAIL}</body>"),
-        1,
-    );
-    let probe_file = tmp.path().join("probe.html");
-    std::fs::write(&probe_file, probed).unwrap();
     let profile = tmp.path().join("profile");
-    let (dom, stderr) = browse(
-        &bin,
-        &profile,
-        &["--dump-dom".into(), "--enable-logging=stderr".into(), "--v=0".into()],
-        &format!("file://{}", probe_file.display()),
-    );
-    let start = dom
-        .find("<pre id=\"oae-probe\">")
-        .unwrap_or_else(|| panic!("no probe output; stderr:\n{stderr}"));
-    let end = dom[start..].find("</pre>").unwrap() + start;
-    let json = dom[start + "<pre id=\"oae-probe\">".len()..end]
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&");
-    let r: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    assert!(r.get("exception").is_none(), "{r}");
-    assert_eq!(r["errors"], serde_json::json!([]), "errors on the page: {r}");
-    assert!(!stderr.contains("Uncaught"), "console errors: {stderr}");
+    let (r, dom) = probe_page(&bin, &profile, tmp.path(), &html, PROBE_TAIL);
     assert_eq!(r["rows"], 6);
     let nums = |k: &str| -> Vec<f64> { r[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
     let asc = nums("costAsc");
@@ -231,30 +262,11 @@ fn leaderboard_renders_sorts_and_draws_in_headless_chromium() {
     assert!(dom.contains("moe &lt;b&gt;bold&lt;/b&gt;"));
 
     // A screenshot of the real page for people to look at.
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oae-browser");
-    std::fs::create_dir_all(&shots).unwrap();
-    let png = shots.join("leaderboard.png");
-    let _ = std::fs::remove_file(&png);
-    browse(
-        &bin,
-        &profile,
-        &[
-            format!("--screenshot={}", png.display()),
-            "--window-size=1400,2400".into(),
-        ],
-        &format!("file://{}", run_dir.join("leaderboard.html").display()),
-    );
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
-    assert!(
-        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
-        "{} bytes",
-        bytes.len()
-    );
-    eprintln!("screenshot: {}", png.display());
+    screenshot(&bin, &profile, &run_dir.join("leaderboard.html"), "leaderboard.png");
 }
 
-/// A synthetic run of three methods on one workload into `dir`, its run.json then edited to
-/// fake the suite (its benchmark definition) and the CPU (its hardware class).
+/// A synthetic run of three methods on one workload into `dir`, of the suite hash `suite_sha`
+/// (its benchmark definition) on the CPU `cpu` (its hardware class).
 fn site_run(dir: &Path, suite_sha: &str, cpu: &str, partial: bool, measured: bool) -> PathBuf {
     use oae_scorecards::synthetic::{manifest, scoring};
     let mut cells = Vec::new();
@@ -282,12 +294,9 @@ fn site_run(dir: &Path, suite_sha: &str, cpu: &str, partial: bool, measured: boo
         ],
         &[],
     ));
+    run.suite_sha256 = suite_sha.into();
+    run.cpu_model = cpu.into();
     run.write(dir).unwrap();
-    let path = dir.join("run.json");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    v["suite"]["sha256"] = Value::from(suite_sha);
-    v["host"]["cpu_model"] = Value::from(cpu);
-    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     dir.to_path_buf()
 }
 
@@ -365,32 +374,8 @@ fn leaderboard_site_filters_sorts_and_keeps_definitions_apart_in_headless_chromi
     for fetch in [" src=", "<link", "@import", "url(", "fetch(", "XMLHttpRequest"] {
         assert!(!html.contains(fetch), "the page fetches something: `{fetch}`");
     }
-    let probed = html.replacen("<head>", &format!("<head>{PROBE_HEAD}"), 1).replacen(
-        "</body>",
-        &format!("{SITE_PROBE}</body>"),
-        1,
-    );
-    let probe_file = site.join("probe.html");
-    std::fs::write(&probe_file, probed).unwrap();
     let profile = t.join("profile");
-    let (dom, stderr) = browse(
-        &bin,
-        &profile,
-        &["--dump-dom".into(), "--enable-logging=stderr".into(), "--v=0".into()],
-        &format!("file://{}", probe_file.display()),
-    );
-    let start = dom
-        .find("<pre id=\"oae-probe\">")
-        .unwrap_or_else(|| panic!("no probe output; stderr:\n{stderr}"));
-    let end = dom[start..].find("</pre>").unwrap() + start;
-    let json = dom[start + "<pre id=\"oae-probe\">".len()..end]
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&");
-    let r: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    assert!(r.get("exception").is_none(), "{r}");
-    assert_eq!(r["errors"], serde_json::json!([]), "errors on the page: {r}");
-    assert!(!stderr.contains("Uncaught"), "console errors: {stderr}");
+    let (r, dom) = probe_page(&bin, &profile, t, &html, SITE_PROBE);
     // Two definitions, two tables, no table holding another definition's rows.
     assert_eq!(r["tables"].as_array().unwrap().len(), 2, "{r}");
     assert_eq!(r["mixedTables"], 0, "{r}");
@@ -422,24 +407,5 @@ fn leaderboard_site_filters_sorts_and_keeps_definitions_apart_in_headless_chromi
         assert!(entry.unwrap().path().join("index.html").exists());
     }
 
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oae-browser");
-    std::fs::create_dir_all(&shots).unwrap();
-    let png = shots.join("site.png");
-    let _ = std::fs::remove_file(&png);
-    browse(
-        &bin,
-        &profile,
-        &[
-            format!("--screenshot={}", png.display()),
-            "--window-size=1400,2400".into(),
-        ],
-        &format!("file://{}", site.join("index.html").display()),
-    );
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
-    assert!(
-        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
-        "{} bytes",
-        bytes.len()
-    );
-    eprintln!("screenshot: {}", png.display());
+    screenshot(&bin, &profile, &site.join("index.html"), "site.png");
 }

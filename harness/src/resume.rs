@@ -311,19 +311,7 @@ fn trim(part: &Path, all: &[Cell]) -> Result<(RunJson, BTreeSet<Turn>, usize), H
         let end = r.finished_s.unwrap_or(r.dispatched_s);
         hists[i].duration_s = hists[i].duration_s.max(end);
     }
-    let mut entries = Vec::new();
-    for c in &hists {
-        for (metric, h) in &c.hists.by_metric {
-            entries.push((
-                crate::histograms::tag(&c.method, &c.workload, metric),
-                c.start_s,
-                c.duration_s,
-                h.clone(),
-            ));
-        }
-    }
-    let bytes = crate::histograms::to_log(&entries)
-        .map_err(|e| HarnessError::Invalid(format!("writing histograms.hlog: {e}")))?;
+    let bytes = crate::rundir::histograms_log(&hists)?;
     write_atomic_in(part, HISTOGRAMS_HLOG, &bytes)?;
 
     // Summaries only of (method, workload)s whose every trial is complete: a summary pools its

@@ -135,21 +135,24 @@ impl RunDir {
     /// Writes histograms.hlog: one interval per (method, workload, metric), tagged
     /// `method|workload|metric` (see [`crate::histograms`]).
     pub fn write_histograms(&self, cells: &[CellHistograms]) -> Result<(), HarnessError> {
-        let mut entries = Vec::new();
-        for c in cells {
-            for (metric, h) in &c.hists.by_metric {
-                entries.push((
-                    crate::histograms::tag(&c.method, &c.workload, metric),
-                    c.start_s,
-                    c.duration_s,
-                    h.clone(),
-                ));
-            }
-        }
-        let bytes = crate::histograms::to_log(&entries)
-            .map_err(|e| HarnessError::Invalid(format!("writing histograms.hlog: {e}")))?;
-        self.write_atomic(HISTOGRAMS_HLOG, &bytes)
+        self.write_atomic(HISTOGRAMS_HLOG, &histograms_log(cells)?)
     }
+}
+
+/// histograms.hlog's bytes: one interval per (method, workload, metric), tagged.
+pub fn histograms_log(cells: &[CellHistograms]) -> Result<Vec<u8>, HarnessError> {
+    let mut entries = Vec::new();
+    for c in cells {
+        for (metric, h) in &c.hists.by_metric {
+            entries.push((
+                crate::histograms::tag(&c.method, &c.workload, metric),
+                c.start_s,
+                c.duration_s,
+                h.clone(),
+            ));
+        }
+    }
+    crate::histograms::to_log(&entries).map_err(|e| HarnessError::Invalid(format!("writing histograms.hlog: {e}")))
 }
 
 /// Creates `path` for a new output: it must not exist, or be an empty directory (runs are

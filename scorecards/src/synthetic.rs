@@ -102,6 +102,10 @@ pub struct SynthRun {
     /// One entry per trial: the factor on that trial's service times and energy (run-to-run
     /// drift); default one trial at 1.
     pub trial_scales: Vec<f64>,
+    /// run.json's suite hash (what makes two runs one benchmark definition); default empty.
+    pub suite_sha256: String,
+    /// run.json's CPU model (a hardware class); default `synthetic CPU`.
+    pub cpu_model: String,
 }
 
 /// The carbon assumptions synthetic runs record: oae's defaults for a 2-vCPU VM (world
@@ -222,6 +226,8 @@ impl SynthRun {
             slo_e2e_ms: None,
             seed: 1,
             trial_scales: vec![1.0],
+            suite_sha256: String::new(),
+            cpu_model: "synthetic CPU".into(),
         }
     }
 
@@ -380,7 +386,7 @@ impl SynthRun {
             suite: SuiteInfo {
                 name: "synthetic".into(),
                 file: "synthetic".into(),
-                sha256: String::new(),
+                sha256: self.suite_sha256.clone(),
                 description: None,
             },
             seed: self.seed,
@@ -407,7 +413,7 @@ impl SynthRun {
                 order: "interleaved".into(),
             },
             host: HostFacts {
-                cpu_model: "synthetic CPU".into(),
+                cpu_model: self.cpu_model.clone(),
                 physical_cores: None,
                 logical_cpus: 2,
                 memory_bytes: 0,

@@ -77,7 +77,7 @@ pub fn check_quick_run(dir: &Path, requests: u64, methods: usize, gated: bool) -
         assert_eq!(c["sources"], serde_json::json!(["measured", "declared", "site"]));
     }
     let html = std::fs::read_to_string(dir.join("leaderboard.html")).unwrap();
-    assert!(html.matches("<svg").count() >= 4 && html.contains("<table id=\"leaderboard\">"));
+    assert!(html.matches("<svg").count() >= 4 && html.contains("<table id=\"leaderboard\" class=\"sortable\">"));
     assert_eq!(&std::fs::read(dir.join("leaderboard.parquet")).unwrap()[..4], b"PAR1");
     if gated {
         assert_eq!(read("gate.json")["passed"], true);

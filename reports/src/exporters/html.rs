@@ -54,37 +54,39 @@ tr.baseline td { background: #eef6fb; }
 details { margin: 6px 0; } pre { white-space: pre-wrap; }
 "#;
 
-const SCRIPT: &str = r#"
+/// Sorting by a click on a heading, for every `table.sortable` of a page (cells carry their
+/// sort value in `data-v`; headings say `data-type="num"` or `"text"`).
+pub(crate) const SCRIPT: &str = r#"
 (function () {
   "use strict";
-  var table = document.getElementById("leaderboard");
-  if (!table) { return; }
-  var heads = table.tHead.rows[0].cells;
   function key(cell, numeric) {
     var v = cell.getAttribute("data-v");
     if (numeric) { var x = parseFloat(v); return isNaN(x) ? null : x; }
     return v === null ? "" : v.toLowerCase();
   }
-  function sortBy(col) {
-    var th = heads[col];
-    var numeric = th.getAttribute("data-type") === "num";
-    var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
-    for (var i = 0; i < heads.length; i++) { heads[i].removeAttribute("aria-sort"); }
-    th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = key(a.cells[col], numeric), y = key(b.cells[col], numeric);
-      if (x === null && y === null) { return 0; }
-      if (x === null) { return 1; }
-      if (y === null) { return -1; }
-      return x < y ? -dir : x > y ? dir : 0;
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+    var heads = table.tHead.rows[0].cells;
+    function sortBy(col) {
+      var th = heads[col];
+      var numeric = th.getAttribute("data-type") === "num";
+      var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+      for (var i = 0; i < heads.length; i++) { heads[i].removeAttribute("aria-sort"); }
+      th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a.cells[col], numeric), y = key(b.cells[col], numeric);
+        if (x === null && y === null) { return 0; }
+        if (x === null) { return 1; }
+        if (y === null) { return -1; }
+        return x < y ? -dir : x > y ? dir : 0;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    }
+    Array.prototype.forEach.call(heads, function (th, i) {
+      th.addEventListener("click", function () { sortBy(i); });
+      th.setAttribute("title", "click to sort");
     });
-    rows.forEach(function (r) { body.appendChild(r); });
-  }
-  Array.prototype.forEach.call(heads, function (th, i) {
-    th.addEventListener("click", function () { sortBy(i); });
-    th.setAttribute("title", "click to sort");
   });
 })();
 "#;
@@ -189,7 +191,7 @@ pub(crate) fn cell(col: &Column, all: &[Column], i: usize) -> String {
 fn leaderboard_table(report: &Report, out: &mut String) {
     let cols: Vec<&Column> = report.columns.iter().filter(|c| c.headline).collect();
     let numeric = |c: &Column| matches!(c.values, Values::Num(_)) || c.display == Display::BreakEven;
-    out.push_str("<div class=\"tablewrap\"><table id=\"leaderboard\"><thead><tr>");
+    out.push_str("<div class=\"tablewrap\"><table id=\"leaderboard\" class=\"sortable\"><thead><tr>");
     for c in &cols {
         let _ = write!(
             out,
