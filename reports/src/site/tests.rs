@@ -121,7 +121,7 @@ fn a_site_is_byte_identical_from_the_same_inputs_and_ranks_only_within_a_definit
     assert_eq!(hw.len(), 2, "{hw:?}");
     let html = String::from_utf8(std::fs::read(t.join("site/index.html")).unwrap()).unwrap();
     assert_eq!(
-        html.matches("<table class=\"board\"").count(),
+        html.matches("<table class=\"board sortable\"").count(),
         2,
         "a table per definition"
     );
