@@ -29,6 +29,19 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
+/// The browser, or `None` after saying the check named `what` is skipped; with
+/// `OAE_REQUIRE_BROWSER=1` (CI, once installed) a missing browser fails instead.
+fn browser_or_skip(what: &str) -> Option<PathBuf> {
+    let bin = chromium();
+    if bin.is_none() {
+        if std::env::var("OAE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            panic!("OAE_REQUIRE_BROWSER=1 but no chromium found (install Debian's `chromium` or set OAE_CHROMIUM)");
+        }
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium, or set OAE_CHROMIUM); {what} did not run");
+    }
+    bin
+}
+
 /// Runs the browser on `url` with extra flags; returns stdout, killing it after 120 s.
 fn browse(bin: &Path, profile: &Path, flags: &[String], url: &str) -> (String, String) {
     let mut child = Command::new(bin)
@@ -171,13 +184,7 @@ fn screenshot(bin: &Path, profile: &Path, page: &Path, name: &str) {
 
 #[test]
 fn leaderboard_renders_sorts_and_draws_in_headless_chromium() {
-    let Some(bin) = chromium() else {
-        if std::env::var("OAE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!("OAE_REQUIRE_BROWSER=1 but no chromium found (install Debian's `chromium` or set OAE_CHROMIUM)");
-        }
-        eprintln!(
-            "SKIPPED: no chromium on PATH (apt-get install chromium, or set OAE_CHROMIUM); the browser check did not run"
-        );
+    let Some(bin) = browser_or_skip("the leaderboard page check") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -342,13 +349,7 @@ const SITE_PROBE: &str = r#"<script>
 
 #[test]
 fn leaderboard_site_filters_sorts_and_keeps_definitions_apart_in_headless_chromium() {
-    let Some(bin) = chromium() else {
-        if std::env::var("OAE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!("OAE_REQUIRE_BROWSER=1 but no chromium found (install Debian's `chromium` or set OAE_CHROMIUM)");
-        }
-        eprintln!(
-            "SKIPPED: no chromium on PATH (apt-get install chromium, or set OAE_CHROMIUM); the site check did not run"
-        );
+    let Some(bin) = browser_or_skip("the site check") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -188,20 +188,24 @@ pub(crate) fn cell(col: &Column, all: &[Column], i: usize) -> String {
     }
 }
 
+/// A column's heading cell: its name, provenance, and how it sorts.
+pub(crate) fn head(c: &Column) -> String {
+    let numeric = matches!(c.values, Values::Num(_)) || c.display == Display::BreakEven;
+    format!(
+        "<th class=\"{}\" data-type=\"{}\" data-col=\"{}\">{}<small>{}</small></th>",
+        if numeric { "" } else { "t" },
+        if numeric { "num" } else { "text" },
+        c.name,
+        esc(c.heading),
+        esc(c.provenance)
+    )
+}
+
 fn leaderboard_table(report: &Report, out: &mut String) {
     let cols: Vec<&Column> = report.columns.iter().filter(|c| c.headline).collect();
-    let numeric = |c: &Column| matches!(c.values, Values::Num(_)) || c.display == Display::BreakEven;
     out.push_str("<div class=\"tablewrap\"><table id=\"leaderboard\" class=\"sortable\"><thead><tr>");
     for c in &cols {
-        let _ = write!(
-            out,
-            "<th class=\"{}\" data-type=\"{}\" data-col=\"{}\">{}<small>{}</small></th>",
-            if numeric(c) { "" } else { "t" },
-            if numeric(c) { "num" } else { "text" },
-            c.name,
-            esc(c.heading),
-            esc(c.provenance)
-        );
+        out.push_str(&head(c));
     }
     out.push_str("</tr></thead><tbody>\n");
     for (i, r) in report.cards.rows.iter().enumerate() {

@@ -9,8 +9,8 @@ use std::fmt::Write;
 use oae_scorecards::score::Scorecards;
 
 use super::board::{At, LoadedRun};
-use crate::exporters::html::{SCRIPT, STYLE, cell, esc};
-use crate::table::{Column, Display, Values};
+use crate::exporters::html::{SCRIPT, STYLE, cell, esc, head};
+use crate::table::{Column, Values};
 use crate::{ExportError, charts};
 
 const SITE_STYLE: &str = r#"
@@ -217,7 +217,6 @@ pub fn render(
     o.push_str("<span id=\"shown\" class=\"shown\"></span></div>\n");
 
     let shown: Vec<&Column> = cols.iter().filter(|c| c.headline && c.name != "run_date").collect();
-    let numeric = |c: &Column| matches!(c.values, Values::Num(_)) || c.display == Display::BreakEven;
     for def in &definitions {
         let rows: Vec<usize> = (0..at.len()).filter(|&i| runs[at[i].run].definition == *def).collect();
         let first = &runs[at[rows[0]].run];
@@ -242,15 +241,7 @@ pub fn render(
             esc(def)
         );
         for c in &shown {
-            let _ = write!(
-                o,
-                "<th class=\"{}\" data-type=\"{}\" data-col=\"{}\">{}<small>{}</small></th>",
-                if numeric(c) { "" } else { "t" },
-                if numeric(c) { "num" } else { "text" },
-                c.name,
-                esc(c.heading),
-                esc(c.provenance)
-            );
+            o.push_str(&head(c));
         }
         o.push_str("<th class=\"t\" data-type=\"text\" data-col=\"flags\">flags<small></small></th><th class=\"t\" data-type=\"text\" data-col=\"provenance\">provenance<small></small></th></tr></thead><tbody>\n");
         for &i in &rows {
