@@ -42,7 +42,8 @@ fn browser_or_skip(what: &str) -> Option<PathBuf> {
     bin
 }
 
-/// Runs the browser on `url` with extra flags; returns stdout, killing it after 120 s.
+/// Runs the browser on `url` with extra flags; returns stdout, killing it after 240 s (it once
+/// took over 120 s to start on a loaded CI machine).
 fn browse(bin: &Path, profile: &Path, flags: &[String], url: &str) -> (String, String) {
     let mut child = Command::new(bin)
         .args([
@@ -76,9 +77,9 @@ fn browse(bin: &Path, profile: &Path, flags: &[String], url: &str) -> (String, S
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        if start.elapsed() > Duration::from_secs(120) {
+        if start.elapsed() > Duration::from_secs(240) {
             let _ = child.kill();
-            panic!("the browser did not finish within 120 s");
+            panic!("the browser did not finish within 240 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -1,5 +1,5 @@
 //! End-to-end tests of scoring, reports and the gate through the binary, on mock-method runs:
-//! a run compared with itself passes, a 30 % slower one fails, a 2 % change does not; named
+//! a run compared with itself passes, a 50 % slower one fails, a 2 % change does not; named
 //! baselines; injection attempts render as text; bad input exits 2 with a located message.
 
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ fn gate(base: &Path, cur: &Path, extra: &[&str]) -> Output {
 const TIMING: &str = "e2e_p50_ms,e2e_p95_ms,ttft_p50_ms,service_mean_ms,tpot_mean_ms,attainment,failed_share";
 
 #[test]
-fn the_gate_passes_a_run_against_itself_fails_a_30_percent_slowdown_and_ignores_2_percent() {
+fn the_gate_passes_a_run_against_itself_fails_a_50_percent_slowdown_and_ignores_2_percent() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let (base, o) = run(tmp.path(), "base", &suite("m", 1.0, ""), &[]);
@@ -133,8 +133,10 @@ fn the_gate_passes_a_run_against_itself_fails_a_30_percent_slowdown_and_ignores_
     let o = gate(&base, &small, &["--metrics", TIMING]);
     assert_eq!(o.status.code(), Some(0), "a 2 % change failed the gate:\n{}", text(&o));
 
-    // 30 % slower: fails with the default (reference) noise floors, which it says it used …
-    let (slow, o) = run(tmp.path(), "slow", &suite("m", 1.3, ""), &[]);
+    // 50 % slower: fails with the default (reference) noise floors, which it says it used. (It
+    // was 30 %: on a loaded CI machine the mock's sleeps once measured +17.8 %, under the 25.5 %
+    // reference floor — the gate was right, the test's margin too thin.) …
+    let (slow, o) = run(tmp.path(), "slow", &suite("m", 1.5, ""), &[]);
     assert!(o.status.success(), "{}", text(&o));
     let o = gate(&base, &slow, &["--metrics", TIMING]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -160,12 +162,12 @@ fn the_gate_passes_a_run_against_itself_fails_a_30_percent_slowdown_and_ignores_
         .unwrap();
     let change = service["change"].as_f64().unwrap();
     assert!(
-        service["status"] == "regression" && change > 20.0 && change < 40.0,
+        service["status"] == "regression" && change > 30.0 && change < 70.0,
         "{service}"
     );
     // A generous threshold lets it through: the threshold is what decides, not just noise.
-    // (Service time: a tail percentile of a loaded machine may move more than 60 %.)
-    let o = gate(&base, &slow, &["--metrics", "service_mean_ms", "--threshold-pct", "60"]);
+    // (Service time: a tail percentile of a loaded machine may move more than 90 %.)
+    let o = gate(&base, &slow, &["--metrics", "service_mean_ms", "--threshold-pct", "90"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // A method that vanished fails the gate.
     let (other, o) = run(tmp.path(), "other", &suite("renamed", 1.0, ""), &[]);
