@@ -29,6 +29,21 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Res
     Ok(&s.as_slice::<f32>()?[a..b])
 }
 
+/// A (heads, rows, hd) tensor whose rows are contiguous within each head — a KV cache
+/// buffer viewed up to its length is one, without a copy: its values from the first and the
+/// distance between heads.
+fn headwise<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<(&'a [f32], usize)> {
+    let (h, n, hd) = l.shape().dims3()?;
+    let st = l.stride();
+    if (hd > 1 && st[2] != 1) || (n > 1 && st[1] != hd) {
+        candle_core::bail!("oae-attention: {what}'s rows are not contiguous (strides {st:?})");
+    }
+    let head = if h > 1 { st[0] } else { n * hd };
+    let start = l.start_offset();
+    let end = start + h.saturating_sub(1) * head + n * hd;
+    Ok((&s.as_slice::<f32>()?[start..end], head))
+}
+
 /// Σ a·b in a fixed order (eight lanes, then the lanes summed). Plain multiply and add:
 /// `mul_add` without the FMA target feature is a libm call per element.
 #[inline]
@@ -68,19 +83,16 @@ impl CustomOp3 for CausalAttention {
                 vl.shape()
             );
         }
-        let (q, k, v) = (
-            contiguous(qs, ql, "q")?,
-            contiguous(ks, kl, "k")?,
-            contiguous(vs, vl, "v")?,
-        );
+        let q = contiguous(qs, ql, "q")?;
+        let ((k, kstride), (v, vstride)) = (headwise(ks, kl, "k")?, headwise(vs, vl, "v")?);
         let (start, groups) = (total - t, h / kvh);
         let row = |idx: usize, out: &mut [f32]| {
             let (i, head) = (idx / h, idx % h);
             let kv = head / groups;
             let qr = &q[(head * t + i) * hd..(head * t + i + 1) * hd];
             let n = start + i + 1;
-            let keys = &k[kv * total * hd..(kv * total + n) * hd];
-            let values = &v[kv * total * hd..(kv * total + n) * hd];
+            let keys = &k[kv * kstride..kv * kstride + n * hd];
+            let values = &v[kv * vstride..kv * vstride + n * hd];
             let mut scores: Vec<f32> = keys.chunks_exact(hd).map(|kr| dot(qr, kr) * self.scale).collect();
             let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
             let mut sum = 0f32;
@@ -110,13 +122,26 @@ impl CustomOp3 for CausalAttention {
 }
 
 /// Causal attention of `q` (heads, t, hd) over `k`, `v` (kv_heads, total, hd) whose last `t`
-/// positions are the new rows: (t, heads · hd).
+/// positions are the new rows: (t, heads · hd). `k` and `v` may be views of longer buffers
+/// (the KV cache's): they are read in place.
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
-    q.contiguous()?.apply_op3_no_bwd(
-        &k.contiguous()?,
-        &v.contiguous()?,
-        &CausalAttention { scale: scale as f32 },
-    )
+    let rows_contiguous = |t: &Tensor| {
+        let st = t.stride();
+        let (_, n, hd) = t.dims3()?;
+        Ok::<bool, candle_core::Error>((hd <= 1 || st[2] == 1) && (n <= 1 || st[1] == hd))
+    };
+    let k = if rows_contiguous(k)? {
+        k.clone()
+    } else {
+        k.contiguous()?
+    };
+    let v = if rows_contiguous(v)? {
+        v.clone()
+    } else {
+        v.contiguous()?
+    };
+    q.contiguous()?
+        .apply_op3_no_bwd(&k, &v, &CausalAttention { scale: scale as f32 })
 }
 
 #[cfg(test)]

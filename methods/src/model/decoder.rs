@@ -634,9 +634,17 @@ impl Decoder {
             let v = v.reshape((t, kvh, hd))?.transpose(0, 1)?.contiguous()?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?.squeeze(0)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?.squeeze(0)?;
-            let (k, v) = match &cache.kv[li] {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
-                None => (k, v),
+            // The fused CPU path writes the new keys and values into the cache in place and
+            // reads them there; the others build whole tensors.
+            let (k, v) = if fused {
+                cache.append(li, &k, &v)?
+            } else {
+                let (k, v) = match cache.view(li)? {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
+                    None => (k, v),
+                };
+                cache.set(li, k.clone(), v.clone());
+                (k, v)
             };
             let total = k.dim(1)?;
             if let Some(m) = &mask
@@ -668,7 +676,6 @@ impl Decoder {
                     .reshape((t, h * hd))?
             };
             x = (x + layer.wo.matmul(&y)?)?;
-            cache.kv[li] = Some((k, v));
 
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
             let y = match &layer.ffn {

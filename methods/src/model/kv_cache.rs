@@ -1,5 +1,15 @@
 //! The explicit per-layer key/value cache every method drives: snapshot by cloning,
 //! truncated for rollback, re-indexed for beams.
+//!
+//! Each layer's keys and values live in buffers of shape (kv_heads, capacity, head_dim) of
+//! which the first `len` positions are the cache; a step's new positions are written in
+//! place ([`KvCache::append`]), the capacity doubling when full, so a decode step copies its
+//! own keys and values only — not, as appending by concatenation did, the whole cache of every
+//! layer (at SmolLM2's 30 layers and 128 positions, 5.9 MB per token). A clone shares the
+//! buffers until one side writes: that side copies them first (copy on write), so a snapshot
+//! never sees another's writes.
+
+use std::sync::Arc;
 
 use candle_core::Tensor;
 
@@ -8,9 +18,16 @@ use crate::error::{Error, Result};
 /// Per-layer key/value cache for one sequence. Cloning it is a cheap, safe snapshot.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    pub(super) kv: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer: key and value buffers (kv_heads, capacity ≥ len, head_dim).
+    kv: Vec<Option<(Tensor, Tensor)>>,
     pub(super) len: usize,
+    /// Shared by clones: more than one holder means the buffers must be copied before a
+    /// write in place.
+    owner: Arc<()>,
 }
+
+/// The capacity a buffer first gets, in positions (then doubled as needed).
+const FIRST_CAPACITY: usize = 64;
 
 impl KvCache {
     /// An empty cache for `layers` layers (fewer than the model's for an early-exit draft).
@@ -18,6 +35,7 @@ impl KvCache {
         Self {
             kv: vec![None; layers],
             len: 0,
+            owner: Arc::new(()),
         }
     }
 
@@ -36,17 +54,72 @@ impl KvCache {
         self.kv.len()
     }
 
-    /// Drops every cached position from `len` on.
+    /// Layer `li`'s cached keys and values, (kv_heads, len, head_dim) views of its buffers.
+    pub(super) fn view(&self, li: usize) -> Result<Option<(Tensor, Tensor)>> {
+        match &self.kv[li] {
+            Some((k, v)) if self.len > 0 => Ok(Some((k.narrow(1, 0, self.len)?, v.narrow(1, 0, self.len)?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Replaces layer `li` with exactly `k`, `v` (kv_heads, positions, head_dim): the path
+    /// that builds whole tensors (GPU, non-F32, a given mask).
+    pub(super) fn set(&mut self, li: usize, k: Tensor, v: Tensor) {
+        self.kv[li] = Some((k, v));
+    }
+
+    /// Writes `k`, `v` (kv_heads, t, head_dim) at positions `len..len + t` of layer `li` in
+    /// place and returns the layer's keys and values up to there (views, no copy).
+    pub(super) fn append(&mut self, li: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.unshare()?;
+        let (len, t) = (self.len, k.dim(1)?);
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let fresh = |like: &Tensor, cap: usize| -> Result<Tensor> {
+            let (h, _, hd) = like.dims3()?;
+            Ok(Tensor::zeros((h, cap, hd), like.dtype(), like.device())?)
+        };
+        let grown = |buf: Option<&Tensor>, like: &Tensor| -> Result<Tensor> {
+            match buf {
+                Some(b) if b.dim(1)? >= len + t => Ok(b.clone()),
+                old => {
+                    let have = old.map_or(Ok(0), |b| b.dim(1))?;
+                    let cap = (2 * have).max(len + t).max(FIRST_CAPACITY);
+                    let b = fresh(like, cap)?;
+                    if let Some(old) = old.filter(|_| len > 0) {
+                        b.slice_set(&old.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+                    }
+                    Ok(b)
+                }
+            }
+        };
+        let slot = self.kv[li].as_ref();
+        let (kb, vb) = (grown(slot.map(|s| &s.0), &k)?, grown(slot.map(|s| &s.1), &v)?);
+        kb.slice_set(&k, 1, len)?;
+        vb.slice_set(&v, 1, len)?;
+        let views = (kb.narrow(1, 0, len + t)?, vb.narrow(1, 0, len + t)?);
+        self.kv[li] = Some((kb, vb));
+        Ok(views)
+    }
+
+    /// Makes the buffers this cache's own before a write in place (a clone shares them).
+    fn unshare(&mut self) -> Result<()> {
+        if Arc::strong_count(&self.owner) == 1 {
+            return Ok(());
+        }
+        for slot in self.kv.iter_mut().flatten() {
+            *slot = (slot.0.copy()?, slot.1.copy()?);
+        }
+        self.owner = Arc::new(());
+        Ok(())
+    }
+
+    /// Drops every cached position from `len` on (the buffers keep their capacity).
     pub fn truncate(&mut self, len: usize) -> Result<()> {
         if len >= self.len {
             return Ok(());
         }
-        for slot in &mut self.kv {
-            if let Some((k, v)) = slot.take()
-                && len > 0
-            {
-                *slot = Some((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?));
-            }
+        if len == 0 {
+            self.kv.iter_mut().for_each(|s| *s = None);
         }
         self.len = len;
         Ok(())
@@ -70,6 +143,7 @@ impl KvCache {
         if let Some(device) = device {
             let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
             let idx = Tensor::new(idx.as_slice(), &device)?;
+            // New tensors: the buffers a clone may share are left as they were.
             for (k, v) in self.kv.iter_mut().flatten() {
                 *k = k.index_select(&idx, 1)?;
                 *v = v.index_select(&idx, 1)?;
@@ -79,12 +153,91 @@ impl KvCache {
         Ok(())
     }
 
-    /// Bytes held by the cache.
+    /// Bytes of the cached keys and values (`len` positions of every layer): what the cache
+    /// holds, whatever its buffers' spare capacity.
     pub fn bytes(&self) -> usize {
+        self.kv
+            .iter()
+            .flatten()
+            .map(|(k, _)| {
+                let (h, _, hd) = k.dims3().unwrap_or((0, 0, 0));
+                2 * h * self.len * hd * k.dtype().size_in_bytes()
+            })
+            .sum()
+    }
+
+    /// Bytes of memory its buffers take (capacity included: up to twice [`bytes`](Self::bytes)
+    /// once past the first 64 positions).
+    pub fn held_bytes(&self) -> usize {
         self.kv
             .iter()
             .flatten()
             .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+
+    use super::*;
+
+    fn rows(n: usize, from: f32) -> Tensor {
+        let v: Vec<f32> = (0..2 * n * 3).map(|i| from + i as f32).collect();
+        Tensor::from_vec(v, (2, n, 3), &Device::Cpu).unwrap()
+    }
+
+    /// Appends in place across a capacity doubling, and a clone taken before a write never
+    /// sees it (copy on write), whichever side writes first.
+    #[test]
+    fn appends_in_place_and_clones_stay_snapshots() {
+        let mut a = KvCache::new(1);
+        let first = rows(FIRST_CAPACITY - 1, 0.0);
+        a.append(0, &first, &first).unwrap();
+        a.len = FIRST_CAPACITY - 1;
+        let snap = a.clone();
+        let more = rows(3, 1000.0);
+        let (k, _) = a.append(0, &more, &more).unwrap();
+        a.len += 3;
+        assert_eq!(k.dim(1).unwrap(), FIRST_CAPACITY + 2);
+        assert_eq!(a.bytes(), 2 * 2 * (FIRST_CAPACITY + 2) * 3 * 4);
+        assert!(
+            a.held_bytes() >= 2 * 2 * 2 * FIRST_CAPACITY * 3 * 4,
+            "grown by doubling"
+        );
+        let (sk, _) = snap.view(0).unwrap().unwrap();
+        assert_eq!(sk.dim(1).unwrap(), FIRST_CAPACITY - 1);
+        assert_eq!(
+            sk.to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            first.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        // The snapshot writes where `a` wrote; `a` keeps its own values.
+        let mut b = snap.clone();
+        let other = rows(1, -50.0);
+        b.append(0, &other, &other).unwrap();
+        b.len += 1;
+        let (ak, _) = a.view(0).unwrap().unwrap();
+        let at = |t: &Tensor, pos: usize| {
+            t.narrow(1, pos, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(at(&ak, FIRST_CAPACITY - 1), at(&more, 0));
+        let (bk, _) = b.view(0).unwrap().unwrap();
+        assert_eq!(at(&bk, FIRST_CAPACITY - 1), at(&other, 0));
+        // Truncation keeps the buffer; the next append overwrites the dropped positions.
+        a.truncate(2).unwrap();
+        let (k, _) = a.append(0, &other, &other).unwrap();
+        assert_eq!(k.dim(1).unwrap(), 3);
+        assert_eq!(at(&k, 2), at(&other, 0));
     }
 }
