@@ -5,6 +5,8 @@
 //! the share of the machine's read bandwidth that is.
 //!
 //! `cargo bench -p oae-methods --bench quant` (threads: RAYON_NUM_THREADS, default 1;
+//! `OAE_BENCH_IN_CACHE=1` reuses one copy of each matrix — cache-resident: the kernels'
+//! compute-bound speed, not what decode meets;
 //! `OAE_QUANT_ISA=generic` measures the path of CPUs without AVX2: candle's kernels on the
 //! file's blocks).
 
@@ -73,7 +75,11 @@ fn main() {
         for (name, m) in &shapes {
             // As in decode, the weights come from memory, not cache: enough copies of the
             // matrix to pass 64 MiB are cycled through.
-            let copies: Vec<QMatrix> = (0..(64usize << 20).div_ceil(m.bytes()).max(1))
+            let copies: Vec<QMatrix> = (0..if std::env::var_os("OAE_BENCH_IN_CACHE").is_some() {
+                1
+            } else {
+                (64usize << 20).div_ceil(m.bytes()).max(1)
+            })
                 .map(|_| m.clone())
                 .collect();
             let x: Vec<f32> = (0..m.cols()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();

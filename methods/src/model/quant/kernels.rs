@@ -228,69 +228,74 @@ mod x86 {
         _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(a, a, a, a, b, b, b, b))
     }
 
-    /// One weight row dotted with one activation row (`xq` in block order, `xp` pair-ordered).
+    /// The activation row's pointers: quants in block order, pair-ordered quants, scales,
+    /// scaled sums.
+    type X = (*const i8, *const i8, *const f32, *const f32);
+
+    /// Accumulates the group of (up to) eight blocks from `b` of one weight row into `acc`
+    /// and `accm`. [`dot`] and [`dot2`] both run exactly this sequence per row, so a row's
+    /// result does not depend on which computed it.
     #[inline(always)]
-    unsafe fn dot<const KIND: u8, const VNNI: bool>(
+    unsafe fn step<const KIND: u8, const VNNI: bool>(
         row: *const u8,
+        b: usize,
         nb: usize,
         np: usize,
-        x: (*const i8, *const i8),
-        xd: *const f32,
-        xs: *const f32,
-    ) -> f32 {
-        let (xq, xp) = x;
+        x: X,
+        acc: &mut [__m256; 4],
+        accm: &mut __m256,
+    ) {
+        let (xq, xp, xd, xs) = x;
         let qb = if KIND == Q8_0 { 32 } else { 16 };
         let scales = row.add(nb * qb);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut accm = _mm256_setzero_ps();
         let mut sc = [0f32; 8];
-        let mut b = 0;
-        while b < nb {
-            let dw = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * b) as *const __m128i));
-            let scv = _mm256_mul_ps(dw, _mm256_loadu_ps(xd.add(b)));
-            if KIND == Q4_1 {
-                let m = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * (np + b)) as *const __m128i));
-                accm = _mm256_fmadd_ps(m, _mm256_loadu_ps(xs.add(b)), accm);
-            } else if KIND == Q4_0 {
-                accm = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs.add(b)), accm);
-            }
-            let n = (nb - b).min(8);
-            if KIND != Q8_0 {
-                // Pairs of blocks, then an odd last one alone. A whole group of eight is
-                // unrolled so the scale permutations and accumulators are constants.
-                if n == 8 {
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let p = _mm256_cvtepi32_ps(pair4::<VNNI>(row, xp, b + 2 * j));
-                        *a = _mm256_fmadd_ps(p, pair_scales(scv, j as i32), *a);
-                    }
-                    b += 8;
-                    continue;
-                }
-                for j in 0..n / 2 {
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * b) as *const __m128i));
+        let scv = _mm256_mul_ps(dw, _mm256_loadu_ps(xd.add(b)));
+        if KIND == Q4_1 {
+            let m = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(2 * (np + b)) as *const __m128i));
+            *accm = _mm256_fmadd_ps(m, _mm256_loadu_ps(xs.add(b)), *accm);
+        } else if KIND == Q4_0 {
+            *accm = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs.add(b)), *accm);
+        }
+        let n = (nb - b).min(8);
+        if KIND != Q8_0 {
+            // Pairs of blocks, then an odd last one alone. A whole group of eight is
+            // unrolled so the scale permutations and accumulators are constants.
+            if n == 8 {
+                for (j, a) in acc.iter_mut().enumerate() {
                     let p = _mm256_cvtepi32_ps(pair4::<VNNI>(row, xp, b + 2 * j));
-                    acc[j % 4] = _mm256_fmadd_ps(p, pair_scales(scv, j as i32), acc[j % 4]);
+                    *a = _mm256_fmadd_ps(p, pair_scales(scv, j as i32), *a);
                 }
-                if n % 2 == 1 {
-                    _mm256_storeu_ps(sc.as_mut_ptr(), scv);
-                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + n - 1));
-                    acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[n - 1]), acc[0]);
+                return;
+            }
+            for j in 0..n / 2 {
+                let p = _mm256_cvtepi32_ps(pair4::<VNNI>(row, xp, b + 2 * j));
+                acc[j % 4] = _mm256_fmadd_ps(p, pair_scales(scv, j as i32), acc[j % 4]);
+            }
+            if n % 2 == 1 {
+                _mm256_storeu_ps(sc.as_mut_ptr(), scv);
+                let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + n - 1));
+                acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[n - 1]), acc[0]);
+            }
+        } else {
+            _mm256_storeu_ps(sc.as_mut_ptr(), scv);
+            if n == 8 {
+                for k in 0..8 {
+                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
+                    acc[k % 4] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[k % 4]);
                 }
             } else {
-                _mm256_storeu_ps(sc.as_mut_ptr(), scv);
-                if n == 8 {
-                    for k in 0..8 {
-                        let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
-                        acc[k % 4] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[k]), acc[k % 4]);
-                    }
-                } else {
-                    for (k, &s) in sc.iter().enumerate().take(n) {
-                        let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
-                        acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc[0]);
-                    }
+                for (k, &s) in sc.iter().enumerate().take(n) {
+                    let p = _mm256_cvtepi32_ps(block::<KIND, VNNI>(row, xq, b + k));
+                    acc[0] = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc[0]);
                 }
             }
-            b += 8;
         }
+    }
+
+    /// The dot product from a row's accumulators.
+    #[inline(always)]
+    unsafe fn finish<const KIND: u8>(acc: &[__m256; 4], accm: __m256) -> f32 {
         let r = hsum(_mm256_add_ps(
             _mm256_add_ps(acc[0], acc[1]),
             _mm256_add_ps(acc[2], acc[3]),
@@ -302,30 +307,85 @@ mod x86 {
         }
     }
 
+    /// One weight row dotted with one activation row.
+    #[inline(always)]
+    unsafe fn dot<const KIND: u8, const VNNI: bool>(row: *const u8, nb: usize, np: usize, x: X) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut accm = _mm256_setzero_ps();
+        let mut b = 0;
+        while b < nb {
+            step::<KIND, VNNI>(row, b, nb, np, x, &mut acc, &mut accm);
+            b += 8;
+        }
+        finish::<KIND>(&acc, accm)
+    }
+
+    /// Two weight rows dotted with one activation row, interleaved: the activation's loads
+    /// and scales serve both, and the two rows' independent chains fill each other's
+    /// latencies. Each row's arithmetic is [`dot`]'s, bit for bit.
+    #[inline(always)]
+    unsafe fn dot2<const KIND: u8, const VNNI: bool>(
+        ra: *const u8,
+        rb: *const u8,
+        nb: usize,
+        np: usize,
+        x: X,
+    ) -> (f32, f32) {
+        let (mut acca, mut accb) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
+        let (mut accma, mut accmb) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut b = 0;
+        while b < nb {
+            step::<KIND, VNNI>(ra, b, nb, np, x, &mut acca, &mut accma);
+            step::<KIND, VNNI>(rb, b, nb, np, x, &mut accb, &mut accmb);
+            b += 8;
+        }
+        (finish::<KIND>(&acca, accma), finish::<KIND>(&accb, accmb))
+    }
+
     #[inline(always)]
     unsafe fn rows_of<const KIND: u8, const VNNI: bool>(data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
         let cols = x.nb * 32;
-        let rows = out.len() / x.t.max(1);
-        for (r, o) in out.chunks_exact_mut(x.t).enumerate() {
-            let row = data.as_ptr().add(r * stride);
-            // Ask for the lines AHEAD bytes past this row's while it computes (within this
-            // slice): one thread's demand loads alone leave memory idle between rows.
-            let end = ((r + 1) * stride + AHEAD).min(rows * stride);
+        let t = x.t.max(1);
+        let rows = out.len() / t;
+        let xi = |i: usize| -> X {
+            (
+                x.qs.as_ptr().add(i * cols),
+                x.paired.as_ptr().add(i * cols),
+                x.d.as_ptr().add(i * x.np),
+                x.s.as_ptr().add(i * x.np),
+            )
+        };
+        // Ask for the lines AHEAD bytes past rows r..r+n's while they compute (within this
+        // slice): one thread's demand loads alone leave memory idle between rows.
+        let prefetch = |r: usize, n: usize| {
+            let end = ((r + n) * stride + AHEAD).min(rows * stride);
             let mut off = (r * stride + AHEAD).min(end) & !63;
             while off < end {
                 _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(off) as *const i8);
                 off += 64;
             }
-            for (i, v) in o.iter_mut().enumerate() {
-                *v = dot::<KIND, VNNI>(
-                    row,
-                    x.nb,
-                    x.np,
-                    (x.qs.as_ptr().add(i * cols), x.paired.as_ptr().add(i * cols)),
-                    x.d.as_ptr().add(i * x.np),
-                    x.s.as_ptr().add(i * x.np),
-                );
+        };
+        let mut r = 0;
+        // 4-bit rows in pairs, then an odd last one alone: +9-13 % from cache on SmolLM2's
+        // shapes (`OAE_BENCH_IN_CACHE=1 cargo bench --bench quant`). Q8_0 rows measured
+        // slower in pairs (their eight scales go through memory, twice as many at once).
+        while KIND != Q8_0 && r + 1 < rows {
+            prefetch(r, 2);
+            let (ra, rb) = (data.as_ptr().add(r * stride), data.as_ptr().add((r + 1) * stride));
+            for i in 0..t {
+                let (a, b) = dot2::<KIND, VNNI>(ra, rb, x.nb, x.np, xi(i));
+                out[r * t + i] = a;
+                out[(r + 1) * t + i] = b;
             }
+            r += 2;
+        }
+        while r < rows {
+            prefetch(r, 1);
+            let row = data.as_ptr().add(r * stride);
+            for i in 0..t {
+                out[r * t + i] = dot::<KIND, VNNI>(row, x.nb, x.np, xi(i));
+            }
+            r += 1;
         }
     }
 
