@@ -87,12 +87,20 @@ fn browse(bin: &Path, profile: &Path, flags: &[String], url: &str) -> (String, S
     (read("stdout"), read("stderr"))
 }
 
-/// Captures errors and console.error from the very start of the page.
+/// Captures errors and console.error from the very start of the page, and defines how a
+/// probe reports its findings (`window.__oaeReport(out)`: as JSON in `<pre id="oae-probe">`).
 const PROBE_HEAD: &str = r#"<script>
 window.__oaeErrors = [];
 window.addEventListener("error", function (e) { window.__oaeErrors.push("error: " + e.message); });
 (function () { var orig = console.error; console.error = function () {
   window.__oaeErrors.push("console.error: " + Array.prototype.join.call(arguments, " ")); return orig.apply(console, arguments); }; })();
+window.__oaeReport = function (out) {
+  out.errors = window.__oaeErrors;
+  var pre = document.createElement("pre");
+  pre.id = "oae-probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+};
 </script>"#;
 
 /// Clicks headings and reports what happened, after the page's own script has run.
@@ -120,11 +128,7 @@ const PROBE_TAIL: &str = r#"<script>
     out.chartWidths = Array.prototype.map.call(svgs, function (s) { return Math.round(s.getBoundingClientRect().width); });
     out.title = document.title;
   } catch (e) { out.exception = String(e); }
-  out.errors = window.__oaeErrors;
-  var pre = document.createElement("pre");
-  pre.id = "oae-probe";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
+  window.__oaeReport(out);
 })();
 </script>"#;
 
@@ -340,11 +344,7 @@ const SITE_PROBE: &str = r#"<script>
     out.links = document.querySelectorAll("table.board a[href^='runs/']").length;
     out.charts = document.querySelectorAll("figure svg").length;
   } catch (e) { out.exception = String(e); }
-  out.errors = window.__oaeErrors;
-  var pre = document.createElement("pre");
-  pre.id = "oae-probe";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
+  window.__oaeReport(out);
 })();
 </script>"#;
 

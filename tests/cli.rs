@@ -1342,6 +1342,11 @@ fn a_stopped_run_resumes_to_the_whole_suite_without_duplicates() {
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to resume"));
     }
+    // A directory that holds no run says so.
+    let empty = tempfile::tempdir().unwrap();
+    let o = oae().args(["run", "--resume"]).arg(empty.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no run.json here"));
     // A changed suite file is not resumed into.
     let tmp = tempfile::tempdir().unwrap();
     run_stopped_midway(tmp.path(), "KILL");
@@ -1356,4 +1361,40 @@ fn a_stopped_run_resumes_to_the_whole_suite_without_duplicates() {
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("changed since the run"), "{e}");
+}
+
+/// A run killed before it wrote its histograms merges with `--allow-partial`: its histograms
+/// are rebuilt from its records (counting what they count), and nothing is written when the
+/// merge is refused.
+#[test]
+fn a_killed_run_merges_as_partial_with_histograms_from_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_stopped_midway(tmp.path(), "KILL");
+    assert!(!out.join("histograms.hlog").exists(), "a SIGKILL leaves no histograms");
+    let merged = tmp.path().join("merged");
+    let o = oae().arg("merge").arg(&out).arg("--out").arg(&merged).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-partial"));
+    assert!(!merged.exists(), "a refused merge writes nothing");
+    let o = oae()
+        .arg("merge")
+        .arg(&out)
+        .args(["--allow-partial", "--out"])
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = read_json(&merged.join("merged.json"));
+    assert_eq!(m["partial"], true);
+    let recs = records(&out);
+    for method in ["flaky", "steady"] {
+        let ok = recs
+            .iter()
+            .filter(|r| r["method"] == method && r["warmup"] == false && r["outcome"] == "ok")
+            .count() as u64;
+        let n = m["histograms"][format!("{method}|burst|e2e_us")]["n"]
+            .as_u64()
+            .unwrap_or(0);
+        assert_eq!(n, ok, "{method}");
+    }
 }

@@ -27,8 +27,6 @@ use oae_core::rundir::{
 
 use crate::cells::Cell;
 use crate::rundir::write_atomic_in;
-use crate::runner::Histograms;
-use crate::session::CellHistograms;
 use crate::{HarnessError, RequestRecord};
 
 /// The folder of a resumed run's parts.
@@ -164,7 +162,6 @@ pub fn prepare(dir: &Path, all: &[Cell]) -> Result<Resume, HarnessError> {
     let mut complete = BTreeSet::new();
     let mut dropped = 0;
     let mut original = None;
-    let mut usable = Vec::new();
     for p in &parts {
         if !p.join(RUN_JSON).exists() {
             // A resume stopped before its part wrote anything: nothing to keep.
@@ -184,7 +181,6 @@ pub fn prepare(dir: &Path, all: &[Cell]) -> Result<Resume, HarnessError> {
         complete.extend(turns);
         dropped += n;
         original.get_or_insert(run);
-        usable.push(p.clone());
     }
     let original = original.ok_or_else(|| {
         HarnessError::Invalid(format!(
@@ -284,34 +280,7 @@ fn trim(part: &Path, all: &[Cell]) -> Result<(RunJson, BTreeSet<Turn>, usize), H
     write_atomic_in(part, REQUESTS_JSONL, &out)?;
 
     // Histograms from the records kept, one interval per (method, workload).
-    let mut hists: Vec<CellHistograms> = Vec::new();
-    for r in &kept {
-        let i = match hists
-            .iter()
-            .position(|h| h.method == r.method && h.workload == r.workload)
-        {
-            Some(i) => i,
-            None => {
-                let start_s = run
-                    .replays
-                    .iter()
-                    .find(|p| p.method == r.method && p.workload == r.workload)
-                    .map_or(0.0, |p| p.start_s);
-                hists.push(CellHistograms {
-                    method: r.method.clone(),
-                    workload: r.workload.clone(),
-                    start_s,
-                    duration_s: 0.0,
-                    hists: Histograms::default(),
-                });
-                hists.len() - 1
-            }
-        };
-        hists[i].hists.record(r);
-        let end = r.finished_s.unwrap_or(r.dispatched_s);
-        hists[i].duration_s = hists[i].duration_s.max(end);
-    }
-    let bytes = crate::rundir::histograms_log(&hists)?;
+    let bytes = crate::rundir::histograms_from_records(&kept, &run.replays)?;
     write_atomic_in(part, HISTOGRAMS_HLOG, &bytes)?;
 
     // Summaries only of (method, workload)s whose every trial is complete: a summary pools its

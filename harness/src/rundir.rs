@@ -139,6 +139,41 @@ impl RunDir {
     }
 }
 
+/// histograms.hlog's bytes rebuilt from `records` (a run killed before it wrote its
+/// histograms, or a part trimmed to its complete cells): one interval per (method, workload),
+/// starting where its first replay in `replays` started, lasting to its last record's end.
+pub fn histograms_from_records(
+    records: &[RequestRecord],
+    replays: &[oae_core::rundir::ReplayInfo],
+) -> Result<Vec<u8>, HarnessError> {
+    let mut cells: Vec<CellHistograms> = Vec::new();
+    for r in records {
+        let i = match cells
+            .iter()
+            .position(|h| h.method == r.method && h.workload == r.workload)
+        {
+            Some(i) => i,
+            None => {
+                let start_s = replays
+                    .iter()
+                    .find(|p| p.method == r.method && p.workload == r.workload)
+                    .map_or(0.0, |p| p.start_s);
+                cells.push(CellHistograms {
+                    method: r.method.clone(),
+                    workload: r.workload.clone(),
+                    start_s,
+                    duration_s: 0.0,
+                    hists: crate::runner::Histograms::default(),
+                });
+                cells.len() - 1
+            }
+        };
+        cells[i].hists.record(r);
+        cells[i].duration_s = cells[i].duration_s.max(r.finished_s.unwrap_or(r.dispatched_s));
+    }
+    histograms_log(&cells)
+}
+
 /// histograms.hlog's bytes: one interval per (method, workload, metric), tagged.
 pub fn histograms_log(cells: &[CellHistograms]) -> Result<Vec<u8>, HarnessError> {
     let mut entries = Vec::new();

@@ -26,8 +26,8 @@ pub use energy::{EnergyKind, MeterInfo, SourceStatus};
 pub use read::{RecordReader, RunDirError, read_run, read_summary};
 pub use record::{DomainJ, Outcome, RecordWithoutItl, RequestRecord, Skipped};
 pub use run::{
-    Compression, GateSettings, HostFacts, LimitInfo, MethodInfo, NotApplicable, ReplayInfo, RunJson, RunSettings,
-    RunStatus, ScoringSettings, SuiteInfo, WorkloadInfo,
+    Compression, GateSettings, GpuFacts, HostFacts, LimitInfo, MethodInfo, NotApplicable, ReplayInfo, RunJson,
+    RunSettings, RunStatus, ScoringSettings, SuiteInfo, WorkloadInfo,
 };
 pub use slo::{QualityBar, Slo};
 pub use summary::{

@@ -336,10 +336,40 @@ pub struct RunJson {
     pub records: usize,
 }
 
+/// A GPU a run measured, as its meter's provenance names it (NVML: name, UUID, driver).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuFacts {
+    /// Model name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// Device UUID (empty when the meter did not say).
+    pub uuid: String,
+    /// Driver version (empty when the meter did not say).
+    pub driver_version: String,
+}
+
 impl RunJson {
     /// The method entry of `label`.
     pub fn method(&self, label: &str) -> Option<&MethodInfo> {
         self.methods.iter().find(|m| m.label == label)
+    }
+
+    /// The GPUs its energy meters read, each once, in meter order.
+    pub fn gpus(&self) -> Vec<GpuFacts> {
+        let mut out: Vec<GpuFacts> = Vec::new();
+        for m in &self.energy.meters {
+            let d = &m.provenance["device"];
+            let Some(name) = d["name"].as_str() else { continue };
+            let text = |k: &str| d[k].as_str().unwrap_or("").to_string();
+            let g = GpuFacts {
+                name: name.to_string(),
+                uuid: text("uuid"),
+                driver_version: text("driver_version"),
+            };
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        out
     }
 
     /// The workload entry of `name`.

@@ -80,11 +80,6 @@ fn check_cells(
             "{what}; these are not cells of one run of one suite (pass --allow-mismatch to merge them anyway)"
         ))
     };
-    let settings = |r: &oae_core::rundir::RunJson| {
-        let mut o = r.overrides.clone();
-        o.remove("cells");
-        o
-    };
     let first = &jsons[0];
     let mut seen: BTreeMap<u64, (String, usize)> = BTreeMap::new();
     let mut total = None;
@@ -166,11 +161,6 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, confidence: f64, allow_partial: 
 /// Whether every run is a cell run of one suite run alike (suite file, oae version, seed and
 /// overrides other than the cells).
 fn one_suite_run(jsons: &[oae_core::rundir::RunJson]) -> bool {
-    let settings = |r: &oae_core::rundir::RunJson| {
-        let mut o = r.overrides.clone();
-        o.remove("cells");
-        o
-    };
     let first = &jsons[0];
     jsons.iter().all(|r| {
         r.overrides.contains_key("cells")
@@ -179,6 +169,13 @@ fn one_suite_run(jsons: &[oae_core::rundir::RunJson]) -> bool {
             && r.seed == first.seed
             && settings(r) == settings(first)
     })
+}
+
+/// A run's command-line overrides other than the cells it ran.
+fn settings(r: &oae_core::rundir::RunJson) -> BTreeMap<String, Value> {
+    let mut o = r.overrides.clone();
+    o.remove("cells");
+    o
 }
 
 /// [`merge_runs`] with what may differ; `command` is recorded as the merged run's command.
@@ -209,9 +206,18 @@ pub fn merge_runs_with(
             run.status.as_str()
         )));
     }
+    // Every input's histograms first: a merge that cannot be finished writes nothing.
+    let mut logs = Vec::new();
+    for (dir, run) in runs.iter().zip(&jsons) {
+        logs.push(histograms_of(dir, run, allow_partial)?);
+    }
+    let merged = merge_logs(&logs).map_err(|e| HarnessError::Invalid(format!("merging histograms.hlog: {e}")))?;
     let outdir = RunDir::create(out)?;
+    let entries: Vec<_> = merged.iter().map(|(t, h)| (t.clone(), 0.0, 0.0, h.clone())).collect();
+    let bytes = to_log(&entries).map_err(HarnessError::Invalid)?;
+    outdir.write_atomic(HISTOGRAMS_HLOG, &bytes)?;
     let suite_run = covered.is_some() && one_suite_run(&jsons);
-    let (records, run_status, mixed_hardware) = if suite_run {
+    let (records, built, mixed_hardware) = if suite_run {
         let mut cells = runs
             .iter()
             .zip(&jsons)
@@ -226,16 +232,13 @@ pub fn merge_runs_with(
                 .map(|m| m.iter().filter_map(Value::as_u64).collect())
                 .unwrap_or_default(),
         };
-        let n = run::write(&cells, &coverage, &outdir, command)?;
-        let status = read_run(out).map_err(typed)?.status;
-        (n, Some(status), run::distinct_hardware(&cells))
+        let b = run::build(&cells, &coverage, &outdir, command)?;
+        (b.records, Some(b), run::distinct_hardware(&cells))
     } else {
         (concatenate(runs, out)?, None, Vec::new())
     };
     let mut sources = Vec::new();
-    let mut logs = Vec::new();
     for (i, (dir, run)) in runs.iter().zip(jsons).enumerate() {
-        logs.push(read(&dir.join(HISTOGRAMS_HLOG), "no histograms.hlog here")?);
         sources.push(json!({
             "run_index": i,
             "dir": dir.display().to_string(),
@@ -246,10 +249,6 @@ pub fn merge_runs_with(
             "schedule_hashes": run.workloads.iter().map(|w| json!({"workload": w.name, "hash": w.schedule_hash})).collect::<Vec<_>>(),
         }));
     }
-    let merged = merge_logs(&logs).map_err(|e| HarnessError::Invalid(format!("merging histograms.hlog: {e}")))?;
-    let entries: Vec<_> = merged.iter().map(|(t, h)| (t.clone(), 0.0, 0.0, h.clone())).collect();
-    let bytes = to_log(&entries).map_err(HarnessError::Invalid)?;
-    outdir.write_atomic(HISTOGRAMS_HLOG, &bytes)?;
     let stats: Vec<(String, HistogramStat)> = merged
         .iter()
         .filter_map(|(t, h)| describe(h, confidence).map(|s| (t.clone(), s)))
@@ -271,6 +270,15 @@ pub fn merge_runs_with(
             "histograms": cells,
         }),
     )?;
+    // run.json last: a directory with one is whole.
+    let run_status = match built {
+        Some(b) => {
+            outdir.write_summary(b.run.status, &b.summaries)?;
+            outdir.write_json(oae_core::rundir::RUN_JSON, &b.run)?;
+            Some(b.run.status)
+        }
+        None => None,
+    };
     Ok(Merged {
         dir: out.to_path_buf(),
         stats,
@@ -278,6 +286,20 @@ pub fn merge_runs_with(
         run_status,
         mixed_hardware,
     })
+}
+
+/// A run's histograms.hlog; rebuilt from its records when a run that did not complete (killed
+/// before writing it) is merged with `allow_partial`.
+fn histograms_of(dir: &Path, run: &oae_core::rundir::RunJson, allow_partial: bool) -> Result<Vec<u8>, HarnessError> {
+    let path = dir.join(HISTOGRAMS_HLOG);
+    if path.exists() || run.status == RunStatus::Complete || !allow_partial {
+        return read(&path, "no histograms.hlog here");
+    }
+    let records = RecordReader::open(dir)
+        .map_err(typed)?
+        .map(|r| r.map(|(_, r)| r).map_err(typed))
+        .collect::<Result<Vec<RequestRecord>, _>>()?;
+    crate::rundir::histograms_from_records(&records, &run.replays)
 }
 
 /// Concatenates the runs' records into `out`'s requests.jsonl, each with its run's index.

@@ -219,15 +219,23 @@ fn summarize_group(run: &RunJson, setup: &MethodInfo, shares: &[Share<'_>], reco
     s
 }
 
-/// Writes run.json, summary.json and requests.jsonl of the merged suite run into `out`
-/// (records stream group by group: one (method, workload)'s records are held at a time).
-/// `cells` are sorted by their first cell index. Returns the records written.
-pub(super) fn write(
+/// The merged suite run: its run.json and summaries (for the caller to write last, once
+/// everything else is in place), and the records written.
+pub(super) struct Built {
+    pub run: RunJson,
+    pub summaries: Vec<CellSummary>,
+    pub records: usize,
+}
+
+/// Writes requests.jsonl of the merged suite run into `out` (records stream group by group:
+/// one (method, workload)'s records are held at a time) and builds its run.json and
+/// summaries. `cells` are sorted by their first cell index.
+pub(super) fn build(
     cells: &[CellRun<'_>],
     coverage: &Coverage,
     out: &crate::rundir::RunDir,
     command: &[String],
-) -> Result<usize, HarnessError> {
+) -> Result<Built, HarnessError> {
     use std::io::Write;
     let base = cells[0].run;
     // Groups in the order their first cell ran.
@@ -393,7 +401,7 @@ pub(super) fn write(
                 "cells": c.run.overrides["cells"],
                 "placement": c.run.runtime.get("placement"),
                 "host": c.run.host,
-                "gpus": gpus_of(c.run),
+                "gpus": c.run.gpus(),
                 "git_sha": c.run.git_sha,
                 "started_utc": c.run.started_utc,
             })
@@ -409,24 +417,11 @@ pub(super) fn write(
         }),
     );
     run.runtime.remove("placement");
-    out.write_summary(status, &summaries)?;
-    out.write_json(oae_core::rundir::RUN_JSON, &run)?;
-    Ok(records)
-}
-
-/// The GPUs a cell run's meters read (name, UUID, driver), one per device.
-fn gpus_of(run: &RunJson) -> Vec<Value> {
-    let mut seen: Vec<Value> = Vec::new();
-    for m in &run.energy.meters {
-        let d = &m.provenance["device"];
-        if d.get("uuid").is_some() {
-            let g = json!({"name": d["name"], "uuid": d["uuid"], "driver_version": d["driver_version"]});
-            if !seen.contains(&g) {
-                seen.push(g);
-            }
-        }
-    }
-    seen
+    Ok(Built {
+        run,
+        summaries,
+        records,
+    })
 }
 
 /// The hosts the cells ran on, when they differ (CPU model, GPUs): a merged run compares
@@ -435,7 +430,17 @@ pub(super) fn distinct_hardware(cells: &[CellRun<'_>]) -> Vec<String> {
     let mut seen: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for c in cells {
         let h = &c.run.host;
-        let key = format!("{} ({} logical CPUs)", h.cpu_model, h.logical_cpus);
+        let gpus: Vec<String> = c.run.gpus().into_iter().map(|g| g.name).collect();
+        let key = format!(
+            "{} ({} logical CPUs){}",
+            h.cpu_model,
+            h.logical_cpus,
+            if gpus.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", gpus.join(" + "))
+            }
+        );
         seen.entry(key).or_default().push(c.dir.to_path_buf());
     }
     if seen.len() <= 1 {

@@ -94,25 +94,10 @@ pub struct At {
     pub row: usize,
 }
 
-/// The GPUs a run's meters read: (name, driver).
-pub fn gpus(run: &RunJson) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for m in &run.energy.meters {
-        let d = &m.provenance["device"];
-        if let Some(name) = d["name"].as_str() {
-            let g = (name.to_string(), d["driver_version"].as_str().unwrap_or("").to_string());
-            if !out.contains(&g) {
-                out.push(g);
-            }
-        }
-    }
-    out
-}
-
 /// The hardware class of a row: its device class (device · CPU model and logical CPUs),
 /// with the GPU model in front when the row ran on a GPU.
 pub fn hardware(run: &RunJson, row: &Row) -> String {
-    let names: Vec<String> = gpus(run).into_iter().map(|g| g.0).collect();
+    let names: Vec<String> = run.gpus().into_iter().map(|g| g.name).collect();
     if run.run.device.starts_with("cuda") && !names.is_empty() {
         format!("{} · {}", names.join(" + "), row.device_class)
     } else {
@@ -267,14 +252,14 @@ fn board_columns(runs: &[LoadedRun], at: &[At]) -> Vec<Column> {
             "gpu",
             "GPU",
             false,
-            each(&|r, _| gpus(&r.run).into_iter().map(|g| g.0).collect::<Vec<_>>().join(", ")),
+            each(&|r, _| r.run.gpus().into_iter().map(|g| g.name).collect::<Vec<_>>().join(", ")),
         ),
         text(
             "gpu_driver",
             "driver",
             false,
             each(&|r, _| {
-                let mut d: Vec<String> = gpus(&r.run).into_iter().map(|g| g.1).collect();
+                let mut d: Vec<String> = r.run.gpus().into_iter().map(|g| g.driver_version).collect();
                 d.dedup();
                 d.join(", ")
             }),
