@@ -2,7 +2,8 @@
 //! 2048² matrix in each format of a Q4_K_M file, one activation row as in decode, per
 //! instruction set this CPU has: time per product (best of five trials, weights cycled through
 //! 64 MiB of copies so they come from memory as in decode), GB/s of weight bytes streamed, and
-//! the share of the machine's read bandwidth that is.
+//! the share of the machine's read bandwidth that is; SmolLM2's own formats both in tiles of
+//! eight rows (what oae runs) and in the row layout (`OAE_QUANT_TILES=0`).
 //!
 //! `cargo bench -p oae-methods --bench quant` (threads: RAYON_NUM_THREADS, default 1;
 //! `OAE_BENCH_IN_CACHE=1` reuses one copy of each matrix — cache-resident: the kernels'
@@ -71,49 +72,56 @@ fn main() {
         [Isa::Avx2, Isa::Vnni].into_iter().filter(|i| i.available()).collect()
     };
     for isa in isas {
-        let mut per_token = 0.0;
-        for (name, m) in &shapes {
-            // As in decode, the weights come from memory, not cache: enough copies of the
-            // matrix to pass 64 MiB are cycled through.
-            let copies: Vec<QMatrix> = (0..if std::env::var_os("OAE_BENCH_IN_CACHE").is_some() {
-                1
-            } else {
-                (64usize << 20).div_ceil(m.bytes()).max(1)
-            })
-                .map(|_| m.clone())
-                .collect();
-            let x: Vec<f32> = (0..m.cols()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-            let reps = (200_000_000 / m.bytes()).clamp(copies.len(), 4000);
-            black_box(m.matmul_isa(isa, &x, 1));
-            // The best of five trials: this is a shared VM, and a neighbour only ever slows it.
-            let s = (0..5)
-                .map(|_| {
-                    let t = Instant::now();
-                    for r in 0..reps {
-                        black_box(copies[r % copies.len()].matmul_isa(isa, black_box(&x), 1));
-                    }
-                    t.elapsed().as_secs_f64() / reps as f64
+        for tiles in [true, false] {
+            let layout = if tiles { "tiles" } else { "rows" };
+            let mut per_token = 0.0;
+            for (name, m) in &shapes {
+                if !tiles && !m.has_tiles() {
+                    continue;
+                }
+                let m = &if tiles { m.clone() } else { m.untiled() };
+                // As in decode, the weights come from memory, not cache: enough copies of the
+                // matrix to pass 64 MiB are cycled through.
+                let copies: Vec<QMatrix> = (0..if std::env::var_os("OAE_BENCH_IN_CACHE").is_some() {
+                    1
+                } else {
+                    (64usize << 20).div_ceil(m.bytes()).max(1)
                 })
-                .fold(f64::INFINITY, f64::min);
-            // A token passes the four layer matrices 30 times and the head once.
-            per_token += match name.split(' ').next() {
-                Some("head") => s,
-                Some("k") => 0.0,
-                _ => 30.0 * s,
-            };
+                    .map(|_| m.clone())
+                    .collect();
+                let x: Vec<f32> = (0..m.cols()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+                let reps = (200_000_000 / m.bytes()).clamp(copies.len(), 4000);
+                black_box(m.matmul_isa(isa, &x, 1));
+                // The best of five trials: this is a shared VM, and a neighbour only ever slows it.
+                let s = (0..5)
+                    .map(|_| {
+                        let t = Instant::now();
+                        for r in 0..reps {
+                            black_box(copies[r % copies.len()].matmul_isa(isa, black_box(&x), 1));
+                        }
+                        t.elapsed().as_secs_f64() / reps as f64
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                // A token passes the four layer matrices 30 times and the head once.
+                per_token += match name.split(' ').next() {
+                    Some("head") => s,
+                    Some("k") => 0.0,
+                    _ => 30.0 * s,
+                };
+                println!(
+                    "{:>12} {layout:<5} {name:<24} {:>8.1} µs  {:>6.1} GB/s  {:>5.1} % of read bandwidth",
+                    isa.name(),
+                    s * 1e6,
+                    m.bytes() as f64 / s / 1e9,
+                    100.0 * m.bytes() as f64 / s / read
+                );
+            }
             println!(
-                "{:>12} {name:<24} {:>8.1} µs  {:>6.1} GB/s  {:>5.1} % of read bandwidth",
+                "{:>12} {layout:<5} SmolLM2-135M token's products: {:.2} ms ({:.0} tok/s if nothing else ran)",
                 isa.name(),
-                s * 1e6,
-                m.bytes() as f64 / s / 1e9,
-                100.0 * m.bytes() as f64 / s / read
+                per_token * 1e3,
+                1.0 / per_token
             );
         }
-        println!(
-            "{:>12} SmolLM2-135M token's products: {:.2} ms ({:.0} tok/s if nothing else ran)",
-            isa.name(),
-            per_token * 1e3,
-            1.0 / per_token
-        );
     }
 }

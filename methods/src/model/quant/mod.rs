@@ -9,7 +9,9 @@
 //! Row layout of the own formats, chosen so that a group of eight blocks' scales converts
 //! with one instruction: the rows' quants (`nb` blocks of 16 or 32 bytes), then the `nb`
 //! scales as f16 padded to a multiple of 8, then (Q4_1) the `nb` minimums likewise — the
-//! same bytes as the file plus at most 28 bytes of padding per row.
+//! same bytes as the file plus at most 28 bytes of padding per row. Where the CPU runs the
+//! own kernels, every whole eight rows are then interleaved into a tile ([`tiles`]), the
+//! layout the products read fastest; rows past the last whole tile stay in the row layout.
 //!
 //! **Overhead model:** one pass over the quantized bytes per product, whatever the number of
 //! activation rows (each weight row is dotted with every activation row while it is in
@@ -18,7 +20,9 @@
 mod act;
 mod foreign;
 mod kernels;
+mod tiles;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use candle_core::quantized::GgmlDType;
@@ -146,18 +150,93 @@ impl Bytes {
     }
 }
 
+/// Whether the own formats' whole eight rows are stored as tiles: yes, unless
+/// `OAE_QUANT_TILES=0` keeps the row layout (for A/B measurements).
+fn tiles_wanted() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("OAE_QUANT_TILES").as_deref() != Ok("0"))
+}
+
 /// Rows of one block format.
 #[derive(Clone)]
 struct Segment {
     qtype: QType,
     rows: usize,
+    /// Bytes per row, or per tile of eight rows where `tiled`.
     stride: usize,
+    tiled: bool,
     data: Bytes,
 }
 
 impl Segment {
-    fn row(&self, r: usize) -> &[u8] {
-        &self.data.as_slice()[r * self.stride..(r + 1) * self.stride]
+    /// Row `r` in the row layout (the own formats' or the file's).
+    fn row(&self, r: usize) -> Cow<'_, [u8]> {
+        if !self.tiled {
+            return Cow::Borrowed(&self.data.as_slice()[r * self.stride..(r + 1) * self.stride]);
+        }
+        let nb = self.stride / tiles::block_bytes(self.qtype);
+        let mut out = vec![0u8; self.qtype.row_bytes(nb * 32)];
+        let k = r / tiles::ROWS;
+        tiles::unpack(
+            self.qtype,
+            nb,
+            &self.data.as_slice()[k * self.stride..(k + 1) * self.stride],
+            r % tiles::ROWS,
+            &mut out,
+        );
+        Cow::Owned(out)
+    }
+
+    /// Rows in the row layout.
+    fn of_rows(qtype: QType, cols: usize, data: Bytes) -> Segment {
+        let stride = qtype.row_bytes(cols);
+        Segment {
+            qtype,
+            rows: data.len / stride,
+            stride,
+            tiled: false,
+            data,
+        }
+    }
+
+    /// This row-layout segment with its whole eight rows in tiles where the kernels read
+    /// tiles (an own format, not `OAE_QUANT_TILES=0`), the rest kept as rows.
+    fn tiled(self, cols: usize) -> Vec<Segment> {
+        let n = self.rows / tiles::ROWS;
+        if self.tiled || matches!(self.qtype, QType::Foreign(_)) || n == 0 || !tiles_wanted() {
+            return vec![self];
+        }
+        let nb = cols / 32;
+        let size = nb * tiles::block_bytes(self.qtype);
+        let mut data = Bytes::zeroed(n * size);
+        for (k, tile) in data.as_mut_slice().chunks_exact_mut(size).enumerate() {
+            let src = self.data.as_slice();
+            tiles::pack(
+                self.qtype,
+                nb,
+                |r| &src[(8 * k + r) * self.stride..(8 * k + r + 1) * self.stride],
+                tile,
+            );
+        }
+        let mut out = vec![Segment {
+            qtype: self.qtype,
+            rows: n * tiles::ROWS,
+            stride: size,
+            tiled: true,
+            data,
+        }];
+        let rest = self.rows - n * tiles::ROWS;
+        if rest > 0 {
+            let mut data = Bytes::zeroed(rest * self.stride);
+            data.as_mut_slice()
+                .copy_from_slice(&self.data.as_slice()[n * tiles::ROWS * self.stride..]);
+            out.push(Segment {
+                rows: rest,
+                data,
+                ..self
+            });
+        }
+        out
     }
 }
 
@@ -243,12 +322,7 @@ impl QMatrix {
         }
         Ok(QMatrix {
             cols,
-            segments: vec![Segment {
-                qtype,
-                rows,
-                stride,
-                data,
-            }],
+            segments: Segment::of_rows(qtype, cols, data).tiled(cols),
         })
     }
 
@@ -257,14 +331,16 @@ impl QMatrix {
     pub fn quantize_q8_0(rows: usize, cols: usize, values: &[f32]) -> QResult<QMatrix> {
         let m = Self::quantize_q8_0_own(rows, cols, values)?;
         if QType::of_gguf(GgmlDType::Q8_0) == Some(QType::Q8_0) {
-            return Ok(m);
+            let segments = m.segments.into_iter().flat_map(|s| s.tiled(cols)).collect();
+            return Ok(QMatrix { cols, segments });
         }
         // No own kernels here: the same blocks in the file's layout, for candle's.
         let nb = cols / 32;
         let mut raw = vec![0u8; rows * nb * 34];
         let s = &m.segments[0];
         for r in 0..rows {
-            let (quants, scales) = s.row(r).split_at(nb * 32);
+            let row = s.row(r);
+            let (quants, scales) = row.split_at(nb * 32);
             for b in 0..nb {
                 let o = (r * nb + b) * 34;
                 raw[o..o + 2].copy_from_slice(&scales[2 * b..2 * b + 2]);
@@ -308,12 +384,7 @@ impl QMatrix {
         }
         Ok(QMatrix {
             cols,
-            segments: vec![Segment {
-                qtype: QType::Q8_0,
-                rows,
-                stride,
-                data,
-            }],
+            segments: vec![Segment::of_rows(QType::Q8_0, cols, data)],
         })
     }
 
@@ -345,20 +416,26 @@ impl QMatrix {
         if let Some(p) = parts.iter().find(|p| p.cols != cols) {
             return Err(format!("cannot stack rows of {} and {cols} values", p.cols));
         }
-        let mut segments: Vec<Segment> = Vec::new();
-        for s in parts.iter().flat_map(|p| &p.segments) {
-            match segments.last_mut() {
-                Some(last) if last.qtype == s.qtype => {
-                    let mut data = Bytes::zeroed(last.data.len + s.data.len);
-                    data.as_mut_slice()[..last.data.len].copy_from_slice(last.data.as_slice());
-                    data.as_mut_slice()[last.data.len..].copy_from_slice(s.data.as_slice());
-                    last.data = data;
-                    last.rows += s.rows;
-                }
-                _ => segments.push(s.clone()),
-            }
-        }
+        let segments = row_runs(cols, parts.iter().flat_map(|p| &p.segments))
+            .into_iter()
+            .flat_map(|s| s.tiled(cols))
+            .collect();
         Ok(QMatrix { cols, segments })
+    }
+
+    /// The same matrix with every row in the row layout, no tiles (for A/B measurements
+    /// and tests of the tiles).
+    pub fn untiled(&self) -> QMatrix {
+        let segments = row_runs(self.cols, &self.segments);
+        QMatrix {
+            cols: self.cols,
+            segments,
+        }
+    }
+
+    /// Whether any rows are stored in tiles.
+    pub fn has_tiles(&self) -> bool {
+        self.segments.iter().any(|s| s.tiled)
     }
 
     /// The matrix with row `i` taken from row `order[i]`.
@@ -371,16 +448,12 @@ impl QMatrix {
             .iter()
             .map(|&r| {
                 let (s, local) = self.locate(r);
-                let mut data = Bytes::zeroed(s.stride);
-                data.as_mut_slice().copy_from_slice(s.row(local));
+                let row = s.row(local);
+                let mut data = Bytes::zeroed(row.len());
+                data.as_mut_slice().copy_from_slice(&row);
                 QMatrix {
                     cols: self.cols,
-                    segments: vec![Segment {
-                        qtype: s.qtype,
-                        rows: 1,
-                        stride: s.stride,
-                        data,
-                    }],
+                    segments: vec![Segment::of_rows(s.qtype, self.cols, data)],
                 }
             })
             .collect();
@@ -402,8 +475,8 @@ impl QMatrix {
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let (s, local) = self.locate(r);
         match s.qtype {
-            QType::Foreign(t) => foreign::dequantize(t, s.row(local), out),
-            q => dequantize_own(q, self.cols / 32, s.row(local), out),
+            QType::Foreign(t) => foreign::dequantize(t, &s.row(local), out),
+            q => dequantize_own(q, self.cols / 32, &s.row(local), out),
         }
     }
 
@@ -451,6 +524,14 @@ impl QMatrix {
             offset += s.rows;
             let chunk = s.rows.div_ceil(threads).max(1);
             match s.qtype {
+                q if s.tiled => {
+                    let xa = own.as_ref().expect("quantized above when a segment needs it");
+                    let chunk = (s.rows / tiles::ROWS).div_ceil(threads) * tiles::ROWS;
+                    out.par_chunks_mut(chunk * t).enumerate().for_each(|(c, out)| {
+                        let first = c * chunk / tiles::ROWS * s.stride;
+                        tiles::rows_with(isa, q, &s.data.as_slice()[first..], s.stride, xa, out);
+                    });
+                }
                 QType::Foreign(ty) => {
                     foreign::matmul(ty, s.data.as_slice(), s.stride, s.rows, x, t, self.cols, chunk, out)
                 }
@@ -474,6 +555,31 @@ impl QMatrix {
         }
         y
     }
+}
+
+/// `segments` (rows of `cols` values) in the row layout, consecutive ones of a format as one.
+fn row_runs<'a>(cols: usize, segments: impl IntoIterator<Item = &'a Segment>) -> Vec<Segment> {
+    let mut runs: Vec<(QType, Vec<u8>)> = Vec::new();
+    for s in segments {
+        if runs.last().is_none_or(|(q, _)| *q != s.qtype) {
+            runs.push((s.qtype, Vec::new()));
+        }
+        let (_, bytes) = runs.last_mut().expect("pushed above");
+        if s.tiled {
+            for r in 0..s.rows {
+                bytes.extend_from_slice(&s.row(r));
+            }
+        } else {
+            bytes.extend_from_slice(s.data.as_slice());
+        }
+    }
+    runs.into_iter()
+        .map(|(q, bytes)| {
+            let mut data = Bytes::zeroed(bytes.len());
+            data.as_mut_slice().copy_from_slice(&bytes);
+            Segment::of_rows(q, cols, data)
+        })
+        .collect()
 }
 
 /// A GGUF Q4_0 / Q4_1 / Q8_0 row (blocks of scale[, min], quants) into the own layout.

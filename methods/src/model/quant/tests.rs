@@ -90,7 +90,8 @@ fn instruction_sets_agree() {
             _ => QType::Q8_0,
         };
         // The own layout whatever OAE_QUANT_ISA says (the portable loop reads it too).
-        let m = QMatrix::from_gguf_as(own, ty, rows, cols, &bytes).unwrap();
+        let m = QMatrix::from_gguf_as(own, ty, rows, cols, &bytes).unwrap().untiled();
+        assert_eq!(m.segments.len(), 1);
         let x = random(t * cols, 4);
         let a = Activations::quantize(&x, t, cols);
         let s = &m.segments[0];
@@ -106,6 +107,58 @@ fn instruction_sets_agree() {
                     isa.name()
                 );
             }
+        }
+    }
+}
+
+/// Tiles hold the same rows as the row layout (dequantized equal), and their products agree
+/// with the row layout's portable loop for every instruction set this CPU has; a row's value
+/// is bit-for-bit the same whatever the number of activation rows or threads computing it
+/// (prefill and decode, speculative verification and greedy decode depend on that).
+#[test]
+fn tiles_match_rows_and_are_batch_and_thread_invariant() {
+    if !super::tiles_wanted() || super::isa() == Isa::Generic {
+        eprintln!("skipped: no tiles here (OAE_QUANT_TILES=0 or a CPU without AVX2)");
+        return;
+    }
+    let isas: Vec<Isa> = [Isa::Generic, Isa::Avx2, Isa::Vnni]
+        .into_iter()
+        .filter(|i| i.available())
+        .collect();
+    for ty in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        // Two whole tiles and five rows past them; 25 blocks (not a multiple of eight).
+        let (rows, cols, t) = (21, 800, 3);
+        let (m, w) = build(ty, rows, cols, 11);
+        assert!(m.has_tiles(), "{ty:?}");
+        let rows_layout = m.untiled();
+        assert!(!rows_layout.has_tiles());
+        assert_eq!(m.dequantize(), w, "{ty:?} tiles dequantize as the file");
+        assert_eq!(rows_layout.dequantize(), w, "{ty:?} rows dequantize as the file");
+        assert!(m.bytes() <= rows_layout.bytes(), "{ty:?}: tiles no larger than rows");
+        let x = random(t * cols, 12);
+        let want = rows_layout.matmul_isa(Isa::Generic, &x, t);
+        check(&want, &w, &x, t, rows, cols, &format!("{ty:?} rows"));
+        for &isa in &isas {
+            let got = m.matmul_isa(isa, &x, t);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{ty:?} tiles {}: {g} vs {w}",
+                    isa.name()
+                );
+            }
+            // Each activation row alone gives bit-for-bit its row of the batch.
+            for i in 0..t {
+                let one = m.matmul_isa(isa, &x[i * cols..(i + 1) * cols], 1);
+                assert_eq!(one, got[i * rows..(i + 1) * rows], "{ty:?} {} row {i}", isa.name());
+            }
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            assert_eq!(
+                pool.install(|| m.matmul_isa(isa, &x, t)),
+                got,
+                "{ty:?} {} threads",
+                isa.name()
+            );
         }
     }
 }
@@ -150,6 +203,27 @@ fn concat_gather_and_q8_quantization() {
     assert_eq!(&d[128..], &want[6 * 64..7 * 64]);
     assert!(c.gather_rows(&[13]).is_err());
     assert!(QMatrix::concat(&[&a, &build(GgmlDType::Q8_0, 1, 96, 1).0]).is_err());
+
+    // Tiled matrices stack and gather the same way (rows cut across tiles).
+    let (a, wa) = build(GgmlDType::Q4_1, 13, 64, 13);
+    let (b, wb) = build(GgmlDType::Q8_0, 9, 64, 14);
+    let c = QMatrix::concat(&[&a, &b, &a]).unwrap();
+    assert_eq!(c.rows(), 35);
+    let mut want = wa.clone();
+    want.extend(&wb);
+    want.extend(&wa);
+    assert_eq!(c.dequantize(), want);
+    assert_eq!(c.untiled().dequantize(), want);
+    check(&c.matmul(&x, 1), &want, &x, 1, 35, 64, "tiled segments");
+    let g = c.gather_rows(&[34, 3, 15, 9, 0, 1, 2, 4, 5]).unwrap();
+    let d = g.dequantize();
+    for (i, r) in [34, 3, 15, 9, 0, 1, 2, 4, 5].into_iter().enumerate() {
+        assert_eq!(
+            &d[i * 64..(i + 1) * 64],
+            &want[r * 64..(r + 1) * 64],
+            "gathered row {i}"
+        );
+    }
 
     let v = random(4 * 96, 10);
     let q = QMatrix::quantize_q8_0(4, 96, &v).unwrap();
