@@ -167,13 +167,15 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         d.median, d.min, d.max, t.decode_tokens, t.prompt_tokens
     );
     println!(
-        "  roofline: {:.1} MiB read per token at {:.1} GB/s read ({} threads; copy {:.1} GB/s) => ≤ {:.1} tok/s; decode reaches {:.0}%",
+        "  roofline: {:.1} MiB read per token at {:.1} GB/s read ({} threads; copy {:.1} GB/s) => ≤ {:.1} tok/s; decode reaches {:.0}% (min {:.0}%, max {:.0}%; each repetition against the read probe run after it)",
         t.weight_bytes_per_token as f64 / (1u64 << 20) as f64,
         t.read_bandwidth_gb_s,
         t.threads,
         t.copy_bandwidth_gb_s,
         t.decode_roofline_tok_s,
-        100.0 * t.decode_fraction_of_roofline
+        100.0 * t.decode_fraction_of_roofline.median,
+        100.0 * t.decode_fraction_of_roofline.min,
+        100.0 * t.decode_fraction_of_roofline.max,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -95,9 +95,7 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let f = self.ffn();
         let gu = self.gate_up.matmul(x)?;
-        let gate = gu.narrow(1, 0, f)?.silu()?;
-        let up = gu.narrow(1, f, f)?;
-        self.down.matmul(&(gate * up)?)
+        self.down.matmul(&super::swiglu::swiglu(&gu, f)?)
     }
 }
 

@@ -81,12 +81,14 @@ pub struct Throughput {
     /// Copy bandwidth over a weights-sized buffer (each byte copied counted once), GB/s.
     pub copy_bandwidth_gb_s: f64,
     /// Read bandwidth over a weights-sized buffer with the compute threads — what decode does
-    /// with its weights — GB/s.
+    /// with its weights — GB/s: the median of the probes run after each repetition.
     pub read_bandwidth_gb_s: f64,
-    /// Decode rate if every weight is read once per token at the read bandwidth.
+    /// Decode rate if every weight is read once per token at the (median) read bandwidth.
     pub decode_roofline_tok_s: f64,
-    /// Median decode rate / roofline.
-    pub decode_fraction_of_roofline: f64,
+    /// Each repetition's decode rate over the roofline of the read probe run right after it:
+    /// on a shared machine whose bandwidth drifts, pairing them keeps the ratio steady where
+    /// a median over one and a probe at another moment does not.
+    pub decode_fraction_of_roofline: Spread,
 }
 
 /// Resident-set figures of this process, MiB.
@@ -132,9 +134,13 @@ pub fn copy_bandwidth(bytes: usize) -> f64 {
 /// Read bandwidth over a buffer of `bytes`, read by the current thread pool's threads in
 /// contiguous slabs (as the threaded mat-vec streams its weights), B/s.
 pub fn read_bandwidth(bytes: usize) -> f64 {
+    read_bandwidth_of(&vec![1u64; (bytes / 8).max(1)])
+}
+
+/// [`read_bandwidth`] over a given buffer (so that repeated probes do not fault in pages).
+fn read_bandwidth_of(buf: &[u64]) -> f64 {
     use rayon::prelude::*;
-    let words = (bytes / 8).max(1);
-    let buf = vec![1u64; words];
+    let words = buf.len();
     let slab = words.div_ceil(rayon::current_num_threads().max(1)).max(1);
     let sum = |b: &[u64]| -> u64 {
         b.par_chunks(slab)
@@ -177,8 +183,13 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
     let text = "The committee reviewed 42 proposals on energy use in small clinics and schools. ";
     let mut prompt = m.tokenizer.encode(&text.repeat(1 + plan.prompt_tokens / 8))?;
     prompt.truncate(plan.prompt_tokens);
-    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
-    for _ in 0..plan.reps + 1 {
+    let bytes_per_token = m.decoder.weight_bytes_per_token();
+    let (mut prefill, mut decode, mut reads) = (Vec::new(), Vec::new(), Vec::new());
+    // The probe's buffer is allocated after the first (warm-up) repetition, when the peak
+    // resident set of loading, prefill and decode has been read.
+    let mut during = None;
+    let mut probe = Vec::new();
+    for rep in 0..plan.reps + 1 {
         let mut cache = KvCache::new(cfg.layers);
         let t = Instant::now();
         let logits = m.decoder.forward(&prompt, &mut cache, Logits::Last)?;
@@ -190,16 +201,24 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
             next = argmax(&last_row(&logits)?);
         }
         decode.push(plan.decode_tokens as f64 / t.elapsed().as_secs_f64());
+        if rep == 0 {
+            during = rss_mib();
+            probe = vec![1u64; bytes_per_token.min(256 << 20) / 8 + 1];
+        }
+        reads.push(read_bandwidth_of(&probe));
     }
-    // The peak so far: loading, prefill and decode (the bandwidth probes below allocate
-    // weights-sized buffers of their own).
-    let during = rss_mib();
+    drop(probe);
     // The first repetition warms caches and the thread pool.
     prefill.remove(0);
     decode.remove(0);
-    let bytes_per_token = m.decoder.weight_bytes_per_token();
+    reads.remove(0);
+    let fraction: Vec<f64> = decode
+        .iter()
+        .zip(&reads)
+        .map(|(d, r)| d * bytes_per_token as f64 / r)
+        .collect();
     let bw = copy_bandwidth(bytes_per_token.min(256 << 20));
-    let read = read_bandwidth(bytes_per_token.min(256 << 20));
+    let read = Spread::of(reads).median;
     let roofline = read / bytes_per_token as f64;
     let decode = Spread::of(decode);
     let weight_types = m.decoder.weight_types();
@@ -231,7 +250,7 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         copy_bandwidth_gb_s: bw / 1e9,
         read_bandwidth_gb_s: read / 1e9,
         decode_roofline_tok_s: roofline,
-        decode_fraction_of_roofline: decode.median / roofline,
+        decode_fraction_of_roofline: Spread::of(fraction),
     })
 }
 

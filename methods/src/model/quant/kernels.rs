@@ -86,6 +86,10 @@ pub fn rows_with(isa: Isa, q: QType, data: &[u8], stride: usize, x: &Activations
         q.row_bytes(x.nb * 32),
         "row layout does not fit the activations"
     );
+    assert!(
+        isa == Isa::Generic || q == QType::Q8_0 || x.paired.len() == x.qs.len(),
+        "4-bit rows need the pair-ordered activations"
+    );
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if Isa::Avx2.available() => {

@@ -516,7 +516,13 @@ impl QMatrix {
             .segments
             .iter()
             .any(|s| !matches!(s.qtype, QType::Foreign(_)))
-            .then(|| Activations::quantize(x, t, self.cols));
+            .then(|| {
+                let paired = self
+                    .segments
+                    .iter()
+                    .any(|s| !s.tiled && matches!(s.qtype, QType::Q4_0 | QType::Q4_1));
+                Activations::quantize(x, t, self.cols, paired)
+            });
         let threads = rayon::current_num_threads().max(1);
         let mut offset = 0;
         for s in &self.segments {
@@ -547,10 +553,17 @@ impl QMatrix {
         if t == 1 {
             return yt;
         }
+        // Transposed back in blocks of 64 weight rows: each block of `yt` (64 × t values) is
+        // read while it is in cache and `y`'s rows are written 64 values at a time. Writing
+        // `y` column by column (one value per cache line) took a quarter of a 128-token
+        // prefill on SmolLM2.
         let mut y = vec![0f32; rows * t];
-        for (r, col) in yt.chunks_exact(t).enumerate() {
-            for (i, v) in col.iter().enumerate() {
-                y[i * rows + r] = *v;
+        for r0 in (0..rows).step_by(64) {
+            let r1 = (r0 + 64).min(rows);
+            for (i, yr) in y.chunks_exact_mut(rows).enumerate() {
+                for (r, v) in yr[r0..r1].iter_mut().enumerate() {
+                    *v = yt[(r0 + r) * t + i];
+                }
             }
         }
         y

@@ -93,7 +93,7 @@ fn instruction_sets_agree() {
         let m = QMatrix::from_gguf_as(own, ty, rows, cols, &bytes).unwrap().untiled();
         assert_eq!(m.segments.len(), 1);
         let x = random(t * cols, 4);
-        let a = Activations::quantize(&x, t, cols);
+        let a = Activations::quantize(&x, t, cols, true);
         let s = &m.segments[0];
         let mut want = vec![0f32; rows * t];
         rows_with(Isa::Generic, s.qtype, s.data.as_slice(), s.stride, &a, &mut want);
