@@ -147,12 +147,12 @@ fn read_bandwidth_of(buf: &[u64]) -> f64 {
             .map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))
             .reduce(|| 0, u64::wrapping_add)
     };
-    black_box(sum(black_box(&buf)));
+    black_box(sum(black_box(buf)));
     let reps = ((1usize << 31) / (words * 8)).max(3);
     let t = Instant::now();
     let mut total = 0u64;
     for _ in 0..reps {
-        total = total.wrapping_add(sum(black_box(&buf)));
+        total = total.wrapping_add(sum(black_box(buf)));
     }
     black_box(total);
     (reps * words * 8) as f64 / t.elapsed().as_secs_f64()
