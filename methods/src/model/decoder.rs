@@ -578,9 +578,14 @@ impl Decoder {
                 cache.layers()
             )));
         }
-        self.device
-            .clone()
-            .with_context(|| self.forward_in_context(tokens, positions, mask, cache, logits, depth))
+        let mut pass = || self.forward_in_context(tokens, positions, mask, cache, logits, depth);
+        self.device.clone().with_context(|| {
+            if tokens.len() <= super::awake::SHORT_PASS {
+                super::awake::with_workers_awake(pass)
+            } else {
+                pass()
+            }
+        })
     }
 
     fn forward_in_context(

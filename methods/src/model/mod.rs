@@ -4,6 +4,7 @@
 //! by default); [`LoadedModel`] is the decoder plus its tokenizer, ready to serve.
 
 mod attention;
+mod awake;
 pub mod catalog;
 mod chat;
 mod config;
