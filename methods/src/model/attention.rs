@@ -82,25 +82,28 @@ struct Work<'a> {
     scale: f32,
 }
 
-/// New row `i`'s outputs for the query heads of KV head `kv` (`out`: `groups` × `hd`).
+/// Row `i`'s keys and values for KV head `kv` (the first `start + i + 1` rows).
 #[inline(always)]
-fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
-    let (hd, g) = (w.hd, w.groups);
+fn kv_rows<'a>(w: &Work<'a>, i: usize, kv: usize) -> (&'a [f32], &'a [f32], usize) {
     let n = w.start + i + 1;
-    let keys = &w.k[kv * w.kstride..kv * w.kstride + n * hd];
-    let values = &w.v[kv * w.vstride..kv * w.vstride + n * hd];
-    let query = |j: usize| {
-        let head = kv * g + j;
-        &w.q[(head * w.t + i) * hd..(head * w.t + i + 1) * hd]
-    };
-    // Scores head by head (`scores[j·n + p]`), each key read once for the group.
-    let mut scores = vec![0f32; g * n];
-    for (p, kr) in keys.chunks_exact(hd).enumerate() {
-        for j in 0..g {
-            scores[j * n + p] = dot(query(j), kr) * w.scale;
-        }
-    }
-    let mut sums = vec![0f32; g];
+    (
+        &w.k[kv * w.kstride..kv * w.kstride + n * w.hd],
+        &w.v[kv * w.vstride..kv * w.vstride + n * w.hd],
+        n,
+    )
+}
+
+/// Row `i`'s query for head `j` of KV head `kv`'s group.
+#[inline(always)]
+fn query<'a>(w: &Work<'a>, i: usize, kv: usize, j: usize) -> &'a [f32] {
+    let head = kv * w.groups + j;
+    &w.q[(head * w.t + i) * w.hd..(head * w.t + i + 1) * w.hd]
+}
+
+/// Each head's scores (`scores[j·n + p]`, `n` per head) into softmax weights, in place;
+/// returns nothing but leaves each head's sum in `sums`.
+#[inline(always)]
+fn softmax(scores: &mut [f32], n: usize, sums: &mut [f32]) {
     for (s, sum) in scores.chunks_exact_mut(n).zip(sums.iter_mut()) {
         let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         for x in s.iter_mut() {
@@ -108,6 +111,23 @@ fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
         }
         *sum = s.iter().fold(0.0, |a, &x| a + x);
     }
+}
+
+/// New row `i`'s outputs for the query heads of KV head `kv` (`out`: `groups` × `hd`), in
+/// plain Rust (any CPU).
+#[inline(always)]
+fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
+    let (hd, g) = (w.hd, w.groups);
+    let (keys, values, n) = kv_rows(w, i, kv);
+    // Scores head by head (`scores[j·n + p]`), each key read once for the group.
+    let mut scores = vec![0f32; g * n];
+    for (p, kr) in keys.chunks_exact(hd).enumerate() {
+        for j in 0..g {
+            scores[j * n + p] = dot(query(w, i, kv, j), kr) * w.scale;
+        }
+    }
+    let mut sums = vec![0f32; g];
+    softmax(&mut scores, n, &mut sums);
     out.fill(0.0);
     for (p, vr) in values.chunks_exact(hd).enumerate() {
         for (j, o) in out.chunks_exact_mut(hd).enumerate() {
@@ -119,6 +139,22 @@ fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
     }
 }
 
+/// [`group_row`] with the fastest code this CPU has: AVX2 + FMA kernels where the head
+/// dimension is a multiple of 8, else the plain loops compiled for AVX2 or the baseline.
+fn group_row_best(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::fastmath::has_avx2() {
+        if w.hd.is_multiple_of(8) && x86::fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked); the head dimension is whole
+            // registers.
+            return unsafe { x86::group_row(w, i, kv, out) };
+        }
+        // SAFETY: the CPU has AVX2 (checked).
+        return unsafe { group_row_avx2(w, i, kv, out) };
+    }
+    group_row(w, i, kv, out)
+}
+
 /// [`group_row`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -126,14 +162,97 @@ fn group_row_avx2(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
     group_row(w, i, kv, out)
 }
 
-/// [`group_row`] with the widest registers this CPU has.
-fn group_row_best(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::fastmath::has_avx2() {
-        // SAFETY: the CPU has AVX2 (checked).
-        return unsafe { group_row_avx2(w, i, kv, out) };
+/// The scores eight keys at a time (eight accumulators, one per key, reduced together) and
+/// the weighted sum of values eight keys per pass over each head's output row. The keys and
+/// values' blocks do not depend on the number of new rows, so a row gets the same result
+/// alone or in a batch.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_op_in_unsafe_fn)]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Work, kv_rows, query, softmax};
+
+    /// Whether this CPU has FMA (checked once).
+    pub fn fma() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("fma"))
     }
-    group_row(w, i, kv, out)
+
+    /// The eight sums of `a[0..8]`'s lanes, in key order.
+    #[inline(always)]
+    unsafe fn reduce8(a: &[__m256; 8]) -> __m256 {
+        let t0 = _mm256_hadd_ps(a[0], a[1]);
+        let t1 = _mm256_hadd_ps(a[2], a[3]);
+        let t2 = _mm256_hadd_ps(a[4], a[5]);
+        let t3 = _mm256_hadd_ps(a[6], a[7]);
+        let u0 = _mm256_hadd_ps(t0, t1);
+        let u1 = _mm256_hadd_ps(t2, t3);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps(u0, u1, 0x20),
+            _mm256_permute2f128_ps(u0, u1, 0x31),
+        )
+    }
+
+    /// Σ q·k for one key (the keys past the last whole block of eight).
+    #[inline(always)]
+    unsafe fn dot1(q: *const f32, k: *const f32, chunks: usize) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for c in 0..chunks {
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(8 * c)), _mm256_loadu_ps(k.add(8 * c)), acc);
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+        ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
+        let (hd, g) = (w.hd, w.groups);
+        let chunks = hd / 8;
+        let (keys, values, n) = kv_rows(w, i, kv);
+        let (kp, vp) = (keys.as_ptr(), values.as_ptr());
+        let mut scores = vec![0f32; g * n];
+        let scale = _mm256_set1_ps(w.scale);
+        let whole = n - n % 8;
+        for p in (0..whole).step_by(8) {
+            for j in 0..g {
+                let q = query(w, i, kv, j).as_ptr();
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for c in 0..chunks {
+                    let qv = _mm256_loadu_ps(q.add(8 * c));
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp.add((p + k) * hd + 8 * c)), *a);
+                    }
+                }
+                _mm256_storeu_ps(scores.as_mut_ptr().add(j * n + p), _mm256_mul_ps(reduce8(&acc), scale));
+            }
+        }
+        for p in whole..n {
+            for j in 0..g {
+                scores[j * n + p] = dot1(query(w, i, kv, j).as_ptr(), kp.add(p * hd), chunks) * w.scale;
+            }
+        }
+        let mut sums = vec![0f32; g];
+        softmax(&mut scores, n, &mut sums);
+        // Weighted values: each head's output row is loaded, takes up to eight keys' values,
+        // and is stored back.
+        out.fill(0.0);
+        for p0 in (0..n).step_by(8) {
+            let p1 = (p0 + 8).min(n);
+            for (j, o) in out.chunks_exact_mut(hd).enumerate() {
+                let inv = 1.0 / sums[j];
+                for c in 0..chunks {
+                    let mut acc = _mm256_loadu_ps(o.as_ptr().add(8 * c));
+                    for p in p0..p1 {
+                        let a = _mm256_set1_ps(scores[j * n + p] * inv);
+                        acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp.add(p * hd + 8 * c)), acc);
+                    }
+                    _mm256_storeu_ps(o.as_mut_ptr().add(8 * c), acc);
+                }
+            }
+        }
+    }
 }
 
 impl CustomOp3 for CausalAttention {
@@ -236,7 +355,16 @@ mod tests {
     #[test]
     fn matches_masked_softmax_and_is_batch_invariant() {
         for (t, total) in [(1, 9), (5, 12), (64, 200)] {
-            let (h, kvh, hd) = (6, 2, if t == 5 { 64 } else { 16 });
+            // Head dimensions of whole registers (the FMA kernels) and not (the plain loops).
+            let (h, kvh, hd) = (
+                6,
+                2,
+                match t {
+                    1 => 16,
+                    5 => 64,
+                    _ => 12,
+                },
+            );
             let (q, k, v) = (
                 random((h, t, hd), 1),
                 random((kvh, total, hd), 2),

@@ -23,9 +23,7 @@ pub struct Activations {
     pub s: Vec<f32>,
 }
 
-/// One row's blocks: quants, scales, scaled sums. Every step is exact or elementwise, so the
-/// result does not depend on the registers it was computed with.
-#[inline(always)]
+/// One row's blocks: quants, scales, scaled sums.
 fn quantize_row(row: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     for (b, block) in row.chunks_exact(32).enumerate() {
         // |x|'s largest in eight lanes (max is exact in any order).
@@ -49,11 +47,49 @@ fn quantize_row(row: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     }
 }
 
-/// [`quantize_row`] compiled for AVX2.
+/// [`quantize_row`] with AVX2: the same values (every step is exact or elementwise, NaN to
+/// 0 as Rust's saturating cast), a block in four registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn quantize_row_avx2(row: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    quantize_row(row, qs, d, s)
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn quantize_row_avx2(row: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let sign = _mm256_set1_ps(-0.0);
+    let half = _mm256_set1_ps(0.5);
+    for (b, block) in row.chunks_exact(32).enumerate() {
+        let p = block.as_ptr();
+        let v = [0, 1, 2, 3].map(|k| _mm256_loadu_ps(p.add(8 * k)));
+        // max with the running value second: a NaN lane keeps it (as f32::max ignores NaN).
+        let mut m = _mm256_setzero_ps();
+        for x in v {
+            m = _mm256_max_ps(_mm256_andnot_ps(sign, x), m);
+        }
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+        let inv = _mm256_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
+        let ints = v.map(|x| {
+            let y = _mm256_mul_ps(x, inv);
+            // y + copysign(0.5, y), truncated; NaN lanes to 0. |y| ≤ 127 (|x| ≤ amax), so
+            // the packs below never saturate.
+            let r = _mm256_add_ps(y, _mm256_or_ps(half, _mm256_and_ps(sign, y)));
+            _mm256_cvttps_epi32(_mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r)))
+        });
+        let t = _mm256_add_epi32(_mm256_add_epi32(ints[0], ints[1]), _mm256_add_epi32(ints[2], ints[3]));
+        let t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        let t2 = _mm_add_epi32(t4, _mm_unpackhi_epi64(t4, t4));
+        let sum = _mm_cvtsi128_si32(_mm_add_epi32(t2, _mm_shuffle_epi32(t2, 1)));
+        // Packed per 128-bit lane: dwords [q0..4, q8..12, q16..20, q24..28 | q4..8, …]; put
+        // back in order.
+        let p8 = _mm256_packs_epi16(
+            _mm256_packs_epi32(ints[0], ints[1]),
+            _mm256_packs_epi32(ints[2], ints[3]),
+        );
+        let q = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(qs.as_mut_ptr().add(32 * b) as *mut __m256i, q);
+        d[b] = amax / 127.0;
+        s[b] = d[b] * sum as f32;
+    }
 }
 
 /// [`quantize_row`] with the widest registers the CPU has.
@@ -114,5 +150,50 @@ impl Activations {
             &self.d[i * self.np..(i + 1) * self.np],
             &self.s[i * self.np..(i + 1) * self.np],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The AVX2 quantizer gives exactly the portable one's quants, scales and sums, with
+    /// zeros, ties, NaN and infinities among the values.
+    #[test]
+    fn avx2_quantizer_equals_the_portable_one() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !std::arch::is_x86_feature_detected!("avx2") {
+                eprintln!("skipped: no AVX2 on this CPU");
+                return;
+            }
+            let mut rng = oae_core::rng::seeded(21, &["act-test"]);
+            let mut x: Vec<f32> = (0..32 * 40)
+                .map(|_| 3.0 * oae_core::rng::standard_normal(&mut rng) as f32)
+                .collect();
+            x[32..64].fill(0.0);
+            // Ties: amax 127 makes y = x exactly.
+            for (k, v) in x[64..96].iter_mut().enumerate() {
+                *v = k as f32 - 16.5;
+            }
+            x[95] = 127.0;
+            x[100] = f32::NAN;
+            x[140] = f32::INFINITY;
+            x[170] = f32::NEG_INFINITY;
+            x[200] = -0.0;
+            let (mut qa, mut qb) = (vec![0i8; x.len()], vec![0i8; x.len()]);
+            let (mut da, mut db) = (vec![0f32; 40], vec![0f32; 40]);
+            let (mut sa, mut sb) = (vec![0f32; 40], vec![0f32; 40]);
+            super::quantize_row(&x, &mut qa, &mut da, &mut sa);
+            // SAFETY: the CPU has AVX2 (checked).
+            unsafe { super::quantize_row_avx2(&x, &mut qb, &mut db, &mut sb) };
+            assert_eq!(qa, qb);
+            assert_eq!(
+                da.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                db.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                sa.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                sb.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
     }
 }
