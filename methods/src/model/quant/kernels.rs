@@ -75,6 +75,59 @@ pub fn isa() -> Isa {
     })
 }
 
+/// An instruction set's entry point of a kernel family: (format, weights, bytes per row or
+/// tile, activations, outputs).
+pub(super) type Entry = unsafe fn(QType, &[u8], usize, &Activations, &mut [f32]);
+
+/// Runs the family's kernel for `isa` (`entries`: AVX2, AVX-512 VNNI) when this CPU has it;
+/// false when it has not (the caller runs its portable loop).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+pub(super) fn call_isa(
+    isa: Isa,
+    entries: (Entry, Entry),
+    q: QType,
+    data: &[u8],
+    size: usize,
+    x: &Activations,
+    out: &mut [f32],
+) -> bool {
+    let f = match isa {
+        Isa::Avx2 if Isa::Avx2.available() => entries.0,
+        Isa::Vnni if Isa::Vnni.available() => entries.1,
+        _ => return false,
+    };
+    // SAFETY: the CPU has the instruction set (checked); the callers checked the sizes.
+    unsafe { f(q, data, size, x, out) };
+    true
+}
+
+/// A kernel family's two entry points, `$avx2` and `$vnni`, calling `$f::<KIND, VNNI>` for
+/// the block format (`$f(data, size, x, out)`, KIND one of the `Q*` constants in scope).
+macro_rules! entry_points {
+    ($f:ident, $avx2:ident, $vnni:ident) => {
+        #[inline(always)]
+        unsafe fn dispatch<const VNNI: bool>(q: QType, data: &[u8], size: usize, x: &Activations, out: &mut [f32]) {
+            match q {
+                QType::Q4_0 => $f::<Q4_0, VNNI>(data, size, x, out),
+                QType::Q4_1 => $f::<Q4_1, VNNI>(data, size, x, out),
+                QType::Q8_0 => $f::<Q8_0, VNNI>(data, size, x, out),
+                QType::Foreign(_) => unreachable!("foreign rows use candle's kernels"),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $avx2(q: QType, data: &[u8], size: usize, x: &Activations, out: &mut [f32]) {
+            dispatch::<false>(q, data, size, x, out)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+        pub unsafe fn $vnni(q: QType, data: &[u8], size: usize, x: &Activations, out: &mut [f32]) {
+            dispatch::<true>(q, data, size, x, out)
+        }
+    };
+}
+pub(super) use entry_points;
+
 /// `out[r·t + i]` = row `r` of `data` (rows of `stride` bytes, `out.len() / t` of them)
 /// dotted with activation row `i`, with the kernels for `isa` (the portable loop when this
 /// CPU lacks it).
@@ -90,24 +143,14 @@ pub fn rows_with(isa: Isa, q: QType, data: &[u8], stride: usize, x: &Activations
         isa == Isa::Generic || q == QType::Q8_0 || x.paired.len() == x.qs.len(),
         "4-bit rows need the pair-ordered activations"
     );
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if Isa::Avx2.available() => {
-            // SAFETY: the CPU has the features (checked); sizes checked above.
-            unsafe { x86::rows_avx2(q, data, stride, x, out) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Vnni if Isa::Vnni.available() => {
-            // SAFETY: as above.
-            unsafe { x86::rows_vnni(q, data, stride, x, out) }
-        }
-        _ => {
-            for (r, o) in out.chunks_exact_mut(x.t).enumerate() {
-                let row = &data[r * stride..(r + 1) * stride];
-                for (i, v) in o.iter_mut().enumerate() {
-                    *v = dot_generic(q, row, x, i);
-                }
-            }
+    #[cfg(target_arch = "x86_64")]
+    if call_isa(isa, (x86::rows_avx2, x86::rows_vnni), q, data, stride, x, out) {
+        return;
+    }
+    for (r, o) in out.chunks_exact_mut(x.t).enumerate() {
+        let row = &data[r * stride..(r + 1) * stride];
+        for (i, v) in o.iter_mut().enumerate() {
+            *v = dot_generic(q, row, x, i);
         }
     }
 }
@@ -156,15 +199,16 @@ fn dot_generic(q: QType, row: &[u8], x: &Activations, i: usize) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_op_in_unsafe_fn)]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::QType;
     use super::Activations;
 
-    const Q4_0: u8 = 0;
-    const Q4_1: u8 = 1;
-    const Q8_0: u8 = 2;
+    /// The block formats as const-generic parameters.
+    pub(in super::super) const Q4_0: u8 = 0;
+    pub(in super::super) const Q4_1: u8 = 1;
+    pub(in super::super) const Q8_0: u8 = 2;
     /// How far ahead of the row being computed to prefetch, in bytes. A fixed number of rows
     /// (four) was too near for SmolLM2's 360-byte rows; 4–8 KiB measured best from memory on
     /// this project's VM (`benches/quant.rs`: 8.2 ms of products per token without prefetch,
@@ -393,23 +437,5 @@ mod x86 {
         }
     }
 
-    #[inline(always)]
-    unsafe fn dispatch<const VNNI: bool>(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
-        match q {
-            QType::Q4_0 => rows_of::<Q4_0, VNNI>(data, stride, x, out),
-            QType::Q4_1 => rows_of::<Q4_1, VNNI>(data, stride, x, out),
-            QType::Q8_0 => rows_of::<Q8_0, VNNI>(data, stride, x, out),
-            QType::Foreign(_) => unreachable!("foreign rows use candle's kernels"),
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn rows_avx2(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
-        dispatch::<false>(q, data, stride, x, out)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-    pub unsafe fn rows_vnni(q: QType, data: &[u8], stride: usize, x: &Activations, out: &mut [f32]) {
-        dispatch::<true>(q, data, stride, x, out)
-    }
+    super::entry_points!(rows_of, rows_avx2, rows_vnni);
 }

@@ -87,31 +87,21 @@ pub fn rows_with(isa: Isa, q: QType, data: &[u8], tile: usize, x: &Activations, 
     assert_eq!(out.len(), tiles * ROWS * t, "tiled rows come in eights");
     assert!(data.len() >= tiles * tile, "tiles past the matrix");
     assert_eq!(tile, x.nb * block_bytes(q), "tile layout does not fit the activations");
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if Isa::Avx2.available() => {
-            // SAFETY: the CPU has the features (checked); sizes checked above.
-            unsafe { x86::tiles_avx2(q, data, tile, x, out) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Vnni if Isa::Vnni.available() => {
-            // SAFETY: as above.
-            unsafe { x86::tiles_vnni(q, data, tile, x, out) }
-        }
-        _ => {
-            let stride = q.row_bytes(x.nb * 32);
-            let mut row = vec![0u8; stride];
-            for (r, o) in out.chunks_exact_mut(t).enumerate() {
-                unpack(
-                    q,
-                    x.nb,
-                    &data[(r / ROWS) * tile..(r / ROWS + 1) * tile],
-                    r % ROWS,
-                    &mut row,
-                );
-                super::kernels::rows_with(Isa::Generic, q, &row, stride, x, o);
-            }
-        }
+    #[cfg(target_arch = "x86_64")]
+    if super::kernels::call_isa(isa, (x86::tiles_avx2, x86::tiles_vnni), q, data, tile, x, out) {
+        return;
+    }
+    let stride = q.row_bytes(x.nb * 32);
+    let mut row = vec![0u8; stride];
+    for (r, o) in out.chunks_exact_mut(t).enumerate() {
+        unpack(
+            q,
+            x.nb,
+            &data[(r / ROWS) * tile..(r / ROWS + 1) * tile],
+            r % ROWS,
+            &mut row,
+        );
+        super::kernels::rows_with(Isa::Generic, q, &row, stride, x, o);
     }
 }
 
@@ -121,11 +111,9 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::QType;
-    use super::{Activations, block_bytes};
+    use super::Activations;
 
-    const Q4_0: u8 = 0;
-    const Q4_1: u8 = 1;
-    const Q8_0: u8 = 2;
+    use super::super::kernels::x86::{Q4_0, Q4_1, Q8_0};
 
     /// `acc` + Σ of four u8·i8 products per i32 lane (`w` at most 128 per byte).
     #[inline(always)]
@@ -250,24 +238,5 @@ mod x86 {
         }
     }
 
-    #[inline(always)]
-    unsafe fn dispatch<const VNNI: bool>(q: QType, data: &[u8], size: usize, x: &Activations, out: &mut [f32]) {
-        debug_assert_eq!(size, x.nb * block_bytes(q));
-        match q {
-            QType::Q4_0 => tiles_of::<Q4_0, VNNI>(data, size, x, out),
-            QType::Q4_1 => tiles_of::<Q4_1, VNNI>(data, size, x, out),
-            QType::Q8_0 => tiles_of::<Q8_0, VNNI>(data, size, x, out),
-            QType::Foreign(_) => unreachable!("foreign rows are not tiled"),
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn tiles_avx2(q: QType, data: &[u8], size: usize, x: &Activations, out: &mut [f32]) {
-        dispatch::<false>(q, data, size, x, out)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-    pub unsafe fn tiles_vnni(q: QType, data: &[u8], size: usize, x: &Activations, out: &mut [f32]) {
-        dispatch::<true>(q, data, size, x, out)
-    }
+    super::super::kernels::entry_points!(tiles_of, tiles_avx2, tiles_vnni);
 }
