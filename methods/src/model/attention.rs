@@ -298,8 +298,11 @@ impl CustomOp3 for CausalAttention {
         // Output row i holds heads 0..h in order: KV head kv's group is one slice of it.
         let item = |idx: usize, out: &mut [f32]| group_row_best(&work, idx / kvh, idx % kvh, out);
         let mut y = vec![0f32; t * h * hd];
-        // Work ≈ rows × heads × context × hd; below ~1M multiply-adds threads cost more.
-        if t * work.h * total * hd < (1 << 20) {
+        // Work ≈ rows × heads × context × hd; below ~1M multiply-adds a sleeping worker's
+        // wake-up costs more than it saves — but a decode step keeps the workers awake
+        // (`awake.rs`), and then 32k is enough.
+        let enough = if t <= super::awake::SHORT_PASS { 1 << 15 } else { 1 << 20 };
+        if t * work.h * total * hd < enough {
             y.chunks_exact_mut(groups * hd)
                 .enumerate()
                 .for_each(|(idx, out)| item(idx, out));
