@@ -301,7 +301,11 @@ impl CustomOp3 for CausalAttention {
         // Work ≈ rows × heads × context × hd; below ~1M multiply-adds a sleeping worker's
         // wake-up costs more than it saves — but a decode step keeps the workers awake
         // (`awake.rs`), and then 32k is enough.
-        let enough = if t <= super::awake::SHORT_PASS { 1 << 15 } else { 1 << 20 };
+        let enough = if t <= super::awake::SHORT_PASS {
+            1 << 15
+        } else {
+            1 << 20
+        };
         if t * work.h * total * hd < enough {
             y.chunks_exact_mut(groups * hd)
                 .enumerate()
