@@ -8,7 +8,8 @@
 //! the span of the pass the other workers instead run a loop that takes pending work from the
 //! pool (`rayon::yield_now`) and spins when there is none, as llama.cpp's threads do; the
 //! loop ends with the pass. The busy-waiting is the method's own CPU time and is measured as
-//! such. Only short passes (decode steps, speculative verification) ask for it: a prompt's
+//! such. Only short passes on the CPU (decode steps, speculative verification) ask for it —
+//! a GPU pass has no parallel products on the pool to start, and a prompt's
 //! products are long enough to pay for a wake-up, and its prefill measured 15 % slower with
 //! a worker polling beside its serial steps.
 

@@ -580,7 +580,9 @@ impl Decoder {
         }
         let mut pass = || self.forward_in_context(tokens, positions, mask, cache, logits, depth);
         self.device.clone().with_context(|| {
-            if tokens.len() <= super::awake::SHORT_PASS {
+            // Only CPU passes have parallel products to start; on a GPU the spinning would be
+            // CPU energy spent for nothing.
+            if tokens.len() <= super::awake::SHORT_PASS && self.device.is_cpu() {
                 super::awake::with_workers_awake(pass)
             } else {
                 pass()
