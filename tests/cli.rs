@@ -1258,6 +1258,18 @@ fn run_stopped_midway(dir: &Path, signal: &str) -> std::path::PathBuf {
     out
 }
 
+/// `oae run --resume run` in `dir` exits 2 with a message containing `why`.
+fn refused_resume(dir: &Path, why: &str) {
+    let o = oae()
+        .current_dir(dir)
+        .args(["run", "--resume", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains(why), "{e}");
+}
+
 /// `oae run --resume DIR` after a `kill -9` in the middle of a cell, and after a SIGTERM:
 /// the complete cells are kept, the one cut short runs again with the others, and DIR is the
 /// whole suite run — every request of every cell exactly once, complete, scored; energy the
@@ -1334,13 +1346,7 @@ fn a_stopped_run_resumes_to_the_whole_suite_without_duplicates() {
             assert!(cells.iter().all(|c| !c["energy"].is_null()));
         }
         // Done is done.
-        let o = oae()
-            .current_dir(tmp.path())
-            .args(["run", "--resume", "run"])
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to resume"));
+        refused_resume(tmp.path(), "nothing to resume");
     }
     // A directory that holds no run says so.
     let empty = tempfile::tempdir().unwrap();
@@ -1353,14 +1359,7 @@ fn a_stopped_run_resumes_to_the_whole_suite_without_duplicates() {
     let suite = tmp.path().join("suite.toml");
     let text = std::fs::read_to_string(&suite).unwrap();
     std::fs::write(&suite, format!("{text}\n# edited\n")).unwrap();
-    let o = oae()
-        .current_dir(tmp.path())
-        .args(["run", "--resume", "run"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("changed since the run"), "{e}");
+    refused_resume(tmp.path(), "changed since the run");
 }
 
 /// A run killed before it wrote its histograms merges with `--allow-partial`: its histograms

@@ -23,14 +23,10 @@ pub fn exp(x: f32) -> f32 {
 
 /// Whether this CPU has AVX2, for the ops that compile a copy of their loops for it
 /// (checked once).
+#[cfg(target_arch = "x86_64")]
 pub fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
 }
 
 /// x · σ(x) = x / (1 + e^−x).

@@ -5,7 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use super::fastmath::{has_avx2, silu};
+use super::fastmath::silu;
 
 struct SwiGlu;
 
@@ -44,7 +44,7 @@ impl CustomOp1 for SwiGlu {
         let gu = &s.as_slice::<f32>()?[a..b];
         let mut out = vec![0f32; t * f];
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
+        if super::fastmath::has_avx2() {
             // SAFETY: the CPU has AVX2 (checked).
             unsafe { rows_avx2(gu, f, &mut out) };
             return Ok((CpuStorage::F32(out), Shape::from((t, f))));

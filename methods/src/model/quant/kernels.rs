@@ -77,11 +77,12 @@ pub fn isa() -> Isa {
 
 /// An instruction set's entry point of a kernel family: (format, weights, bytes per row or
 /// tile, activations, outputs).
+#[cfg(target_arch = "x86_64")]
 pub(super) type Entry = unsafe fn(QType, &[u8], usize, &Activations, &mut [f32]);
 
 /// Runs the family's kernel for `isa` (`entries`: AVX2, AVX-512 VNNI) when this CPU has it;
 /// false when it has not (the caller runs its portable loop).
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+#[cfg(target_arch = "x86_64")]
 pub(super) fn call_isa(
     isa: Isa,
     entries: (Entry, Entry),
@@ -103,6 +104,7 @@ pub(super) fn call_isa(
 
 /// A kernel family's two entry points, `$avx2` and `$vnni`, calling `$f::<KIND, VNNI>` for
 /// the block format (`$f(data, size, x, out)`, KIND one of the `Q*` constants in scope).
+#[cfg(target_arch = "x86_64")]
 macro_rules! entry_points {
     ($f:ident, $avx2:ident, $vnni:ident) => {
         #[inline(always)]
@@ -126,6 +128,7 @@ macro_rules! entry_points {
         }
     };
 }
+#[cfg(target_arch = "x86_64")]
 pub(super) use entry_points;
 
 /// `out[r·t + i]` = row `r` of `data` (rows of `stride` bytes, `out.len() / t` of them)

@@ -81,6 +81,7 @@ pub fn unpack(q: QType, nb: usize, tile: &[u8], k: usize, out: &mut [u8]) {
 /// `out[r·t + i]` = row `r` of the tiles in `data` (tiles of `tile` bytes, `out.len() / t`
 /// rows, a multiple of eight) dotted with activation row `i`, with the kernels for `isa`
 /// (the row layout's portable loop, row by row, where this CPU lacks it).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub fn rows_with(isa: Isa, q: QType, data: &[u8], tile: usize, x: &Activations, out: &mut [f32]) {
     let t = x.t.max(1);
     let tiles = out.len() / t / ROWS;
