@@ -275,8 +275,8 @@ pub struct Decoder {
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: Tensor,
     pub(crate) head: Head,
-    cos: Tensor,
-    sin: Tensor,
+    pub(super) cos: Tensor,
+    pub(super) sin: Tensor,
     device: Device,
     moe: Mutex<MoeCounters>,
 }
@@ -599,6 +599,14 @@ impl Decoder {
         logits: Logits,
         depth: usize,
     ) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if tokens.len() == 1
+            && matches!(mask, Mask::Causal)
+            && let Some(logits) = super::cuda::decode_step(self, tokens[0], positions[0] as usize, cache, depth)?
+        {
+            cache.len += 1;
+            return Ok(logits);
+        }
         let cfg = &self.cfg;
         let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim, cfg.heads, cfg.kv_heads);
         let g = h / kvh;

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -71,20 +71,35 @@ impl KvCache {
     /// Writes `k`, `v` (kv_heads, t, head_dim) at positions `len..len + t` of layer `li` in
     /// place and returns the layer's keys and values up to there (views, no copy).
     pub(super) fn append(&mut self, li: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.unshare()?;
-        let (len, t) = (self.len, k.dim(1)?);
         let (k, v) = (k.contiguous()?, v.contiguous()?);
-        let fresh = |like: &Tensor, cap: usize| -> Result<Tensor> {
-            let (h, _, hd) = like.dims3()?;
-            Ok(Tensor::zeros((h, cap, hd), like.dtype(), like.device())?)
-        };
-        let grown = |buf: Option<&Tensor>, like: &Tensor| -> Result<Tensor> {
+        let (h, t, hd) = k.dims3()?;
+        let (kb, vb) = self.reserve(li, t, (h, hd), k.dtype(), k.device())?;
+        let len = self.len;
+        kb.slice_set(&k, 1, len)?;
+        vb.slice_set(&v, 1, len)?;
+        Ok((kb.narrow(1, 0, len + t)?, vb.narrow(1, 0, len + t)?))
+    }
+
+    /// Layer `li`'s key and value buffers, (kv_heads, capacity, head_dim) contiguous with room
+    /// for positions `len..len + t`, made this cache's own: what a write in place needs (the
+    /// capacity doubles when short, keeping the first `len` positions).
+    pub(super) fn reserve(
+        &mut self,
+        li: usize,
+        t: usize,
+        (h, hd): (usize, usize),
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        self.unshare()?;
+        let len = self.len;
+        let grown = |buf: Option<&Tensor>| -> Result<Tensor> {
             match buf {
-                Some(b) if b.dim(1)? >= len + t => Ok(b.clone()),
+                Some(b) if b.dim(1)? >= len + t && b.is_contiguous() && b.dtype() == dtype => Ok(b.clone()),
                 old => {
                     let have = old.map_or(Ok(0), |b| b.dim(1))?;
                     let cap = (2 * have).max(len + t).max(FIRST_CAPACITY);
-                    let b = fresh(like, cap)?;
+                    let b = Tensor::zeros((h, cap, hd), dtype, device)?;
                     if let Some(old) = old.filter(|_| len > 0) {
                         b.slice_set(&old.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
                     }
@@ -93,12 +108,9 @@ impl KvCache {
             }
         };
         let slot = self.kv[li].as_ref();
-        let (kb, vb) = (grown(slot.map(|s| &s.0), &k)?, grown(slot.map(|s| &s.1), &v)?);
-        kb.slice_set(&k, 1, len)?;
-        vb.slice_set(&v, 1, len)?;
-        let views = (kb.narrow(1, 0, len + t)?, vb.narrow(1, 0, len + t)?);
-        self.kv[li] = Some((kb, vb));
-        Ok(views)
+        let (kb, vb) = (grown(slot.map(|s| &s.0))?, grown(slot.map(|s| &s.1))?);
+        self.kv[li] = Some((kb.clone(), vb.clone()));
+        Ok((kb, vb))
     }
 
     /// Makes the buffers this cache's own before a write in place (a clone shares them).

@@ -8,6 +8,8 @@ mod awake;
 pub mod catalog;
 mod chat;
 mod config;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod cuda_info;
 mod decoder;
 mod fastmath;
