@@ -10,8 +10,11 @@
 //! SwiGLU FFN or top-k MoE of SwiGLU experts → residual; final RMSNorm; linear head
 //! (possibly tied to the embedding).
 //!
-//! The KV cache concatenates per step (`Tensor::cat`), which copies: that makes a cache
-//! clone an O(layers) snapshot that can never alias a later write.
+//! A CUDA decode step (one token) runs as a few fused kernels per layer (`cuda/`) when the
+//! model allows; every other pass runs the candle ops below. The KV cache's buffers are
+//! written in place by the CPU's F32 path and the fused CUDA step, and replaced by
+//! concatenation (`Tensor::cat`) elsewhere; a clone copies them before its first write in place
+//! ([`KvCache`]), so a snapshot never sees another's writes.
 //!
 //! **Overhead model:** per token, 7 matmuls per layer plus the head (MoE: the router plus
 //! top-k experts' 3 matmuls each); weights are read once per forward, so single-sequence

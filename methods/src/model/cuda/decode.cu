@@ -105,80 +105,111 @@ template <bool MAX> __device__ float block_reduce(float v) {
 
 enum { PLAIN = 0, RMS = 1, SWIGLU = 2 };
 
-// The product's input, in f32, into shared memory `xs[K]`:
+// The product's inputs k0..k1, in f32, into shared memory `xs[0 .. k1 - k0]`:
 //   PLAIN   x
-//   RMS     x / sqrt(mean(x²) + eps) · g   (RMSNorm, as candle's rms_norm)
-//   SWIGLU  silu(x[i]) · x[K + i]          (x = gate then up, side by side)
+//   RMS     x / sqrt(mean(x²) + eps) · g   (RMSNorm as candle's rms_norm; the mean over all K)
+//   SWIGLU  silu(x[k]) · x[K + k]          (x = gate then up, side by side)
 template <typename T, int PRO>
-__device__ void stage(const T* __restrict__ x, const T* __restrict__ g, float eps, int K, float* xs) {
+__device__ void stage(const T* __restrict__ x, const T* __restrict__ g, float eps, int K, int k0, int k1,
+                      float* xs) {
   if (PRO == RMS) {
     float ss = 0.f;
     for (int i = threadIdx.x; i < K; i += blockDim.x) {
       const float v = to_f(x[i]);
-      xs[i] = v;
       ss += v * v;
     }
     const float inv = rsqrtf(block_reduce<false>(ss) / (float)K + eps);
-    for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = xs[i] * inv * to_f(g[i]);
+    for (int k = k0 + threadIdx.x; k < k1; k += blockDim.x) xs[k - k0] = to_f(x[k]) * inv * to_f(g[k]);
   } else if (PRO == SWIGLU) {
-    for (int i = threadIdx.x; i < K; i += blockDim.x) {
-      const float a = to_f(x[i]);
-      xs[i] = a / (1.f + __expf(-a)) * to_f(x[K + i]);
+    for (int k = k0 + threadIdx.x; k < k1; k += blockDim.x) {
+      const float a = to_f(x[k]);
+      xs[k - k0] = a / (1.f + __expf(-a)) * to_f(x[K + k]);
     }
   } else {
-    for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = to_f(x[i]);
+    for (int k = k0 + threadIdx.x; k < k1; k += blockDim.x) xs[k - k0] = to_f(x[k]);
   }
   __syncthreads();
 }
 
+// Threads side by side on a row in a column product (8 × 16 bytes: a 128-byte line).
+#define CT 8
+
 // y[n] = Σ_k xs[k] · W[k, n] (+ bias[n]) (+ res[n]) for W (K, N) row-major.
 //
-// A block owns `ct · V` adjacent columns (V = 16 bytes of T) and every row: `ct` threads read
-// a row's 16-byte pieces side by side (coalesced), the block's THREADS / ct row groups take
-// rows k ≡ group, and the groups' partial sums are added in shared memory. Needs N % V == 0,
-// W 16-byte aligned, dynamic shared memory (K + THREADS · V) floats.
+// Block (tile, split) owns columns tile·C .. +C (C = CT · V, V = 16 bytes of T) and rows
+// split·ks .. +ks: its CT threads per row read the row's pieces side by side (coalesced) and
+// its THREADS / CT row groups take the range's rows in turn. With one split the block
+// writes y; with several, each writes its column sums to `partial[split][n]`, and the tile's
+// last block to finish (a ticket from `counter[tile]`, which it resets to 0) adds the
+// splits in split order (the result does not depend on which block is last) and writes y.
+// Splitting the rows gives a product of few columns enough blocks to keep the memory busy.
+// Needs N % V == 0, W 16-byte aligned, ks a multiple of THREADS / CT, dynamic shared memory
+// (THREADS · V + ks) floats; `partial` gridDim.y · N floats and `counter` gridDim.x zeros
+// when gridDim.y > 1.
 template <typename T, typename TO, int PRO>
 __device__ void gemv_cols(const T* __restrict__ w, const T* __restrict__ x, const T* __restrict__ g,
                           float eps, const T* __restrict__ bias, const T* __restrict__ res,
-                          TO* __restrict__ y, int K, int N, int ct) {
-  constexpr int V = Pack<T>::N;
+                          TO* __restrict__ y, int K, int N, int ks, float* __restrict__ partial,
+                          unsigned* __restrict__ counter) {
+  constexpr int V = Pack<T>::N, C = CT * V, G = THREADS / CT, P = THREADS / C;
   extern __shared__ float smem[];
-  float* xs = smem;
-  float* red = smem + K;
-  stage<T, PRO>(x, g, eps, K, xs);
-  const int groups = blockDim.x / ct;
-  const int c = threadIdx.x % ct, r = threadIdx.x / ct;
-  const int C = ct * V;
-  const int col = blockIdx.x * C + c * V;
+  float* red = smem;
+  float* xs = smem + THREADS * V;
+  const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+  const int k0 = split * ks, k1 = min(K, k0 + ks);
+  stage<T, PRO>(x, g, eps, K, k0, k1, xs);
+  const int c = threadIdx.x % CT, r = threadIdx.x / CT;
+  const int col = tile * C + c * V;
   float acc[V];
 #pragma unroll
   for (int v = 0; v < V; ++v) acc[v] = 0.f;
-  if (col < N && r < groups) {
-    const T* p = w + (size_t)r * N + col;
-    const size_t step = (size_t)groups * N;
+  if (col < N) {
+    const T* p = w + (size_t)(k0 + r) * N + col;
+    const size_t step = (size_t)G * N;
 #pragma unroll 4
-    for (int k = r; k < K; k += groups, p += step) {
+    for (int k = k0 + r; k < k1; k += G, p += step) {
       float f[V];
       load16(p, f);
-      const float xk = xs[k];
+      const float xk = xs[k - k0];
 #pragma unroll
       for (int v = 0; v < V; ++v) acc[v] = fmaf(xk, f[v], acc[v]);
     }
   }
-  if (r < groups) {
 #pragma unroll
-    for (int v = 0; v < V; ++v) red[r * C + c * V + v] = acc[v];
-  }
+  for (int v = 0; v < V; ++v) red[r * C + c * V + v] = acc[v];
   __syncthreads();
-  for (int i = threadIdx.x; i < C; i += blockDim.x) {
-    const int n = blockIdx.x * C + i;
-    if (n >= N) continue;
-    float s = 0.f;
-    for (int q = 0; q < groups; ++q) s += red[q * C + i];
-    if (bias) s += to_f(bias[n]);
-    if (res) s += to_f(res[n]);
-    y[n] = from_f<TO>(s);
+  // Column sums: P threads per column each add G / P row groups, then the P partials.
+  const int i = threadIdx.x % C, q0 = threadIdx.x / C;
+  float s = 0.f;
+  for (int q = q0; q < G; q += P) s += red[q * C + i];
+  __syncthreads();
+  red[q0 * C + i] = s;
+  __syncthreads();
+  const int n = tile * C + threadIdx.x;
+  const bool mine = threadIdx.x < C && n < N;
+  float t = 0.f;
+  if (mine)
+    for (int q = 0; q < P; ++q) t += red[q * C + threadIdx.x];
+  if (splits > 1) {
+    __shared__ unsigned ticket;
+    if (mine) partial[(size_t)split * N + n] = t;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) ticket = atomicAdd(&counter[tile], 1u);
+    __syncthreads();
+    if (ticket != (unsigned)splits - 1) return;
+    __threadfence();
+    t = 0.f;
+    if (mine) {
+#pragma unroll 8
+      for (int q = 0; q < splits; ++q) t += __ldcg(&partial[(size_t)q * N + n]);
+    }
+    if (threadIdx.x == 0) counter[tile] = 0;
   }
+  if (!mine) return;
+  if (bias) t += to_f(bias[n]);
+  if (res) t += to_f(res[n]);
+  y[n] = from_f<TO>(t);
 }
 
 // y[n] = Σ_k xs[k] · W[n, k] for W (N, K) row-major (the tied head: the embedding's rows).
@@ -190,7 +221,7 @@ __device__ void gemv_rows(const T* __restrict__ w, const T* __restrict__ x, cons
   constexpr int V = Pack<T>::N;
   extern __shared__ float smem[];
   float* xs = smem;
-  stage<T, PRO>(x, g, eps, K, xs);
+  stage<T, PRO>(x, g, eps, K, 0, K, xs);
   const int warps = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int i = 0; i < rows; ++i) {
     const int n = (blockIdx.x * rows + i) * warps + warp;
@@ -264,6 +295,7 @@ __device__ void attn_decode(const T* __restrict__ qkv, const T* __restrict__ cos
   for (int j = threadIdx.x; j < L; j += blockDim.x) {
     const T* kr = kb + (size_t)j * D;
     float d = 0.f;
+#pragma unroll 4
     for (int c = 0; c < D; c += V) {
       float f[V];
       load16(kr + c, f);
@@ -286,6 +318,7 @@ __device__ void attn_decode(const T* __restrict__ qkv, const T* __restrict__ cos
   const int d = threadIdx.x % D, ch = threadIdx.x / D;
   if (ch < chunks) {
     float a = 0.f;
+#pragma unroll 4
     for (int j = ch; j < L; j += chunks) a = fmaf(sc[j], to_f(vb[(size_t)j * D + d]), a);
     red[ch * D + d] = a;
   }
@@ -303,26 +336,26 @@ __device__ void attn_decode(const T* __restrict__ qkv, const T* __restrict__ cos
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS)                                            \
       oae_gemv_plain_##S(const T* w, const T* x, const T* g, float eps, const T* bias, const T* res, \
-                         T* y, int K, int N, int ct) {                                             \
-    gemv_cols<T, T, PLAIN>(w, x, g, eps, bias, res, y, K, N, ct);                                  \
+                         T* y, int K, int N, int ks, float* partial, unsigned* counter) {          \
+    gemv_cols<T, T, PLAIN>(w, x, g, eps, bias, res, y, K, N, ks, partial, counter);                \
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS)                                            \
-      oae_gemv_rms_##S(const T* w, const T* x, const T* g, float eps, const T* bias, const T* res,   \
-                       T* y, int K, int N, int ct) {                                               \
-    gemv_cols<T, T, RMS>(w, x, g, eps, bias, res, y, K, N, ct);                                    \
+      oae_gemv_rms_##S(const T* w, const T* x, const T* g, float eps, const T* bias, const T* res, \
+                       T* y, int K, int N, int ks, float* partial, unsigned* counter) {            \
+    gemv_cols<T, T, RMS>(w, x, g, eps, bias, res, y, K, N, ks, partial, counter);                  \
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS)                                            \
       oae_gemv_swiglu_##S(const T* w, const T* x, const T* g, float eps, const T* bias,            \
-                          const T* res, T* y, int K, int N, int ct) {                              \
-    gemv_cols<T, T, SWIGLU>(w, x, g, eps, bias, res, y, K, N, ct);                                 \
+                          const T* res, T* y, int K, int N, int ks, float* partial, unsigned* counter) { \
+    gemv_cols<T, T, SWIGLU>(w, x, g, eps, bias, res, y, K, N, ks, partial, counter);               \
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS)                                            \
-      oae_head_cols_##S(const T* w, const T* x, const T* g, float eps, const T* bias, const T* res,  \
-                        float* y, int K, int N, int ct) {                                          \
-    gemv_cols<T, float, RMS>(w, x, g, eps, bias, res, y, K, N, ct);                                \
+      oae_head_cols_##S(const T* w, const T* x, const T* g, float eps, const T* bias, const T* res, \
+                        float* y, int K, int N, int ks, float* partial, unsigned* counter) {       \
+    gemv_cols<T, float, RMS>(w, x, g, eps, bias, res, y, K, N, ks, partial, counter);              \
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(THREADS)                                            \
-      oae_head_rows_##S(const T* w, const T* x, const T* g, float eps, float* y, int K, int N,      \
+      oae_head_rows_##S(const T* w, const T* x, const T* g, float eps, float* y, int K, int N,     \
                         int rows) {                                                                \
     gemv_rows<T, float, RMS>(w, x, g, eps, y, K, N, rows);                                         \
   }                                                                                                \

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::cuda::cudarc::driver::{CudaFunction, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::cuda::cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda::{CudaDevice, CudaStorageSlice, DeviceId, WrapErr};
 use candle_core::{DType, Device, Storage, Tensor};
 
@@ -32,8 +32,11 @@ const THREADS: u32 = 256;
 const SHARED: usize = 48 * 1024;
 /// Rows of the tied head per warp.
 const HEAD_ROWS: u32 = 4;
-/// Blocks a product should have at least, for the memory system to see enough requests.
-const MIN_BLOCKS: usize = 128;
+/// Blocks a column product aims for (rows are split until it has about this many), so that
+/// enough loads are in flight to keep the memory busy (an H100 or H200 has 132 SMs).
+const TARGET_BLOCKS: usize = 512;
+/// Threads per row of a column product (the kernels' `CT`).
+const ROW_THREADS: usize = 8;
 
 #[derive(Clone, Copy)]
 enum Kernel {
@@ -59,11 +62,17 @@ const NAMES: [&str; 8] = [
 ];
 const DTYPES: [(DType, &str); 3] = [(DType::F32, "f32"), (DType::BF16, "bf16"), (DType::F16, "f16")];
 
+/// Partial sums and tickets of the split products.
+type Scratch = (Option<CudaSlice<f32>>, Option<CudaSlice<u32>>);
+
 /// The module's functions on one device, loaded once.
 struct Kernels {
     stream: Arc<CudaStream>,
     /// `NAMES.len()` × `DTYPES.len()`, kernel-major.
     funcs: Vec<CudaFunction>,
+    /// The split products' partial sums and per-tile tickets (zero between launches: the
+    /// last block of a tile resets its ticket), grown as products need.
+    scratch: Mutex<Scratch>,
 }
 
 fn kernels(dev: &CudaDevice) -> Result<Arc<Kernels>> {
@@ -87,6 +96,7 @@ fn kernels(dev: &CudaDevice) -> Result<Arc<Kernels>> {
     let k = Arc::new(Kernels {
         stream: dev.cuda_stream(),
         funcs,
+        scratch: Mutex::new((None, None)),
     });
     map.insert(dev.id(), k.clone());
     Ok(k)
@@ -101,7 +111,23 @@ enum Arg {
 }
 
 impl Kernels {
-    fn launch(&self, k: Kernel, dt: usize, grid: u32, block: u32, shared: usize, args: &[Arg]) -> Result<()> {
+    /// Addresses of at least `partials` floats and `tickets` zeroed counters.
+    fn scratch(&self, partials: usize, tickets: usize) -> Result<(Arg, Arg)> {
+        let mut s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if s.0.as_ref().is_none_or(|p| p.len() < partials) {
+            s.0 = Some(self.stream.alloc_zeros::<f32>(partials).w()?);
+        }
+        if s.1.as_ref().is_none_or(|c| c.len() < tickets) {
+            s.1 = Some(self.stream.alloc_zeros::<u32>(tickets).w()?);
+        }
+        let (p, c) = (s.0.as_ref().expect("allocated"), s.1.as_ref().expect("allocated"));
+        Ok((
+            Arg::Ptr(p.device_ptr(&self.stream).0),
+            Arg::Ptr(c.device_ptr(&self.stream).0),
+        ))
+    }
+
+    fn launch(&self, k: Kernel, dt: usize, grid: (u32, u32), block: u32, shared: usize, args: &[Arg]) -> Result<()> {
         let mut b = self.stream.launch_builder(&self.funcs[k as usize * DTYPES.len() + dt]);
         for a in args {
             match a {
@@ -111,7 +137,7 @@ impl Kernels {
             };
         }
         let cfg = LaunchConfig {
-            grid_dim: (grid, 1, 1),
+            grid_dim: (grid.0, grid.1, 1),
             block_dim: (block, 1, 1),
             shared_mem_bytes: shared as u32,
         };
@@ -188,19 +214,20 @@ fn lanes(dtype: DType) -> usize {
     16 / dtype.size_in_bytes()
 }
 
-/// Threads per row of a column product over `n` columns: 8 (a 128-byte piece per row),
-/// halved down to 2 until the product has enough blocks.
-fn column_threads(n: usize, dtype: DType) -> usize {
-    let mut ct = 8;
-    while ct > 2 && n.div_ceil(ct * lanes(dtype)) < MIN_BLOCKS {
-        ct /= 2;
-    }
-    ct
+/// The row split of a column product over a (k, n) matrix: rows per block (a multiple of the
+/// row groups) and blocks per column tile, about [`TARGET_BLOCKS`] blocks in all with at
+/// least two rows per row group.
+fn split_rows(k: usize, n: usize, dtype: DType) -> (usize, usize) {
+    let groups = THREADS as usize / ROW_THREADS;
+    let tiles = n.div_ceil(ROW_THREADS * lanes(dtype));
+    let splits = (TARGET_BLOCKS / tiles).clamp(1, (k / (2 * groups)).max(1));
+    let ks = k.div_ceil(splits).next_multiple_of(groups);
+    (ks, k.div_ceil(ks))
 }
 
-/// Shared memory of a column product over `k` inputs (bytes).
-fn gemv_shared(k: usize, dtype: DType) -> usize {
-    4 * (k + THREADS as usize * lanes(dtype))
+/// Shared memory of a column product reading `ks` inputs per block (bytes).
+fn gemv_shared(ks: usize, dtype: DType) -> usize {
+    4 * (ks + THREADS as usize * lanes(dtype))
 }
 
 /// Whether this decoder's step (through `depth` layers, after `cached` positions) can run
@@ -216,7 +243,13 @@ fn applies(d: &Decoder, depth: usize, cached: usize) -> bool {
         && kvh > 0
         && h.is_multiple_of(kvh)
         && cfg.hidden.is_multiple_of(lanes(dtype))
-        && gemv_shared(cfg.hidden.max(h * hd).max(cfg.ffn), dtype) <= SHARED
+        && gemv_shared(
+            cfg.hidden
+                .max(h * hd)
+                .max(cfg.ffn)
+                .next_multiple_of(THREADS as usize / ROW_THREADS),
+            dtype,
+        ) <= SHARED
         && 4 * (hd + cached + 1 + THREADS as usize) <= SHARED
         && d.cos.is_contiguous()
         && d.sin.is_contiguous()
@@ -279,15 +312,20 @@ pub(super) fn decode_step(
                 y: &Tensor|
      -> Result<()> {
         let (kin, n) = w.dims2()?;
-        let ct = column_threads(n, dtype);
-        let blocks = n.div_ceil(ct * lanes(dtype));
+        let (ks, splits) = split_rows(kin, n, dtype);
+        let tiles = n.div_ceil(ROW_THREADS * lanes(dtype));
+        let (partial, tickets) = if splits > 1 {
+            k.scratch(splits * n, tiles)?
+        } else {
+            (Arg::Ptr(0), Arg::Ptr(0))
+        };
         let opt = |t: Option<&Tensor>| t.map_or(Ok(Arg::Ptr(0)), |t| ptr(t, s));
         k.launch(
             kernel,
             dt,
-            blocks as u32,
+            (tiles as u32, splits as u32),
             THREADS,
-            gemv_shared(kin, dtype),
+            gemv_shared(ks, dtype),
             &[
                 ptr(w, s)?,
                 ptr(x, s)?,
@@ -298,7 +336,9 @@ pub(super) fn decode_step(
                 ptr(y, s)?,
                 Arg::Int(kin as i32),
                 Arg::Int(n as i32),
-                Arg::Int(ct as i32),
+                Arg::Int(ks as i32),
+                partial,
+                tickets,
             ],
         )
     };
@@ -313,7 +353,7 @@ pub(super) fn decode_step(
     k.launch(
         Kernel::Embed,
         dt,
-        hidden.div_ceil(THREADS as usize) as u32,
+        (hidden.div_ceil(THREADS as usize) as u32, 1),
         THREADS,
         0,
         &[
@@ -343,7 +383,7 @@ pub(super) fn decode_step(
         k.launch(
             Kernel::KvWrite,
             dt,
-            kvh as u32,
+            (kvh as u32, 1),
             hd as u32,
             0,
             &[
@@ -365,7 +405,7 @@ pub(super) fn decode_step(
         k.launch(
             Kernel::Attn,
             dt,
-            h as u32,
+            (h as u32, 1),
             THREADS,
             4 * (hd + len + THREADS as usize),
             &[
@@ -405,7 +445,7 @@ pub(super) fn decode_step(
             k.launch(
                 Kernel::HeadRows,
                 dt,
-                vocab.div_ceil(per_block) as u32,
+                (vocab.div_ceil(per_block) as u32, 1),
                 THREADS,
                 4 * kin,
                 &[
