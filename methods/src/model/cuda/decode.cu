@@ -1,4 +1,4 @@
-// One decode step (a single new token) of the Llama-family decoder in five kernels per layer.
+// One decode step (a single new token) of the Llama-family decoder in six kernels per layer.
 //
 // candle runs a decode step as about twenty small operations per layer (norms, products,
 // copies for reshapes, RoPE, cache concatenation, softmax …), each a kernel launch with its

@@ -1,4 +1,4 @@
-//! A decode step (one new token) on a CUDA device in five fused kernels per layer
+//! A decode step (one new token) on a CUDA device in six fused kernels per layer
 //! (`decode.cu`), instead of the op-by-op path's twenty-odd.
 //!
 //! At batch 1 a decode step of a small model on a GPU is bound by launches, not bytes: the
