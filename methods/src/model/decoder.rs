@@ -10,8 +10,9 @@
 //! SwiGLU FFN or top-k MoE of SwiGLU experts → residual; final RMSNorm; linear head
 //! (possibly tied to the embedding).
 //!
-//! A CUDA decode step (one token) runs as a few fused kernels per layer (`cuda/`) when the
-//! model allows; every other pass runs the candle ops below. The KV cache's buffers are
+//! A decode step (one token) runs fused where the model allows: as six kernels per layer on a
+//! CUDA device (`cuda/`), on slices without candle's per-op glue on the CPU in F32
+//! (`cpu_step`); every other pass runs the candle ops below. The KV cache's buffers are
 //! written in place by the CPU's F32 path and the fused CUDA step, and replaced by
 //! concatenation (`Tensor::cat`) elsewhere; a clone copies them before its first write in place
 //! ([`KvCache`]), so a snapshot never sees another's writes.
@@ -581,8 +582,14 @@ impl Decoder {
                 cache.layers()
             )));
         }
-        let mut pass = || self.forward_in_context(tokens, positions, mask, cache, logits, depth);
-        self.device.clone().with_context(|| {
+        // The pass may run on a pool's thread: it takes this thread's fused-path choice along.
+        let chosen = super::fused::chosen();
+        let mut pass = || {
+            super::fused::within(chosen, || {
+                self.forward_in_context(tokens, positions, mask, cache, logits, depth)
+            })
+        };
+        let (out, fused_steps) = self.device.clone().with_context(|| {
             // Only CPU passes have parallel products to start; on a GPU the spinning would be
             // CPU energy spent for nothing.
             if tokens.len() <= super::awake::SHORT_PASS && self.device.is_cpu() {
@@ -590,7 +597,9 @@ impl Decoder {
             } else {
                 pass()
             }
-        })
+        });
+        super::fused::adopt(fused_steps);
+        out
     }
 
     fn forward_in_context(
@@ -602,13 +611,20 @@ impl Decoder {
         logits: Logits,
         depth: usize,
     ) -> Result<Tensor> {
-        #[cfg(feature = "cuda")]
-        if tokens.len() == 1
-            && matches!(mask, Mask::Causal)
-            && let Some(logits) = super::cuda::decode_step(self, tokens[0], positions[0] as usize, cache, depth)?
-        {
-            cache.len += 1;
-            return Ok(logits);
+        if tokens.len() == 1 && matches!(mask, Mask::Causal) {
+            let (token, pos) = (tokens[0], positions[0] as usize);
+            #[cfg(feature = "cuda")]
+            let fused = super::cuda::decode_step(self, token, pos, cache, depth)?;
+            #[cfg(not(feature = "cuda"))]
+            let fused = None;
+            let fused = match fused {
+                Some(logits) => Some(logits),
+                None => super::cpu_step::decode_step(self, token, pos, cache, depth)?,
+            };
+            if let Some(logits) = fused {
+                cache.len += 1;
+                return Ok(logits);
+            }
         }
         let cfg = &self.cfg;
         let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim, cfg.heads, cfg.kv_heads);

@@ -8,11 +8,13 @@ mod awake;
 pub mod catalog;
 mod chat;
 mod config;
+mod cpu_step;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod cuda_info;
 mod decoder;
 mod fastmath;
+mod fused;
 mod kv_cache;
 mod load;
 mod matvec;

@@ -27,6 +27,18 @@ fn rows_avx2(gu: &[f32], f: usize, out: &mut [f32]) {
     rows(gu, f, out)
 }
 
+/// Rows of `gu` (f gate values, then f up values) into rows of `out` (f values), with AVX2
+/// where the CPU has it.
+pub(super) fn swiglu_rows(gu: &[f32], f: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::fastmath::has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked).
+        unsafe { rows_avx2(gu, f, out) };
+        return;
+    }
+    rows(gu, f, out);
+}
+
 impl CustomOp1 for SwiGlu {
     fn name(&self) -> &'static str {
         "oae-swiglu"
@@ -41,15 +53,8 @@ impl CustomOp1 for SwiGlu {
             candle_core::bail!("oae-swiglu: {two_f} columns are not gate and up side by side");
         }
         let f = two_f / 2;
-        let gu = &s.as_slice::<f32>()?[a..b];
         let mut out = vec![0f32; t * f];
-        #[cfg(target_arch = "x86_64")]
-        if super::fastmath::has_avx2() {
-            // SAFETY: the CPU has AVX2 (checked).
-            unsafe { rows_avx2(gu, f, &mut out) };
-            return Ok((CpuStorage::F32(out), Shape::from((t, f))));
-        }
-        rows(gu, f, &mut out);
+        swiglu_rows(&s.as_slice::<f32>()?[a..b], f, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((t, f))))
     }
 }

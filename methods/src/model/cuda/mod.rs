@@ -178,19 +178,10 @@ fn output(shape: (usize, usize), dtype: DType, device: &Device) -> Result<Tensor
     Ok(unsafe { Tensor::empty(shape, dtype, device)? })
 }
 
-thread_local! {
-    /// A test's choice for its own thread, over the environment's.
-    static CHOSEN: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
-    /// Steps this thread ran fused (tests check the path was taken).
-    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
 /// Whether the fused path is on (`OAE_CUDA_FUSED=0` turns it off).
 fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    CHOSEN
-        .with(|c| c.get())
-        .unwrap_or_else(|| *ON.get_or_init(|| std::env::var("OAE_CUDA_FUSED").map(|v| v != "0").unwrap_or(true)))
+    static SEEN: OnceLock<bool> = OnceLock::new();
+    super::fused::enabled("OAE_CUDA_FUSED", &SEEN)
 }
 
 /// The dense (in, out) matrix of `w` when a column product can read it: contiguous, of
@@ -461,7 +452,7 @@ pub(super) fn decode_step(
             )?;
         }
     }
-    STEPS.with(|n| n.set(n.get() + 1));
+    super::fused::taken();
     Ok(Some(logits))
 }
 

@@ -3,8 +3,8 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::{CHOSEN, STEPS};
 use crate::model::decoder::{Decoder, Ffn, Head, KvCache, Layer, LlamaConfig, Logits, Mlp};
+use crate::model::fused::with_path;
 use crate::model::weight::{Table, Weight};
 use crate::model::{argmax, last_row};
 
@@ -134,16 +134,6 @@ fn prompt(vocab: usize) -> Vec<u32> {
 
 fn tokens(n: usize, vocab: usize) -> Vec<u32> {
     (0..n as u32).map(|i| (i * 101 + 7) % vocab as u32).collect()
-}
-
-/// Runs `f` with the fused path on or off on this thread; returns its result and the fused
-/// steps it took.
-fn with_path<R>(fused: bool, f: impl FnOnce() -> R) -> (R, u64) {
-    CHOSEN.with(|c| c.set(Some(fused)));
-    let before = STEPS.with(|n| n.get());
-    let r = f();
-    CHOSEN.with(|c| c.set(None));
-    (r, STEPS.with(|n| n.get()) - before)
 }
 
 /// The logits of each of `tokens` fed one at a time into `cache`.
