@@ -6,7 +6,10 @@
 //! allocation, layout checks, a cuBLAS call's heuristics), so a 12-layer model took 2.3 ms a
 //! token on an H200 whose memory streams its weights in 0.1 ms. Here each stretch between
 //! two products runs in the product's prologue or epilogue (RMSNorm, SwiGLU, bias, residual),
-//! RoPE and the cache write are one kernel, and attention over the cache is one kernel.
+//! RoPE and the cache write are one kernel, and attention over the cache is one kernel. The
+//! column products split their rows over blocks so that a narrow matrix still keeps the
+//! memory busy. On an H200 (README, "Decode on a GPU"): 0.82 ms a token in bf16 and 0.89 ms
+//! in f32, against 3.08 and 2.57 ms op by op; the GPU is busy about 625 µs of it.
 //!
 //! Taken only where it applies, else the caller runs the op-by-op path: one token with the
 //! causal mask, f32 / bf16 / f16, dense weights and feed-forward blocks (no MoE), head
