@@ -115,9 +115,7 @@ fn applies(d: &Decoder, depth: usize) -> bool {
         }
 }
 
-/// One token through the first `depth` layers at RoPE position `pos`, its keys and values
-/// appended to `cache` (which the caller advances): the logits (1, vocab), or `None` when
-/// the step does not apply here.
+/// The CPU's fused [`Step`](super::fused::Step).
 pub(super) fn decode_step(
     d: &Decoder,
     token: u32,
@@ -167,7 +165,6 @@ pub(super) fn decode_step(
         Head::Tied => d.embed.head(&x)?,
         Head::Matrix(w) => w.matmul(&x)?,
     };
-    super::fused::taken();
     Ok(Some(logits))
 }
 

@@ -611,20 +611,12 @@ impl Decoder {
         logits: Logits,
         depth: usize,
     ) -> Result<Tensor> {
-        if tokens.len() == 1 && matches!(mask, Mask::Causal) {
-            let (token, pos) = (tokens[0], positions[0] as usize);
-            #[cfg(feature = "cuda")]
-            let fused = super::cuda::decode_step(self, token, pos, cache, depth)?;
-            #[cfg(not(feature = "cuda"))]
-            let fused = None;
-            let fused = match fused {
-                Some(logits) => Some(logits),
-                None => super::cpu_step::decode_step(self, token, pos, cache, depth)?,
-            };
-            if let Some(logits) = fused {
-                cache.len += 1;
-                return Ok(logits);
-            }
+        if tokens.len() == 1
+            && matches!(mask, Mask::Causal)
+            && let Some(logits) = super::fused::decode_step(self, tokens[0], positions[0] as usize, cache, depth)?
+        {
+            cache.len += 1;
+            return Ok(logits);
         }
         let cfg = &self.cfg;
         let (t, hd, h, kvh) = (tokens.len(), cfg.head_dim, cfg.heads, cfg.kv_heads);

@@ -207,7 +207,7 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 /// Whether the fast path is on (`OAE_MATVEC=0` turns it off, for A/B measurements).
 fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("OAE_MATVEC").map(|v| v != "0").unwrap_or(true))
+    *ON.get_or_init(|| super::switch::on("OAE_MATVEC"))
 }
 
 /// `x · w` for a single-row F32 `x` on the CPU with contiguous `w`; candle's matmul otherwise.

@@ -21,6 +21,7 @@ mod matvec;
 pub mod quant;
 mod sampling;
 mod swiglu;
+mod switch;
 mod synthetic;
 pub mod throughput;
 mod tokenizer;

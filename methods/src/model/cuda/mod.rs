@@ -269,9 +269,7 @@ fn applies(d: &Decoder, depth: usize, cached: usize) -> bool {
     shapes && embed && head && layers && d.norm.is_contiguous()
 }
 
-/// One token through the first `depth` layers at RoPE position `pos`, its keys and values
-/// written at `cache.len()` (the caller advances the cache): the logits (1, vocab) in F32,
-/// or `None` when the fused path does not apply here.
+/// The CUDA fused [`Step`](super::fused::Step).
 pub(super) fn decode_step(
     d: &Decoder,
     token: u32,
@@ -455,7 +453,6 @@ pub(super) fn decode_step(
             )?;
         }
     }
-    super::fused::taken();
     Ok(Some(logits))
 }
 

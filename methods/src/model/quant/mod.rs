@@ -154,14 +154,7 @@ impl Bytes {
 /// `OAE_QUANT_TILES=0` keeps the row layout (for A/B measurements).
 fn tiles_wanted() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| match std::env::var("OAE_QUANT_TILES").as_deref() {
-        Ok("0") => false,
-        Ok("1") | Err(_) => true,
-        Ok(other) => {
-            eprintln!("warning: OAE_QUANT_TILES={other:?} is neither 0 nor 1; quantized rows stay in tiles");
-            true
-        }
-    })
+    *ON.get_or_init(|| super::switch::on("OAE_QUANT_TILES"))
 }
 
 /// Rows of one block format.
