@@ -71,6 +71,7 @@ fn main() {
     } else {
         [Isa::Avx2, Isa::Vnni].into_iter().filter(|i| i.available()).collect()
     };
+    decode_order(&shapes[..5]);
     for isa in isas {
         for tiles in [true, false] {
             let layout = if tiles { "tiles" } else { "rows" };
@@ -124,4 +125,50 @@ fn main() {
             );
         }
     }
+}
+
+/// A token's products in decode order over distinct matrices (30 layers' four and the
+/// head: SmolLM2-135M's 92 MiB, more than the last-level cache, so nothing is read from it
+/// twice), against the read probe over a buffer of the same size run between repetitions:
+/// the share a decode step's products can reach on this machine.
+fn decode_order(shapes: &[(&str, QMatrix)]) {
+    let isa = oae_methods::model::quant::isa();
+    let (layer, head) = shapes.split_at(4);
+    let mut seq: Vec<QMatrix> = Vec::new();
+    for _ in 0..30 {
+        seq.extend(layer.iter().map(|(_, m)| m.clone()));
+    }
+    seq.push(head[0].1.clone());
+    let bytes: usize = seq.iter().map(QMatrix::bytes).sum();
+    let xs: Vec<Vec<f32>> = seq
+        .iter()
+        .map(|m| (0..m.cols()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect())
+        .collect();
+    let probe = vec![1u64; bytes / 8];
+    let mut shares = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        for _ in 0..4 {
+            for (m, x) in seq.iter().zip(&xs) {
+                black_box(m.matmul_isa(isa, black_box(x), 1));
+            }
+        }
+        let s = t.elapsed().as_secs_f64() / 4.0;
+        let read = oae_methods::model::throughput::read_bandwidth_over(&probe);
+        shares.push((s, bytes as f64 / s / read, read));
+    }
+    shares.remove(0);
+    shares.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (s, share, read) = shares[shares.len() / 2];
+    println!(
+        "{:>12} decode order: {:.1} MiB of distinct matrices in {:.2} ms per token, {:.1} GB/s; {:.1} % of the read probe over as many bytes ({:.1} GB/s; median of 6, range {:.1}–{:.1} %)",
+        isa.name(),
+        bytes as f64 / (1 << 20) as f64,
+        s * 1e3,
+        bytes as f64 / s / 1e9,
+        100.0 * share,
+        read / 1e9,
+        100.0 * shares[0].1,
+        100.0 * shares[shares.len() - 1].1,
+    );
 }

@@ -105,7 +105,19 @@ fn query<'a>(w: &Work<'a>, i: usize, kv: usize, j: usize) -> &'a [f32] {
 #[inline(always)]
 fn softmax(scores: &mut [f32], n: usize, sums: &mut [f32]) {
     for (s, sum) in scores.chunks_exact_mut(n).zip(sums.iter_mut()) {
-        let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        // The maximum in eight lanes (the same value as one running maximum — `max` does not
+        // round — without a chain of dependent compares).
+        let mut lanes = [f32::NEG_INFINITY; 8];
+        let split = s.len() - s.len() % 8;
+        for c in s[..split].chunks_exact(8) {
+            for (m, &x) in lanes.iter_mut().zip(c) {
+                *m = m.max(x);
+            }
+        }
+        let max = s[split..]
+            .iter()
+            .chain(&lanes)
+            .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         for x in s.iter_mut() {
             *x = exp(*x - max);
         }
@@ -163,9 +175,9 @@ fn group_row_avx2(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
 }
 
 /// The scores eight keys at a time (eight accumulators, one per key, reduced together) and
-/// the weighted sum of values eight keys per pass over each head's output row. The keys and
-/// values' blocks do not depend on the number of new rows, so a row gets the same result
-/// alone or in a batch.
+/// the weighted sum of values with each head's output row held in registers while every
+/// key's value adds in. The keys and values' blocks do not depend on the number of new rows,
+/// so a row gets the same result alone or in a batch.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_op_in_unsafe_fn)]
 mod x86 {
@@ -235,23 +247,49 @@ mod x86 {
         }
         let mut sums = vec![0f32; g];
         softmax(&mut scores, n, &mut sums);
-        // Weighted values: each head's output row is loaded, takes up to eight keys' values,
-        // and is stored back.
-        out.fill(0.0);
-        for p0 in (0..n).step_by(8) {
-            let p1 = (p0 + 8).min(n);
-            for (j, o) in out.chunks_exact_mut(hd).enumerate() {
-                let inv = 1.0 / sums[j];
-                for c in 0..chunks {
-                    let mut acc = _mm256_loadu_ps(o.as_ptr().add(8 * c));
-                    for p in p0..p1 {
-                        let a = _mm256_set1_ps(scores[j * n + p] * inv);
-                        acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp.add(p * hd + 8 * c)), acc);
-                    }
-                    _mm256_storeu_ps(o.as_mut_ptr().add(8 * c), acc);
-                }
+        // Weighted values: each head's output row is taken eight registers at a time and
+        // kept in them while every key's value adds in, in key order — the same sequence of
+        // multiply-adds per output value as one register at a time, but eight independent
+        // chains instead of one waiting on each addition (which bound this loop before).
+        let sp = scores.as_ptr();
+        for (j, o) in out.chunks_exact_mut(hd).enumerate() {
+            let inv = 1.0 / sums[j];
+            let (s, o) = (sp.add(j * n), o.as_mut_ptr());
+            let mut c = 0;
+            while c < chunks {
+                c += match chunks - c {
+                    8.. => weighted::<8>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                    4..=7 => weighted::<4>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                    2..=3 => weighted::<2>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                    _ => weighted::<1>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                };
             }
         }
+    }
+
+    /// `M` registers of an output row (at `o`): Σ over keys `p` of (`s[p]` · `inv`) times
+    /// the value row's same lanes (`v` + `p · hd`), added in key order from zero. Returns `M`.
+    #[inline(always)]
+    unsafe fn weighted<const M: usize>(
+        s: *const f32,
+        inv: f32,
+        v: *const f32,
+        hd: usize,
+        n: usize,
+        o: *mut f32,
+    ) -> usize {
+        let mut acc = [_mm256_setzero_ps(); M];
+        for p in 0..n {
+            let a = _mm256_set1_ps(*s.add(p) * inv);
+            let row = v.add(p * hd);
+            for (c, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(row.add(8 * c)), *acc);
+            }
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(o.add(8 * c), *acc);
+        }
+        M
     }
 }
 
@@ -361,17 +399,14 @@ mod tests {
     /// batch is big enough to be split over threads.
     #[test]
     fn matches_masked_softmax_and_is_batch_invariant() {
-        for (t, total) in [(1, 9), (5, 12), (64, 200)] {
-            // Head dimensions of whole registers (the FMA kernels) and not (the plain loops).
-            let (h, kvh, hd) = (
-                6,
-                2,
-                match t {
-                    1 => 16,
-                    5 => 64,
-                    _ => 12,
-                },
-            );
+        // Head dimensions of whole registers (the FMA kernels: 2, 8 and 5 = 4 + 1 registers
+        // per row) and not (the plain loops); groups of 3 and of 6 query heads.
+        for (t, total, h, kvh, hd) in [
+            (1, 9, 6, 2, 16),
+            (5, 12, 6, 2, 64),
+            (64, 200, 6, 2, 12),
+            (2, 45, 6, 1, 40),
+        ] {
             let (q, k, v) = (
                 random((h, t, hd), 1),
                 random((kvh, total, hd), 2),

@@ -134,11 +134,11 @@ pub fn copy_bandwidth(bytes: usize) -> f64 {
 /// Read bandwidth over a buffer of `bytes`, read by the current thread pool's threads in
 /// contiguous slabs (as the threaded mat-vec streams its weights), B/s.
 pub fn read_bandwidth(bytes: usize) -> f64 {
-    read_bandwidth_of(&vec![1u64; (bytes / 8).max(1)])
+    read_bandwidth_over(&vec![1u64; (bytes / 8).max(1)])
 }
 
 /// [`read_bandwidth`] over a given buffer (so that repeated probes do not fault in pages).
-fn read_bandwidth_of(buf: &[u64]) -> f64 {
+pub fn read_bandwidth_over(buf: &[u64]) -> f64 {
     use rayon::prelude::*;
     let words = buf.len();
     let slab = words.div_ceil(rayon::current_num_threads().max(1)).max(1);
@@ -205,7 +205,7 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
             during = rss_mib();
             probe = vec![1u64; bytes_per_token.min(256 << 20) / 8 + 1];
         }
-        reads.push(read_bandwidth_of(&probe));
+        reads.push(read_bandwidth_over(&probe));
     }
     drop(probe);
     // The first repetition warms caches and the thread pool.
