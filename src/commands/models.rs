@@ -167,7 +167,7 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         d.median, d.min, d.max, t.decode_tokens, t.prompt_tokens
     );
     println!(
-        "  roofline: {:.1} MiB read per token at {:.1} GB/s read ({} threads; copy {:.1} GB/s) => ≤ {:.1} tok/s; decode reaches {:.0}% (min {:.0}%, max {:.0}%; each repetition against the read probe run after it)",
+        "  roofline: {:.1} MiB read per token at {:.1} GB/s read ({} threads; copy {:.1} GB/s) => ≤ {:.1} tok/s; decode reaches {:.0}% (min {:.0}%, max {:.0}%; each repetition against the read probes run before and after it)",
         t.weight_bytes_per_token as f64 / (1u64 << 20) as f64,
         t.read_bandwidth_gb_s,
         t.threads,
@@ -176,6 +176,14 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         100.0 * t.decode_fraction_of_roofline.median,
         100.0 * t.decode_fraction_of_roofline.min,
         100.0 * t.decode_fraction_of_roofline.max,
+    );
+    let k = &t.decode_fraction_with_kv;
+    println!(
+        "  with the KV cache's {:.1} MiB per token (mean over the decoded positions) counted too: {:.0}% (min {:.0}%, max {:.0}%)",
+        t.kv_bytes_per_token as f64 / (1u64 << 20) as f64,
+        100.0 * k.median,
+        100.0 * k.min,
+        100.0 * k.max,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -131,4 +131,10 @@ impl LlamaConfig {
         };
         4 * (self.active_params() - gathered)
     }
+
+    /// Bytes one cached position holds (keys and values of every layer) in elements of
+    /// `elem` bytes: what attention reads per position of context at each decoded token.
+    pub fn kv_bytes_per_position(&self, elem: usize) -> usize {
+        2 * self.layers * self.kv_heads * self.head_dim() * elem
+    }
 }

@@ -85,10 +85,18 @@ pub struct Throughput {
     pub read_bandwidth_gb_s: f64,
     /// Decode rate if every weight is read once per token at the (median) read bandwidth.
     pub decode_roofline_tok_s: f64,
-    /// Each repetition's decode rate over the roofline of the read probe run right after it:
-    /// on a shared machine whose bandwidth drifts, pairing them keeps the ratio steady where
-    /// a median over one and a probe at another moment does not.
+    /// Each repetition's decode rate over the roofline of the read probes run right before
+    /// and right after it (their mean): on a shared machine whose bandwidth drifts, pairing
+    /// them keeps the ratio steady where a median over one and a probe at another moment
+    /// does not.
     pub decode_fraction_of_roofline: Spread,
+    /// Bytes of keys and values attention reads from the KV cache per decoded token, averaged
+    /// over the decoded positions — the other bytes a decode step streams, growing with the
+    /// context.
+    pub kv_bytes_per_token: usize,
+    /// [`decode_fraction_of_roofline`](Self::decode_fraction_of_roofline) with the KV cache's
+    /// bytes counted too: the share of the read bandwidth a decode step uses.
+    pub decode_fraction_with_kv: Spread,
 }
 
 /// Resident-set figures of this process, MiB.
@@ -208,15 +216,20 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         reads.push(read_bandwidth_over(&probe));
     }
     drop(probe);
-    // The first repetition warms caches and the thread pool.
+    // The first repetition warms caches and the thread pool (its probe stays: the next
+    // repetition's "before").
     prefill.remove(0);
     decode.remove(0);
-    reads.remove(0);
-    let fraction: Vec<f64> = decode
-        .iter()
-        .zip(&reads)
-        .map(|(d, r)| d * bytes_per_token as f64 / r)
-        .collect();
+    // Repetition r's probes: the one run right before its decode (after repetition r - 1,
+    // the warm-up for the first) and the one right after.
+    let paired: Vec<f64> = reads.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    let share = |bytes: usize| -> Spread {
+        Spread::of(decode.iter().zip(&paired).map(|(d, r)| d * bytes as f64 / r).collect())
+    };
+    // Decoded token j attends over prompt + j + 1 positions.
+    let kv_bytes =
+        cfg.kv_bytes_per_position(m.decoder.dtype().size_in_bytes()) * (2 * prompt.len() + plan.decode_tokens + 1) / 2;
+    let (fraction, with_kv) = (share(bytes_per_token), share(bytes_per_token + kv_bytes));
     let bw = copy_bandwidth(bytes_per_token.min(256 << 20));
     let read = Spread::of(reads).median;
     let roofline = read / bytes_per_token as f64;
@@ -250,7 +263,9 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         copy_bandwidth_gb_s: bw / 1e9,
         read_bandwidth_gb_s: read / 1e9,
         decode_roofline_tok_s: roofline,
-        decode_fraction_of_roofline: Spread::of(fraction),
+        decode_fraction_of_roofline: fraction,
+        kv_bytes_per_token: kv_bytes,
+        decode_fraction_with_kv: with_kv,
     })
 }
 
@@ -271,6 +286,13 @@ mod tests {
         assert_eq!((t.prompt_tokens, t.decode_tokens, t.reps), (16, 4, 1));
         assert!(t.decode_tok_s.min <= t.decode_tok_s.median && t.decode_tok_s.median <= t.decode_tok_s.max);
         assert!(t.decode_roofline_tok_s > 0.0 && t.params > 0);
+        // The cache read per token: the synthetic model's keys and values (f32) for a mean
+        // context of 16 + 5/2 positions, counted on top of the weights.
+        let cfg = SyntheticSpec::default().config();
+        let per_position = 2 * cfg.layers * cfg.kv_heads * cfg.head_dim() * 4;
+        assert_eq!(t.kv_bytes_per_token, per_position * (2 * 16 + 4 + 1) / 2);
+        let (w, kv) = (&t.decode_fraction_of_roofline, &t.decode_fraction_with_kv);
+        assert!(kv.median > w.median && w.median > 0.0, "{w:?} {kv:?}");
         // A real memory copy: no machine copies a petabyte a second.
         for bw in [t.copy_bandwidth_gb_s, t.read_bandwidth_gb_s] {
             assert!(bw > 0.1 && bw < 10_000.0, "{bw}");
