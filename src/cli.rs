@@ -329,6 +329,9 @@ pub struct ModelsBenchArgs {
     /// How the matrices are held: as-file (a GGUF file's quantized blocks), f32 or q8_0.
     #[arg(long, default_value = "as-file", value_parser = ["as-file", "f32", "q8_0"])]
     pub weights: String,
+    /// The KV cache's element type: f16 (half the bytes attention reads per token) or f32.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    pub kv_cache: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -32,6 +32,7 @@ pub const KEYS: &[&str] = &[
     "chat",
     "system",
     "dtype",
+    "kv_cache",
 ];
 
 /// `oae list methods` documentation of [`KEYS`], followed by an adapter's own keys.
@@ -82,7 +83,12 @@ macro_rules! generation_keys {
             oae_harness::ConfigKey {
                 name: "dtype",
                 default: "f32 on CPU, bf16 on CUDA",
-                help: "element type of weights, activations and KV cache: f32, bf16 or f16 (logits are returned in f32)",
+                help: "element type of weights, activations and (unless kv_cache says otherwise) the KV cache: f32, bf16 or f16 (logits are returned in f32)",
+            },
+            oae_harness::ConfigKey {
+                name: "kv_cache",
+                default: "f16 on CPU (dtype f32), the dtype on CUDA",
+                help: "element type of the KV cache's keys and values: f16 or f32 with dtype f32 on the CPU (attention computes in f32 either way; f16 halves the bytes a decode step reads); elsewhere only the dtype",
             },
             $($extra),*
         ]
@@ -114,6 +120,8 @@ pub struct GenConfig {
     system: Option<String>,
     #[serde(default)]
     dtype: Option<DtypeName>,
+    #[serde(default)]
+    kv_cache: Option<DtypeName>,
 }
 
 fn one() -> f64 {
@@ -133,6 +141,11 @@ pub enum DtypeName {
 }
 
 impl DtypeName {
+    /// The spelling in a config.
+    pub fn name(self) -> &'static str {
+        dtype_name(self.dtype())
+    }
+
     /// The candle type.
     pub fn dtype(self) -> DType {
         match self {
@@ -214,6 +227,23 @@ impl Generator {
             DeviceSpec::Cuda(_) => None,
         };
         let dtype = cfg.dtype.unwrap_or(DtypeName::default_for(ctx.device));
+        if let Some(kv) = cfg.kv_cache {
+            let cpu_f32 = ctx.device == DeviceSpec::Cpu && dtype == DtypeName::F32;
+            if kv != dtype && !(cpu_f32 && kv == DtypeName::F16) {
+                let msg = format!(
+                    "kv_cache = \"{}\" needs dtype = \"f32\" on the CPU; with dtype = \"{}\" on {} the KV cache is held in the dtype: remove kv_cache or set it to \"{}\"",
+                    kv.name(),
+                    dtype.name(),
+                    if ctx.device == DeviceSpec::Cpu {
+                        "the CPU"
+                    } else {
+                        "a GPU"
+                    },
+                    dtype.name()
+                );
+                return Err(config.error("kv_cache", msg).into());
+            }
+        }
         Ok((
             Self {
                 cfg,
@@ -296,6 +326,9 @@ impl Generator {
         if m.decoder.dtype() != self.dtype {
             m.decoder = m.decoder.to_dtype(self.dtype)?;
         }
+        if let Some(kv) = self.cfg.kv_cache {
+            m.decoder = m.decoder.with_kv_dtype(kv.dtype())?;
+        }
         Ok((m, started.elapsed().as_secs_f64()))
     }
 
@@ -368,7 +401,7 @@ impl Generator {
                 }),
             );
             f.insert("dtype".into(), json!(dtype_name(m.decoder.dtype())));
-            f.insert("kv_cache_dtype".into(), json!(dtype_name(m.decoder.dtype())));
+            f.insert("kv_cache_dtype".into(), json!(dtype_name(m.decoder.kv_dtype())));
             f.insert(
                 "logits".into(),
                 json!(format!(

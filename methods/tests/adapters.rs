@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 use oae_core::rng::seeded;
 use oae_harness::Method;
 use oae_methods::model::{KvCache, Logits, ModelSpec, SyntheticSpec, all_rows};
@@ -37,6 +37,15 @@ fn upcycled_moe_with_identical_experts_equals_dense() {
     }
     .apply(&dense.decoder)
     .unwrap();
+    // The same arithmetic to f32 rounding: with keys and values kept in f32 (in f16 a last-bit
+    // difference can round a cached element the other way).
+    let moe = moe.with_kv_dtype(DType::F32).unwrap();
+    let dense_decoder = dense
+        .decoder
+        .to_dtype(DType::F32)
+        .unwrap()
+        .with_kv_dtype(DType::F32)
+        .unwrap();
     assert_eq!(moe.config().params() - dense.decoder.config().params(), {
         let c = dense.decoder.config();
         c.layers * (3 * 3 * c.hidden * c.ffn + c.hidden * 4)
@@ -47,7 +56,7 @@ fn upcycled_moe_with_identical_experts_equals_dense() {
         .unwrap();
     let mut c1 = KvCache::new(4);
     let mut c2 = KvCache::new(4);
-    let a = all_rows(&dense.decoder.forward(&tokens, &mut c1, Logits::All).unwrap()).unwrap();
+    let a = all_rows(&dense_decoder.forward(&tokens, &mut c1, Logits::All).unwrap()).unwrap();
     let b = all_rows(&moe.forward(&tokens, &mut c2, Logits::All).unwrap()).unwrap();
     for (x, y) in a.iter().zip(&b) {
         let d = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
@@ -144,13 +153,17 @@ fn noisy_experts_change_the_output_and_synthetic_moe_runs() {
 }
 
 /// On f32 weights and on q8_0 blocks (whose kernels give every row the same arithmetic
-/// whether it is verified in a batch or decoded alone).
+/// whether it is verified in a batch or decoded alone), with the KV cache in f16 (the CPU's
+/// default) and in f32.
 #[test]
 fn greedy_speculative_equals_greedy_dense_token_for_token() {
-    for weights in ["f32", "q8_0"] {
-        let model = format!("model = {{ kind = \"synthetic\", max_seq = 256, weights = \"{weights}\" }}\n");
+    for (weights, kv) in [("f32", "f16"), ("q8_0", "f32")] {
+        let model = format!(
+            "kv_cache = \"{kv}\"\nmodel = {{ kind = \"synthetic\", max_seq = 256, weights = \"{weights}\" }}\n"
+        );
         let mut dense = ready("dense", &format!("ignore_eos = true\n{model}"));
         assert_eq!(dense.facts()["weights"]["format"], weights);
+        assert_eq!(dense.facts()["kv_cache_dtype"], kv);
         for (draft, extra) in [
             ("draft = { layers = 2 }".to_string(), ""),
             ("draft = { layers = 1 }".to_string(), "adaptive = true\ngamma_max = 6\n"),
@@ -204,6 +217,24 @@ fn quantized_weights_name_their_blocks_and_refuse_other_dtypes() {
     .unwrap();
     let e = m.prepare().unwrap_err().to_string();
     assert!(e.contains("f32") && e.contains("weights"), "{e}");
+}
+
+/// The KV cache is f16 on the CPU unless asked for in f32; a type the CPU's f32 path or the
+/// dtype does not hold is refused when the suite is read, naming the key and the way out.
+#[test]
+fn the_kv_cache_is_f16_on_the_cpu_unless_asked_otherwise() {
+    let m = "model = { kind = \"synthetic\", max_seq = 64 }\n";
+    assert_eq!(ready("dense", m).facts()["kv_cache_dtype"], "f16");
+    assert_eq!(
+        ready("dense", &format!("kv_cache = \"f32\"\n{m}")).facts()["kv_cache_dtype"],
+        "f32"
+    );
+    let f = ready("dense", &format!("dtype = \"bf16\"\n{m}")).facts();
+    assert_eq!((&f["dtype"], &f["kv_cache_dtype"]), (&"bf16".into(), &"bf16".into()));
+    for bad in ["kv_cache = \"bf16\"\n", "dtype = \"bf16\"\nkv_cache = \"f16\"\n"] {
+        let e = build("dense", &format!("{bad}{m}")).err().expect(bad).to_string();
+        assert!(e.contains("kv_cache") && e.contains("f32"), "{e}");
+    }
 }
 
 #[test]

@@ -85,12 +85,19 @@ fn f16_weights_kv_cache_and_facts() {
     let mut f16_method = f16_method;
     let (tokens, _, counters) = serve(f16_method.as_mut(), &request(0, "The answer is", 8));
     assert_eq!(tokens.len(), 8);
-    let f32_counters = serve(ready("dense", "").as_mut(), &request(0, "The answer is", 8)).2;
+    let f32_counters = serve(
+        ready("dense", "kv_cache = \"f32\"\n").as_mut(),
+        &request(0, "The answer is", 8),
+    )
+    .2;
     assert_eq!(
         counters["kv_bytes_peak"] * 2.0,
         f32_counters["kv_bytes_peak"],
         "f16 KV cache"
     );
+    // An f32 model on the CPU holds its cache in f16 by default: as many bytes.
+    let default_counters = serve(ready("dense", "").as_mut(), &request(0, "The answer is", 8)).2;
+    assert_eq!(default_counters["kv_bytes_peak"], counters["kv_bytes_peak"]);
 }
 
 #[test]

@@ -51,8 +51,15 @@ fn llama_config(d: &Decoder) -> llama::Config {
     }
 }
 
+/// `d` with its KV cache in f32, as the references keep theirs (by default an f32 model on
+/// the CPU caches in f16, which moves logits by about 2e-4 of their scale here).
+fn f32_cache(d: &Decoder) -> Decoder {
+    d.to_dtype(DType::F32).unwrap().with_kv_dtype(DType::F32).unwrap()
+}
+
 /// Last-position logits of `prompt`, then of one more token, from both implementations.
 fn compare_with_llama(d: &Decoder, prompt: &[u32], next: u32) {
+    let d = &f32_cache(d);
     let cfg = llama_config(d);
     let reference = llama::Llama::load(var_builder(d), &cfg).unwrap();
     let mut rc = llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
@@ -129,10 +136,11 @@ fn synthetic_moe_matches_candle_transformers_mixtral() {
         .unwrap();
     let r = flat(reference.forward(&batch(&prompt), 0));
     let mut cache = KvCache::new(c.layers);
-    let o = last_row(&m.decoder.forward(&prompt, &mut cache, Logits::Last).unwrap()).unwrap();
+    let d = f32_cache(&m.decoder);
+    let o = last_row(&d.forward(&prompt, &mut cache, Logits::Last).unwrap()).unwrap();
     let e = max_rel_diff(&o, &r);
     assert!(e < 1e-4, "MoE logits differ from candle-transformers mixtral: {e}");
-    let counters = m.decoder.take_moe_counters();
+    let counters = d.take_moe_counters();
     let routed: u64 = counters.per_expert().iter().sum();
     assert_eq!(routed as usize, prompt.len() * c.layers * c.top_k);
 }
@@ -210,7 +218,12 @@ fn qwen2_directory_with_biases_matches_candle_transformers_qwen2() {
     let prompt: Vec<u32> = vec![256, 81, 119, 101, 110, 50, 32, 98, 105, 97, 115];
     let r = flat(reference.forward(&batch(&prompt), 0));
     let mut cache = KvCache::new(c.layers);
-    let o = last_row(&ours.decoder.forward(&prompt, &mut cache, Logits::Last).unwrap()).unwrap();
+    let o = last_row(
+        &f32_cache(&ours.decoder)
+            .forward(&prompt, &mut cache, Logits::Last)
+            .unwrap(),
+    )
+    .unwrap();
     let e = max_rel_diff(&o, &r);
     assert!(e < 1e-4, "Qwen2 logits differ from candle-transformers qwen2: {e}");
     // The biases matter: the plain synthetic model gives different logits.

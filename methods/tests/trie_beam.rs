@@ -29,31 +29,36 @@ fn trie_beam_returns_batch_beam_searchs_beams_and_scores() {
         (8, 12, "ignore_eos = true"),
         (4, 24, "early_stopping = false\nlength_penalty = 0.5"),
     ] {
-        let cfg = format!("width = {width}\n{keys}");
-        let mut batch = common::ready("beam", &cfg);
-        let mut trie = common::ready("trie-beam", &cfg);
-        for (i, p) in prompts.iter().enumerate() {
-            let (bt, bc) = serve(batch.as_mut(), i as u64, p, len);
-            let (tt, tc) = serve(trie.as_mut(), i as u64, p, len);
-            assert_eq!(tt, bt, "width {width}, length {len}, prompt {p:?}");
-            assert!(
-                (tc["score"] - bc["score"]).abs() < 1e-5,
-                "width {width}: trie score {} vs batch {}",
-                tc["score"],
-                bc["score"]
-            );
-            assert_eq!(tc["finished_hypotheses"], bc["finished_hypotheses"]);
-            if width >= 4 {
+        // The search's scores agree to f32 rounding with the KV cache in f32; in f16 (the
+        // CPU's default) the two paths' last-bit differences can round a cached key the
+        // other way, moving a score by a few 1e-5.
+        for (kv, tolerance) in [("f32", 1e-5), ("f16", 2e-4)] {
+            let cfg = format!("width = {width}\nkv_cache = \"{kv}\"\n{keys}");
+            let mut batch = common::ready("beam", &cfg);
+            let mut trie = common::ready("trie-beam", &cfg);
+            for (i, p) in prompts.iter().enumerate() {
+                let (bt, bc) = serve(batch.as_mut(), i as u64, p, len);
+                let (tt, tc) = serve(trie.as_mut(), i as u64, p, len);
+                assert_eq!(tt, bt, "width {width}, length {len}, prompt {p:?}, cache {kv}");
                 assert!(
-                    tc["kv_bytes_peak"] < bc["kv_bytes_peak"],
-                    "width {width}: trie {} vs batch {} KV bytes",
-                    tc["kv_bytes_peak"],
-                    bc["kv_bytes_peak"]
+                    (tc["score"] - bc["score"]).abs() < tolerance,
+                    "width {width}, cache {kv}: trie score {} vs batch {}",
+                    tc["score"],
+                    bc["score"]
                 );
-                assert!(
-                    tc["forwards"] * 2.0 < bc["forwards"],
-                    "one forward per step, not per beam"
-                );
+                assert_eq!(tc["finished_hypotheses"], bc["finished_hypotheses"]);
+                if width >= 4 {
+                    assert!(
+                        tc["kv_bytes_peak"] < bc["kv_bytes_peak"],
+                        "width {width}: trie {} vs batch {} KV bytes",
+                        tc["kv_bytes_peak"],
+                        bc["kv_bytes_peak"]
+                    );
+                    assert!(
+                        tc["forwards"] * 2.0 < bc["forwards"],
+                        "one forward per step, not per beam"
+                    );
+                }
             }
         }
     }

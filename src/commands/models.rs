@@ -122,6 +122,10 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         prompt_tokens: args.prompt_tokens,
         decode_tokens: args.decode_tokens,
         reps: args.reps,
+        kv_cache: Some(match args.kv_cache.as_str() {
+            "f32" => oae_methods::model::DType::F32,
+            _ => oae_methods::model::DType::F16,
+        }),
     };
     let weights = match args.weights.as_str() {
         "f32" => WeightFormat::F32,
@@ -144,13 +148,14 @@ fn bench(args: ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         .map(|(k, v)| format!("{k} {:.1} MiB", *v as f64 / (1u64 << 20) as f64))
         .collect();
     println!(
-        "  weights {}: {}{}",
+        "  weights {}: {}{}; KV cache {}",
         t.weights,
         types.join(", "),
         t.kernels
             .as_deref()
             .map(|k| format!(" (kernels: {k})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        t.kv_cache
     );
     if let Some(m) = t.memory {
         println!(

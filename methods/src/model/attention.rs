@@ -15,13 +15,24 @@
 //! those it has alone. Where the CPU has AVX2 the same code is compiled for it (eight-lane
 //! registers, no fused multiply-add: the same results as the baseline build).
 //!
+//! Keys and values are f32 or f16 (the KV cache's type, [`Elem`]); the queries, scores and
+//! sums are f32 either way, each f16 value widened exactly as it is read.
+//!
 //! **Overhead model:** per new row and query head, 2 · (start + i + 1) · head_dim
 //! multiply-adds; rows × KV heads are split over the thread pool when there is enough work.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use half::f16;
 use rayon::prelude::*;
 
 use super::fastmath::exp;
+
+/// The element types the fastest kernels take: on x86-64 those with an eight-wide load.
+#[cfg(not(target_arch = "x86_64"))]
+use Elem as Fast;
+#[cfg(target_arch = "x86_64")]
+use x86::Load8 as Fast;
 
 /// Attention of `q` (heads, t, hd) over `k`, `v` (kv_heads, total, hd) → (t, heads · hd).
 pub struct CausalAttention {
@@ -36,10 +47,30 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Res
     Ok(&s.as_slice::<f32>()?[a..b])
 }
 
+/// An element type keys and values may be held in: f32, or f16 (widened to f32 exactly).
+pub trait Elem: WithDType {
+    /// The value in f32.
+    fn f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for f16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// A (heads, rows, hd) tensor whose rows are contiguous within each head — a KV cache
 /// buffer viewed up to its length is one, without a copy: its values from the first and the
 /// distance between heads.
-fn headwise<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<(&'a [f32], usize)> {
+fn headwise<'a, E: Elem>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<Headwise<'a, E>> {
     let (h, n, hd) = l.shape().dims3()?;
     let st = l.stride();
     if (hd > 1 && st[2] != 1) || (n > 1 && st[1] != hd) {
@@ -48,33 +79,32 @@ fn headwise<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Resul
     let head = if h > 1 { st[0] } else { n * hd };
     let start = l.start_offset();
     let end = start + h.saturating_sub(1) * head + n * hd;
-    Ok((&s.as_slice::<f32>()?[start..end], head))
+    Ok((&s.as_slice::<E>()?[start..end], head))
 }
 
 /// Σ a·b in a fixed order (eight lanes, then the lanes summed). Plain multiply and add:
 /// `mul_add` without the FMA target feature is a libm call per element.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<E: Elem>(a: &[f32], b: &[E]) -> f32 {
     let mut acc = [0f32; 8];
     let split = a.len() - a.len() % 8;
     for (x, y) in a[..split].chunks_exact(8).zip(b[..split].chunks_exact(8)) {
         for k in 0..8 {
-            acc[k] += x[k] * y[k];
+            acc[k] += x[k] * y[k].f32();
         }
     }
-    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
+    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y.f32()).sum();
     acc.iter().sum::<f32>() + tail
 }
 
 /// What one (row, KV head) item reads.
-struct Work<'a> {
+struct Work<'a, E> {
     q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+    k: &'a [E],
+    v: &'a [E],
     kstride: usize,
     vstride: usize,
-    /// Query heads, new rows, head dimension, query heads per KV head, cached rows.
-    h: usize,
+    /// New rows, head dimension, query heads per KV head, cached rows.
     t: usize,
     hd: usize,
     groups: usize,
@@ -84,7 +114,7 @@ struct Work<'a> {
 
 /// Row `i`'s keys and values for KV head `kv` (the first `start + i + 1` rows).
 #[inline(always)]
-fn kv_rows<'a>(w: &Work<'a>, i: usize, kv: usize) -> (&'a [f32], &'a [f32], usize) {
+fn kv_rows<'a, E>(w: &Work<'a, E>, i: usize, kv: usize) -> (&'a [E], &'a [E], usize) {
     let n = w.start + i + 1;
     (
         &w.k[kv * w.kstride..kv * w.kstride + n * w.hd],
@@ -95,7 +125,7 @@ fn kv_rows<'a>(w: &Work<'a>, i: usize, kv: usize) -> (&'a [f32], &'a [f32], usiz
 
 /// Row `i`'s query for head `j` of KV head `kv`'s group.
 #[inline(always)]
-fn query<'a>(w: &Work<'a>, i: usize, kv: usize, j: usize) -> &'a [f32] {
+fn query<'a, E>(w: &Work<'a, E>, i: usize, kv: usize, j: usize) -> &'a [f32] {
     let head = kv * w.groups + j;
     &w.q[(head * w.t + i) * w.hd..(head * w.t + i + 1) * w.hd]
 }
@@ -128,7 +158,7 @@ fn softmax(scores: &mut [f32], n: usize, sums: &mut [f32]) {
 /// New row `i`'s outputs for the query heads of KV head `kv` (`out`: `groups` × `hd`), in
 /// plain Rust (any CPU).
 #[inline(always)]
-fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
+fn group_row<E: Elem>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
     let (hd, g) = (w.hd, w.groups);
     let (keys, values, n) = kv_rows(w, i, kv);
     // Scores head by head (`scores[j·n + p]`), each key read once for the group.
@@ -145,19 +175,19 @@ fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
         for (j, o) in out.chunks_exact_mut(hd).enumerate() {
             let a = scores[j * n + p] / sums[j];
             for (o, x) in o.iter_mut().zip(vr) {
-                *o += a * x;
+                *o += a * x.f32();
             }
         }
     }
 }
 
-/// [`group_row`] with the fastest code this CPU has: AVX2 + FMA kernels where the head
-/// dimension is a multiple of 8, else the plain loops compiled for AVX2 or the baseline.
-fn group_row_best(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
+/// [`group_row`] with the fastest code this CPU has: AVX2 + FMA (+ F16C) kernels where the
+/// head dimension is a multiple of 8, else the plain loops compiled for AVX2 or the baseline.
+fn group_row_best<E: Fast>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::fastmath::has_avx2() {
-        if w.hd.is_multiple_of(8) && x86::fma() {
-            // SAFETY: the CPU has AVX2 and FMA (checked); the head dimension is whole
+        if w.hd.is_multiple_of(8) && x86::fma_f16c() {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked); the head dimension is whole
             // registers.
             return unsafe { x86::group_row(w, i, kv, out) };
         }
@@ -170,7 +200,7 @@ fn group_row_best(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
 /// [`group_row`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn group_row_avx2(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
+fn group_row_avx2<E: Elem>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
     group_row(w, i, kv, out)
 }
 
@@ -183,12 +213,37 @@ fn group_row_avx2(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Work, kv_rows, query, softmax};
+    use half::f16;
 
-    /// Whether this CPU has FMA (checked once).
-    pub fn fma() -> bool {
+    use super::{Elem, Work, kv_rows, query, softmax};
+
+    /// Whether this CPU has FMA and F16C (checked once).
+    pub fn fma_f16c() -> bool {
         static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("fma"))
+        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c"))
+    }
+
+    /// Eight keys' or values' elements into one register of f32.
+    pub trait Load8: Elem {
+        /// The eight elements from `p` on, widened to f32 (exactly).
+        ///
+        /// # Safety
+        /// `p..p + 8` is readable and the CPU has AVX2 and F16C.
+        unsafe fn load8(p: *const Self) -> __m256;
+    }
+
+    impl Load8 for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+    }
+
+    impl Load8 for f16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f16) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+        }
     }
 
     /// The eight sums of `a[0..8]`'s lanes, in key order.
@@ -208,18 +263,18 @@ mod x86 {
 
     /// Σ q·k for one key (the keys past the last whole block of eight).
     #[inline(always)]
-    unsafe fn dot1(q: *const f32, k: *const f32, chunks: usize) -> f32 {
+    unsafe fn dot1<E: Load8>(q: *const f32, k: *const E, chunks: usize) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for c in 0..chunks {
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(8 * c)), _mm256_loadu_ps(k.add(8 * c)), acc);
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(8 * c)), E::load8(k.add(8 * c)), acc);
         }
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
         ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn group_row(w: &Work, i: usize, kv: usize, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn group_row<E: Load8>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
         let (hd, g) = (w.hd, w.groups);
         let chunks = hd / 8;
         let (keys, values, n) = kv_rows(w, i, kv);
@@ -234,7 +289,7 @@ mod x86 {
                 for c in 0..chunks {
                     let qv = _mm256_loadu_ps(q.add(8 * c));
                     for (k, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp.add((p + k) * hd + 8 * c)), *a);
+                        *a = _mm256_fmadd_ps(qv, E::load8(kp.add((p + k) * hd + 8 * c)), *a);
                     }
                 }
                 _mm256_storeu_ps(scores.as_mut_ptr().add(j * n + p), _mm256_mul_ps(reduce8(&acc), scale));
@@ -258,10 +313,10 @@ mod x86 {
             let mut c = 0;
             while c < chunks {
                 c += match chunks - c {
-                    8.. => weighted::<8>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
-                    4..=7 => weighted::<4>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
-                    2..=3 => weighted::<2>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
-                    _ => weighted::<1>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                    8.. => weighted::<8, E>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                    4..=7 => weighted::<4, E>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                    2..=3 => weighted::<2, E>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
+                    _ => weighted::<1, E>(s, inv, vp.add(8 * c), hd, n, o.add(8 * c)),
                 };
             }
         }
@@ -270,10 +325,10 @@ mod x86 {
     /// `M` registers of an output row (at `o`): Σ over keys `p` of (`s[p]` · `inv`) times
     /// the value row's same lanes (`v` + `p · hd`), added in key order from zero. Returns `M`.
     #[inline(always)]
-    unsafe fn weighted<const M: usize>(
+    unsafe fn weighted<const M: usize, E: Load8>(
         s: *const f32,
         inv: f32,
-        v: *const f32,
+        v: *const E,
         hd: usize,
         n: usize,
         o: *mut f32,
@@ -283,7 +338,7 @@ mod x86 {
             let a = _mm256_set1_ps(*s.add(p) * inv);
             let row = v.add(p * hd);
             for (c, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(row.add(8 * c)), *acc);
+                *acc = _mm256_fmadd_ps(a, E::load8(row.add(8 * c)), *acc);
             }
         }
         for (c, acc) in acc.iter().enumerate() {
@@ -291,6 +346,53 @@ mod x86 {
         }
         M
     }
+}
+
+/// Keys or values, each head's rows contiguous, and the distance between heads.
+type Headwise<'a, E> = (&'a [E], usize);
+
+/// The (t, heads · hd) outputs of every new row over keys and values held as `E` (with
+/// the distances between their heads); `shape` is (heads, t, hd, kv_heads, total rows).
+fn rows<E: Fast>(
+    q: &[f32],
+    ((k, kstride), (v, vstride)): (Headwise<E>, Headwise<E>),
+    (h, t, hd, kvh, total): (usize, usize, usize, usize, usize),
+    scale: f32,
+) -> Vec<f32> {
+    let groups = h / kvh;
+    let work = Work {
+        q,
+        k,
+        v,
+        kstride,
+        vstride,
+        t,
+        hd,
+        groups,
+        start: total - t,
+        scale,
+    };
+    // Output row i holds heads 0..h in order: KV head kv's group is one slice of it.
+    let item = |idx: usize, out: &mut [f32]| group_row_best(&work, idx / kvh, idx % kvh, out);
+    let mut y = vec![0f32; t * h * hd];
+    // Work ≈ rows × heads × context × hd; below ~1M multiply-adds a sleeping worker's
+    // wake-up costs more than it saves — but a decode step keeps the workers awake
+    // (`awake.rs`), and then 32k is enough.
+    let enough = if t <= super::awake::SHORT_PASS {
+        1 << 15
+    } else {
+        1 << 20
+    };
+    if t * h * total * hd < enough {
+        y.chunks_exact_mut(groups * hd)
+            .enumerate()
+            .for_each(|(idx, out)| item(idx, out));
+    } else {
+        y.par_chunks_exact_mut(groups * hd)
+            .enumerate()
+            .for_each(|(idx, out)| item(idx, out));
+    }
+    y
 }
 
 impl CustomOp3 for CausalAttention {
@@ -318,41 +420,20 @@ impl CustomOp3 for CausalAttention {
             );
         }
         let q = contiguous(qs, ql, "q")?;
-        let ((k, kstride), (v, vstride)) = (headwise(ks, kl, "k")?, headwise(vs, vl, "v")?);
-        let groups = h / kvh;
-        let work = Work {
-            q,
-            k,
-            v,
-            kstride,
-            vstride,
-            h,
-            t,
-            hd,
-            groups,
-            start: total - t,
-            scale: self.scale,
+        let shape = (h, t, hd, kvh, total);
+        let y = match (ks, vs) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                rows::<f32>(q, (headwise(ks, kl, "k")?, headwise(vs, vl, "v")?), shape, self.scale)
+            }
+            (CpuStorage::F16(_), CpuStorage::F16(_)) => {
+                rows::<f16>(q, (headwise(ks, kl, "k")?, headwise(vs, vl, "v")?), shape, self.scale)
+            }
+            _ => candle_core::bail!(
+                "oae-attention: keys and values must both be f32 or both f16, not {:?} and {:?}",
+                ks.dtype(),
+                vs.dtype()
+            ),
         };
-        // Output row i holds heads 0..h in order: KV head kv's group is one slice of it.
-        let item = |idx: usize, out: &mut [f32]| group_row_best(&work, idx / kvh, idx % kvh, out);
-        let mut y = vec![0f32; t * h * hd];
-        // Work ≈ rows × heads × context × hd; below ~1M multiply-adds a sleeping worker's
-        // wake-up costs more than it saves — but a decode step keeps the workers awake
-        // (`awake.rs`), and then 32k is enough.
-        let enough = if t <= super::awake::SHORT_PASS {
-            1 << 15
-        } else {
-            1 << 20
-        };
-        if t * work.h * total * hd < enough {
-            y.chunks_exact_mut(groups * hd)
-                .enumerate()
-                .for_each(|(idx, out)| item(idx, out));
-        } else {
-            y.par_chunks_exact_mut(groups * hd)
-                .enumerate()
-                .for_each(|(idx, out)| item(idx, out));
-        }
         Ok((CpuStorage::F32(y), Shape::from((t, h * hd))))
     }
 }
@@ -453,6 +534,31 @@ mod tests {
                     "t={t}, row {i}"
                 );
             }
+        }
+    }
+
+    /// Keys and values held in f16 give exactly what their f32 widenings give (each element
+    /// widened as it is read, the same operations in the same order), with the FMA kernels
+    /// and the plain loops, in a batch and alone; mixed types are refused.
+    #[test]
+    fn f16_keys_and_values_equal_their_f32_widening() {
+        for (t, total, h, kvh, hd) in [(1, 70, 9, 3, 64), (4, 33, 6, 2, 16), (3, 20, 4, 2, 12)] {
+            let q = random((h, t, hd), 4);
+            let k = random((kvh, total, hd), 5).to_dtype(candle_core::DType::F16).unwrap();
+            let v = random((kvh, total, hd), 6).to_dtype(candle_core::DType::F16).unwrap();
+            let wide = |x: &Tensor| x.to_dtype(candle_core::DType::F32).unwrap();
+            let got = attend(&q, &k, &v, 0.125).unwrap();
+            let want = attend(&q, &wide(&k), &wide(&v), 0.125).unwrap();
+            assert_eq!(got.to_vec2::<f32>().unwrap(), want.to_vec2::<f32>().unwrap(), "hd={hd}");
+            // The cache's view of a longer f16 buffer is read in place.
+            let longer = Tensor::cat(&[&k, &k], 1).unwrap();
+            let view = longer.narrow(1, 0, total).unwrap();
+            assert_eq!(
+                attend(&q, &view, &v, 0.125).unwrap().to_vec2::<f32>().unwrap(),
+                got.to_vec2::<f32>().unwrap()
+            );
+            let e = attend(&q, &k, &wide(&v), 0.125).unwrap_err().to_string();
+            assert!(e.contains("both be f32 or both f16"), "{e}");
         }
     }
 

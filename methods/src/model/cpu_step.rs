@@ -129,6 +129,7 @@ pub(super) fn decode_step(
     let cfg = *d.config();
     let (h, kvh, hd) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
     let eps = cfg.rms_eps as f32;
+    let kv_dtype = d.kv_dtype();
     let cpu = Device::Cpu;
     let half = hd / 2;
     let cos = with_row(&d.cos, pos, half, <[f32]>::to_vec)?;
@@ -148,6 +149,7 @@ pub(super) fn decode_step(
             li,
             &Tensor::from_slice(k, (kvh, 1, hd), &cpu)?,
             &Tensor::from_slice(v, (kvh, 1, hd), &cpu)?,
+            kv_dtype,
         )?;
         let q = Tensor::from_slice(q, (h, 1, hd), &cpu)?;
         let y = values(&super::attention::attend(&q, &kc, &vc, 1.0 / (hd as f64).sqrt())?)?;

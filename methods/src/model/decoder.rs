@@ -283,6 +283,9 @@ pub struct Decoder {
     pub(super) sin: Tensor,
     device: Device,
     moe: Mutex<MoeCounters>,
+    /// The KV cache's element type when set ([`with_kv_dtype`](Self::with_kv_dtype)); else
+    /// [`kv_dtype`](Self::kv_dtype)'s default.
+    kv: Option<DType>,
 }
 
 impl Decoder {
@@ -322,6 +325,7 @@ impl Decoder {
                 },
                 router_s: 0.0,
             }),
+            kv: None,
         })
     }
 
@@ -377,6 +381,7 @@ impl Decoder {
             self.head.clone(),
             &self.device,
         )
+        .map(|d| Decoder { kv: self.kv, ..d })
     }
 
     /// Bytes of resident weights per type (`f32`, `q4_1`, …), every expert included.
@@ -419,10 +424,39 @@ impl Decoder {
         self.tally(true).values().sum::<usize>() + row
     }
 
-    /// The element type of the activations and KV cache (f32 when the weights are
-    /// quantized).
+    /// The element type of the activations (f32 when the weights are quantized).
     pub fn dtype(&self) -> DType {
         self.embed.dtype()
+    }
+
+    /// The element type the KV cache holds keys and values in: the one chosen with
+    /// [`with_kv_dtype`](Self::with_kv_dtype), else f16 for an f32 model on the CPU (half the
+    /// bytes a decode step's attention reads, as llama.cpp's default cache; attention computes
+    /// in f32 whatever the cache holds) and the model's dtype elsewhere.
+    pub fn kv_dtype(&self) -> DType {
+        self.kv
+            .unwrap_or(if self.device.is_cpu() && self.dtype() == DType::F32 {
+                DType::F16
+            } else {
+                self.dtype()
+            })
+    }
+
+    /// The same model with its KV cache held in `dtype`: f16 or f32 for an f32 model on the
+    /// CPU; elsewhere only the model's own dtype (the GPU paths and the generic attention
+    /// compute in the cache's type).
+    pub fn with_kv_dtype(mut self, dtype: DType) -> Result<Decoder> {
+        let cpu_f32 = self.device.is_cpu() && self.dtype() == DType::F32;
+        let allowed = dtype == self.dtype() || (cpu_f32 && matches!(dtype, DType::F16 | DType::F32));
+        if !allowed {
+            return Err(Error::Model(format!(
+                "a KV cache in {dtype:?} is not supported for a {:?} model on {}: the cache is f16 or f32 for an f32 model on the CPU, and the model's dtype otherwise",
+                self.dtype(),
+                if self.device.is_cpu() { "the CPU" } else { "a GPU" },
+            )));
+        }
+        self.kv = Some(dtype);
+        Ok(self)
     }
 
     fn map_weights(
@@ -431,6 +465,8 @@ impl Decoder {
         g: impl Fn(&Tensor) -> Result<Tensor>,
         embed: Table,
     ) -> Result<Decoder> {
+        // A KV cache type chosen for one dtype does not carry over to another.
+        let embed_dtype = embed.dtype();
         let layers = self.layers.iter().map(|l| l.map(&f, &g)).collect::<Result<Vec<_>>>()?;
         let head = match &self.head {
             Head::Tied => Head::Tied,
@@ -446,6 +482,7 @@ impl Decoder {
             cos: g(&self.cos)?,
             sin: g(&self.sin)?,
             device: self.device.clone(),
+            kv: self.kv.filter(|_| embed_dtype == self.dtype()),
         })
     }
 
@@ -626,6 +663,7 @@ impl Decoder {
         let sin = self.sin.index_select(&pos, 0)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = cfg.rms_eps as f32;
+        let kv_dtype = self.kv_dtype();
 
         // Causal attention on the CPU in F32 is one op computed alike for any number of rows;
         // otherwise a mask is added to the scores (the causal one built here, in the
@@ -658,17 +696,19 @@ impl Decoder {
             let v = v.reshape((t, kvh, hd))?.transpose(0, 1)?.contiguous()?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?.squeeze(0)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?.squeeze(0)?;
-            // The fused CPU path writes the new keys and values into the cache in place and
-            // reads them there; the others build whole tensors.
+            // The fused CPU path writes the new keys and values into the cache in place (in
+            // the cache's type) and reads them there; the others build whole tensors, stored
+            // in the cache's type and computed with in the model's (the same values).
             let (k, v) = if fused {
-                cache.append(li, &k, &v)?
+                cache.append(li, &k, &v, kv_dtype)?
             } else {
+                let (k, v) = (k.to_dtype(kv_dtype)?, v.to_dtype(kv_dtype)?);
                 let (k, v) = match cache.view(li)? {
                     Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
                     None => (k, v),
                 };
                 cache.set(li, k.clone(), v.clone());
-                (k, v)
+                (k.to_dtype(self.dtype())?, v.to_dtype(self.dtype())?)
             };
             let total = k.dim(1)?;
             if let Some(m) = &mask

@@ -69,11 +69,12 @@ impl KvCache {
     }
 
     /// Writes `k`, `v` (kv_heads, t, head_dim) at positions `len..len + t` of layer `li` in
-    /// place and returns the layer's keys and values up to there (views, no copy).
-    pub(super) fn append(&mut self, li: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = (k.contiguous()?, v.contiguous()?);
+    /// place, converted to `dtype` (the buffers' element type), and returns the layer's keys
+    /// and values up to there (views, no copy).
+    pub(super) fn append(&mut self, li: usize, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let (k, v) = (k.to_dtype(dtype)?.contiguous()?, v.to_dtype(dtype)?.contiguous()?);
         let (h, t, hd) = k.dims3()?;
-        let (kb, vb) = self.reserve(li, t, (h, hd), k.dtype(), k.device())?;
+        let (kb, vb) = self.reserve(li, t, (h, hd), dtype, k.device())?;
         let len = self.len;
         kb.slice_set(&k, 1, len)?;
         vb.slice_set(&v, 1, len)?;
@@ -206,11 +207,11 @@ mod tests {
     fn appends_in_place_and_clones_stay_snapshots() {
         let mut a = KvCache::new(1);
         let first = rows(FIRST_CAPACITY - 1, 0.0);
-        a.append(0, &first, &first).unwrap();
+        a.append(0, &first, &first, DType::F32).unwrap();
         a.len = FIRST_CAPACITY - 1;
         let snap = a.clone();
         let more = rows(3, 1000.0);
-        let (k, _) = a.append(0, &more, &more).unwrap();
+        let (k, _) = a.append(0, &more, &more, DType::F32).unwrap();
         a.len += 3;
         assert_eq!(k.dim(1).unwrap(), FIRST_CAPACITY + 2);
         assert_eq!(a.bytes(), 2 * 2 * (FIRST_CAPACITY + 2) * 3 * 4);
@@ -232,7 +233,7 @@ mod tests {
         // The snapshot writes where `a` wrote; `a` keeps its own values.
         let mut b = snap.clone();
         let other = rows(1, -50.0);
-        b.append(0, &other, &other).unwrap();
+        b.append(0, &other, &other, DType::F32).unwrap();
         b.len += 1;
         let (ak, _) = a.view(0).unwrap().unwrap();
         let at = |t: &Tensor, pos: usize| {
@@ -248,7 +249,7 @@ mod tests {
         assert_eq!(at(&bk, FIRST_CAPACITY - 1), at(&other, 0));
         // Truncation keeps the buffer; the next append overwrites the dropped positions.
         a.truncate(2).unwrap();
-        let (k, _) = a.append(0, &other, &other).unwrap();
+        let (k, _) = a.append(0, &other, &other, DType::F32).unwrap();
         assert_eq!(k.dim(1).unwrap(), 3);
         assert_eq!(at(&k, 2), at(&other, 0));
     }

@@ -27,7 +27,7 @@ pub mod throughput;
 mod tokenizer;
 mod weight;
 
-pub use candle_core::Device;
+pub use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use oae_harness::DeviceSpec;

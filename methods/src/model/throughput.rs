@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 
+use candle_core::DType;
 use serde::Serialize;
 
 use super::{Device, KvCache, Logits, ModelSpec, Result, argmax, last_row};
@@ -21,6 +22,8 @@ pub struct Plan {
     pub decode_tokens: usize,
     /// Measured repetitions (one more runs first to warm caches and the thread pool).
     pub reps: usize,
+    /// The KV cache's element type (`None`: the decoder's default, f16 on the CPU).
+    pub kv_cache: Option<DType>,
 }
 
 /// Median and range of a rate over the repetitions.
@@ -62,6 +65,8 @@ pub struct Throughput {
     pub kernels: Option<String>,
     /// Weight bytes streamed per decoded token.
     pub weight_bytes_per_token: usize,
+    /// The KV cache's element type (`f16`, `f32`).
+    pub kv_cache: String,
     /// Resident set before and after loading, and the process's peak, MiB (Linux).
     pub memory: Option<Memory>,
     /// Compute threads.
@@ -177,7 +182,10 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
     spec.check()?;
     let before = rss_mib();
     let t0 = Instant::now();
-    let m = spec.load(&Device::Cpu)?;
+    let mut m = spec.load(&Device::Cpu)?;
+    if let Some(dtype) = plan.kv_cache {
+        m.decoder = m.decoder.with_kv_dtype(dtype)?;
+    }
     let load_s = t0.elapsed().as_secs_f64();
     let after = rss_mib();
     let cfg = *m.decoder.config();
@@ -227,8 +235,9 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         Spread::of(decode.iter().zip(&paired).map(|(d, r)| d * bytes as f64 / r).collect())
     };
     // Decoded token j attends over prompt + j + 1 positions.
-    let kv_bytes =
-        cfg.kv_bytes_per_position(m.decoder.dtype().size_in_bytes()) * (2 * prompt.len() + plan.decode_tokens + 1) / 2;
+    let kv_bytes = cfg.kv_bytes_per_position(m.decoder.kv_dtype().size_in_bytes())
+        * (2 * prompt.len() + plan.decode_tokens + 1)
+        / 2;
     let (fraction, with_kv) = (share(bytes_per_token), share(bytes_per_token + kv_bytes));
     let bw = copy_bandwidth(bytes_per_token.min(256 << 20));
     let read = Spread::of(reads).median;
@@ -253,6 +262,7 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         kernels: quantized.then(|| super::quant::isa().name().to_string()),
         memory,
         weight_bytes_per_token: bytes_per_token,
+        kv_cache: crate::generate::dtype_name(m.decoder.kv_dtype()).to_string(),
         threads,
         load_s,
         prompt_tokens: prompt.len(),
@@ -281,16 +291,30 @@ mod tests {
             prompt_tokens: 16,
             decode_tokens: 4,
             reps: 1,
+            kv_cache: None,
         };
         let t = measure(&spec, plan, 1).unwrap();
         assert_eq!((t.prompt_tokens, t.decode_tokens, t.reps), (16, 4, 1));
         assert!(t.decode_tok_s.min <= t.decode_tok_s.median && t.decode_tok_s.median <= t.decode_tok_s.max);
         assert!(t.decode_roofline_tok_s > 0.0 && t.params > 0);
-        // The cache read per token: the synthetic model's keys and values (f32) for a mean
-        // context of 16 + 5/2 positions, counted on top of the weights.
+        // The cache read per token: the synthetic model's keys and values (f16 by default,
+        // f32 when asked) for a mean context of 16 + 5/2 positions, counted on top of the
+        // weights.
         let cfg = SyntheticSpec::default().config();
-        let per_position = 2 * cfg.layers * cfg.kv_heads * cfg.head_dim() * 4;
-        assert_eq!(t.kv_bytes_per_token, per_position * (2 * 16 + 4 + 1) / 2);
+        let per_position = 2 * cfg.layers * cfg.kv_heads * cfg.head_dim() * 2;
+        assert_eq!(
+            (t.kv_cache.as_str(), t.kv_bytes_per_token),
+            ("f16", per_position * (2 * 16 + 4 + 1) / 2)
+        );
+        let f32_cache = Plan {
+            kv_cache: Some(DType::F32),
+            ..plan
+        };
+        let t32 = measure(&spec, f32_cache, 1).unwrap();
+        assert_eq!(
+            (t32.kv_cache.as_str(), t32.kv_bytes_per_token),
+            ("f32", 2 * t.kv_bytes_per_token)
+        );
         let (w, kv) = (&t.decode_fraction_of_roofline, &t.decode_fraction_with_kv);
         assert!(kv.median > w.median && w.median > 0.0, "{w:?} {kv:?}");
         // A real memory copy: no machine copies a petabyte a second.
