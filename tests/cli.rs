@@ -843,7 +843,11 @@ fn a_full_disk_aborts_the_run_and_run_json_says_why() {
     let disk = tmp.path().join("tiny");
     std::fs::create_dir_all(&disk).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        // 128 KiB: more than the run's timeline and setup files take by themselves (about
+        // 75 KiB over its fixed span of arrivals; at 64 KiB a run slowed by a busy machine
+        // could fill the disk before the first request record was flushed), less than its
+        // request records (about 160 KiB).
+        .args(["-t", "tmpfs", "-o", "size=128k", "tmpfs"])
         .arg(&disk)
         .output()
         .is_ok_and(|o| o.status.success());
