@@ -227,22 +227,21 @@ impl Generator {
             DeviceSpec::Cuda(_) => None,
         };
         let dtype = cfg.dtype.unwrap_or(DtypeName::default_for(ctx.device));
-        if let Some(kv) = cfg.kv_cache {
-            let cpu_f32 = ctx.device == DeviceSpec::Cpu && dtype == DtypeName::F32;
-            if kv != dtype && !(cpu_f32 && kv == DtypeName::F16) {
-                let msg = format!(
-                    "kv_cache = \"{}\" needs dtype = \"f32\" on the CPU; with dtype = \"{}\" on {} the KV cache is held in the dtype: remove kv_cache or set it to \"{}\"",
-                    kv.name(),
-                    dtype.name(),
-                    if ctx.device == DeviceSpec::Cpu {
-                        "the CPU"
-                    } else {
-                        "a GPU"
-                    },
-                    dtype.name()
-                );
-                return Err(config.error("kv_cache", msg).into());
-            }
+        if let Some(kv) = cfg.kv_cache
+            && !model::kv_dtype_allowed(ctx.device == DeviceSpec::Cpu, dtype.dtype(), kv.dtype())
+        {
+            let msg = format!(
+                "kv_cache = \"{}\" needs dtype = \"f32\" on the CPU; with dtype = \"{}\" on {} the KV cache is held in the dtype: remove kv_cache or set it to \"{}\"",
+                kv.name(),
+                dtype.name(),
+                if ctx.device == DeviceSpec::Cpu {
+                    "the CPU"
+                } else {
+                    "a GPU"
+                },
+                dtype.name()
+            );
+            return Err(config.error("kv_cache", msg).into());
         }
         Ok((
             Self {

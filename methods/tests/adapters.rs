@@ -231,9 +231,14 @@ fn the_kv_cache_is_f16_on_the_cpu_unless_asked_otherwise() {
     );
     let f = ready("dense", &format!("dtype = \"bf16\"\n{m}")).facts();
     assert_eq!((&f["dtype"], &f["kv_cache_dtype"]), (&"bf16".into(), &"bf16".into()));
-    for bad in ["kv_cache = \"bf16\"\n", "dtype = \"bf16\"\nkv_cache = \"f16\"\n"] {
+    // The error names the file, the key's line and the way out.
+    for (bad, line) in [
+        ("kv_cache = \"bf16\"\n", "m.toml:1"),
+        ("dtype = \"bf16\"\nkv_cache = \"f16\"\n", "m.toml:2"),
+    ] {
         let e = build("dense", &format!("{bad}{m}")).err().expect(bad).to_string();
         assert!(e.contains("kv_cache") && e.contains("f32"), "{e}");
+        assert!(e.contains(line), "{e}");
     }
 }
 

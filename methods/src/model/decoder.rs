@@ -288,6 +288,13 @@ pub struct Decoder {
     kv: Option<DType>,
 }
 
+/// Whether a KV cache in `kv` can serve a model computing in `dtype` (on the CPU when `cpu`):
+/// f16 or f32 for an f32 model on the CPU (attention widens f16 as it reads it), elsewhere only
+/// the model's own dtype (the GPU paths and the generic attention compute in the cache's type).
+pub fn kv_dtype_allowed(cpu: bool, dtype: DType, kv: DType) -> bool {
+    kv == dtype || (cpu && dtype == DType::F32 && kv == DType::F16)
+}
+
 impl Decoder {
     /// Assembles a decoder; `embed` is (vocab, hidden), a head matrix is (hidden, vocab).
     pub fn new(
@@ -446,9 +453,7 @@ impl Decoder {
     /// CPU; elsewhere only the model's own dtype (the GPU paths and the generic attention
     /// compute in the cache's type).
     pub fn with_kv_dtype(mut self, dtype: DType) -> Result<Decoder> {
-        let cpu_f32 = self.device.is_cpu() && self.dtype() == DType::F32;
-        let allowed = dtype == self.dtype() || (cpu_f32 && matches!(dtype, DType::F16 | DType::F32));
-        if !allowed {
+        if !kv_dtype_allowed(self.device.is_cpu(), self.dtype(), dtype) {
             return Err(Error::Model(format!(
                 "a KV cache in {dtype:?} is not supported for a {:?} model on {}: the cache is f16 or f32 for an f32 model on the CPU, and the model's dtype otherwise",
                 self.dtype(),

@@ -33,7 +33,9 @@ use serde::Deserialize;
 use oae_harness::DeviceSpec;
 
 pub use chat::ChatTemplate;
-pub use decoder::{Decoder, KvCache, LlamaConfig, Logits, MoeCounters, all_rows, causal_mask, last_row};
+pub use decoder::{
+    Decoder, KvCache, LlamaConfig, Logits, MoeCounters, all_rows, causal_mask, kv_dtype_allowed, last_row,
+};
 pub(crate) use decoder::{Ffn, Mlp, Moe};
 pub use load::{DEFAULT_MAX_SEQ, load_gguf, load_hf, save_hf};
 pub use sampling::{Sampling, argmax, probabilities, sample, sample_from};

@@ -262,7 +262,7 @@ pub fn measure(spec: &ModelSpec, plan: Plan, threads: usize) -> Result<Throughpu
         kernels: quantized.then(|| super::quant::isa().name().to_string()),
         memory,
         weight_bytes_per_token: bytes_per_token,
-        kv_cache: crate::generate::dtype_name(m.decoder.kv_dtype()).to_string(),
+        kv_cache: m.decoder.kv_dtype().as_str().to_string(),
         threads,
         load_s,
         prompt_tokens: prompt.len(),
