@@ -21,8 +21,10 @@
 //! **Overhead model:** per new row and query head, 2 · (start + i + 1) · head_dim
 //! multiply-adds; rows × KV heads are split over the thread pool when there is enough work.
 
+use std::ops::Range;
+
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor, WithDType};
 use half::f16;
 use rayon::prelude::*;
 
@@ -155,17 +157,17 @@ fn softmax(scores: &mut [f32], n: usize, sums: &mut [f32]) {
     }
 }
 
-/// New row `i`'s outputs for the query heads of KV head `kv` (`out`: `groups` × `hd`), in
-/// plain Rust (any CPU).
+/// New row `i`'s outputs for query heads `js` of KV head `kv`'s group (`out`: `js.len()` ×
+/// `hd`), in plain Rust (any CPU).
 #[inline(always)]
-fn group_row<E: Elem>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
-    let (hd, g) = (w.hd, w.groups);
+fn group_row<E: Elem>(w: &Work<E>, i: usize, kv: usize, js: Range<usize>, out: &mut [f32]) {
+    let (hd, g) = (w.hd, js.len());
     let (keys, values, n) = kv_rows(w, i, kv);
     // Scores head by head (`scores[j·n + p]`), each key read once for the group.
     let mut scores = vec![0f32; g * n];
     for (p, kr) in keys.chunks_exact(hd).enumerate() {
-        for j in 0..g {
-            scores[j * n + p] = dot(query(w, i, kv, j), kr) * w.scale;
+        for (j, head) in js.clone().enumerate() {
+            scores[j * n + p] = dot(query(w, i, kv, head), kr) * w.scale;
         }
     }
     let mut sums = vec![0f32; g];
@@ -183,25 +185,25 @@ fn group_row<E: Elem>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
 
 /// [`group_row`] with the fastest code this CPU has: AVX2 + FMA (+ F16C) kernels where the
 /// head dimension is a multiple of 8, else the plain loops compiled for AVX2 or the baseline.
-fn group_row_best<E: Fast>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
+fn group_row_best<E: Fast>(w: &Work<E>, i: usize, kv: usize, js: Range<usize>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::fastmath::has_avx2() {
         if w.hd.is_multiple_of(8) && x86::fma_f16c() {
             // SAFETY: the CPU has AVX2, FMA and F16C (checked); the head dimension is whole
             // registers.
-            return unsafe { x86::group_row(w, i, kv, out) };
+            return unsafe { x86::group_row(w, i, kv, js, out) };
         }
         // SAFETY: the CPU has AVX2 (checked).
-        return unsafe { group_row_avx2(w, i, kv, out) };
+        return unsafe { group_row_avx2(w, i, kv, js, out) };
     }
-    group_row(w, i, kv, out)
+    group_row(w, i, kv, js, out)
 }
 
 /// [`group_row`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn group_row_avx2<E: Elem>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
-    group_row(w, i, kv, out)
+fn group_row_avx2<E: Elem>(w: &Work<E>, i: usize, kv: usize, js: Range<usize>, out: &mut [f32]) {
+    group_row(w, i, kv, js, out)
 }
 
 /// The scores eight keys at a time (eight accumulators, one per key, reduced together) and
@@ -214,6 +216,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use half::f16;
+
+    use std::ops::Range;
 
     use super::{Elem, Work, kv_rows, query, softmax};
 
@@ -274,8 +278,8 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn group_row<E: Load8>(w: &Work<E>, i: usize, kv: usize, out: &mut [f32]) {
-        let (hd, g) = (w.hd, w.groups);
+    pub unsafe fn group_row<E: Load8>(w: &Work<E>, i: usize, kv: usize, js: Range<usize>, out: &mut [f32]) {
+        let (hd, g) = (w.hd, js.len());
         let chunks = hd / 8;
         let (keys, values, n) = kv_rows(w, i, kv);
         let (kp, vp) = (keys.as_ptr(), values.as_ptr());
@@ -284,7 +288,7 @@ mod x86 {
         let whole = n - n % 8;
         for p in (0..whole).step_by(8) {
             for j in 0..g {
-                let q = query(w, i, kv, j).as_ptr();
+                let q = query(w, i, kv, js.start + j).as_ptr();
                 let mut acc = [_mm256_setzero_ps(); 8];
                 for c in 0..chunks {
                     let qv = _mm256_loadu_ps(q.add(8 * c));
@@ -297,7 +301,7 @@ mod x86 {
         }
         for p in whole..n {
             for j in 0..g {
-                scores[j * n + p] = dot1(query(w, i, kv, j).as_ptr(), kp.add(p * hd), chunks) * w.scale;
+                scores[j * n + p] = dot1(query(w, i, kv, js.start + j).as_ptr(), kp.add(p * hd), chunks) * w.scale;
             }
         }
         let mut sums = vec![0f32; g];
@@ -373,7 +377,7 @@ fn rows<E: Fast>(
         scale,
     };
     // Output row i holds heads 0..h in order: KV head kv's group is one slice of it.
-    let item = |idx: usize, out: &mut [f32]| group_row_best(&work, idx / kvh, idx % kvh, out);
+    let item = |idx: usize, out: &mut [f32]| group_row_best(&work, idx / kvh, idx % kvh, 0..groups, out);
     let mut y = vec![0f32; t * h * hd];
     // Work ≈ rows × heads × context × hd; below ~1M multiply-adds a sleeping worker's
     // wake-up costs more than it saves — but a decode step keeps the workers awake
@@ -461,10 +465,100 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> candle_core::Re
         .apply_op3_no_bwd(&k, &v, &CausalAttention { scale: scale as f32 })
 }
 
+/// Query heads `heads` of one new row's attention — the row after `k`'s and `v`'s other
+/// rows, as [`attend`] computes it, bit for bit — into `out` (`heads.len()` × hd values).
+/// `q` holds every head's query (heads × hd); `k` and `v` (kv_heads, total, hd) have
+/// contiguous rows (a KV cache's buffers viewed to their length do). For splitting one
+/// decode step's attention by heads over a [`team`](super::team).
+pub fn decode_heads(
+    q: &[f32],
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    heads: Range<usize>,
+    out: &mut [f32],
+) -> candle_core::Result<()> {
+    let (kvh, total, hd) = k.dims3()?;
+    let h = q.len() / hd.max(1);
+    if v.dims3()? != (kvh, total, hd)
+        || kvh == 0
+        || total == 0
+        || h * hd != q.len()
+        || !h.is_multiple_of(kvh)
+        || heads.end > h
+        || out.len() != heads.len() * hd
+    {
+        candle_core::bail!(
+            "oae-attention: q of {} values, heads {heads:?}, k {:?}, v {:?} and {} outputs do not fit together",
+            q.len(),
+            k.shape(),
+            v.shape(),
+            out.len()
+        );
+    }
+    let ((ks, kl), (vs, vl)) = (k.storage_and_layout(), v.storage_and_layout());
+    let (Storage::Cpu(ks), Storage::Cpu(vs)) = (&*ks, &*vs) else {
+        candle_core::bail!("oae-attention: decode_heads takes keys and values on the CPU");
+    };
+    let shape = (h, hd, kvh, total);
+    match (ks, vs) {
+        (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+            let kv = (headwise::<f32>(ks, kl, "k")?, headwise::<f32>(vs, vl, "v")?);
+            heads_of(q, kv, shape, scale, heads, out);
+        }
+        (CpuStorage::F16(_), CpuStorage::F16(_)) => {
+            let kv = (headwise::<f16>(ks, kl, "k")?, headwise::<f16>(vs, vl, "v")?);
+            heads_of(q, kv, shape, scale, heads, out);
+        }
+        _ => candle_core::bail!(
+            "oae-attention: keys and values must both be f32 or both f16, not {:?} and {:?}",
+            ks.dtype(),
+            vs.dtype()
+        ),
+    }
+    Ok(())
+}
+
+/// [`decode_heads`] over keys and values held as `E`; `shape` is (heads, hd, kv_heads,
+/// total rows).
+fn heads_of<E: Fast>(
+    q: &[f32],
+    ((k, kstride), (v, vstride)): (Headwise<E>, Headwise<E>),
+    (h, hd, kvh, total): (usize, usize, usize, usize),
+    scale: f32,
+    heads: Range<usize>,
+    out: &mut [f32],
+) {
+    let groups = h / kvh;
+    let work = Work {
+        q,
+        k,
+        v,
+        kstride,
+        vstride,
+        t: 1,
+        hd,
+        groups,
+        start: total - 1,
+        scale,
+    };
+    let mut out = out;
+    for kv in 0..kvh {
+        let first = kv * groups;
+        let js = heads.start.clamp(first, first + groups) - first..heads.end.clamp(first, first + groups) - first;
+        if js.is_empty() {
+            continue;
+        }
+        let (mine, rest) = std::mem::take(&mut out).split_at_mut(js.len() * hd);
+        out = rest;
+        group_row_best(&work, 0, kv, js, mine);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{D, Device, IndexOp};
+    use candle_core::{D, DType, Device, IndexOp};
 
     fn random(shape: (usize, usize, usize), seed: u64) -> Tensor {
         let mut rng = oae_core::rng::seeded(seed, &["attention-test"]);
@@ -559,6 +653,38 @@ mod tests {
             );
             let e = attend(&q, &k, &wide(&v), 0.125).unwrap_err().to_string();
             assert!(e.contains("both be f32 or both f16"), "{e}");
+        }
+    }
+
+    /// Any range of query heads of one new row, from keys and values in f32 or f16 held in
+    /// longer buffers (as the KV cache's are), gives those heads' values of `attend`, bit for
+    /// bit; shapes that do not fit are refused.
+    #[test]
+    fn decode_heads_equal_attend_for_any_heads() {
+        for (h, kvh, hd, total) in [(9, 3, 64, 130), (6, 2, 12, 7), (4, 4, 8, 1)] {
+            let q = random((h, 1, hd), 11);
+            let (kb, vb) = (random((kvh, total + 5, hd), 12), random((kvh, total + 5, hd), 13));
+            for dtype in [DType::F32, DType::F16] {
+                let (kb, vb) = (kb.to_dtype(dtype).unwrap(), vb.to_dtype(dtype).unwrap());
+                let (k, v) = (kb.narrow(1, 0, total).unwrap(), vb.narrow(1, 0, total).unwrap());
+                let want = attend(&q, &k, &v, 0.125)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let qv = q.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for a in 0..h {
+                    for b in a + 1..=h {
+                        let mut out = vec![f32::NAN; (b - a) * hd];
+                        decode_heads(&qv, &k, &v, 0.125, a..b, &mut out).unwrap();
+                        assert_eq!(out, want[a * hd..b * hd], "{dtype:?}, heads {a}..{b} of {h}");
+                    }
+                }
+                let mut short = vec![0f32; hd];
+                assert!(decode_heads(&qv, &k, &v, 0.125, 0..2, &mut short).is_err());
+                assert!(decode_heads(&qv, &k, &v, 0.125, 0..h + 1, &mut vec![0f32; (h + 1) * hd]).is_err());
+            }
         }
     }
 

@@ -28,7 +28,7 @@ fn enabled() -> bool {
 }
 
 /// A contiguous F32 CPU tensor's values (copied: norms and tables are small).
-fn values(t: &Tensor) -> Result<Vec<f32>> {
+pub(super) fn values(t: &Tensor) -> Result<Vec<f32>> {
     let (storage, layout) = t.storage_and_layout();
     match (&*storage, layout.contiguous_offsets()) {
         (Storage::Cpu(s), Some((a, b))) => Ok(s.as_slice::<f32>()?[a..b].to_vec()),
@@ -39,7 +39,7 @@ fn values(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// `f` on row `row` (of width `n`) of a contiguous F32 CPU tensor, without copying it.
-fn with_row<R>(t: &Tensor, row: usize, n: usize, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(super) fn with_row<R>(t: &Tensor, row: usize, n: usize, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match (&*storage, layout.contiguous_offsets()) {
         (Storage::Cpu(s), Some((a, b))) if a + (row + 1) * n <= b => {
@@ -52,7 +52,7 @@ fn with_row<R>(t: &Tensor, row: usize, n: usize, f: impl FnOnce(&[f32]) -> R) ->
 }
 
 /// RMSNorm of `x` by `alpha`, as candle_nn's `rms_norm` computes it on the CPU.
-fn rms_norm(x: &[f32], alpha: &[f32], eps: f32) -> Vec<f32> {
+pub(super) fn rms_norm(x: &[f32], alpha: &[f32], eps: f32) -> Vec<f32> {
     let sum2 = x.iter().map(|&v| v * v).sum::<f32>();
     let m = (sum2 / x.len() as f32 + eps).sqrt();
     x.iter().zip(alpha).map(|(&s, &a)| s / m * a).collect()
@@ -60,7 +60,7 @@ fn rms_norm(x: &[f32], alpha: &[f32], eps: f32) -> Vec<f32> {
 
 /// RoPE (rotate-half) of each `d`-wide head of `x` in place, with the `d / 2` values of
 /// `cos` and `sin` at the token's position, as candle_nn's `rope` computes one position.
-fn rope(x: &mut [f32], d: usize, cos: &[f32], sin: &[f32]) {
+pub(super) fn rope(x: &mut [f32], d: usize, cos: &[f32], sin: &[f32]) {
     for head in x.chunks_exact_mut(d) {
         let (lo, hi) = head.split_at_mut(d / 2);
         for (((a, b), &c), &s) in lo.iter_mut().zip(hi.iter_mut()).zip(cos).zip(sin) {
@@ -82,12 +82,12 @@ fn product(w: &Weight, x: &[f32]) -> Result<Vec<f32>> {
     }
 }
 
-fn add(x: &mut [f32], y: &[f32]) {
+pub(super) fn add(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
 
 /// Whether the step can run here: what the slices and kernels above assume.
-fn applies(d: &Decoder, depth: usize) -> bool {
+pub(super) fn applies(d: &Decoder, depth: usize) -> bool {
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu() && t.is_contiguous();
     let weight = |w: &Weight| match w {
         Weight::Quant(_) => true,
@@ -145,12 +145,7 @@ pub(super) fn decode_step(
         let (k, v) = rest.split_at_mut(kvh * hd);
         rope(q, hd, &cos, &sin);
         rope(k, hd, &cos, &sin);
-        let (kc, vc) = cache.append(
-            li,
-            &Tensor::from_slice(k, (kvh, 1, hd), &cpu)?,
-            &Tensor::from_slice(v, (kvh, 1, hd), &cpu)?,
-            kv_dtype,
-        )?;
+        let (kc, vc) = cache.append_row(li, k, v, (kvh, hd), kv_dtype)?;
         let q = Tensor::from_slice(q, (h, 1, hd), &cpu)?;
         let y = values(&super::attention::attend(&q, &kc, &vc, 1.0 / (hd as f64).sqrt())?)?;
         add(&mut x, &product(&layer.wo, &y)?);

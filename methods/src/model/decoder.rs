@@ -464,7 +464,7 @@ impl Decoder {
         Ok(self)
     }
 
-    fn map_weights(
+    pub(super) fn map_weights(
         &self,
         f: impl Fn(&Weight) -> Result<Weight>,
         g: impl Fn(&Tensor) -> Result<Tensor>,

@@ -21,6 +21,7 @@ pub(super) type Step = fn(&Decoder, u32, usize, &mut KvCache, usize) -> Result<O
 const STEPS: &[Step] = &[
     #[cfg(feature = "cuda")]
     super::cuda::decode_step,
+    super::team_step::decode_step,
     super::cpu_step::decode_step,
 ];
 

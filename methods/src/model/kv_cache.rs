@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -79,6 +79,23 @@ impl KvCache {
         kb.slice_set(&k, 1, len)?;
         vb.slice_set(&v, 1, len)?;
         Ok((kb.narrow(1, 0, len + t)?, vb.narrow(1, 0, len + t)?))
+    }
+
+    /// [`append`](Self::append) of one position given as F32 slices (kv_heads × head_dim
+    /// each) into CPU buffers, written in place without intermediate tensors.
+    pub(super) fn append_row(
+        &mut self,
+        li: usize,
+        k: &[f32],
+        v: &[f32],
+        shape: (usize, usize),
+        dtype: DType,
+    ) -> Result<(Tensor, Tensor)> {
+        let (kb, vb) = self.reserve(li, 1, shape, dtype, &Device::Cpu)?;
+        let len = self.len;
+        write_position(&kb, len, k)?;
+        write_position(&vb, len, v)?;
+        Ok((kb.narrow(1, 0, len + 1)?, vb.narrow(1, 0, len + 1)?))
     }
 
     /// Layer `li`'s key and value buffers, (kv_heads, capacity, head_dim) contiguous with room
@@ -187,6 +204,56 @@ impl KvCache {
             .flatten()
             .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
             .sum()
+    }
+}
+
+/// Writes one position's F32 values `x` (heads × head_dim) at position `pos` of a CPU
+/// buffer (heads, capacity, head_dim), converted to the buffer's type as `to_dtype` converts
+/// (round to nearest even), in place.
+pub(super) fn write_position(buf: &Tensor, pos: usize, x: &[f32]) -> Result<()> {
+    Ok(buf.inplace_op1(&WritePosition { pos, x })?)
+}
+
+/// See [`write_position`].
+struct WritePosition<'a> {
+    pos: usize,
+    x: &'a [f32],
+}
+
+impl InplaceOp1 for WritePosition<'_> {
+    fn name(&self) -> &'static str {
+        "oae-kv-write"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let (h, cap, hd) = l.shape().dims3()?;
+        if !l.is_contiguous() || self.pos >= cap || self.x.len() != h * hd {
+            candle_core::bail!(
+                "oae-kv-write: {} values at position {} of a {:?} buffer",
+                self.x.len(),
+                self.pos,
+                l.shape()
+            );
+        }
+        fn put<T>(b: &mut [T], o: usize, (cap, hd, pos): (usize, usize, usize), x: &[f32], f: impl Fn(f32) -> T) {
+            for (head, src) in x.chunks_exact(hd).enumerate() {
+                let at = o + (head * cap + pos) * hd;
+                for (d, &v) in b[at..at + hd].iter_mut().zip(src) {
+                    *d = f(v);
+                }
+            }
+        }
+        let (o, dims) = (l.start_offset(), (cap, hd, self.pos));
+        match s {
+            CpuStorage::F32(b) => put(b, o, dims, self.x, |v| v),
+            CpuStorage::F16(b) => put(b, o, dims, self.x, half::f16::from_f32),
+            CpuStorage::BF16(b) => put(b, o, dims, self.x, half::bf16::from_f32),
+            other => candle_core::bail!(
+                "oae-kv-write: no cache of {:?}",
+                candle_core::backend::BackendStorage::dtype(other)
+            ),
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,8 @@ mod sampling;
 mod swiglu;
 mod switch;
 mod synthetic;
+mod team;
+mod team_step;
 pub mod throughput;
 mod tokenizer;
 mod weight;

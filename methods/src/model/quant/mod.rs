@@ -187,6 +187,11 @@ impl Segment {
         Cow::Owned(out)
     }
 
+    /// Units of a one-row product: a tile (eight rows) or a row.
+    fn units(&self) -> usize {
+        if self.tiled { self.rows / tiles::ROWS } else { self.rows }
+    }
+
     /// Rows in the row layout.
     fn of_rows(qtype: QType, cols: usize, data: Bytes) -> Segment {
         let stride = qtype.row_bytes(cols);
@@ -567,6 +572,81 @@ impl QMatrix {
             }
         }
         y
+    }
+}
+
+impl QMatrix {
+    /// Whether every row is in an own format (none kept for candle's kernels).
+    pub fn is_own(&self) -> bool {
+        !self.segments.iter().any(|s| matches!(s.qtype, QType::Foreign(_)))
+    }
+
+    /// One activation row `x` quantized as [`units_into`](Self::units_into) reads it, or
+    /// `None` where a segment is in a foreign format (those products take F32 values).
+    pub fn quantize_input(&self, x: &[f32]) -> Option<Activations> {
+        if !self.is_own() {
+            return None;
+        }
+        let paired = self
+            .segments
+            .iter()
+            .any(|s| !s.tiled && matches!(s.qtype, QType::Q4_0 | QType::Q4_1));
+        Some(Activations::quantize(x, 1, self.cols, paired))
+    }
+
+    /// The units a one-row product splits into: each tile of eight rows, and each row kept
+    /// in the row layout.
+    pub fn units(&self) -> usize {
+        self.segments.iter().map(Segment::units).sum()
+    }
+
+    /// The first row of unit `u` (`u` up to [`units`](Self::units), which gives `rows()`).
+    pub fn unit_row(&self, mut u: usize) -> usize {
+        let mut row = 0;
+        for s in &self.segments {
+            if u < s.units() {
+                return row + u * s.rows / s.units();
+            }
+            u -= s.units();
+            row += s.rows;
+        }
+        row
+    }
+
+    /// The rows of `units` of `x · Wᵀ` for the one row quantized in `xa`
+    /// ([`quantize_input`](Self::quantize_input)), into `out` (a value per row): the values
+    /// [`matmul`](Self::matmul) gives those rows, bit for bit.
+    pub fn units_into(&self, xa: &Activations, units: std::ops::Range<usize>, out: &mut [f32]) {
+        assert_eq!(xa.t, 1, "one activation row");
+        assert_eq!(xa.nb * 32, self.cols, "activations of the matrix's column count");
+        assert_eq!(
+            out.len(),
+            self.unit_row(units.end) - self.unit_row(units.start),
+            "a value per row of the units"
+        );
+        let isa = kernels::isa();
+        let (mut base, mut out) = (0, out);
+        for s in &self.segments {
+            let n = s.units();
+            // This segment's share of the units, counted from its first.
+            let (a, b) = (
+                units.start.max(base) - base,
+                units.end.min(base + n).saturating_sub(base),
+            );
+            base += n;
+            if a >= b {
+                continue;
+            }
+            let per = s.rows / n;
+            let (mine, rest) = std::mem::take(&mut out).split_at_mut((b - a) * per);
+            out = rest;
+            let data = &s.data.as_slice()[a * s.stride..];
+            match s.qtype {
+                QType::Foreign(_) => unreachable!("quantize_input refuses foreign segments"),
+                q if s.tiled => tiles::rows_with(isa, q, data, s.stride, xa, mine),
+                q => kernels::rows_with(isa, q, data, s.stride, xa, mine),
+            }
+        }
     }
 }
 

@@ -245,3 +245,37 @@ fn concat_gather_and_q8_quantization() {
             .contains("not finite")
     );
 }
+
+/// A one-row product split into units (any ranges, in any order) gives what the whole
+/// product gives, bit for bit: over tiles and left-over rows, mixed formats, and the row
+/// layout; matrices with a foreign segment take no quantized input.
+#[test]
+fn units_give_the_whole_products_values() {
+    let (a, _) = build(GgmlDType::Q4_1, 83, 96, 3);
+    let (b, _) = build(GgmlDType::Q8_0, 21, 96, 4);
+    let (c, _) = build(GgmlDType::Q4_0, 16, 96, 5);
+    let mixed = QMatrix::concat(&[&a, &b, &c]).unwrap();
+    let x = random(96, 6);
+    for m in [mixed.clone(), mixed.untiled(), a.clone()] {
+        let want = m.matmul(&x, 1);
+        let xa = m.quantize_input(&x).expect("own formats");
+        let n = m.units();
+        assert_eq!(m.unit_row(0), 0);
+        assert_eq!(m.unit_row(n), m.rows());
+        for step in [1, 2, 3, 5, n] {
+            let mut got = vec![f32::NAN; m.rows()];
+            // Ranges of `step` units, the last ones first.
+            let starts: Vec<usize> = (0..n).step_by(step).collect();
+            for &u in starts.iter().rev() {
+                let units = u..(u + step).min(n);
+                let rows = m.unit_row(units.start)..m.unit_row(units.end);
+                m.units_into(&xa, units, &mut got[rows]);
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{m:?}, {step} units at a time");
+        }
+    }
+    assert!(mixed.has_tiles() && mixed.units() < mixed.rows());
+    let (k, _) = build(GgmlDType::Q4K, 8, 256, 7);
+    assert!(!k.is_own() && k.quantize_input(&random(256, 8)).is_none());
+}
