@@ -232,11 +232,22 @@ impl<'a> Board<'a> {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use super::{Board, run};
-    use crate::error::Error;
+    use super::{Board, Team, run};
+    use crate::error::{Error, Result};
 
     fn pool(n: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    }
+
+    /// [`run`] on `p`, waiting while another test's team holds the process's one.
+    fn formed<R: Send>(p: &rayon::ThreadPool, stages: usize, f: impl Fn(&Team) -> Result<R> + Sync) -> Result<R> {
+        for _ in 0..1_000_000 {
+            if let Some(r) = p.install(|| run(stages, &f)) {
+                return r;
+            }
+            std::thread::yield_now();
+        }
+        panic!("no team formed");
     }
 
     /// Over many rounds, every member sees every other member's writes of the round before
@@ -245,7 +256,6 @@ mod tests {
     #[test]
     fn barriers_order_writes_and_parts_cover_every_item_once() {
         for threads in 2..=3 {
-            let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
             let sizes = [1usize, 2, 7, 8, 9, 64, 100, 383, 3072];
             let hits: Vec<Vec<AtomicUsize>> = sizes
                 .iter()
@@ -253,29 +263,27 @@ mod tests {
                 .collect();
             let mut buf = vec![0f32; threads];
             let board = Board::new(&mut buf);
-            let out = pool(threads).install(|| {
-                run(sizes.len(), |team| {
-                    for round in 1..=200 {
-                        // SAFETY: each member writes its own value, all read after a barrier,
-                        // and the next write comes after another.
-                        unsafe { board.part(team.index()..team.index() + 1)[0] = round as f32 };
-                        team.sync()?;
-                        let seen = unsafe { board.all() }.to_vec();
-                        assert!(seen.iter().all(|&v| v == round as f32), "round {round}: {seen:?}");
-                        team.sync()?;
-                    }
-                    for (stage, &n) in sizes.iter().enumerate() {
-                        for r in team.parts(stage, n, 2) {
-                            for i in r {
-                                hits[stage][i].fetch_add(1, Ordering::Relaxed);
-                            }
+            let out = formed(&pool(threads), sizes.len(), |team| {
+                for round in 1..=200 {
+                    // SAFETY: each member writes its own value, all read after a barrier,
+                    // and the next write comes after another.
+                    unsafe { board.part(team.index()..team.index() + 1)[0] = round as f32 };
+                    team.sync()?;
+                    let seen = unsafe { board.all() }.to_vec();
+                    assert!(seen.iter().all(|&v| v == round as f32), "round {round}: {seen:?}");
+                    team.sync()?;
+                }
+                for (stage, &n) in sizes.iter().enumerate() {
+                    for r in team.parts(stage, n, 2) {
+                        for i in r {
+                            hits[stage][i].fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    team.sync()?;
-                    Ok(team.size())
-                })
+                }
+                team.sync()?;
+                Ok(team.size())
             });
-            assert_eq!(out.expect("a team forms").unwrap(), threads);
+            assert_eq!(out.unwrap(), threads);
             for (stage, h) in hits.iter().enumerate() {
                 let counts: Vec<usize> = h.iter().map(|c| c.load(Ordering::Relaxed)).collect();
                 assert!(counts.iter().all(|&c| c == 1), "stage of {}: {counts:?}", sizes[stage]);
@@ -283,46 +291,34 @@ mod tests {
         }
     }
 
-    /// Guards the process-wide team: the tests here run one at a time.
-    pub(super) static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     /// A member's error ends the team: the others leave at their barrier and the error comes
     /// back; a panic is resumed; one thread forms no team; the next team forms after each.
     #[test]
     fn a_failing_member_ends_the_team_and_one_thread_forms_none() {
-        let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let p = pool(2);
-        let out = p.install(|| {
-            run(0, |team| {
-                if team.index() == 1 {
-                    return Err(Error::Model("member 1 failed".into()));
-                }
-                loop {
-                    team.sync()?;
-                }
-            })
+        let out = formed(&p, 0, |team| {
+            if team.index() == 1 {
+                return Err(Error::Model("member 1 failed".into()));
+            }
+            loop {
+                team.sync()?;
+            }
         });
         match out {
-            Some(Err(Error::Model(m))) => assert_eq!(m, "member 1 failed"),
-            other => panic!("{:?}", other.map(|r| r.map(|_: ()| ()))),
+            Err(Error::Model(m)) => assert_eq!(m, "member 1 failed"),
+            other => panic!("{:?}", other.map(|_: ()| ())),
         }
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            p.install(|| {
-                run(0, |team| {
-                    if team.index() == 0 {
-                        panic!("member 0 panicked");
-                    }
-                    team.sync()?;
-                    Ok(())
-                })
+            formed(&p, 0, |team| {
+                if team.index() == 0 {
+                    panic!("member 0 panicked");
+                }
+                team.sync()?;
+                Ok(())
             })
         }));
         assert!(panicked.is_err(), "the panic is resumed");
-        assert_eq!(
-            p.install(|| run(0, |t| Ok(t.size()))).unwrap().unwrap(),
-            2,
-            "forms again"
-        );
+        assert_eq!(formed(&p, 0, |t| Ok(t.size())).unwrap(), 2, "forms again");
         assert!(pool(1).install(|| run(0, |_| Ok(()))).is_none());
     }
 }
