@@ -41,9 +41,14 @@ fn prefetch_on() -> bool {
     *ON.get_or_init(|| super::switch::on("OAE_KV_PREFETCH"))
 }
 
-/// The fewest tiles a member takes from a stage's shared tail (32 rows: about 12 KiB of
-/// Q4_1 weights at SmolLM2's width, a few hundred nanoseconds of reading).
-const MIN_UNITS: usize = 4;
+/// The fewest tiles a member takes from a stage's shared tail (128 rows: about 45 KiB of
+/// Q4_1 weights at SmolLM2's width, 2–3 µs of reading). Each part taken costs a round trip
+/// of the counter's cache line and restarts the member's stream of weights: on SmolLM2 Q4_1,
+/// 2 threads, in-process A/B runs (alternate steps timed, so this VM's drift cancels), a
+/// tenth of each product shared out this way in parts of what is left per member, at least 16
+/// tiles, gave 2–4 % shorter steps than a quarter in parts of half that, at least 4 tiles, and
+/// than a product split in fixed halves.
+const MIN_UNITS: usize = 16;
 
 /// The matrix of a weight in an own quantized format.
 fn own(w: &Weight) -> Option<&QMatrix> {
