@@ -465,37 +465,6 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> candle_core::Re
         .apply_op3_no_bwd(&k, &v, &CausalAttention { scale: scale as f32 })
 }
 
-/// Asks the CPU to bring the first `n` rows of KV heads `kvs` of a CPU cache buffer
-/// (kv_heads, capacity, hd) into its L2 cache, ahead of a decode step's attention: written
-/// steps ago, they have been pushed out since by the weights each step streams. A hint only:
-/// nothing is read or changed.
-pub fn prefetch_rows(buf: &Tensor, kvs: Range<usize>, n: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (storage, layout) = buf.storage_and_layout();
-        let (Storage::Cpu(s), Ok((kvh, cap, hd))) = (&*storage, layout.shape().dims3()) else {
-            return;
-        };
-        let (ptr, elem) = match s {
-            CpuStorage::F32(v) => (v.as_ptr().cast::<u8>(), 4),
-            CpuStorage::F16(v) => (v.as_ptr().cast::<u8>(), 2),
-            _ => return,
-        };
-        if kvs.end > kvh || n > cap || !layout.is_contiguous() {
-            return;
-        }
-        for kv in kvs {
-            let first = (layout.start_offset() + kv * cap * hd) * elem;
-            for off in (first..first + n * hd * elem).step_by(64) {
-                // SAFETY: inside the buffer (checked above); a prefetch reads nothing.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(ptr.add(off).cast::<i8>())
-                };
-            }
-        }
-    }
-}
-
 /// Query heads `heads` of one new row's attention — the row after `k`'s and `v`'s other
 /// rows, as [`attend`] computes it, bit for bit — into `out` (`heads.len()` × hd values).
 /// `q` holds every head's query (heads × hd); `k` and `v` (kv_heads, total, hd) have

@@ -2,9 +2,7 @@
 //! [`team`](super::team) instead of a fork and join per product.
 //!
 //! Per layer the members meet six times: after the Q/K/V product, after member 0 writes the
-//! new key and the last member the new value into the cache, after the attention (split by
-//! query heads, each member's cached keys and values prefetched while the Q/K/V product
-//! streams), and after
+//! new key and value into the cache, after the attention (split by query heads), and after
 //! each of the output, gate/up and down products (each split over the members by tiles of
 //! eight rows, see [`Team::parts`]). Between meetings every member computes what the next
 //! stage needs whole — the residual stream, the norms, RoPE, SwiGLU and the activations'
@@ -32,13 +30,6 @@ use crate::error::{Error, Result};
 fn enabled() -> bool {
     static SEEN: OnceLock<bool> = OnceLock::new();
     super::fused::enabled("OAE_CPU_TEAM", &SEEN)
-}
-
-/// Whether each layer's cached keys and values are prefetched before its Q/K/V product
-/// (`OAE_KV_PREFETCH=0` turns it off, for A/B measurements).
-fn prefetch_on() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| super::switch::on("OAE_KV_PREFETCH"))
 }
 
 /// The fewest tiles a member takes from a stage's shared tail (128 rows: about 45 KiB of
@@ -158,16 +149,7 @@ pub(super) fn decode_step(
     let ran = team::run(4 * depth + 1, |team| {
         let mut x = x0.clone();
         let mut act = vec![0f32; f];
-        // This member's query heads and the KV heads they read.
-        let heads = team.share(h);
-        let kvs = heads.start / (h / kvh)..(heads.end * kvh).div_ceil(h);
         for (li, l) in layers.iter().enumerate() {
-            // Its cached keys and values on their way to L2 while the product streams: in
-            // A/B runs this took the attention from 0.22–0.29 to 0.19–0.26 ms per token.
-            if prefetch_on() {
-                super::attention::prefetch_rows(&bufs[li].0, kvs.clone(), len);
-                super::attention::prefetch_rows(&bufs[li].1, kvs.clone(), len);
-            }
             product(team, 4 * li, l.qkv, &rms_norm(&x, &l.attn_norm, eps), &qkv_b)?;
             // SAFETY: read after the product's meeting; written next in the next layer,
             // several meetings on.
@@ -189,7 +171,7 @@ pub(super) fn decode_step(
             }
             team.sync()?;
             let (kc, vc) = (bufs[li].0.narrow(1, 0, len + 1)?, bufs[li].1.narrow(1, 0, len + 1)?);
-            let heads = heads.clone();
+            let heads = team.share(h);
             // SAFETY: each member writes its own heads; read after the meeting below.
             let out = unsafe { y_b.part(heads.start * hd..heads.end * hd) };
             super::attention::decode_heads(q, &kc, &vc, scale, heads, out)?;
