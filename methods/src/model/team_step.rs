@@ -15,8 +15,8 @@
 //! Q4_1 / Q8_0 file, or `"q8_0"`); otherwise that path runs. `OAE_CPU_TEAM=0` turns it off
 //! (A/B measurements). Measured on SmolLM2-135M Q4_1, 2 threads, in-process A/B runs (the
 //! steps alternate between the two paths and each path's steps are timed, so this VM's drift
-//! in bandwidth cancels): steps 4–15 % shorter than the fork-and-join path (median of six
-//! runs of 30 × 64 tokens: 9 %).
+//! in bandwidth cancels): the fork-and-join path's steps took 4–14 % longer (median of six
+//! runs of 30 × 64 tokens: 10 %).
 
 use std::sync::OnceLock;
 
