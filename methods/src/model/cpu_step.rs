@@ -13,9 +13,10 @@
 //! Taken for one token with the causal mask, F32, dense feed-forward blocks; everything else
 //! (prefill, masks, MoE, other dtypes) runs op by op. `OAE_CPU_FUSED=0` turns it off.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, StorageRef, Tensor};
 
 use super::decoder::{Decoder, Ffn, Head, KvCache};
 use super::weight::Weight;
@@ -35,6 +36,32 @@ pub(super) fn values(t: &Tensor) -> Result<Vec<f32>> {
         _ => Err(Error::Model(
             "the fused CPU step needs contiguous f32 CPU tensors".into(),
         )),
+    }
+}
+
+/// A contiguous F32 CPU tensor's values, read in place: its storage is held for reading
+/// while this lives (a norm's weights are read where they are, not copied each step).
+pub(super) struct Held<'a> {
+    storage: StorageRef<'a>,
+    range: Range<usize>,
+}
+
+impl<'a> Held<'a> {
+    pub(super) fn of(t: &'a Tensor) -> Result<Held<'a>> {
+        let (storage, layout) = t.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(_)), Some((a, b))) => Ok(Held { storage, range: a..b }),
+            _ => Err(Error::Model(
+                "the fused CPU step needs contiguous f32 CPU tensors".into(),
+            )),
+        }
+    }
+
+    pub(super) fn values(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(CpuStorage::F32(v)) => &v[self.range.clone()],
+            _ => &[],
+        }
     }
 }
 
@@ -137,7 +164,7 @@ pub(super) fn decode_step(
     let mut x = values(&d.embed.lookup(&[token], &cpu)?)?;
     for (li, layer) in d.layers.iter().take(depth).enumerate() {
         let Ffn::Dense(mlp) = &layer.ffn else { return Ok(None) };
-        let mut qkv = product(&layer.qkv, &rms_norm(&x, &values(&layer.attn_norm)?, eps))?;
+        let mut qkv = product(&layer.qkv, &rms_norm(&x, Held::of(&layer.attn_norm)?.values(), eps))?;
         if let Some(b) = &layer.qkv_bias {
             add(&mut qkv, &values(b)?);
         }
@@ -151,12 +178,12 @@ pub(super) fn decode_step(
         add(&mut x, &product(&layer.wo, &y)?);
 
         let (gu_w, down_w) = mlp.weights();
-        let gu = product(gu_w, &rms_norm(&x, &values(&layer.ffn_norm)?, eps))?;
+        let gu = product(gu_w, &rms_norm(&x, Held::of(&layer.ffn_norm)?.values(), eps))?;
         let mut act = vec![0f32; gu.len() / 2];
         super::swiglu::swiglu_rows(&gu, act.len(), &mut act);
         add(&mut x, &product(down_w, &act)?);
     }
-    let x = rms_norm(&x, &values(&d.norm)?, eps);
+    let x = rms_norm(&x, Held::of(&d.norm)?.values(), eps);
     let x = Tensor::from_vec(x, (1, cfg.hidden), &cpu)?;
     let logits = match &d.head {
         Head::Tied => d.embed.head(&x)?,

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 
-use super::cpu_step::{add, applies, rms_norm, rope, values, with_row};
+use super::cpu_step::{Held, add, applies, rms_norm, rope, values, with_row};
 use super::decoder::{Decoder, Ffn, Head, KvCache};
 use super::kv_cache::write_position;
 use super::quant::QMatrix;
@@ -53,15 +53,13 @@ fn own(w: &Weight) -> Option<&QMatrix> {
     }
 }
 
-/// One layer's matrices and vectors.
+/// One layer's matrices and Q/K/V bias.
 struct LayerParts<'a> {
     qkv: &'a QMatrix,
     bias: Option<Vec<f32>>,
     wo: &'a QMatrix,
     gu: &'a QMatrix,
     down: &'a QMatrix,
-    attn_norm: Vec<f32>,
-    ffn_norm: Vec<f32>,
 }
 
 /// The first `depth` layers' parts and the head's matrix, where all are in own formats.
@@ -89,8 +87,6 @@ fn parts(d: &Decoder, depth: usize) -> Result<Option<(Vec<LayerParts<'_>>, &QMat
             wo,
             gu,
             down,
-            attn_norm: values(&l.attn_norm)?,
-            ffn_norm: values(&l.ffn_norm)?,
         });
     }
     Ok(Some((layers, head)))
@@ -133,7 +129,13 @@ pub(super) fn decode_step(
     let cos = with_row(&d.cos, pos, hd / 2, <[f32]>::to_vec)?;
     let sin = with_row(&d.sin, pos, hd / 2, <[f32]>::to_vec)?;
     let x0 = values(&d.embed.lookup(&[token], &cpu)?)?;
-    let norm = values(&d.norm)?;
+    // The norms' weights, read in place: each layer's two, then the final one.
+    let held = (d.layers.iter().take(depth))
+        .flat_map(|l| [&l.attn_norm, &l.ffn_norm])
+        .chain([&d.norm])
+        .map(Held::of)
+        .collect::<Result<Vec<_>>>()?;
+    let norms: Vec<&[f32]> = held.iter().map(Held::values).collect();
 
     let (mut qkv_buf, mut y_buf) = (vec![0f32; (h + 2 * kvh) * hd], vec![0f32; h * hd]);
     let (mut o_buf, mut gu_buf, mut down_buf) = (vec![0f32; cfg.hidden], vec![0f32; 2 * f], vec![0f32; cfg.hidden]);
@@ -154,7 +156,7 @@ pub(super) fn decode_step(
         let mut x = x0.clone();
         let mut act = vec![0f32; f];
         for (li, l) in layers.iter().enumerate() {
-            product(team, 4 * li, l.qkv, &rms_norm(&x, &l.attn_norm, eps), &qkv_b)?;
+            product(team, 4 * li, l.qkv, &rms_norm(&x, norms[2 * li], eps), &qkv_b)?;
             // SAFETY: read after the product's meeting; written next in the next layer,
             // several meetings on.
             let mut qkv = unsafe { qkv_b.all() }.to_vec();
@@ -185,14 +187,14 @@ pub(super) fn decode_step(
             product(team, 4 * li + 1, l.wo, unsafe { y_b.all() }, &o_b)?;
             // SAFETY: read after the product's meeting; written next in the next layer.
             add(&mut x, unsafe { o_b.all() });
-            product(team, 4 * li + 2, l.gu, &rms_norm(&x, &l.ffn_norm, eps), &gu_b)?;
+            product(team, 4 * li + 2, l.gu, &rms_norm(&x, norms[2 * li + 1], eps), &gu_b)?;
             // SAFETY: as above.
             super::swiglu::swiglu_rows(unsafe { gu_b.all() }, f, &mut act);
             product(team, 4 * li + 3, l.down, &act, &down_b)?;
             // SAFETY: as above.
             add(&mut x, unsafe { down_b.all() });
         }
-        product(team, 4 * depth, head, &rms_norm(&x, &norm, eps), &logits_b)
+        product(team, 4 * depth, head, &rms_norm(&x, norms[2 * depth], eps), &logits_b)
     });
     match ran {
         None => Ok(None),
