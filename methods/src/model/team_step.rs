@@ -123,7 +123,8 @@ pub(super) fn decode_step(
     let cfg = *d.config();
     let (h, kvh, hd, f) = (cfg.heads, cfg.kv_heads, cfg.head_dim, cfg.ffn);
     let eps = cfg.rms_eps as f32;
-    let scale = 1.0 / (hd as f32).sqrt();
+    // The op-by-op path's scale (1/√hd in f64, then f32), so the scores are its bits.
+    let scale = (1.0 / (hd as f64).sqrt()) as f32;
     let kv_dtype = d.kv_dtype();
     let cpu = Device::Cpu;
     let cos = with_row(&d.cos, pos, hd / 2, <[f32]>::to_vec)?;
