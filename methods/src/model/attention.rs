@@ -84,6 +84,26 @@ fn headwise<'a, E: Elem>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_co
     Ok((&s.as_slice::<E>()?[start..end], head))
 }
 
+/// Keys and values read in place, both in one element type.
+enum Kv<'a> {
+    F32((Headwise<'a, f32>, Headwise<'a, f32>)),
+    F16((Headwise<'a, f16>, Headwise<'a, f16>)),
+}
+
+/// The keys and values of `ks`, `vs` (each (kv_heads, rows, hd) with contiguous rows);
+/// an error unless both are f32 or both f16.
+fn keys_values<'a>(ks: &'a CpuStorage, kl: &Layout, vs: &'a CpuStorage, vl: &Layout) -> candle_core::Result<Kv<'a>> {
+    Ok(match (ks, vs) {
+        (CpuStorage::F32(_), CpuStorage::F32(_)) => Kv::F32((headwise(ks, kl, "k")?, headwise(vs, vl, "v")?)),
+        (CpuStorage::F16(_), CpuStorage::F16(_)) => Kv::F16((headwise(ks, kl, "k")?, headwise(vs, vl, "v")?)),
+        _ => candle_core::bail!(
+            "oae-attention: keys and values must both be f32 or both f16, not {:?} and {:?}",
+            ks.dtype(),
+            vs.dtype()
+        ),
+    })
+}
+
 /// Σ a·b in a fixed order (eight lanes, then the lanes summed). Plain multiply and add:
 /// `mul_add` without the FMA target feature is a libm call per element.
 #[inline(always)]
@@ -425,18 +445,9 @@ impl CustomOp3 for CausalAttention {
         }
         let q = contiguous(qs, ql, "q")?;
         let shape = (h, t, hd, kvh, total);
-        let y = match (ks, vs) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                rows::<f32>(q, (headwise(ks, kl, "k")?, headwise(vs, vl, "v")?), shape, self.scale)
-            }
-            (CpuStorage::F16(_), CpuStorage::F16(_)) => {
-                rows::<f16>(q, (headwise(ks, kl, "k")?, headwise(vs, vl, "v")?), shape, self.scale)
-            }
-            _ => candle_core::bail!(
-                "oae-attention: keys and values must both be f32 or both f16, not {:?} and {:?}",
-                ks.dtype(),
-                vs.dtype()
-            ),
+        let y = match keys_values(ks, kl, vs, vl)? {
+            Kv::F32(kv) => rows(q, kv, shape, self.scale),
+            Kv::F16(kv) => rows(q, kv, shape, self.scale),
         };
         Ok((CpuStorage::F32(y), Shape::from((t, h * hd))))
     }
@@ -501,20 +512,9 @@ pub fn decode_heads(
         candle_core::bail!("oae-attention: decode_heads takes keys and values on the CPU");
     };
     let shape = (h, hd, kvh, total);
-    match (ks, vs) {
-        (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-            let kv = (headwise::<f32>(ks, kl, "k")?, headwise::<f32>(vs, vl, "v")?);
-            heads_of(q, kv, shape, scale, heads, out);
-        }
-        (CpuStorage::F16(_), CpuStorage::F16(_)) => {
-            let kv = (headwise::<f16>(ks, kl, "k")?, headwise::<f16>(vs, vl, "v")?);
-            heads_of(q, kv, shape, scale, heads, out);
-        }
-        _ => candle_core::bail!(
-            "oae-attention: keys and values must both be f32 or both f16, not {:?} and {:?}",
-            ks.dtype(),
-            vs.dtype()
-        ),
+    match keys_values(ks, kl, vs, vl)? {
+        Kv::F32(kv) => heads_of(q, kv, shape, scale, heads, out),
+        Kv::F16(kv) => heads_of(q, kv, shape, scale, heads, out),
     }
     Ok(())
 }

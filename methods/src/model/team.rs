@@ -81,9 +81,9 @@ pub fn run<R: Send>(stages: usize, f: impl Fn(&Team) -> Result<R> + Sync) -> Opt
         match catch_unwind(AssertUnwindSafe(|| f(&team))) {
             Ok(Ok(r)) => Ok(Some(r)),
             Ok(Err(e)) => {
-                if !matches!(&e, Error::Model(m) if m == LEFT) {
-                    shared.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                }
+                // The first failure is kept: a member that left because of it (`sync`'s
+                // error) sees the abort only after the failure is stored here.
+                shared.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                 shared.abort.store(true, Ordering::Release);
                 Ok(None)
             }

@@ -192,6 +192,17 @@ impl Segment {
         if self.tiled { self.rows / tiles::ROWS } else { self.rows }
     }
 
+    /// An own-format segment's rows from unit `u` on, as many as `out` holds for `xa`'s
+    /// activation rows, times `xa` (each weight row's values contiguous in `out`).
+    fn own_rows(&self, isa: Isa, xa: &Activations, u: usize, out: &mut [f32]) {
+        let data = &self.data.as_slice()[u * self.stride..];
+        if self.tiled {
+            tiles::rows_with(isa, self.qtype, data, self.stride, xa, out)
+        } else {
+            kernels::rows_with(isa, self.qtype, data, self.stride, xa, out)
+        }
+    }
+
     /// Rows in the row layout.
     fn of_rows(qtype: QType, cols: usize, data: Bytes) -> Segment {
         let stride = qtype.row_bytes(cols);
@@ -533,25 +544,19 @@ impl QMatrix {
         for s in &self.segments {
             let out = &mut yt[offset * t..(offset + s.rows) * t];
             offset += s.rows;
-            let chunk = s.rows.div_ceil(threads).max(1);
             match s.qtype {
-                q if s.tiled => {
-                    let xa = own.as_ref().expect("quantized above when a segment needs it");
-                    let chunk = (s.rows / tiles::ROWS).div_ceil(threads) * tiles::ROWS;
-                    out.par_chunks_mut(chunk * t).enumerate().for_each(|(c, out)| {
-                        let first = c * chunk / tiles::ROWS * s.stride;
-                        tiles::rows_with(isa, q, &s.data.as_slice()[first..], s.stride, xa, out);
-                    });
-                }
                 QType::Foreign(ty) => {
+                    let chunk = s.rows.div_ceil(threads).max(1);
                     foreign::matmul(ty, s.data.as_slice(), s.stride, s.rows, x, t, self.cols, chunk, out)
                 }
-                q => {
+                _ => {
                     let xa = own.as_ref().expect("quantized above when a segment needs it");
-                    out.par_chunks_mut(chunk * t).enumerate().for_each(|(c, out)| {
-                        let first = c * chunk;
-                        kernels::rows_with(isa, q, &s.data.as_slice()[first * s.stride..], s.stride, xa, out);
-                    });
+                    // Whole units (tiles, or rows outside tiles) per thread.
+                    let units = s.units().div_ceil(threads).max(1);
+                    let rows = units * (s.rows / s.units().max(1)).max(1);
+                    out.par_chunks_mut(rows * t)
+                        .enumerate()
+                        .for_each(|(c, out)| s.own_rows(isa, xa, c * units, out));
                 }
             }
         }
@@ -617,6 +622,10 @@ impl QMatrix {
     /// ([`quantize_input`](Self::quantize_input)), into `out` (a value per row): the values
     /// [`matmul`](Self::matmul) gives those rows, bit for bit.
     pub fn units_into(&self, xa: &Activations, units: std::ops::Range<usize>, out: &mut [f32]) {
+        assert!(
+            self.is_own(),
+            "units_into takes own formats (quantize_input refuses others)"
+        );
         assert_eq!(xa.t, 1, "one activation row");
         assert_eq!(xa.nb * 32, self.cols, "activations of the matrix's column count");
         assert_eq!(
@@ -637,15 +646,9 @@ impl QMatrix {
             if a >= b {
                 continue;
             }
-            let per = s.rows / n;
-            let (mine, rest) = std::mem::take(&mut out).split_at_mut((b - a) * per);
+            let (mine, rest) = std::mem::take(&mut out).split_at_mut((b - a) * (s.rows / n));
             out = rest;
-            let data = &s.data.as_slice()[a * s.stride..];
-            match s.qtype {
-                QType::Foreign(_) => unreachable!("quantize_input refuses foreign segments"),
-                q if s.tiled => tiles::rows_with(isa, q, data, s.stride, xa, mine),
-                q => kernels::rows_with(isa, q, data, s.stride, xa, mine),
-            }
+            s.own_rows(isa, xa, a, mine);
         }
     }
 }
